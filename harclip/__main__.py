@@ -1,0 +1,5 @@
+import sys
+
+from harclip.cli import main
+
+sys.exit(main())

@@ -1,0 +1,224 @@
+"""Settings for every harclip component: read once from the environment (prefix `HARCLIP_`,
+nested with `__`, e.g. `HARCLIP_KAFKA__BOOTSTRAP`) or a `.env` file, validated, frozen.
+
+This is the only module that reads `os.environ`. Services build one `Settings` at start-up and
+pass each part the section it needs.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from harclip.errors import ConfigError
+
+EngineName = Literal["onnx", "onnx-int8", "torchscript", "torch", "tensorrt"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Topics(_Section):
+    frames: str = "harclip.frames"
+    uploads: str = "harclip.uploads"
+    predictions: str = "harclip.predictions"
+    events: str = "harclip.events"
+    dlq: str = "harclip.frames.dlq"
+    control: str = "harclip.control"
+
+    def with_prefix(self, prefix: str) -> Topics:
+        """The same topics with `prefix` in front of each name (tests use unique prefixes)."""
+        return Topics(**{k: prefix + v for k, v in self.model_dump().items()})
+
+
+class KafkaSettings(_Section):
+    bootstrap: str = "127.0.0.1:9092"
+    client_id: str = "harclip"
+    group_id: str = "harclip-workers"
+    topics: Topics = Topics()
+    partitions: int = Field(6, ge=1, description="partitions for topics the project creates")
+    replication_factor: int = Field(1, ge=1)
+    frames_retention_ms: int = Field(3_600_000, ge=60_000, description="live frames: short retention")
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    request_timeout_ms: int = Field(30_000, ge=1000)
+    producer_max_in_flight: int = Field(5, ge=1, le=5, description="idempotence allows at most 5")
+    producer_linger_ms: int = Field(5, ge=0)
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, v: str) -> str:
+        for hostport in v.split(","):
+            host, sep, port = hostport.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {v!r}")
+        return v
+
+    @property
+    def first_port(self) -> int:
+        return int(self.bootstrap.split(",")[0].rpartition(":")[2])
+
+
+class RedisSettings(_Section):
+    enabled: bool = True
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "harclip"
+    recent_maxlen: int = Field(1000, ge=10, description="cap of each stream's recent Redis Stream")
+    frame_ttl_s: int = Field(60, ge=1, description="TTL of the latest-frame key, seconds")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"expected redis://host:port/db, got {v!r}")
+        return v
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 6379
+
+
+class ElasticsearchSettings(_Section):
+    enabled: bool = True
+    url: str = "http://127.0.0.1:9200"
+    predictions_index: str = "harclip-predictions"
+    events_index: str = "harclip-events"
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(0, ge=0)
+    request_timeout_s: float = Field(30.0, gt=0)
+    username: str | None = None
+    password: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("http", "https"):
+            raise ValueError(f"expected http(s)://host:port, got {v!r}")
+        return v
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 9200
+
+
+class ModelSettings(_Section):
+    bundle: Path | None = Field(None, description="model bundle folder (harclip export --output)")
+    engine: EngineName = "onnx"
+    hf_model: str = Field("openai/clip-vit-base-patch32", description="hub id or local folder")
+    providers: tuple[str, ...] = Field(
+        ("CPUExecutionProvider",),
+        description="ONNX Runtime execution providers in order of preference",
+    )
+    torch_dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    device: str = "cpu"
+    intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default")
+    top_k: int = Field(5, ge=1)
+    max_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb limit, pixels")
+
+
+class BatchingSettings(_Section):
+    max_batch: int = Field(16, ge=1, le=1024)
+    max_wait_ms: float = Field(10.0, ge=0)
+    max_age_ms: float = Field(2000.0, gt=0, description="live frames older than this are dropped")
+    decode_threads: int = Field(2, ge=1)
+    max_inflight_batches: int = Field(2, ge=1)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_upload_files: int = Field(32, ge=1)
+    url_fetch_timeout_s: float = Field(5.0, gt=0)
+    url_max_redirects: int = Field(3, ge=0)
+    ws_queue_size: int = Field(256, ge=1, description="per-client buffer before oldest is dropped")
+    ws_heartbeat_s: float = Field(15.0, gt=0)
+
+
+class AuthSettings(_Section):
+    enabled: bool = False
+    # role per key: {"key": "read" | "predict" | "admin"}
+    keys: dict[str, Literal["read", "predict", "admin"]] = {}
+    rate_per_s: float = Field(50.0, gt=0, description="per-key request rate")
+    burst: int = Field(100, ge=1)
+
+
+class MetricsSettings(_Section):
+    port: int = Field(9300, ge=0, le=65535, description="worker /health /ready /metrics; 0: off")
+    host: str = "127.0.0.1"
+
+
+class ServicesSettings(_Section):
+    """The local Kafka / Redis / Elasticsearch that `harclip services up` runs (tests, demo)."""
+
+    state_dir: Path = Path("state")
+    cache_dir: Path | None = Field(None, description="downloads; default: <state_dir>/cache")
+    kafka_version: str = "4.1.1"
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    kafka_heap_mb: int = Field(512, ge=128)
+    elasticsearch_version: str = "9.3.0"
+    elasticsearch_heap_mb: int = Field(512, ge=256)
+    java_home: Path | None = None
+    es_java_home: Path | None = None
+    start_timeout_s: float = Field(180.0, gt=0)
+
+    @property
+    def downloads(self) -> Path:
+        return self.cache_dir or self.state_dir / "cache"
+
+
+class Settings(BaseSettings):
+    """All of harclip's settings; each service uses the sections it needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HARCLIP_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    model: ModelSettings = ModelSettings()
+    batching: BatchingSettings = BatchingSettings()
+    api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    services: ServicesSettings = ServicesSettings()
+    sample_data: Path | None = Field(None, description="HARCLIP_SAMPLE_DATA: shared/data folder")
+    log_format: Literal["ecs", "text"] = "text"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        if self.auth.enabled and not self.auth.keys:
+            raise ValueError("auth.enabled is true but auth.keys is empty: set HARCLIP_AUTH__KEYS")
+        return self
+
+    @cached_property
+    def sample_photos(self) -> Path | None:
+        """The labelled HAR photos under `sample_data`, if present."""
+        if self.sample_data is None:
+            return None
+        p = self.sample_data / "har-sample"
+        return p if p.is_dir() else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment once; a bad value raises `ConfigError` naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = "__".join(str(x) for x in err["loc"]).upper()
+            lines.append(f"HARCLIP_{loc}: {err['msg']}" if loc else err["msg"])
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
