@@ -115,6 +115,9 @@ class ModelSettings(_Section):
         description="ONNX Runtime execution providers in order of preference",
     )
     torch_dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    tensorrt_precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp16", description="which encoder.<precision>.plan the tensorrt engine runs"
+    )
     device: str = "cpu"
     intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default")
     top_k: int = Field(5, ge=1)
@@ -139,6 +142,10 @@ class ApiSettings(_Section):
     url_max_redirects: int = Field(3, ge=0)
     ws_queue_size: int = Field(256, ge=1, description="per-client buffer before oldest is dropped")
     ws_heartbeat_s: float = Field(15.0, gt=0)
+    url_allow_loopback: bool = Field(
+        False, description="tests only: let image URLs reach 127.0.0.1/::1 (private stays refused)"
+    )
+    follow_control: bool = Field(True, description="apply heads published on harclip.control")
 
 
 class AuthSettings(_Section):
@@ -162,7 +169,8 @@ class ServicesSettings(_Section):
     kafka_version: str = "4.1.1"
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
     kafka_heap_mb: int = Field(512, ge=128)
-    elasticsearch_version: str = "9.3.0"
+    elasticsearch_version: str = "9.3.2"
+    elasticsearch_transport_port: int = Field(9400, ge=1, le=65535, description="node-to-node")
     elasticsearch_heap_mb: int = Field(512, ge=256)
     java_home: Path | None = None
     es_java_home: Path | None = None

@@ -1,0 +1,74 @@
+# harclip: `make demo` runs the system on this machine, `make test` runs every test.
+# Local Kafka / Elasticsearch / Redis come from `harclip services` (docs/services.md).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+HARCLIP := $(VENV)/bin/harclip
+STAMP   := $(VENV)/.harclip-installed
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+# The shared sample photos and videos, unless the caller points elsewhere.
+HARCLIP_SAMPLE_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data))
+ifneq ($(HARCLIP_SAMPLE_DATA),)
+export HARCLIP_SAMPLE_DATA
+endif
+
+.PHONY: help venv redis-server services-up services-down services-status test test-unit \
+        test-integration lint demo clean-state
+
+help:
+	@echo "make demo             start the local services and show them"
+	@echo "make test             venv + services up + pytest tests + stop what it started"
+	@echo "make test-unit        unit tests only (no services)"
+	@echo "make lint             ruff + mypy"
+	@echo "make services-up | services-down | services-status"
+	@echo "make venv             $(VENV) from requirements.lock (no-op when unchanged)"
+
+## Python environment: uv + Python 3.11; redone only when the lock or pyproject changes.
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	@[ -x $(PYTHON) ] || uv venv --python 3.11 $(VENV)
+	uv pip install --python $(PYTHON) -r requirements.lock -e .
+	@touch $@
+
+## Debian's redis-server, installed once if missing.
+redis-server:
+	@command -v redis-server >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+
+services-up: venv redis-server
+	$(HARCLIP) services up
+
+services-down: venv
+	$(HARCLIP) services down
+
+services-status: venv
+	$(HARCLIP) services status
+
+## Every test; the services are stopped afterwards only if this run started them.
+test: venv redis-server
+	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests
+
+test-unit: venv
+	$(PYTHON) -m pytest $(PYTEST_ARGS) tests/unit
+
+test-integration: venv redis-server
+	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy harclip $(wildcard producers consumers api stream)
+
+## The one-machine demo (other components join here as they land).
+demo: services-up
+	$(HARCLIP) services status
+
+## Remove the services' data and logs (not the download cache).
+clean-state: services-down
+	rm -rf state/kafka state/elasticsearch state/redis

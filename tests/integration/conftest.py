@@ -1,0 +1,118 @@
+"""Fixtures for tests against the real Kafka, Redis and Elasticsearch.
+
+`make test` starts them (`harclip services up`); every test here is marked `integration`.
+Each test gets its own topic prefix, consumer group, index names and Redis key prefix through
+`unique`, so tests never see each other's data and can run in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harclip.config import Settings, load_settings
+from harclip.services import manager
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _HERE in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The settings the services were started with (environment / .env, defaults)."""
+    return load_settings()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _services_answer(settings: Settings) -> None:
+    """Fail (never skip) the whole session when a service does not answer."""
+    missing = manager.not_answering(settings)
+    if missing:
+        pytest.fail(
+            f"not answering: {', '.join(missing)} (kafka {settings.kafka.bootstrap}, "
+            f"elasticsearch {settings.elasticsearch.url}, redis {settings.redis.url}); "
+            "start them with `make services-up` (or run `make test`)",
+            pytrace=False,
+        )
+
+
+@dataclass(frozen=True)
+class Unique:
+    """Names that belong to one test; `settings` already uses them everywhere."""
+
+    suffix: str  # 10 lowercase hex digits
+    settings: Settings
+
+    def name(self, base: str) -> str:
+        """`base` made unique to this test, valid as a topic, index, group or key name."""
+        return f"{base}-{self.suffix}"
+
+
+@pytest.fixture
+def unique(settings: Settings) -> Iterator[Unique]:
+    """Settings whose topics, consumer group, indices and Redis keys are unique to this test.
+
+    Afterwards the test's topics, indices and keys are deleted.
+    """
+    suffix = uuid.uuid4().hex[:10]
+    k, r, e = settings.kafka, settings.redis, settings.elasticsearch
+    scoped = settings.model_copy(
+        update={
+            "kafka": k.model_copy(
+                update={
+                    "topics": k.topics.with_prefix(f"test-{suffix}."),
+                    "group_id": f"{k.group_id}-{suffix}",
+                    "client_id": f"{k.client_id}-{suffix}",
+                }
+            ),
+            "redis": r.model_copy(update={"key_prefix": f"{r.key_prefix}-{suffix}"}),
+            "elasticsearch": e.model_copy(
+                update={
+                    "predictions_index": f"{e.predictions_index}-{suffix}",
+                    "events_index": f"{e.events_index}-{suffix}",
+                }
+            ),
+        }
+    )
+    yield Unique(suffix=suffix, settings=scoped)
+    _cleanup(settings, suffix)
+
+
+def _cleanup(settings: Settings, suffix: str) -> None:
+    """Delete what a test made under its suffix: indices, templates, Redis keys, topics."""
+    import redis
+    from elasticsearch import Elasticsearch
+
+    with Elasticsearch(settings.elasticsearch.url) as es:
+        es.indices.delete(index=f"*{suffix}*", ignore_unavailable=True, allow_no_indices=True)
+        es.options(ignore_status=404).indices.delete_index_template(name=f"*{suffix}*")
+    with redis.Redis.from_url(settings.redis.url) as client:
+        keys = list(client.scan_iter(match=f"*{suffix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # own loop: callers may be inside one
+        pool.submit(asyncio.run, _delete_topics(settings.kafka.bootstrap, suffix)).result()
+
+
+async def _delete_topics(bootstrap: str, suffix: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if suffix in t]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
