@@ -13,7 +13,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from harclip.errors import ConfigError
 
@@ -230,3 +230,8 @@ def load_settings(**overrides: object) -> Settings:
             loc = "__".join(str(x) for x in err["loc"]).upper()
             lines.append(f"HARCLIP_{loc}: {err['msg']}" if loc else err["msg"])
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    except SettingsError as e:  # a list or map value that is not JSON
+        raise ConfigError(
+            f"invalid settings: {e}: list and map values are JSON, "
+            """e.g. HARCLIP_MODEL__PROVIDERS='["CPUExecutionProvider"]'"""
+        ) from None

@@ -21,6 +21,9 @@ PREDICTION_SCHEMA = "harclip.prediction/1"
 
 Headers = list[tuple[str, bytes]]
 
+_FRAME_HEADERS = frozenset(
+    ("frame_id", "stream_id", "seq", "captured_at", "content_type", "schema", "traceparent")
+)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _MAX_ID_LEN = 128
 
@@ -76,6 +79,8 @@ class Frame:
         """Decode a Kafka record; raises `MessageError` naming the first bad or missing header."""
         h: dict[str, str] = {}
         for k, v in headers:
+            if k not in _FRAME_HEADERS:
+                continue  # others (tracing, brokers' own) are not ours to judge
             try:
                 h[k] = v.decode() if v is not None else ""
             except UnicodeDecodeError:

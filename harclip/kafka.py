@@ -1,0 +1,195 @@
+"""aiokafka clients built from `KafkaSettings`: producers, consumers, the project's topics and a
+readiness check. Every part of harclip that talks to Kafka gets its client here.
+
+Clients are returned unstarted: the owner calls `await client.start()` (in its own `start()`),
+and `stop()` when done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from harclip.config import KafkaSettings
+from harclip.errors import ConfigError, SinkUnavailable
+from harclip.messages import Headers
+
+ProducerRole = Literal["live", "bulk", "sink"]
+
+# Bytes of one producer batch per partition, by role. aiokafka keeps one open batch per
+# partition and one in-flight request per broker; `send()` waits when the open batch is full.
+# So the batch size is the producer's buffer: a live camera gets a small one so that a slow broker
+# pushes back after a few frames (and the camera drops its oldest unsent frame instead of queueing
+# stale ones), bulk uploads get a large one for throughput, sinks sit between.
+_BATCH_BYTES: dict[ProducerRole, int] = {
+    "live": 64 * 1024,
+    "bulk": 1024 * 1024,
+    "sink": 256 * 1024,
+}
+
+_TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
+_RETRY_S = 0.2  # pause between readiness probes, seconds
+
+
+def producer_options(s: KafkaSettings, role: ProducerRole = "sink") -> dict[str, Any]:
+    """`AIOKafkaProducer` keyword arguments of an idempotent producer (acks=all) for `role`.
+
+    aiokafka sends at most one request per broker at a time, so in-flight data is bounded by
+    `role`'s batch size per partition (`_BATCH_BYTES`) and `s.producer_max_in_flight` (<= 5,
+    which idempotence allows) holds by construction. A single record may be up to
+    `s.max_message_bytes` (it then travels in a batch of its own).
+    """
+    return {
+        "bootstrap_servers": s.bootstrap,
+        "client_id": f"{s.client_id}-{role}",
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": s.producer_linger_ms,
+        "max_batch_size": _BATCH_BYTES[role],
+        "max_request_size": s.max_message_bytes,
+        "request_timeout_ms": s.request_timeout_ms,
+    }
+
+
+def make_producer(s: KafkaSettings, *, role: ProducerRole = "sink") -> AIOKafkaProducer:
+    """An unstarted producer with `producer_options(s, role)`."""
+    return AIOKafkaProducer(**producer_options(s, role))
+
+
+def consumer_options(
+    s: KafkaSettings, *, group_id: str | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """`AIOKafkaConsumer` keyword arguments: in `group_id` (default `s.group_id`), commits only
+    when told, and a new group starts at the earliest offset so nothing is skipped. `overrides`
+    win (e.g. `max_poll_records`)."""
+    return {
+        "bootstrap_servers": s.bootstrap,
+        "client_id": s.client_id,
+        "group_id": s.group_id if group_id is None else group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "request_timeout_ms": s.request_timeout_ms,
+        "max_partition_fetch_bytes": max(1024 * 1024, s.max_message_bytes),
+        "fetch_max_bytes": max(50 * 1024 * 1024, s.max_message_bytes),
+        **overrides,
+    }
+
+
+def make_consumer(
+    s: KafkaSettings, *topics: str, group_id: str | None = None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """An unstarted consumer of `topics` with `consumer_options(s, group_id=..., **overrides)`."""
+    return AIOKafkaConsumer(*topics, **consumer_options(s, group_id=group_id, **overrides))
+
+
+def make_admin(s: KafkaSettings) -> AIOKafkaAdminClient:
+    """An unstarted admin client."""
+    return AIOKafkaAdminClient(
+        bootstrap_servers=s.bootstrap,
+        client_id=f"{s.client_id}-admin",
+        request_timeout_ms=s.request_timeout_ms,
+    )
+
+
+def headers_list(headers: Iterable[tuple[str, bytes | None]] | None) -> Headers:
+    """aiokafka's record headers (a tuple, values may be None) as `list[(name, bytes)]`."""
+    return [(k, v if v is not None else b"") for k, v in headers or ()]
+
+
+def topic_specs(s: KafkaSettings, *, partitions: int | None = None) -> list[NewTopic]:
+    """The six topics of DESIGN.md with their configs (pure; `ensure_topics` creates them)."""
+    n = s.partitions if partitions is None else partitions
+    if n < 1:
+        raise ConfigError(f"partitions must be >= 1, got {n}")
+    t = s.topics
+    common = {"max.message.bytes": str(s.max_message_bytes)}
+    configs: dict[str, dict[str, str]] = {
+        t.frames: {**common, "retention.ms": str(s.frames_retention_ms)},
+        t.uploads: common,
+        t.predictions: common,
+        t.events: common,
+        t.dlq: common,
+        t.control: {**common, "cleanup.policy": "compact"},
+    }
+    return [
+        NewTopic(
+            name,
+            num_partitions=1 if name == t.control else n,
+            replication_factor=s.replication_factor,
+            topic_configs=cfg,
+        )
+        for name, cfg in configs.items()
+    ]
+
+
+async def ensure_topics(s: KafkaSettings, *, partitions: int | None = None) -> list[str]:
+    """Create whichever of the six topics are missing; returns the names created (maybe none).
+
+    Idempotent: topics that exist (or that another process creates meanwhile) are left as they
+    are. Raises `SinkUnavailable` when Kafka does not answer, `ConfigError` when it refuses a
+    topic (bad replication factor, config value).
+    """
+    specs = topic_specs(s, partitions=partitions)
+    admin = make_admin(s)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(missing, timeout_ms=s.request_timeout_ms)
+    except KafkaError as e:
+        raise SinkUnavailable(f"Kafka at {s.bootstrap}: cannot create topics: {e!r}") from e
+    finally:
+        await admin.close()
+    created: list[str] = []
+    refused: list[str] = []
+    for name, code, *rest in response.topic_errors:
+        if code == 0:
+            created.append(name)
+        elif code != _TOPIC_ALREADY_EXISTS:
+            message = rest[0] if rest and rest[0] else f"error code {code}"
+            refused.append(f"{name}: {message}")
+    if refused:
+        raise ConfigError("Kafka refused to create topics: " + "; ".join(refused))
+    return created
+
+
+async def wait_kafka(s: KafkaSettings, timeout_s: float) -> None:
+    """Return once Kafka answers a metadata request, or raise `SinkUnavailable` after `timeout_s`
+    seconds naming the address and the last error."""
+    deadline = time.monotonic() + timeout_s
+    last: BaseException | None = None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise SinkUnavailable(
+                f"Kafka at {s.bootstrap} did not answer within {timeout_s:g} s "
+                f"(last error: {last!r}); is it running? (`harclip services status`)"
+            )
+        try:
+            await asyncio.wait_for(_metadata(s, left), timeout=left)
+            return
+        except (KafkaError, OSError, TimeoutError) as e:
+            last = e
+        await asyncio.sleep(min(_RETRY_S, max(0.0, deadline - time.monotonic())))
+
+
+async def _metadata(s: KafkaSettings, timeout_s: float) -> list[str]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=s.bootstrap,
+        client_id=f"{s.client_id}-admin",
+        request_timeout_ms=max(1000, min(s.request_timeout_ms, int(timeout_s * 1000))),
+    )
+    try:
+        await admin.start()
+        topics: list[str] = await admin.list_topics()
+        return topics
+    finally:
+        await admin.close()

@@ -1,0 +1,230 @@
+"""Redis as the live store: the latest Prediction and frame of each stream, a capped Redis Stream
+of recent Predictions per stream (read with a resume position), and the set of streams by
+last-seen time. Keys as DESIGN.md fixes them; the prefix comes from `RedisSettings.key_prefix`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from harclip.config import RedisSettings
+from harclip.errors import MessageError, SinkUnavailable
+from harclip.messages import Prediction
+
+_SOCKET_TIMEOUT_S = 10.0  # one command, seconds; blocking reads must stay below it
+MAX_BLOCK_MS = 5000  # longest `block_ms` of `read_recent`, ms
+_FIELD = b"p"  # the one field of a recent-stream entry: the Prediction JSON
+
+# Sets `latest` (and the frame, with its TTL) only if this prediction is not older than the stored
+# one, so that a batch that arrives late never moves `latest` backwards. Order: (captured_at, seq).
+# KEYS: latest, frame   ARGV: prediction JSON, captured_at, seq, frame bytes ("" = none), ttl s
+_SET_LATEST = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local c = cjson.decode(cur)
+  local at, seq = tonumber(ARGV[2]), tonumber(ARGV[3])
+  if c.captured_at > at or (c.captured_at == at and c.seq > seq) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """The Redis key names of DESIGN.md under one prefix (default `harclip`)."""
+
+    prefix: str = "harclip"
+
+    @property
+    def streams(self) -> str:
+        """Sorted set: stream id -> last-seen `captured_at` (ms since epoch)."""
+        return f"{self.prefix}:streams"
+
+    def latest(self, stream_id: str) -> str:
+        return f"{self.prefix}:stream:{stream_id}:latest"
+
+    def recent(self, stream_id: str) -> str:
+        return f"{self.prefix}:stream:{stream_id}:recent"
+
+    def frame(self, stream_id: str) -> str:
+        return f"{self.prefix}:stream:{stream_id}:frame"
+
+    def stream_of(self, recent_key: str) -> str:
+        """The stream id inside a `recent(...)` key."""
+        head, tail = f"{self.prefix}:stream:", ":recent"
+        if not (recent_key.startswith(head) and recent_key.endswith(tail)):
+            raise ValueError(f"not a recent-stream key: {recent_key!r}")
+        return recent_key[len(head) : -len(tail)]
+
+
+def keys(s: RedisSettings) -> RedisKeys:
+    return RedisKeys(s.key_prefix)
+
+
+def make_redis(s: RedisSettings) -> aioredis.Redis:
+    """An asyncio Redis client (a lazy pool: nothing connects before the first command)."""
+    return aioredis.Redis.from_url(
+        s.url,
+        socket_timeout=_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+        decode_responses=False,
+    )
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_Async = Callable[_P, Coroutine[Any, Any, _T]]
+
+
+def _sink_errors(fn: _Async[_P, _T]) -> _Async[_P, _T]:
+    """Turn redis-py errors into `SinkUnavailable` (retriable unless Redis refused the command)."""
+
+    @wraps(fn)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await fn(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise SinkUnavailable(f"Redis: {e}") from e
+        except RedisError as e:
+            err = SinkUnavailable(f"Redis refused a command in {fn.__name__}: {e}")
+            err.retriable = False
+            raise err from e
+
+    return wrapper
+
+
+@_sink_errors
+async def ping(r: aioredis.Redis) -> None:
+    """Raise `SinkUnavailable` unless Redis answers PING."""
+    await r.ping()
+
+
+@_sink_errors
+async def write_predictions(
+    r: aioredis.Redis,
+    s: RedisSettings,
+    preds: Sequence[Prediction],
+    frames: Mapping[str, bytes] | None = None,
+) -> None:
+    """Write one batch in a single round trip (pipeline, no transaction).
+
+    Per prediction: an entry in the stream's capped `recent` stream. Per stream: `latest` := the
+    newest prediction of the batch unless the stored one is newer; `streams` score := the newest
+    `captured_at` (never lowered); the frame (from `frames`, keyed by frame_id) of that newest
+    prediction, if given, with a TTL of `s.frame_ttl_s` seconds. Idempotent for `latest`, `frame`
+    and `streams`; a replayed batch adds its entries to `recent` again (the cap bounds it).
+    """
+    if not preds:
+        return
+    k = keys(s)
+    newest: dict[str, tuple[Prediction, bytes]] = {}
+    pipe = r.pipeline(transaction=False)
+    for p in preds:
+        doc = p.to_json()
+        pipe.xadd(k.recent(p.stream_id), {_FIELD: doc}, maxlen=s.recent_maxlen, approximate=True)
+        cur = newest.get(p.stream_id)
+        if cur is None or (p.captured_at, p.seq) >= (cur[0].captured_at, cur[0].seq):
+            newest[p.stream_id] = (p, doc)
+    for sid, (p, doc) in newest.items():
+        frame = (frames or {}).get(p.frame_id, b"")
+        pipe.eval(
+            _SET_LATEST, 2, k.latest(sid), k.frame(sid),
+            doc, p.captured_at, p.seq, frame, s.frame_ttl_s,
+        )  # fmt: skip
+    pipe.zadd(k.streams, {sid: p.captured_at for sid, (p, _) in newest.items()}, gt=True)
+    await pipe.execute()
+
+
+@_sink_errors
+async def read_latest(r: aioredis.Redis, s: RedisSettings, stream_id: str) -> Prediction | None:
+    """The latest Prediction of `stream_id`, or None if there is none."""
+    raw = await r.get(keys(s).latest(stream_id))
+    return None if raw is None else Prediction.from_json(raw)
+
+
+@_sink_errors
+async def read_frame(r: aioredis.Redis, s: RedisSettings, stream_id: str) -> bytes | None:
+    """The latest frame (encoded image) of `stream_id`, or None once its TTL has passed."""
+    raw: Any = await r.get(keys(s).frame(stream_id))
+    return None if raw is None else bytes(raw)
+
+
+@_sink_errors
+async def list_streams(
+    r: aioredis.Redis, s: RedisSettings, *, since_ms: int | None = None, limit: int = 1000
+) -> list[tuple[str, int]]:
+    """(stream id, last-seen ms since epoch), most recently seen first; only those seen at or
+    after `since_ms` when given."""
+    rows: Any = await r.zrange(
+        keys(s).streams, "+inf", "-inf" if since_ms is None else since_ms,
+        desc=True, byscore=True, offset=0, num=limit, withscores=True,
+    )  # fmt: skip
+    return [(sid.decode(), int(score)) for sid, score in rows]
+
+
+@_sink_errors
+async def tail_positions(
+    r: aioredis.Redis, s: RedisSettings, stream_ids: Sequence[str]
+) -> dict[str, str]:
+    """The id of the last entry in each stream's `recent` ("0-0" if empty): a resume position
+    for `read_recent` that yields only what is added from now on."""
+    k = keys(s)
+    pipe = r.pipeline(transaction=False)
+    for sid in stream_ids:
+        pipe.xrevrange(k.recent(sid), count=1)
+    rows: Any = await pipe.execute()
+    return {
+        sid: (row[0][0].decode() if row else "0-0")
+        for sid, row in zip(stream_ids, rows, strict=True)
+    }
+
+
+@_sink_errors
+async def read_recent(
+    r: aioredis.Redis,
+    s: RedisSettings,
+    stream_ids: Sequence[str] | None = None,
+    after: Mapping[str, str] | None = None,
+    *,
+    count: int = 100,
+    block_ms: int | None = None,
+) -> list[tuple[str, Prediction]]:
+    """Predictions added to the `recent` streams after the given positions, oldest first per
+    stream, as (entry id, Prediction).
+
+    `stream_ids` None: every stream in `streams`. `after` maps stream id -> entry id; a stream
+    without one is read from the start of its cap ("0-0"; use `tail_positions` for "from now").
+    The caller resumes by passing, per stream, the last entry id it got. At most `count` entries
+    per stream. `block_ms` (1..MAX_BLOCK_MS) waits that long for new entries when there are none;
+    None returns at once.
+    """
+    if block_ms is not None and not 0 < block_ms <= MAX_BLOCK_MS:
+        raise ValueError(f"block_ms must be in 1..{MAX_BLOCK_MS} or None, got {block_ms}")
+    k = keys(s)
+    if stream_ids is None:
+        members: Any = await r.zrange(k.streams, 0, -1)
+        stream_ids = [sid.decode() for sid in members]
+    if not stream_ids:
+        return []
+    positions = after or {}
+    request: dict[Any, Any] = {k.recent(sid): positions.get(sid, "0-0") for sid in stream_ids}
+    reply: Any = await r.xread(request, count=count, block=block_ms)
+    out: list[tuple[str, Prediction]] = []
+    for _key, entries in reply or []:
+        for entry_id, fields in entries:
+            raw = fields.get(_FIELD)
+            if raw is None:
+                raise MessageError(f"recent entry {entry_id!r} has no field {_FIELD!r}")
+            out.append((entry_id.decode(), Prediction.from_json(raw)))
+    return out
