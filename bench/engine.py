@@ -1,0 +1,150 @@
+"""Engine throughput on a ViT-B/32-shaped random CLIP: PyTorch eager fp32, ONNX fp32, ONNX INT8
+and TorchScript at batch 1, 8 and 32, through the same engines the services use.
+
+    python bench/engine.py [--threads 2] [--seconds 3] [--per-channel]
+
+The model is written once by `init-model --arch vit-b-32` into --model-dir (cached) and exported
+to a fresh bundle each run. Prints a table; the last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from harclip.bundle import Bundle
+from harclip.config import ModelSettings, load_settings
+
+ENGINES = ("pytorch", "onnx", "onnx-int8", "torchscript")
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--model-dir", type=Path, default=Path("state/bench/vit-b-32-random"))
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads, every engine")
+    p.add_argument("--seconds", type=float, default=3.0, help="timing per engine and batch")
+    p.add_argument("--per-channel", action="store_true", help="INT8 weights per channel")
+    p.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    return p.parse_args(argv)
+
+
+def _measure(
+    name: str,
+    model_dir: Path,
+    bundle: Path,
+    batches: list[int],
+    seconds: float,
+    threads: int,
+    check: np.ndarray,
+) -> tuple[dict[int, float], np.ndarray]:
+    """In a fresh process: img/s of one engine per batch size, and its embeddings of `check`."""
+    from harclip.model.validate import generated_images, time_batches
+
+    fn: Callable[[np.ndarray], np.ndarray]
+    if name == "pytorch":
+        import torch
+
+        from harclip.model.load import load_clip
+        from harclip.model.wrappers import ImageEncoder
+
+        torch.set_num_threads(threads)
+        clip = load_clip(model_dir)
+        module = ImageEncoder(clip.model, clip.mean, clip.std).eval()
+
+        def fn(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return module(torch.from_numpy(x)).numpy()  # type: ignore[no-any-return]
+    else:
+        from harclip.engines import create_engine
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load deprecation
+            engine = create_engine(
+                Bundle.load(bundle),
+                name,  # type: ignore[arg-type]
+                ModelSettings(intra_op_threads=threads),
+            )
+        fn = engine.embed
+    emb = fn(check)
+    size = check.shape[1]
+    rates = {b: time_batches(fn, generated_images(b, size), seconds)["img_per_s"] for b in batches}
+    return rates, emb
+
+
+def _export(model_dir: Path, out: Path, options: object) -> Path:
+    from harclip.model.export import export_bundle
+    from harclip.model.load import load_clip
+
+    return export_bundle(load_clip(model_dir), out, options).path  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    from harclip.model.export import ExportOptions
+    from harclip.model.init import init_model
+    from harclip.model.validate import in_fresh_process, validation_images
+
+    if not (args.model_dir / "config.json").is_file():
+        print(f"writing a random ViT-B/32 CLIP to {args.model_dir} ...", file=sys.stderr)
+        in_fresh_process(init_model, args.model_dir, "vit-b-32")
+    settings = load_settings()
+    rates: dict[str, dict[int, float]] = {}
+    cosine: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="harclip-bench-") as tmp:
+        start = time.perf_counter()
+        options = ExportOptions(
+            formats=("onnx", "int8", "torchscript"), per_channel=args.per_channel
+        )
+        bundle = in_fresh_process(_export, args.model_dir, Path(tmp) / "bundle", options)
+        print(f"export: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        check, source = validation_images(settings, Bundle.load(bundle).manifest.image_size, 32)
+        ref = None
+        # each engine in its own process, as a worker runs it: torch's OpenMP threads, once
+        # they have run in a process, slow ONNX Runtime's threads there about 2x
+        for name in ["pytorch", *[e for e in args.engines if e != "pytorch"]]:
+            rates[name], emb = in_fresh_process(
+                _measure, name, args.model_dir, bundle, args.batches, args.seconds, args.threads,
+                check,
+            )  # fmt: skip
+            ref = emb if ref is None else ref
+            cosine[name] = float((emb * ref).sum(axis=1).min())
+            for b, r in rates[name].items():
+                print(f"  {name:<12} batch {b:>3}: {r:8.1f} img/s", file=sys.stderr)
+    engines = list(rates)
+
+    print(f"\nimg/s, {args.threads} threads, ViT-B/32 random weights, embeddings vs PyTorch "
+          f"on {len(check)} {source}")  # fmt: skip
+    print(
+        f"{'engine':<12}"
+        + "".join(f"{'b' + str(b):>10}" for b in args.batches)
+        + f"{'min cos':>10}"
+    )
+    for name in engines:
+        row = "".join(f"{rates[name][b]:10.1f}" for b in args.batches)
+        print(f"{name:<12}{row}{cosine[name]:10.5f}")
+    result: dict[str, object] = {
+        "threads": args.threads,
+        "per_channel": args.per_channel,
+        "img_per_s": {n: {str(b): round(r, 1) for b, r in rates[n].items()} for n in engines},
+        "min_cosine_vs_torch": {name: round(c, 6) for name, c in cosine.items()},
+        "int8_cosine_min": round(cosine["onnx-int8"], 6),
+    }
+    if 8 in args.batches:
+        result["onnx_vs_torch_b8"] = round(rates["onnx"][8] / rates["pytorch"][8], 3)
+        result["int8_vs_onnx_b8"] = round(rates["onnx-int8"][8] / rates["onnx"][8], 3)
+        result["torchscript_vs_torch_b8"] = round(rates["torchscript"][8] / rates["pytorch"][8], 3)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

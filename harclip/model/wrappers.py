@@ -1,0 +1,62 @@
+"""nn.Modules with the bundle's graph contracts (docs/internals.md), exported as they are.
+
+`ImageEncoder`: uint8 [N, S, S, 3] RGB -> float32 [N, D], L2-normalised; the cast, /255,
+mean/std and NHWC -> NCHW happen inside, so every engine takes the same uint8 batch.
+`TextEncoderModule`: input_ids, attention_mask int64 [N, L] -> float32 [N, D], L2-normalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ImageEncoder(nn.Module):
+    """CLIP's vision tower + projection behind CLIPImageProcessor's normalisation."""
+
+    scale: torch.Tensor  # [1, 3, 1, 1]
+    shift: torch.Tensor  # [1, 3, 1, 1]
+
+    def __init__(self, clip: Any, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.vision = clip.vision_model
+        self.projection = clip.visual_projection
+        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        # (x / 255 - mean) / std folded into one multiply-add
+        self.register_buffer("scale", 1.0 / (255.0 * s))
+        self.register_buffer("shift", m / s)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.permute(0, 3, 1, 2).float() * self.scale - self.shift  # [N,S,S,3] -> [N,3,S,S]
+        pooled = self.vision(pixel_values=x).pooler_output  # [N, width]
+        emb = self.projection(pooled)  # [N, D]
+        return nn.functional.normalize(emb, dim=-1)
+
+
+class TextEncoderModule(nn.Module):
+    """CLIP's text tower + projection; pools at the first eos token as transformers does."""
+
+    def __init__(self, clip: Any) -> None:
+        super().__init__()
+        self.text = clip.text_model
+        self.projection = clip.text_projection
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.text(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return nn.functional.normalize(self.projection(pooled), dim=-1)  # [N, D]
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], context_length: int) -> dict[str, torch.Tensor]:
+    """transformers tokenisation padded to `context_length` (what text_encoder.onnx receives)."""
+    enc = tokenizer(
+        list(texts),
+        padding="max_length",
+        max_length=context_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
