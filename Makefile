@@ -65,9 +65,15 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy harclip $(wildcard producers consumers api stream)
 
-## The one-machine demo (other components join here as they land).
+## The one-machine demo: services, a worker, a camera producer (webcam, else DEMO_VIDEO or the
+## sample video, else a test pattern) and a live view of the latest predictions from Redis.
+## DEMO_SECONDS=30 stops it after 30 s (else Ctrl-C).
+DEMO_SECONDS ?=
+DEMO_VIDEO   ?=
 demo: services-up
 	$(HARCLIP) services status
+	$(PYTHON) scripts/demo.py $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS)) \
+	  $(if $(DEMO_VIDEO),--video $(DEMO_VIDEO))
 
 ## Remove the services' data and logs (not the download cache).
 clean-state: services-down

@@ -17,8 +17,8 @@ from harclip.errors import HarclipError
 
 # command -> (module, one-line help)
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "services": ("harclip.services.cli", "run local Kafka, Redis and Elasticsearch (up|down|status)"),
-    "init-model": ("harclip.model.cli_init", "write a randomly initialised CLIP (tiny or ViT-B/32)"),
+    "services": ("harclip.services.cli", "local Kafka, Redis and Elasticsearch (up|down|status)"),
+    "init-model": ("harclip.model.cli_init", "write a random CLIP (tiny or ViT-B/32)"),
     "export": ("harclip.model.cli_export", "export a CLIP into a model bundle (ONNX, INT8, ...)"),
     "predict": ("harclip.cli_predict", "predict the action in images or folders of images"),
     "labels": ("harclip.cli_labels", "show or change a bundle's label set (no torch needed)"),

@@ -44,7 +44,7 @@ class KafkaSettings(_Section):
     topics: Topics = Topics()
     partitions: int = Field(6, ge=1, description="partitions for topics the project creates")
     replication_factor: int = Field(1, ge=1)
-    frames_retention_ms: int = Field(3_600_000, ge=60_000, description="live frames: short retention")
+    frames_retention_ms: int = Field(3_600_000, ge=60_000, description="live frames, short")
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     request_timeout_ms: int = Field(30_000, ge=1000)
     producer_max_in_flight: int = Field(5, ge=1, le=5, description="idempotence allows at most 5")

@@ -16,7 +16,7 @@ def sample_data() -> Path:
     """
     raw = os.environ.get("HARCLIP_SAMPLE_DATA")
     if not raw or not (Path(raw) / "har-sample" / "labels.csv").is_file():
-        pytest.fail("HARCLIP_SAMPLE_DATA must point at the shared data folder (har-sample/, video/)")
+        pytest.fail("HARCLIP_SAMPLE_DATA must point at the shared data folder (har-sample/)")
     return Path(raw)
 
 
