@@ -1,0 +1,257 @@
+"""Streaming-path benchmark on the real local services (`harclip services up`).
+
+    python bench/pipeline.py [--frames 320] [--max-batch 16] [--latency-seconds 10]
+
+ViT-B/32-shaped random CLIP, ONNX fp32 (made once into state/bench-vitb32-bundle), the real
+sample photos as producers send them (short side 224, JPEG). Phases, each with its own topics,
+group, index and Redis keys:
+  engine     raw `embed` img/s at the worker's batch size, on pre-decoded images
+  pipeline   N upload frames -> worker -> Kafka/Redis/Elasticsearch: frames/s until every
+             Prediction is acknowledged by all sinks (then counted in Elasticsearch: `lost`)
+  per-frame  the same worker with max_batch 1, unpipelined (fetch only after the last commit)
+  latency    live frames at half the pipeline rate; a Redis subscriber measures capture -> Redis
+The last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from consumers.cli import run as run_worker  # noqa: E402
+from consumers.worker import Worker  # noqa: E402
+from harclip import search, store  # noqa: E402
+from harclip.bundle import Bundle  # noqa: E402
+from harclip.config import Settings, load_settings  # noqa: E402
+from harclip.engines import create_engine  # noqa: E402
+from harclip.kafka import ensure_topics, make_producer  # noqa: E402
+from harclip.messages import Frame, new_frame_id, now_ms  # noqa: E402
+from harclip.preprocess import preprocess_batch  # noqa: E402
+from producers.upload import image_jpeg  # noqa: E402
+
+console = Console(stderr=True)
+PARTITIONS = 2
+
+
+def ensure_bundle(path: Path) -> Path:
+    if (path / "manifest.json").is_file():
+        return path
+    model = path.with_name(path.name.replace("bundle", "model"))
+    h = [sys.executable, "-m", "harclip"]
+    if not (model / "config.json").is_file():
+        subprocess.run([*h, "init-model", str(model), "--arch", "vit-b-32"], check=True)
+    subprocess.run([*h, "export", "--model", str(model), "--output", str(path), "--format",
+                    "onnx"], check=True)  # fmt: skip
+    return path
+
+
+def scoped(base: Settings, bundle: Path, **batching: Any) -> Settings:
+    sfx = uuid.uuid4().hex[:8]
+    k, r, e = base.kafka, base.redis, base.elasticsearch
+    return base.model_copy(update={
+        "kafka": k.model_copy(update={"topics": k.topics.with_prefix(f"bench-{sfx}."),
+                                      "group_id": f"bench-{sfx}"}),
+        "redis": r.model_copy(update={"key_prefix": f"bench-{sfx}"}),
+        "elasticsearch": e.model_copy(update={"predictions_index": f"bench-pred-{sfx}",
+                                              "events_index": f"bench-events-{sfx}"}),
+        "model": base.model.model_copy(update={"bundle": bundle}),
+        "batching": base.batching.model_copy(update=batching),
+        "metrics": base.metrics.model_copy(update={"port": 0}),
+    })  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def worker(s: Settings, pipelined: bool = True) -> AsyncIterator[Worker]:
+    stop, box, started = asyncio.Event(), [], asyncio.Event()
+
+    def on_start(w: Worker) -> None:
+        box.append(w)
+        started.set()
+
+    task = asyncio.create_task(run_worker(s, stop=stop, partitions=PARTITIONS,
+                                          pipelined=pipelined, started=on_start))  # fmt: skip
+    await asyncio.wait({task, asyncio.create_task(started.wait())},
+                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    if task.done():
+        task.result()
+    await asyncio.wait_for(box[0].assigned.wait(), 60)
+    try:
+        yield box[0]
+    finally:
+        stop.set()
+        await task
+
+
+def raw_engine(bundle: Bundle, s: Settings, photos: list[bytes], batch: int) -> tuple[float, float]:
+    """(img/s, ms per batch) of the engine alone at `batch`."""
+    engine = create_engine(bundle, "onnx", s.model)
+    size = bundle.manifest.image_size
+    images, _ = preprocess_batch(photos[:batch], size, max_pixels=s.model.max_pixels)
+    engine.embed(images)  # warm-up
+    times = []
+    for _ in range(8):
+        t = time.perf_counter()
+        engine.embed(images)
+        times.append(time.perf_counter() - t)
+    engine.close()
+    ms = float(np.median(times)) * 1000
+    return batch / (ms / 1000), ms
+
+
+async def throughput(
+    s: Settings, photos: list[bytes], n: int, pipelined: bool
+) -> tuple[float, int]:
+    """(frames/s from the first send until every sink acknowledged all n, frames lost)."""
+    await ensure_topics(s.kafka, partitions=PARTITIONS)
+    async with worker(s, pipelined) as w:
+        p = make_producer(s.kafka, role="bulk")
+        await p.start()
+        start = time.perf_counter()
+        for i in range(n):
+            at = now_ms()
+            f = Frame(new_frame_id(at), f"job-{i % 4}", i, at, photos[i % len(photos)])
+            await p.send(s.kafka.topics.uploads, f.data, key=f.stream_id.encode(),
+                         headers=f.headers())  # fmt: skip
+        await p.flush()
+        await p.stop()
+        await w.wait_for(lambda: w.predicted >= n, 600)
+        elapsed = time.perf_counter() - start
+    es = search.make_es(s.elasticsearch)
+    await es.indices.refresh(index=s.elasticsearch.predictions_index)
+    count = (await es.count(index=s.elasticsearch.predictions_index))["count"]
+    await es.close()
+    return n / elapsed, n - count
+
+
+async def latency(
+    s: Settings, photos: list[bytes], rate: float, seconds: float
+) -> tuple[list[float], int]:
+    """Capture -> Redis latencies (ms) of live frames sent at `rate` frames/s; frames lost."""
+    await ensure_topics(s.kafka, partitions=PARTITIONS)
+    r = store.make_redis(s.redis)
+    async with worker(s) as w:
+        p = make_producer(s.kafka, role="live")
+        await p.start()
+        n = int(rate * seconds)
+        seen: dict[str, float] = {}
+        streams = [f"live-{i}" for i in range(2)]
+        positions = await store.tail_positions(r, s.redis, streams)
+
+        async def subscribe() -> None:
+            after = dict(positions)
+            while len(seen) < n:
+                for entry, pred in await store.read_recent(
+                    r, s.redis, streams, after, block_ms=500
+                ):
+                    seen.setdefault(pred.frame_id, now_ms() - pred.captured_at)
+                    after[pred.stream_id] = entry
+
+        sub = asyncio.create_task(subscribe())
+        start = time.perf_counter()
+        for i in range(n):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            at = now_ms()
+            f = Frame(new_frame_id(at), streams[i % 2], i, at, photos[i % len(photos)])
+            await p.send(s.kafka.topics.frames, f.data, key=f.stream_id.encode(),
+                         headers=f.headers())  # fmt: skip
+        await p.flush()
+        await p.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sub, 120)
+        dropped = w.dropped
+    await r.aclose()
+    return list(seen.values()), n - len(seen) - dropped
+
+
+async def cleanup(base: Settings) -> None:
+    """Delete the topics, indices and Redis keys the phases made (all named bench-*)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    es = search.make_es(base.elasticsearch)
+    await es.options(ignore_status=404).indices.delete(index="bench-*", allow_no_indices=True)
+    await es.options(ignore_status=404).indices.delete_index_template(name="bench-*")
+    await es.close()
+    r = store.make_redis(base.redis)
+    keys = [k async for k in r.scan_iter(match="bench-*", count=1000)]
+    if keys:
+        await r.delete(*keys)
+    await r.aclose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka.bootstrap)
+    await admin.start()
+    topics = [t for t in await admin.list_topics() if t.startswith("bench-")]
+    if topics:
+        await admin.delete_topics(topics)
+    await admin.close()
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    base = load_settings()
+    bundle_path = ensure_bundle(args.bundle)
+    bundle = Bundle.load(bundle_path)
+    sample = base.sample_data or Path("/work/shared/data")
+    paths = sorted((sample / "har-sample").glob("*/*.jpg"))
+    photos = [image_jpeg(p, 224, base.model.max_pixels) for p in paths]
+    b = args.max_batch
+    engine_ips, batch_ms = raw_engine(bundle, base, photos, b)
+    console.print(f"engine: {engine_ips:.1f} img/s at batch {b} ({batch_ms:.0f} ms/batch)")
+    pipe_fps, lost = await throughput(scoped(base, bundle_path, max_batch=b), photos,
+                                      args.frames, True)  # fmt: skip
+    console.print(f"pipeline: {pipe_fps:.1f} frames/s, lost {lost}")
+    single_fps, lost1 = await throughput(scoped(base, bundle_path, max_batch=1), photos,
+                                         max(32, args.frames // 4), False)  # fmt: skip
+    console.print(f"per-frame unpipelined: {single_fps:.1f} frames/s")
+    lat, lost2 = await latency(scoped(base, bundle_path, max_batch=b, max_age_ms=30_000),
+                               photos, pipe_fps / 2, args.latency_seconds)  # fmt: skip
+    p50, p99 = (float(np.percentile(lat, q)) for q in (50, 99)) if lat else (0.0, 0.0)
+    await cleanup(base)
+    return {
+        "engine_img_s": round(engine_ips, 1), "batch": b, "batch_infer_ms": round(batch_ms, 1),
+        "pipeline_frames_s": round(pipe_fps, 1), "per_frame_frames_s": round(single_fps, 1),
+        "efficiency": round(pipe_fps / engine_ips, 3),
+        "batching_gain": round(pipe_fps / single_fps, 2),
+        "half_load_rate": round(pipe_fps / 2, 1), "p50_ms_half_load": round(p50, 1),
+        "p99_ms_half_load": round(p99, 1),
+        "p99_target_ms": round(2 * batch_ms + 100, 1),
+        "lost": lost + lost1 + lost2, "frames": args.frames,
+    }  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=320)
+    ap.add_argument("--max-batch", type=int, default=16)
+    ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--bundle", type=Path, default=ROOT / "state" / "bench-vitb32-bundle")
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    result = asyncio.run(main_async(args))
+    t = Table(title="streaming pipeline (ViT-B/32 random, ONNX fp32)")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in result.items():
+        t.add_row(k, str(v))
+    Console().print(t)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The engine stage of the worker, run in its own thread: collect a micro-batch of decoded Work,
+embed the good frames, apply the head, and build one Prediction per frame.
+
+Steps per batch, in this order: batch (collect_batch) -> embed -> head -> predictions. The result
+(`BatchResult`) carries every record of the batch so the sink stage can commit its offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from aiokafka.structs import TopicPartition
+
+from consumers.work import Work
+from harclip.batching import Batch
+from harclip.engines import Engine
+from harclip.errors import HarclipError
+from harclip.head import Head
+from harclip.messages import LabelScore, Latency, ModelRef, Prediction, now_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Predicted:
+    """A good frame's Prediction, its embedding (float32 [D], for Elasticsearch) and JPEG."""
+
+    work: Work
+    prediction: Prediction
+    embedding: np.ndarray
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Everything the sink stage writes and commits for one batch."""
+
+    works: list[Work]  # every record of the batch: predicted, failed and stale
+    predicted: list[Predicted] = field(default_factory=list)
+    failed: list[Work] = field(default_factory=list)  # to the DLQ, `error` set
+    stale: list[Work] = field(default_factory=list)  # dropped for age, only committed
+    infer_s: float = 0.0  # engine + head, seconds
+    started_at_ms: int = 0  # batch start, ms since epoch
+
+    def offsets(self) -> dict[TopicPartition, int]:
+        """Per partition, the offset to commit: the batch's highest offset + 1."""
+        out: dict[TopicPartition, int] = {}
+        for w in self.works:
+            out[w.tp] = max(out.get(w.tp, 0), w.offset + 1)
+        return out
+
+
+def run_batch(
+    batch: Batch[Work], engine: Engine, head: Head, model: ModelRef, top_k: int
+) -> BatchResult:
+    """Embed the batch's good frames with `engine`, score them with `head` (one head for the
+    whole batch), and build their Predictions. An engine failure fails every frame of the batch
+    (they go to the DLQ with the reason) and the worker goes on."""
+    works = batch.items + batch.stale
+    result = BatchResult(works=works, stale=list(batch.stale), started_at_ms=now_ms())
+    good = [w for w in batch.items if w.error is None]
+    result.failed = [w for w in batch.items if w.error is not None]
+    if not good:
+        return result
+    start = time.perf_counter()
+    try:
+        # N × [S, S, 3] -> [N, S, S, 3]
+        images = np.stack([w.pixels for w in good if w.pixels is not None])
+        emb = engine.embed(images)  # [N, S, S, 3] -> [N, D]
+        if emb.shape[0] != len(good):
+            raise HarclipError(f"engine returned {emb.shape[0]} rows for {len(good)} images")
+        top = head.top_k(emb, top_k)  # [N, D] -> N × k (label, p)
+    except Exception as e:  # the whole batch follows the error policy, loudly
+        log.error("inference failed for a batch of %d frames: %s", len(good), e)
+        for w in good:
+            w.error = f"inference: {e}"
+        result.failed.extend(good)
+        return result
+    result.infer_s = time.perf_counter() - start
+    done = now_ms()
+    infer_ms = result.infer_s * 1000
+    for w, row, emb_row in zip(good, top, emb, strict=True):
+        f = w.frame
+        assert f is not None
+        pred = Prediction(
+            frame_id=f.frame_id,
+            stream_id=f.stream_id,
+            seq=f.seq,
+            captured_at=f.captured_at,
+            inferred_at=done,
+            label=row[0][0],
+            score=row[0][1],
+            top_k=[LabelScore(label=lb, score=sc) for lb, sc in row],
+            model=model,
+            latency_ms=Latency(
+                queue=float(max(0, result.started_at_ms - f.captured_at)),
+                infer=infer_ms,
+                total=float(max(0, done - f.captured_at)),
+            ),
+        )
+        result.predicted.append(Predicted(w, pred, emb_row))
+    return result
+
+
+HeadSource = Callable[[], tuple[Head, ModelRef]]

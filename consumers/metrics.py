@@ -1,0 +1,52 @@
+"""The worker's Prometheus metrics (DESIGN.md names: `harclip_` prefix, seconds and bytes), in a
+registry of its own so several workers can share one test process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class WorkerMetrics:
+    """Counters, gauges and histograms of one worker."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.consumed = Counter(
+            "harclip_frames_consumed", "records read from Kafka", ["topic"], registry=r
+        )
+        self.predicted = Counter(
+            "harclip_frames_predicted", "frames with a Prediction written to every sink",
+            registry=r,
+        )  # fmt: skip
+        self.dropped = Counter(
+            "harclip_frames_dropped", "live frames dropped unprocessed", ["reason"], registry=r
+        )
+        self.failed = Counter(
+            "harclip_frames_failed", "frames sent to the dead-letter topic", ["reason"], registry=r
+        )
+        self.batch_size = Histogram(
+            "harclip_batch_size", "frames per engine batch", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.queue_latency = Histogram(
+            "harclip_queue_latency_seconds", "capture -> batch start", registry=r,
+            buckets=_LATENCY_BUCKETS_S,
+        )  # fmt: skip
+        self.infer_latency = Histogram(
+            "harclip_infer_latency_seconds", "engine + head, per batch", registry=r,
+            buckets=_LATENCY_BUCKETS_S,
+        )  # fmt: skip
+        self.e2e_latency = Histogram(
+            "harclip_e2e_latency_seconds", "capture -> every sink acknowledged", registry=r,
+            buckets=_LATENCY_BUCKETS_S,
+        )  # fmt: skip
+        self.lag = Gauge(
+            "harclip_consumer_lag", "records behind the log end, per topic", ["topic"], registry=r
+        )
+        self.sink_errors = Counter(
+            "harclip_sink_errors", "failed sink writes (retried)", ["sink"], registry=r
+        )
+        self.head_version = Gauge("harclip_head_version", "head version in use", registry=r)
+        self.ready = Gauge("harclip_ready", "1 when the worker is ready", registry=r)

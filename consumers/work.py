@@ -1,0 +1,86 @@
+"""One Kafka record on its way through the worker (`Work`), and the decode step that turns a
+fetched chunk of records into Work items: parse the Frame headers, decode + resize the image.
+Anything that fails here carries its reason and goes to the dead-letter topic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from aiokafka.structs import TopicPartition
+
+from harclip.batching import TwoLaneQueue
+from harclip.errors import DecodeError, MessageError
+from harclip.kafka import headers_list
+from harclip.messages import Frame, Headers, now_ms
+from harclip.preprocess import decode_image
+
+LIVE, BULK = TwoLaneQueue.LIVE, TwoLaneQueue.BULK
+
+
+@dataclass(slots=True)
+class Work:
+    """A consumed record: its coordinates, the parsed Frame and pixels, or why it failed."""
+
+    tp: TopicPartition
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    lane: int  # LIVE (harclip.frames) or BULK (harclip.uploads)
+    born_at: float  # capture time on the monotonic clock, seconds
+    frame: Frame | None = None
+    pixels: np.ndarray | None = None  # uint8 [S, S, 3] RGB
+    error: str | None = None  # "<kind>: <reason>" for the DLQ's `error` header
+
+    @property
+    def droppable(self) -> bool:
+        """Only good live frames may be dropped for age; uploads and failures never are."""
+        return self.lane == LIVE and self.error is None
+
+
+class Record:
+    """The fields of an aiokafka `ConsumerRecord` the worker reads (typing aid)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+def decode_records(records: Sequence[Record], lane: int, size: int, max_pixels: int) -> list[Work]:
+    """Parse and decode `records` (runs in a pool thread; OpenCV releases the GIL).
+
+    Age is measured from the frame's `captured_at` (ms since epoch) and mapped onto the
+    monotonic clock, so later staleness checks need no wall clock.
+    """
+    out: list[Work] = []
+    for rec in records:
+        headers = headers_list(rec.headers)
+        work = Work(
+            tp=TopicPartition(rec.topic, rec.partition),
+            offset=rec.offset,
+            key=rec.key,
+            value=rec.value,
+            headers=headers,
+            lane=lane,
+            born_at=time.monotonic(),
+        )
+        try:
+            frame = Frame.from_kafka(rec.key, rec.value, headers)
+        except MessageError as e:
+            work.error = f"malformed: {e}"
+            out.append(work)
+            continue
+        work.frame = frame
+        work.born_at -= max(0, now_ms() - frame.captured_at) / 1000
+        try:
+            work.pixels = decode_image(frame.data, size, max_pixels=max_pixels)
+        except DecodeError as e:
+            work.error = f"undecodable: {e}"
+        out.append(work)
+    return out

@@ -1,0 +1,168 @@
+"""`make demo`: the streaming pipeline on this machine - a worker and a camera producer against
+the local services, with a live terminal view of the latest prediction per stream (from Redis).
+
+The camera is the webcam if /dev/video0 exists, else a video file (`--video`, default the shared
+sample video), else a generated test pattern. The model bundle is a random tiny CLIP made once
+into state/demo-bundle (the same code path real weights take). Stops on Ctrl-C or after
+`--seconds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from harclip import store
+from harclip.config import Settings, load_settings
+from harclip.errors import HarclipError
+from harclip.messages import Prediction
+
+ROOT = Path(__file__).resolve().parents[1]
+STREAM_ID = "demo-cam"
+_REFRESH_S = 0.5
+console = Console()
+
+
+def ensure_bundle(state: Path) -> Path:
+    """state/demo-bundle, made once (init-model tiny + export onnx) and reused."""
+    bundle = state / "demo-bundle"
+    if (bundle / "manifest.json").is_file():
+        console.print(f"model bundle: {bundle} (cached)")
+        return bundle
+    model = state / "demo-model"
+    harclip = [sys.executable, "-m", "harclip"]
+    console.print("making the demo model bundle once (random tiny CLIP, ONNX) ...")
+    if not (model / "config.json").is_file():
+        subprocess.run([*harclip, "init-model", str(model), "--arch", "tiny"], check=True)
+    subprocess.run([*harclip, "export", "--model", str(model), "--output", str(bundle),
+                    "--format", "onnx"], check=True)  # fmt: skip
+    return bundle
+
+
+def pick_source(s: Settings, video: Path | None) -> tuple[str, str]:
+    """(source argument, what it is) for the camera producer."""
+    if Path("/dev/video0").exists():
+        return "0", "webcam /dev/video0"
+    candidates = [video] if video else []
+    if s.sample_data is not None:
+        candidates += sorted((s.sample_data / "video").glob("*.mp4"))
+    for c in candidates:
+        if c is not None and c.is_file():
+            return str(c), f"video file {c} (looped; no webcam here)"
+    return "pattern", "generated test pattern (no webcam, no video file)"
+
+
+def table(rows: list[tuple[str, Prediction | None]], elapsed_s: float) -> Table:
+    t = Table(title=f"harclip demo - latest prediction per stream ({elapsed_s:.0f} s)")
+    for col in ("stream", "seq", "label", "score", "top 3", "latency ms (queue/infer/total)",
+                "head"):  # fmt: skip
+        t.add_column(col)
+    for sid, p in rows:
+        if p is None:
+            t.add_row(sid, "-", "waiting", "", "", "", "")
+            continue
+        top = ", ".join(f"{x.label} {x.score:.2f}" for x in p.top_k[:3])
+        lat = p.latency_ms
+        t.add_row(sid, str(p.seq), p.label, f"{p.score:.3f}", top,
+                  f"{lat.queue:.0f} / {lat.infer:.0f} / {lat.total:.0f}",
+                  f"v{p.model.head_version}")  # fmt: skip
+    return t
+
+
+async def watch(s: Settings, seconds: float | None, procs: list[subprocess.Popen[bytes]]) -> int:
+    """Show the latest predictions until Ctrl-C, `seconds`, or a child process exits."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    r = store.make_redis(s.redis)
+    start = time.monotonic()
+    seen = 0
+    try:
+        with Live(table([], 0), console=console, refresh_per_second=4) as live:
+            while not stop.is_set():
+                elapsed = time.monotonic() - start
+                if seconds is not None and elapsed >= seconds:
+                    break
+                dead = [p for p in procs if p.poll() is not None]
+                if dead:
+                    console.print(f"[red]{dead[0].args[2]} exited with {dead[0].returncode}")
+                    return 1
+                streams = [sid for sid, _ in await store.list_streams(r, s.redis, limit=20)]
+                rows = [(sid, await store.read_latest(r, s.redis, sid)) for sid in streams]
+                seen = max(seen, max((p.seq + 1 for _, p in rows if p), default=0))
+                live.update(table(rows or [(STREAM_ID, None)], elapsed))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _REFRESH_S)
+    finally:
+        await r.aclose()
+    console.print(f"predictions seen: {seen} on stream {STREAM_ID}")
+    return 0 if seen else 1
+
+
+def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=out, stderr=out,
+                            env=os.environ.copy(), start_new_session=True)  # fmt: skip
+
+
+def stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM (flush, commit, leave the group), then wait; SIGKILL only if one hangs."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/demo.py", description=__doc__)
+    ap.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    ap.add_argument("--video", type=Path, help="video file when there is no webcam")
+    ap.add_argument("--fps", type=float, default=5.0)
+    args = ap.parse_args(argv)
+    try:
+        s = load_settings()
+        logs = s.services.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        bundle = ensure_bundle(s.services.state_dir)
+        source, what = pick_source(s, args.video)
+        console.print(f"camera source: {what}")
+        worker = spawn(["-m", "consumers", "--bundle", str(bundle)], logs / "demo-worker.log")
+        camera_args = ["-m", "producers", "camera", "--source", source, "--stream-id", STREAM_ID,
+                       "--fps", str(args.fps)]  # fmt: skip
+        if source not in ("0", "pattern"):
+            camera_args.append("--loop")
+        camera = spawn(camera_args, logs / "demo-camera.log")
+        console.print(
+            f"worker pid {worker.pid} (log {logs / 'demo-worker.log'}, metrics "
+            f"http://{s.metrics.host}:{s.metrics.port}/metrics), camera pid {camera.pid}"
+        )
+        try:
+            code = asyncio.run(watch(s, args.seconds, [worker, camera]))
+        finally:
+            console.print("stopping camera and worker ...")
+            stop_all([camera, worker])
+        return code
+    except (HarclipError, subprocess.CalledProcessError) as e:
+        console.print(f"[red]demo: error:[/red] {e}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

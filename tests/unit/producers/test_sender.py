@@ -1,0 +1,67 @@
+"""LiveSender drops the oldest unsent frame when the broker pushes back; uploads' helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harclip.errors import ConfigError, DecodeError
+from harclip.messages import Frame
+from producers.sender import LiveSender
+from producers.upload import expand, image_jpeg
+
+
+class SlowProducer:
+    """Stands in for aiokafka's producer: `send` waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.sent: list[int] = []
+
+    async def send(self, topic: str, value: bytes, *, key: bytes, headers: Any) -> Any:
+        await self.gate.wait()
+        self.sent.append(int(dict(headers)["seq"]))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+async def test_live_sender_drops_oldest_when_the_broker_is_slow() -> None:
+    producer = SlowProducer()
+    sender = LiveSender(producer, "t", capacity=3)  # type: ignore[arg-type]
+    task = asyncio.create_task(sender.run())
+    await asyncio.sleep(0)  # the sender is idle, waiting for frames
+    for seq in range(10):
+        sender.offer(Frame(f"f{seq}", "s", seq, 0, b"x"))
+        await asyncio.sleep(0)  # seq 0 is taken at once and blocks in send
+    sender.close()
+    producer.gate.set()
+    stats = await task
+    assert producer.sent == [0, 7, 8, 9]  # the newest 3 kept, 1..6 dropped
+    assert stats.sent == 4 and stats.dropped == 6
+
+
+def test_expand_walks_folders_sorted_and_rejects_missing(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    for name in ("b/2.jpg", "a.jpg", ".hidden.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in expand((tmp_path,))] == ["a.jpg", "b/2.jpg"]
+    with pytest.raises(ConfigError, match="no such"):
+        list(expand((tmp_path / "missing",)))
+
+
+def test_image_jpeg_keeps_small_jpegs_and_refuses_bad_files(
+    tmp_path: Path, sample_photos: list[Path]
+) -> None:
+    photo = sample_photos[0]
+    out = image_jpeg(photo, 224, 10**8)
+    assert out[:2] == b"\xff\xd8"
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(photo.read_bytes()[:300])
+    with pytest.raises(DecodeError):
+        image_jpeg(bad, 224, 10**8)
+    with pytest.raises(DecodeError, match="too large"):
+        image_jpeg(photo, 224, 100)
