@@ -47,22 +47,16 @@ def _measure(
     check: np.ndarray,
 ) -> tuple[dict[int, float], np.ndarray]:
     """In a fresh process: img/s of one engine per batch size, and its embeddings of `check`."""
-    from harclip.model.validate import generated_images, time_batches
+    from harclip.model.validate import generated_images, pytorch_embed, time_batches
 
     fn: Callable[[np.ndarray], np.ndarray]
     if name == "pytorch":
         import torch
 
         from harclip.model.load import load_clip
-        from harclip.model.wrappers import ImageEncoder
 
         torch.set_num_threads(threads)
-        clip = load_clip(model_dir)
-        module = ImageEncoder(clip.model, clip.mean, clip.std).eval()
-
-        def fn(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return module(torch.from_numpy(x)).numpy()  # type: ignore[no-any-return]
+        fn = pytorch_embed(load_clip(model_dir))
     else:
         from harclip.engines import create_engine
 

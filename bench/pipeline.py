@@ -40,7 +40,7 @@ from harclip import search, store  # noqa: E402
 from harclip.bundle import Bundle  # noqa: E402
 from harclip.config import Settings, load_settings  # noqa: E402
 from harclip.engines import create_engine  # noqa: E402
-from harclip.kafka import ensure_topics, make_producer  # noqa: E402
+from harclip.kafka import ensure_topics, make_producer, send_frame  # noqa: E402
 from harclip.messages import Frame, new_frame_id, now_ms  # noqa: E402
 from harclip.preprocess import preprocess_batch  # noqa: E402
 from producers.upload import image_jpeg  # noqa: E402
@@ -126,8 +126,7 @@ async def throughput(
         for i in range(n):
             at = now_ms()
             f = Frame(new_frame_id(at), f"job-{i % 4}", i, at, photos[i % len(photos)])
-            await p.send(s.kafka.topics.uploads, f.data, key=f.stream_id.encode(),
-                         headers=f.headers())  # fmt: skip
+            await send_frame(p, s.kafka.topics.uploads, f)
         await p.flush()
         await p.stop()
         await w.wait_for(lambda: w.predicted >= n, 600)
@@ -168,8 +167,7 @@ async def latency(
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             at = now_ms()
             f = Frame(new_frame_id(at), streams[i % 2], i, at, photos[i % len(photos)])
-            await p.send(s.kafka.topics.frames, f.data, key=f.stream_id.encode(),
-                         headers=f.headers())  # fmt: skip
+            await send_frame(p, s.kafka.topics.frames, f)
         await p.flush()
         await p.stop()
         with contextlib.suppress(TimeoutError):

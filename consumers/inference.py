@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,6 +102,3 @@ def run_batch(
         )
         result.predicted.append(Predicted(w, pred, emb_row))
     return result
-
-
-HeadSource = Callable[[], tuple[Head, ModelRef]]

@@ -30,18 +30,13 @@ class WorkerMetrics:
         self.batch_size = Histogram(
             "harclip_batch_size", "frames per engine batch", buckets=_BATCH_BUCKETS, registry=r
         )
-        self.queue_latency = Histogram(
-            "harclip_queue_latency_seconds", "capture -> batch start", registry=r,
-            buckets=_LATENCY_BUCKETS_S,
-        )  # fmt: skip
-        self.infer_latency = Histogram(
-            "harclip_infer_latency_seconds", "engine + head, per batch", registry=r,
-            buckets=_LATENCY_BUCKETS_S,
-        )  # fmt: skip
-        self.e2e_latency = Histogram(
-            "harclip_e2e_latency_seconds", "capture -> every sink acknowledged", registry=r,
-            buckets=_LATENCY_BUCKETS_S,
-        )  # fmt: skip
+        self.queue_latency = _latency(r, "harclip_queue_latency_seconds", "capture -> batch start")
+        self.infer_latency = _latency(
+            r, "harclip_infer_latency_seconds", "engine + head, per batch"
+        )
+        self.e2e_latency = _latency(
+            r, "harclip_e2e_latency_seconds", "capture -> every sink acknowledged"
+        )
         self.lag = Gauge(
             "harclip_consumer_lag", "records behind the log end, per topic", ["topic"], registry=r
         )
@@ -50,3 +45,8 @@ class WorkerMetrics:
         )
         self.head_version = Gauge("harclip_head_version", "head version in use", registry=r)
         self.ready = Gauge("harclip_ready", "1 when the worker is ready", registry=r)
+
+
+def _latency(registry: CollectorRegistry, name: str, doc: str) -> Histogram:
+    """A latency histogram in seconds, 5 ms to 30 s."""
+    return Histogram(name, doc, buckets=_LATENCY_BUCKETS_S, registry=registry)

@@ -98,22 +98,32 @@ class KafkaSink:
             await self._producer.stop()
 
 
-class RedisSink:
+class _PredictedBuffer:
+    """`add` and `clear` of a sink that writes only a batch's predicted frames."""
+
+    def __init__(self) -> None:
+        self._preds: list[Predicted] = []
+
+    def add(self, result: BatchResult) -> None:
+        self._preds.extend(result.predicted)
+
+    def clear(self) -> None:
+        self._preds = []
+
+
+class RedisSink(_PredictedBuffer):
     """Latest Prediction + frame per stream, recent stream, streams set (harclip.store)."""
 
     name = "redis"
 
     def __init__(self, s: RedisSettings) -> None:
+        super().__init__()
         self._s = s
         self._redis: aioredis.Redis | None = None
-        self._preds: list[Predicted] = []
 
     async def start(self) -> None:
         self._redis = store.make_redis(self._s)
         await store.ping(self._redis)
-
-    def add(self, result: BatchResult) -> None:
-        self._preds.extend(result.predicted)
 
     async def flush(self) -> None:
         if not self._preds:
@@ -125,33 +135,27 @@ class RedisSink:
         )
         self.clear()
 
-    def clear(self) -> None:
-        self._preds = []
-
     async def stop(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
 
 
-class ElasticsearchSink:
+class ElasticsearchSink(_PredictedBuffer):
     """Predictions with their embeddings, one bulk per flush, `_id` = frame_id."""
 
     name = "elasticsearch"
 
     def __init__(self, s: ElasticsearchSettings, embed_dim: int) -> None:
+        super().__init__()
         self._s = s
         self._embed_dim = embed_dim
         self._es: AsyncElasticsearch | None = None
-        self._preds: list[Predicted] = []
 
     async def start(self) -> None:
         """Connect and put the index templates; `ConfigError` if the index's vector size
         differs from the model's."""
         self._es = search.make_es(self._s)
         await search.ensure_templates(self._es, self._s, self._embed_dim)
-
-    def add(self, result: BatchResult) -> None:
-        self._preds.extend(result.predicted)
 
     async def flush(self) -> None:
         if not self._preds:
@@ -161,9 +165,6 @@ class ElasticsearchSink:
             self._es, self._s, [(p.prediction, p.embedding) for p in self._preds]
         )
         self.clear()
-
-    def clear(self) -> None:
-        self._preds = []
 
     async def stop(self) -> None:
         if self._es is not None:

@@ -59,6 +59,7 @@ def decode_records(records: Sequence[Record], lane: int, size: int, max_pixels: 
     monotonic clock, so later staleness checks need no wall clock.
     """
     out: list[Work] = []
+    mono, wall_ms = time.monotonic(), now_ms()  # one clock reading for the chunk
     for rec in records:
         headers = headers_list(rec.headers)
         work = Work(
@@ -68,7 +69,7 @@ def decode_records(records: Sequence[Record], lane: int, size: int, max_pixels: 
             value=rec.value,
             headers=headers,
             lane=lane,
-            born_at=time.monotonic(),
+            born_at=mono,
         )
         try:
             frame = Frame.from_kafka(rec.key, rec.value, headers)
@@ -77,7 +78,7 @@ def decode_records(records: Sequence[Record], lane: int, size: int, max_pixels: 
             out.append(work)
             continue
         work.frame = frame
-        work.born_at -= max(0, now_ms() - frame.captured_at) / 1000
+        work.born_at -= max(0, wall_ms - frame.captured_at) / 1000
         try:
             work.pixels = decode_image(frame.data, size, max_pixels=max_pixels)
         except DecodeError as e:

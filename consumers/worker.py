@@ -102,11 +102,6 @@ class Worker:
     # -- state read by others ----------------------------------------------------------------
 
     @property
-    def model_ref(self) -> ModelRef:
-        m = self.bundle.manifest
-        return ModelRef(name=m.name, version=str(m.version), head_version=self.head.version)
-
-    @property
     def health_port(self) -> int:
         return self._health.port
 
@@ -398,9 +393,7 @@ class Worker:
 
     def _account(self, result: BatchResult, delivered: bool) -> None:
         m = self.metrics
-        for w in result.works:
-            self._outstanding[w.tp] -= 1
-        self._outstanding = +self._outstanding  # drop zero counts
+        self._forget(result.works)
         self._committed.set()
         self._changed.set()
         if result.stale:
@@ -422,10 +415,14 @@ class Worker:
 
     # -- rebalance -------------------------------------------------------------------------------
 
-    def _drop_queued(self, pred: Any) -> None:
-        for w in self._queue.remove_if(pred):
+    def _drop_queued(self, pred: Callable[[Work], bool]) -> None:
+        self._forget(self._queue.remove_if(pred))
+
+    def _forget(self, works: list[Work]) -> None:
+        """`works` are no longer queued or in a batch."""
+        for w in works:
             self._outstanding[w.tp] -= 1
-        self._outstanding = +self._outstanding
+        self._outstanding = +self._outstanding  # drop zero counts
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Before partitions move: forget their queued records (the next owner reads them from

@@ -97,13 +97,13 @@ def collect_batch(
     deadline = now + max_wait_s
     (batch.stale if _is_stale(first, now, max_age_s) else batch.items).append(first)
     while len(batch.items) < max_size:
-        now = clock()
         left = deadline - now
         try:
             item = source.get(block=left > 0, timeout=left if left > 0 else None)
         except queue.Empty:
             break
-        (batch.stale if _is_stale(item, clock(), max_age_s) else batch.items).append(item)
+        now = clock()
+        (batch.stale if _is_stale(item, now, max_age_s) else batch.items).append(item)
     return batch
 
 
@@ -151,8 +151,9 @@ class TwoLaneQueue(Generic[T]):
         with self._cond:
             out: list[T] = []
             for lane in self._lanes:
-                keep = [x for x in lane if not pred(x)]
-                out.extend(x for x in lane if pred(x))
+                keep: list[T] = []
+                for x in lane:
+                    (out if pred(x) else keep).append(x)
                 lane.clear()
                 lane.extend(keep)
             return out

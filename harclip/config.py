@@ -60,6 +60,10 @@ class KafkaSettings(_Section):
         return v
 
     @property
+    def first_host(self) -> str:
+        return self.bootstrap.split(",")[0].strip().rpartition(":")[0]
+
+    @property
     def first_port(self) -> int:
         return int(self.bootstrap.split(",")[0].rpartition(":")[2])
 
@@ -77,6 +81,10 @@ class RedisSettings(_Section):
         if urlsplit(v).scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"expected redis://host:port/db, got {v!r}")
         return v
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
 
     @property
     def port(self) -> int:
@@ -100,6 +108,10 @@ class ElasticsearchSettings(_Section):
         if urlsplit(v).scheme not in ("http", "https"):
             raise ValueError(f"expected http(s)://host:port, got {v!r}")
         return v
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
 
     @property
     def port(self) -> int:

@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError, SinkUnavailable
-from harclip.messages import Headers
+from harclip.messages import Frame, Headers
 
 ProducerRole = Literal["live", "bulk", "sink"]
 
@@ -60,6 +60,17 @@ def producer_options(s: KafkaSettings, role: ProducerRole = "sink") -> dict[str,
 def make_producer(s: KafkaSettings, *, role: ProducerRole = "sink") -> AIOKafkaProducer:
     """An unstarted producer with `producer_options(s, role)`."""
     return AIOKafkaProducer(**producer_options(s, role))
+
+
+async def send_frame(
+    producer: AIOKafkaProducer, topic: str, frame: Frame
+) -> asyncio.Future[object]:
+    """Queue `frame` (key = stream_id, headers per DESIGN.md); waits while the producer's batch for
+    that partition is full. Returns the delivery future."""
+    fut: asyncio.Future[object] = await producer.send(
+        topic, frame.data, key=frame.stream_id.encode(), headers=frame.headers()
+    )
+    return fut
 
 
 def consumer_options(

@@ -26,6 +26,7 @@ from harclip.messages import Prediction
 
 EMBEDDING = "embedding"  # the dense_vector field of the predictions index
 _MAX_CANDIDATES = 10_000  # Elasticsearch's limit for knn.num_candidates
+_EPOCH_MS = {"type": "date", "format": "epoch_millis"}
 
 Order = Literal["asc", "desc"]
 SearchAfter = tuple[int, str]  # (captured_at ms, frame_id) of the last hit of a page
@@ -103,7 +104,6 @@ def predictions_mappings(embed_dim: int) -> dict[str, Any]:
     `dynamic: false` keeps a field added to Prediction in `_source` without failing the writes
     of a worker newer than the index.
     """
-    ms = {"type": "date", "format": "epoch_millis"}
     return {
         "dynamic": False,
         "properties": {
@@ -111,8 +111,8 @@ def predictions_mappings(embed_dim: int) -> dict[str, Any]:
             "frame_id": {"type": "keyword"},
             "stream_id": {"type": "keyword"},
             "seq": {"type": "long"},
-            "captured_at": ms,
-            "inferred_at": ms,
+            "captured_at": _EPOCH_MS,
+            "inferred_at": _EPOCH_MS,
             "label": {"type": "keyword"},
             "score": {"type": "float"},
             "top_k": {"properties": {"label": {"type": "keyword"}, "score": {"type": "float"}}},
@@ -140,7 +140,6 @@ def predictions_mappings(embed_dim: int) -> dict[str, Any]:
 def events_mappings() -> dict[str, Any]:
     """Mappings of the events index: ids, labels and times typed; strings added by `stream/`
     later become keywords."""
-    ms = {"type": "date", "format": "epoch_millis"}
     return {
         "dynamic": True,
         "dynamic_templates": [
@@ -153,9 +152,9 @@ def events_mappings() -> dict[str, Any]:
             "kind": {"type": "keyword"},
             "label": {"type": "keyword"},
             "score": {"type": "float"},
-            "start": ms,
-            "end": ms,
-            "created_at": ms,
+            "start": _EPOCH_MS,
+            "end": _EPOCH_MS,
+            "created_at": _EPOCH_MS,
         },
     }
 

@@ -118,8 +118,7 @@ class Capture:
                 if self._o.kind == "file":
                     raise ConfigError(f"OpenCV cannot open video {self._o.source}")
                 log.warning("cannot open %s; retrying in %.1f s", self._o.source, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, _BACKOFF_S[1])
+                delay = self._back_off(delay)
                 continue
             try:
                 ended = self._read(cap)
@@ -129,10 +128,14 @@ class Capture:
                 return
             if ended and self._o.kind != "file":
                 log.warning("read from %s failed; reconnecting in %.1f s", self._o.source, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, _BACKOFF_S[1])
+                delay = self._back_off(delay)
             else:
                 delay = _BACKOFF_S[0]
+
+    def _back_off(self, delay: float) -> float:
+        """Wait `delay` seconds (less if stopped); returns the next, doubled delay."""
+        self._stop.wait(delay)
+        return min(delay * 2, _BACKOFF_S[1])
 
     def _read(self, cap: cv2.VideoCapture) -> bool:
         """Read and sample until stopped (False) or the source ends / fails (True)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from harclip.kafka import send_frame
 from harclip.messages import Frame
 
 log = logging.getLogger(__name__)
@@ -27,17 +28,6 @@ class SendStats:
     sent: int = 0  # acknowledged by Kafka (acks=all)
     dropped: int = 0  # live frames dropped unsent (slow broker)
     failed: int = 0  # not acknowledged (Kafka error)
-
-
-async def send_frame(
-    producer: AIOKafkaProducer, topic: str, frame: Frame
-) -> asyncio.Future[object]:
-    """Queue `frame` (key = stream_id, headers per DESIGN.md); waits while the producer's batch for
-    that partition is full. Returns the delivery future."""
-    fut: asyncio.Future[object] = await producer.send(
-        topic, frame.data, key=frame.stream_id.encode(), headers=frame.headers()
-    )
-    return fut
 
 
 class Acks:

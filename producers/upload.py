@@ -17,10 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError, DecodeError
 from harclip.imageio import check_header
-from harclip.kafka import make_producer
+from harclip.kafka import make_producer, send_frame
 from harclip.messages import Frame, new_frame_id, now_ms
 from producers.frames import DEFAULT_SHORT_SIDE, encode_jpeg
-from producers.sender import Acks, SendStats, send_frame
+from producers.sender import Acks, SendStats
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ async def run_upload(
     console = console or Console(stderr=True)
     report = UploadReport()
     acks = Acks(report.stats)
+    topic = topic or s.topics.uploads
     producer = make_producer(s, role="bulk")
     await producer.start()
     seq = 0
@@ -118,7 +119,7 @@ async def run_upload(
                     for data in _payloads(path, o):
                         at = now_ms()
                         frame = Frame(new_frame_id(at), o.job_id, seq, at, data)
-                        await acks.add(await send_frame(producer, topic or s.topics.uploads, frame))
+                        await acks.add(await send_frame(producer, topic, frame))
                         report.frame_ids.append(frame.frame_id)
                         seq += 1
                 except (DecodeError, OSError) as e:

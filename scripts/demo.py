@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -115,7 +114,7 @@ async def watch(s: Settings, seconds: float | None, procs: list[subprocess.Popen
 def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=out, stderr=out,
-                            env=os.environ.copy(), start_new_session=True)  # fmt: skip
+                            start_new_session=True)  # fmt: skip
 
 
 def stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:

@@ -1,10 +1,15 @@
-"""What the torch-based engines share: a lazy torch import with a clear error, thread setup."""
+"""What the torch-based engines share: a lazy torch import with a clear error, thread and
+device setup, and `embed`/`close` over a module that takes uint8 NHWC pixels."""
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
-from harclip.errors import EngineUnavailable
+import numpy as np
+
+from harclip.engines._checks import check_embeddings, check_images, empty
+from harclip.errors import EngineUnavailable, ModelError
 
 
 def import_torch(engine: str) -> ModuleType:
@@ -32,3 +37,35 @@ def check_device(torch: ModuleType, device: str, engine: str) -> None:
             f"engine {engine!r} was asked for device {device!r} but torch sees no CUDA device "
             "here; set HARCLIP_MODEL__DEVICE=cpu or install a CUDA build of torch"
         )
+
+
+class TorchModuleEngine:
+    """An engine that runs `self._module(uint8 [N, S, S, 3]) -> [N, D]` with torch; a subclass
+    calls `__init__` first, then loads `self._module`."""
+
+    name: str
+
+    def __init__(self, *, image_size: int, embed_dim: int, device: str, threads: int) -> None:
+        self._torch = import_torch(self.name)
+        check_device(self._torch, device, self.name)
+        set_threads(self._torch, threads)
+        self.image_size = image_size
+        self.embed_dim = embed_dim
+        self.device = device
+        self._module: Any = None
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """uint8 [N, S, S, 3] RGB → float32 [N, D], L2-normalised."""
+        images = check_images(images, self.image_size, self.name)
+        if len(images) == 0:
+            return empty(self.embed_dim)
+        if self._module is None:
+            raise ModelError(f"{self.name}: engine is closed")
+        torch = self._torch
+        with torch.inference_mode():
+            pixels = torch.from_numpy(images).to(self.device)
+            out = self._module(pixels).float().cpu().numpy()
+        return check_embeddings(out, len(images), self.embed_dim, self.name)
+
+    def close(self) -> None:
+        self._module = None

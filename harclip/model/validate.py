@@ -50,16 +50,23 @@ def generated_images(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 def torch_embeddings(clip: LoadedClip, images: np.ndarray, batch: int = 32) -> np.ndarray:
     """The PyTorch reference: float32 [N, D], L2-normalised."""
+    run = pytorch_embed(clip)
+    return np.concatenate([run(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def pytorch_embed(clip: LoadedClip) -> Callable[[np.ndarray], np.ndarray]:
+    """PyTorch eager fp32 `ImageEncoder` of `clip`: uint8 [N, S, S, 3] -> float32 [N, D]."""
     import torch
 
     from harclip.model.wrappers import ImageEncoder
 
     module = ImageEncoder(clip.model, clip.mean, clip.std).eval()
-    with torch.inference_mode():
-        parts = [
-            module(torch.from_numpy(images[i : i + batch])) for i in range(0, len(images), batch)
-        ]
-    return torch.cat(parts).numpy()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).numpy()  # type: ignore[no-any-return]
+
+    return run
 
 
 def _engines(bundle: Bundle) -> list[tuple[str, EngineName]]:
@@ -156,18 +163,11 @@ def time_pytorch(model: str, batch: int, seconds: float, threads: int) -> dict[s
     import torch
 
     from harclip.model.load import load_clip
-    from harclip.model.wrappers import ImageEncoder
 
     if threads > 0:
         torch.set_num_threads(threads)
     clip = load_clip(model)
-    module = ImageEncoder(clip.model, clip.mean, clip.std).eval()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return module(torch.from_numpy(x)).numpy()  # type: ignore[no-any-return]
-
-    return time_batches(run, generated_images(batch, clip.image_size), seconds)
+    return time_batches(pytorch_embed(clip), generated_images(batch, clip.image_size), seconds)
 
 
 def time_engine(

@@ -15,12 +15,11 @@ import subprocess
 import time
 import zipfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from harclip.config import ElasticsearchSettings, ServicesSettings
 from harclip.errors import ServiceError
 from harclip.services import process
-from harclip.services.base import State, Status
+from harclip.services.base import LocalServer, State, Status, render
 from harclip.services.java import find_java, java_home
 
 RUN_AS = "harclip"
@@ -30,13 +29,12 @@ _MVN_HINT = "install Maven (apt-get install -y maven); it fetches Elasticsearch 
 
 def render_config(es: ElasticsearchSettings, services: ServicesSettings, home: Path) -> str:
     """`elasticsearch.yml` for one loopback node without security; data and logs under `home`."""
-    host = urlsplit(es.url).hostname or "127.0.0.1"
     settings = {
         "cluster.name": "harclip",
         "node.name": "harclip-local",
         "path.data": str(home / "data"),
         "path.logs": str(home / "logs"),
-        "network.host": host,
+        "network.host": es.host,
         "http.port": str(es.port),
         "transport.port": str(services.elasticsearch_transport_port),
         "discovery.type": "single-node",
@@ -45,11 +43,10 @@ def render_config(es: ElasticsearchSettings, services: ServicesSettings, home: P
         "cluster.routing.allocation.disk.threshold_enabled": "false",
         "action.destructive_requires_name": "false",
     }
-    head = "# Written by `harclip services up`; edits are overwritten on the next start.\n"
-    return head + "".join(f"{k}: {v}\n" for k, v in settings.items())
+    return render(settings, ": ")
 
 
-class ElasticsearchService:
+class ElasticsearchService(LocalServer):
     name = "elasticsearch"
 
     def __init__(self, es: ElasticsearchSettings, services: ServicesSettings) -> None:
@@ -63,30 +60,19 @@ class ElasticsearchService:
         self._pidfile = self._dir / "elasticsearch.pid"
         self._log = self._dir / "logs" / "harclip.log"
         self._startup_log = self._dir / "logs" / "startup.log"
-        self._host = urlsplit(es.url).hostname or "127.0.0.1"
         # ES passes ES_TMPDIR as -Djava.io.tmpdir: a command-line mark unique to this state folder
         self._marker = f"-Djava.io.tmpdir={self._dir / 'tmp'}"
 
     # -- Service ---------------------------------------------------------------------------
 
-    def status(self) -> Status:
-        pid = process.running_pid(self._pidfile, self._marker)
-        if pid is None:
-            return self._status(State.STOPPED, None)
-        healthy = self._ready()
-        return self._status(State.RUNNING if healthy else State.UNHEALTHY, pid)
-
     def up(self) -> Status:
         t0 = time.monotonic()
-        pid = process.running_pid(self._pidfile, self._marker)
+        pid = self._pid()
         if pid is not None:
-            process.wait_ready(
-                self.name, self._ready, lambda: process.pid_alive(pid),
-                self._services.start_timeout_s, self._log,
-            )  # fmt: skip
+            self._wait(lambda: process.pid_alive(pid))
             return self._status(State.RUNNING, pid, time.monotonic() - t0)
         process.require_free(
-            self.name, self._host, [self._es.port, self._services.elasticsearch_transport_port]
+            self.name, self._es.host, [self._es.port, self._services.elasticsearch_transport_port]
         )
         java = find_java(self._services.es_java_home, 21, "Elasticsearch 9")
         self._fetch()
@@ -99,22 +85,13 @@ class ElasticsearchService:
             return process.pid_alive(launcher) or (server is not None and process.pid_alive(server))
 
         try:
-            process.wait_ready(
-                self.name, self._ready, alive, self._services.start_timeout_s, self._log
-            )
+            self._wait(alive)
         except ServiceError as e:
             process.stop_pid(launcher, timeout_s=30)
             self.down()  # leave no half-started server behind
             startup = process.tail(self._startup_log, 15)
             raise ServiceError(f"{e}\nstart-up output ({self._startup_log}):\n{startup}") from None
         return self._status(State.STARTED, process.read_pid(self._pidfile), time.monotonic() - t0)
-
-    def down(self) -> Status:
-        pid = process.running_pid(self._pidfile, self._marker)
-        if pid is not None:
-            process.stop_pid(pid, timeout_s=60)
-        self._pidfile.unlink(missing_ok=True)
-        return self._status(State.STOPPED, None)
 
     # -- steps -----------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import logging
 import shutil
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -15,7 +14,7 @@ from pathlib import Path
 from harclip.config import KafkaSettings, ServicesSettings
 from harclip.errors import ServiceError
 from harclip.services import process
-from harclip.services.base import State, Status
+from harclip.services.base import LocalServer, State, Status, render
 from harclip.services.java import find_java
 
 _MVN_HINT = "install Maven (apt-get install -y maven); it fetches Kafka's jars from Maven Central"
@@ -23,7 +22,7 @@ _MVN_HINT = "install Maven (apt-get install -y maven); it fetches Kafka's jars f
 
 def render_server_properties(kafka: KafkaSettings, services: ServicesSettings, data: Path) -> str:
     """`server.properties` of a one-node KRaft cluster listening on the bootstrap address."""
-    host, _, port = kafka.bootstrap.split(",")[0].strip().rpartition(":")
+    host, port = kafka.first_host, kafka.first_port
     ctl = services.kafka_controller_port
     props = {
         "process.roles": "broker,controller",
@@ -48,8 +47,7 @@ def render_server_properties(kafka: KafkaSettings, services: ServicesSettings, d
         "auto.create.topics.enable": "true",
         "message.max.bytes": str(kafka.max_message_bytes),
     }
-    lines = ["# Written by `harclip services up`; edits are overwritten on the next start."]
-    return "\n".join([*lines, *(f"{k}={v}" for k, v in props.items())]) + "\n"
+    return render(props, "=")
 
 
 def cluster_id() -> str:
@@ -57,7 +55,7 @@ def cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-class KafkaService:
+class KafkaService(LocalServer):
     name = "kafka"
 
     def __init__(self, kafka: KafkaSettings, services: ServicesSettings) -> None:
@@ -69,55 +67,22 @@ class KafkaService:
         self._props = self._dir / "server.properties"
         self._pidfile = self._dir / "kafka.pid"
         self._log = self._dir / "server.log"
-        self._host = kafka.bootstrap.split(",")[0].rpartition(":")[0].strip()
+        self._marker = str(self._props)
 
     # -- Service ---------------------------------------------------------------------------
 
-    def status(self) -> Status:
-        pid = process.running_pid(self._pidfile, str(self._props))
-        if pid is None:
-            return self._status(State.STOPPED, None)
-        return self._status(State.RUNNING if self._ready() else State.UNHEALTHY, pid)
-
     def up(self) -> Status:
-        t0 = time.monotonic()
-        pid = process.running_pid(self._pidfile, str(self._props))
-        state = State.RUNNING
-        if pid is None:
-            process.require_free(
-                self.name,
-                self._host,
-                [self._kafka.first_port, self._services.kafka_controller_port],
-            )
-            java = find_java(self._services.java_home, 17, "Kafka")
-            self._fetch()
-            self._configure(java)
-            pid = process.spawn(self._command(java), self._log, cwd=self._dir)
-            process.write_pid(self._pidfile, pid)
-            state = State.STARTED
-        started = pid
-        try:
-            process.wait_ready(
-                self.name,
-                self._ready,
-                lambda: process.pid_alive(started),
-                self._services.start_timeout_s,
-                self._log,
-            )
-        except ServiceError:
-            if state is State.STARTED:
-                self.down()  # leave no half-started server behind
-            raise
-        return self._status(state, pid, time.monotonic() - t0)
-
-    def down(self) -> Status:
-        pid = process.running_pid(self._pidfile, str(self._props))
-        if pid is not None:
-            process.stop_pid(pid, timeout_s=60)
-        self._pidfile.unlink(missing_ok=True)
-        return self._status(State.STOPPED, None)
+        return self._up(self._spawn)
 
     # -- steps -----------------------------------------------------------------------------
+
+    def _spawn(self) -> int:
+        ports = [self._kafka.first_port, self._services.kafka_controller_port]
+        process.require_free(self.name, self._kafka.first_host, ports)
+        java = find_java(self._services.java_home, 17, "Kafka")
+        self._fetch()
+        self._configure(java)
+        return process.spawn(self._command(java), self._log, cwd=self._dir)
 
     def _fetch(self) -> None:
         """Download the broker's runtime jars once into the cache (`<cache>/kafka-<v>/lib`)."""
@@ -198,8 +163,7 @@ def answers(kafka: KafkaSettings) -> bool:
     Runs its own event loop in a short-lived thread, so it is safe to call from code that
     already has one (async tests, fixtures).
     """
-    host, _, port = kafka.bootstrap.split(",")[0].strip().rpartition(":")
-    if not process.port_open(host, int(port)):
+    if not process.port_open(kafka.first_host, kafka.first_port):
         return False
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, _metadata_ok(kafka.bootstrap)).result()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from harclip.config import RedisSettings, ServicesSettings
 from harclip.errors import ServiceError
 from harclip.services import process
-from harclip.services.base import State, Status
+from harclip.services.base import LocalServer, State, Status, render
 
 _HINT = "install it with `apt-get install -y redis-server` (`make services-up` does this)"
 
@@ -20,9 +19,8 @@ def render_config(redis: RedisSettings, home: Path) -> str:
     `harclip services up` starts it detached (its own session, output to redis.log), so Redis's own
     `daemonize` stays off: that way a server that dies at start-up is noticed at once.
     """
-    host = urlsplit(redis.url).hostname or "127.0.0.1"
     settings = {
-        "bind": host,
+        "bind": redis.host,
         "port": str(redis.port),
         "protected-mode": "yes",
         "daemonize": "no",
@@ -32,12 +30,12 @@ def render_config(redis: RedisSettings, home: Path) -> str:
         "save": '""',
         "appendonly": "no",
     }
-    head = "# Written by `harclip services up`; edits are overwritten on the next start.\n"
-    return head + "".join(f"{k} {v}\n" for k, v in settings.items())
+    return render(settings, " ")
 
 
-class RedisService:
+class RedisService(LocalServer):
     name = "redis"
+    _stop_timeout_s = 30.0
 
     def __init__(self, redis: RedisSettings, services: ServicesSettings) -> None:
         self._redis = redis
@@ -45,52 +43,22 @@ class RedisService:
         self._dir = services.state_dir.resolve() / "redis"
         self._conf = self._dir / "redis.conf"
         self._pidfile = self._dir / "redis.pid"
+        self._marker = "redis-server"
         self._log = self._dir / "redis.log"
-        self._host = urlsplit(redis.url).hostname or "127.0.0.1"
         if urlsplit(redis.url).scheme != "redis":
             raise ServiceError(f"`services up` runs a plain redis:// server, not {redis.url}")
 
     # -- Service ---------------------------------------------------------------------------
 
-    def status(self) -> Status:
-        pid = process.running_pid(self._pidfile, "redis-server")
-        if pid is None:
-            return self._status(State.STOPPED, None)
-        return self._status(State.RUNNING if self._ready() else State.UNHEALTHY, pid)
-
     def up(self) -> Status:
-        t0 = time.monotonic()
-        pid = process.running_pid(self._pidfile, "redis-server")
-        state = State.RUNNING
-        if pid is None:
-            process.require_free(self.name, self._host, [self._redis.port])
-            server = process.require_tool("redis-server", _HINT)
-            self._dir.mkdir(parents=True, exist_ok=True)
-            self._conf.write_text(render_config(self._redis, self._dir))
-            pid = process.spawn([server, str(self._conf)], self._log, cwd=self._dir)
-            process.write_pid(self._pidfile, pid)
-            state = State.STARTED
-        started = pid
-        try:
-            process.wait_ready(
-                self.name,
-                self._ready,
-                lambda: process.pid_alive(started),
-                self._services.start_timeout_s,
-                self._log,
-            )
-        except ServiceError:
-            if state is State.STARTED:
-                self.down()  # leave no half-started server behind
-            raise
-        return self._status(state, pid, time.monotonic() - t0)
+        return self._up(self._spawn)
 
-    def down(self) -> Status:
-        pid = process.running_pid(self._pidfile, "redis-server")
-        if pid is not None:
-            process.stop_pid(pid, timeout_s=30)
-        self._pidfile.unlink(missing_ok=True)
-        return self._status(State.STOPPED, None)
+    def _spawn(self) -> int:
+        process.require_free(self.name, self._redis.host, [self._redis.port])
+        server = process.require_tool("redis-server", _HINT)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._conf.write_text(render_config(self._redis, self._dir))
+        return process.spawn([server, str(self._conf)], self._log, cwd=self._dir)
 
     # -- checks ----------------------------------------------------------------------------
 

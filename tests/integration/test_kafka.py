@@ -49,9 +49,7 @@ async def _produce(s: KafkaSettings, frames: list[Frame]) -> None:
     await producer.start()
     try:
         for f in frames:
-            await producer.send(
-                s.topics.frames, f.data, key=f.stream_id.encode(), headers=f.headers()
-            )
+            await kafka.send_frame(producer, s.topics.frames, f)
         await producer.flush()
     finally:
         await producer.stop()

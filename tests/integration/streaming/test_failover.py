@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from harclip import search
+from harclip.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
 from tests.integration.conftest import Unique
 from tests.integration.streaming.conftest import (
@@ -69,7 +70,7 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
             async def send(i: int) -> None:
                 at = now_ms()
                 f = Frame(new_frame_id(at), f"job-{i % 8}", i, at, photos[i])
-                await p.send(t.uploads, f.data, key=f.stream_id.encode(), headers=f.headers())
+                await send_frame(p, t.uploads, f)
                 sent.add(f.frame_id)
 
             for i in range(120):

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from harclip import search
 from harclip.errors import ConfigError
 from harclip.head import Head
+from harclip.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
 from tests.integration.conftest import Unique
 from tests.integration.streaming.conftest import (
@@ -29,6 +31,11 @@ TIMEOUT_S = 90.0
 def frame(stream: str, seq: int, data: bytes, *, age_ms: int = 0) -> Frame:
     at = now_ms() - age_ms
     return Frame(new_frame_id(at), stream, seq, at, data)
+
+
+async def send(p: AIOKafkaProducer, topic: str, f: Frame) -> None:
+    """`f` to `topic` (key = stream id, Frame headers), acknowledged."""
+    await (await send_frame(p, topic, f))
 
 
 def huge_png() -> bytes:
@@ -53,18 +60,15 @@ async def test_poison_frames_go_to_the_dlq_and_the_worker_goes_on(
     }
     async with running_worker(s) as worker, producer(s) as p:
         for i, data in enumerate(good):
-            f = frame("cam", i, data)
-            await p.send_and_wait(t.frames if i % 2 else t.uploads, data, key=b"cam",
-                                  headers=f.headers())  # fmt: skip
+            await send(p, t.frames if i % 2 else t.uploads, frame("cam", i, data))
         for f in poison.values():
-            await p.send_and_wait(t.frames, f.data, key=b"cam", headers=f.headers())
+            await send(p, t.frames, f)
         empty = frame("cam", 102, b"x")
         await p.send_and_wait(t.frames, b"", key=b"cam", headers=empty.headers())
         await p.send_and_wait(t.uploads, good[1], key=b"no-headers")
         await worker.wait_for(lambda: worker.failed >= 5 and worker.predicted >= 12, TIMEOUT_S)
         # still alive: one more good frame gets its prediction
-        late = frame("cam", 200, good[2])
-        await p.send_and_wait(t.frames, late.data, key=b"cam", headers=late.headers())
+        await send(p, t.frames, frame("cam", 200, good[2]))
         await worker.wait_for(lambda: worker.predicted >= 13, TIMEOUT_S)
         assert worker.failed == 5
 
@@ -91,12 +95,9 @@ async def test_stale_live_frames_are_dropped_and_counted_uploads_never(
     data = sample_photos[0].read_bytes()
     async with running_worker(s) as worker, producer(s) as p:
         for i in range(6):  # 10 s old: stale live frames, and uploads of the same age
-            old = frame("live", i, data, age_ms=10_000)
-            await p.send_and_wait(t.frames, data, key=b"live", headers=old.headers())
-            up = frame("job", i, data, age_ms=10_000)
-            await p.send_and_wait(t.uploads, data, key=b"job", headers=up.headers())
-        fresh = frame("live", 6, data)
-        await p.send_and_wait(t.frames, data, key=b"live", headers=fresh.headers())
+            await send(p, t.frames, frame("live", i, data, age_ms=10_000))
+            await send(p, t.uploads, frame("job", i, data, age_ms=10_000))
+        await send(p, t.frames, frame("live", 6, data))
         await worker.wait_for(lambda: worker.dropped + worker.predicted >= 13, TIMEOUT_S)
         assert worker.dropped == 6 and worker.predicted == 7
         metric = worker.metrics.registry.get_sample_value(
@@ -116,8 +117,7 @@ async def test_head_update_on_the_control_topic_reaches_predictions(
     t = s.kafka.topics
     data = sample_photos[0].read_bytes()
     async with running_worker(s) as worker, producer(s) as p:
-        first = frame("cam", 0, data)
-        await p.send_and_wait(t.frames, data, key=b"cam", headers=first.headers())
+        await send(p, t.frames, frame("cam", 0, data))
         await worker.wait_for(lambda: worker.predicted >= 1, TIMEOUT_S)
         old = worker.head
         rng = np.random.default_rng(0)
@@ -125,8 +125,7 @@ async def test_head_update_on_the_control_topic_reaches_predictions(
         new = Head(("juggling", "skating"), w, np.zeros(2, np.float32), 50.0, old.version + 1)
         await p.send_and_wait(t.control, new.to_control(), key=b"head")
         await worker.wait_for(lambda: worker.head.version == new.version, TIMEOUT_S)
-        second = frame("cam", 1, data)
-        await p.send_and_wait(t.frames, data, key=b"cam", headers=second.headers())
+        await send(p, t.frames, frame("cam", 1, data))
         await worker.wait_for(lambda: worker.predicted >= 2, TIMEOUT_S)
     preds = {p.seq: p for p in (Prediction.from_json(r.value)
                                 for r in await read_topic(s, t.predictions))}  # fmt: skip

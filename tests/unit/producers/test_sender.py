@@ -19,9 +19,11 @@ class SlowProducer:
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
+        self.entered = asyncio.Event()  # a `send` is waiting at the gate
         self.sent: list[int] = []
 
     async def send(self, topic: str, value: bytes, *, key: bytes, headers: Any) -> Any:
+        self.entered.set()
         await self.gate.wait()
         self.sent.append(int(dict(headers)["seq"]))
         fut = asyncio.get_running_loop().create_future()
@@ -33,10 +35,10 @@ async def test_live_sender_drops_oldest_when_the_broker_is_slow() -> None:
     producer = SlowProducer()
     sender = LiveSender(producer, "t", capacity=3)  # type: ignore[arg-type]
     task = asyncio.create_task(sender.run())
-    await asyncio.sleep(0)  # the sender is idle, waiting for frames
-    for seq in range(10):
+    sender.offer(Frame("f0", "s", 0, 0, b"x"))
+    await asyncio.wait_for(producer.entered.wait(), 10)  # seq 0 is taken and blocks in send
+    for seq in range(1, 10):
         sender.offer(Frame(f"f{seq}", "s", seq, 0, b"x"))
-        await asyncio.sleep(0)  # seq 0 is taken at once and blocks in send
     sender.close()
     producer.gate.set()
     stats = await task
