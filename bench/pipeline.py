@@ -10,6 +10,8 @@ group, index and Redis keys:
              Prediction is acknowledged by all sinks (then counted in Elasticsearch: `lost`)
   per-frame  the same worker with max_batch 1, unpipelined (fetch only after the last commit)
   latency    live frames at half the pipeline rate; a Redis subscriber measures capture -> Redis
+Unless --no-plot, the latencies go to a histogram PNG (--plot-path, default
+bench/results/pipeline-latency.png; its path is `latency_plot` in the JSON, null without a plot).
 The last stdout line is one JSON object.
 """
 
@@ -19,6 +21,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -33,6 +37,9 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# bench/ itself is sys.path[0] when this runs as a script
+from _plots import latency_histogram  # noqa: E402
 
 from consumers.cli import run as run_worker  # noqa: E402
 from consumers.worker import Worker  # noqa: E402
@@ -218,6 +225,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                photos, pipe_fps / 2, args.latency_seconds)  # fmt: skip
     p50, p99 = (float(np.percentile(lat, q)) for q in (50, 99)) if lat else (0.0, 0.0)
     await cleanup(base)
+    plot = plot_latency(lat, args.plot_path, pipe_fps / 2, b) if args.plot else None
     return {
         "engine_img_s": round(engine_ips, 1), "batch": b, "batch_infer_ms": round(batch_ms, 1),
         "pipeline_frames_s": round(pipe_fps, 1), "per_frame_frames_s": round(single_fps, 1),
@@ -227,7 +235,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ms_half_load": round(p99, 1),
         "p99_target_ms": round(2 * batch_ms + 100, 1),
         "lost": lost + lost1 + lost2, "frames": args.frames,
+        "latency_plot": str(plot) if plot else None,
     }  # fmt: skip
+
+
+def plot_latency(lat_ms: list[float], path: Path, rate: float, batch: int) -> Path:
+    """Histogram PNG of the half-load capture -> Redis latencies (ms) at `rate` frames/s."""
+    title = (f"capture → Redis latency, live frames at {rate:.1f} frames/s (half load), "
+             f"max batch {batch}\n{platform.node()}, {os.cpu_count()} CPUs, "
+             "ViT-B/32 random, ONNX fp32")  # fmt: skip
+    return latency_histogram({"half load": lat_ms}, path, title)
 
 
 def main() -> int:
@@ -236,6 +253,10 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument("--bundle", type=Path, default=ROOT / "state" / "bench-vitb32-bundle")
+    ap.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
+                    help="write the latency histogram PNG (default: on)")  # fmt: skip
+    ap.add_argument("--plot-path", type=Path,
+                    default=ROOT / "bench" / "results" / "pipeline-latency.png")  # fmt: skip
     args = ap.parse_args()
     import logging
 
