@@ -1,0 +1,1 @@
+"""The harclip HTTP and WebSocket API (FastAPI): `python -m api --bundle B`."""

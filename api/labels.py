@@ -1,0 +1,92 @@
+"""GET /labels and PUT /labels: a new label set becomes a new zero-shot head, built with the
+bundle's ONNX text encoder (no torch), published on `harclip.control` (key "head") for every
+worker and used by this API from its next batch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Depends, Request
+
+from api.auth import requires
+from api.errors import ApiError
+from api.runtime import Runtime
+from api.schemas import LabelSetRequest, LabelSetResponse, error_responses
+from harclip.errors import MessageError
+from harclip.labels import prompts_for
+
+router = APIRouter(tags=["labels"])
+log = logging.getLogger(__name__)
+
+
+def _runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def _describe(rt: Runtime) -> LabelSetResponse:
+    h = rt.head
+    return LabelSetResponse(
+        version=h.version, kind=h.kind, labels=list(h.labels), prompts=dict(h.prompts)
+    )
+
+
+@router.get(
+    "/labels",
+    response_model=LabelSetResponse,
+    summary="The label set in use",
+    dependencies=[Depends(requires("read"))],
+    responses=error_responses(401, 403, 429),
+)
+async def get_labels(request: Request) -> LabelSetResponse:
+    return _describe(_runtime(request))
+
+
+@router.put(
+    "/labels",
+    response_model=LabelSetResponse,
+    summary="Replace the label set (admin)",
+    dependencies=[Depends(requires("admin"))],
+    responses=error_responses(401, 403, 422, 429, 503),
+)
+async def put_labels(body: LabelSetRequest, request: Request) -> LabelSetResponse:
+    """Builds a zero-shot head for the labels (a name without prompts gets the default prompt
+    ensemble), publishes it to the workers and returns it with its new version."""
+    from harclip.relabel import validate_label_set
+    from harclip.text import build_head
+
+    rt = _runtime(request)
+    unknown = set(body.prompts) - set(body.labels)
+    if unknown:
+        raise ApiError(
+            422, "invalid_labels", f"prompts given for unknown labels: {', '.join(sorted(unknown))}"
+        )
+    try:
+        label_set = validate_label_set(
+            {
+                name: body.prompts.get(name.strip()) or prompts_for(name.strip())
+                for name in body.labels
+            }
+        )
+    except MessageError as e:
+        raise ApiError(422, "invalid_labels", str(e)) from None
+    if len(label_set) != len(body.labels):
+        raise ApiError(422, "invalid_labels", "label names must be unique")
+    encoder = await rt.text_encoder()
+    async with rt.relabel_lock:  # one new version at a time
+        current = rt.head
+        head = await asyncio.to_thread(
+            build_head,
+            encoder,
+            label_set,
+            logit_scale=current.logit_scale,
+            version=current.version + 1,
+        )
+        producer = await rt.producer()
+        await producer.send_and_wait(
+            rt.settings.kafka.topics.control, head.to_control(), key=b"head"
+        )
+        rt.swap_head(head)
+    log.info("label set v%d published: %s", head.version, ", ".join(head.labels))
+    return _describe(rt)

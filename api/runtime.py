@@ -1,0 +1,267 @@
+"""What the API holds while it runs: the engine and current head, the shared micro-batcher, the
+Redis / Elasticsearch / Kafka clients and the URL fetcher. Built by `create_app`, started and
+stopped by the app's lifespan; routes reach it as `request.app.state.runtime`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from api import urlfetch
+from api.auth import Authenticator
+from api.errors import ApiError
+from api.limits import check_image
+from api.metrics import ApiMetrics
+from harclip.batching import MicroBatcher
+from harclip.config import Settings
+from harclip.errors import DecodeError, MessageError, SinkUnavailable
+from harclip.messages import ModelRef
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
+
+    from harclip.bundle import Bundle
+    from harclip.engines import Engine
+    from harclip.head import Head
+    from harclip.text import TextEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """One image's result from a batch: its embedding row, the head of that batch, timings."""
+
+    embedding: np.ndarray  # [D] float32
+    head: Head
+    batch_start: float  # perf_counter seconds
+    infer_ms: float
+    batch_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One image's prediction with the timings the API reports (ms)."""
+
+    top_k: list[tuple[str, float]]
+    head_version: int
+    decode_ms: float
+    queue_ms: float
+    infer_ms: float
+
+
+class Runtime:
+    """The API's long-lived state. `start()` loads the engine; clients connect lazily."""
+
+    def __init__(self, settings: Settings, bundle: Bundle) -> None:
+        self.settings = settings
+        self.bundle = bundle
+        self.metrics = ApiMetrics()
+        self.auth = Authenticator(settings.auth)
+        self.head: Head = bundle.load_head()
+        self.engine: Engine | None = None
+        self.fetch_policy = urlfetch.FetchPolicy(
+            timeout_s=settings.api.url_fetch_timeout_s,
+            max_redirects=settings.api.url_max_redirects,
+            max_bytes=settings.api.max_body_bytes,
+            allow_loopback=settings.api.url_allow_loopback,
+        )
+        self._decode_pool = ThreadPoolExecutor(
+            settings.batching.decode_threads, thread_name_prefix="api-decode"
+        )
+        self._batcher: MicroBatcher[np.ndarray, Embedded] | None = None
+        self._text: TextEncoder | None = None
+        self._text_lock = asyncio.Lock()
+        self._http: Any = None
+        self._redis: Any = None
+        self._es: Any = None
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        self._control_task: asyncio.Task[None] | None = None
+        self.relabel_lock = asyncio.Lock()
+        self._es_lock = asyncio.Lock()
+        self._templates_ok = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from harclip.engines import create_engine
+
+        s = self.settings
+        self.engine = await asyncio.to_thread(create_engine, self.bundle, s.model.engine, s.model)
+        self._batcher = MicroBatcher(
+            self._run_batch,
+            max_size=s.batching.max_batch,
+            max_wait_s=s.batching.max_wait_ms / 1000,
+            on_batch=self.metrics.batch_size.observe,
+        )
+        await self._batcher.start()
+        self._http = urlfetch.make_client(self.fetch_policy)
+        if s.api.follow_control:
+            from api.control import follow_control
+
+            self._control_task = asyncio.create_task(follow_control(self), name="api-control")
+
+    async def close(self) -> None:
+        if self._control_task is not None:
+            self._control_task.cancel()
+            await asyncio.gather(self._control_task, return_exceptions=True)
+        if self._batcher is not None:
+            await self._batcher.close()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._http is not None:
+            await self._http.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._es is not None:
+            await self._es.close()
+        if self.engine is not None:
+            self.engine.close()
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- model ---------------------------------------------------------------------------------
+
+    @property
+    def model_ref(self) -> ModelRef:
+        m = self.bundle.manifest
+        return ModelRef(name=m.name, version=str(m.version), head_version=self.head.version)
+
+    def swap_head(self, head: Head) -> bool:
+        """Use `head` from the next batch on if it is newer and fits; True if swapped."""
+        if head.version <= self.head.version:
+            return False
+        if head.weight.shape[0] != self.bundle.manifest.embed_dim:
+            raise MessageError(
+                f"head has embedding size {head.weight.shape[0]}, the model "
+                f"{self.bundle.manifest.embed_dim}"
+            )
+        self.head = head
+        log.info("head version %d in use (%d labels)", head.version, len(head.labels))
+        return True
+
+    async def text_encoder(self) -> TextEncoder:
+        async with self._text_lock:
+            if self._text is None:
+                self._text = await asyncio.to_thread(self.bundle.text_encoder)
+            return self._text
+
+    def _run_batch(self, images: Sequence[np.ndarray]) -> list[Embedded]:
+        """The engine thread's work for one batch: uint8 [S,S,3] each -> one `Embedded` each."""
+        assert self.engine is not None
+        head = self.head  # read once: the whole batch uses one head
+        start = time.perf_counter()
+        emb = self.engine.embed(np.stack(images))  # [N, S, S, 3] -> [N, D]
+        infer_ms = (time.perf_counter() - start) * 1000
+        return [Embedded(emb[i], head, start, infer_ms, len(images)) for i in range(len(images))]
+
+    async def predict(self, images: Sequence[tuple[str, bytes]], k: int) -> list[Scored]:
+        """Named encoded images -> one result each, in order; the whole request fails (422/415
+        naming the image) if any image is not usable."""
+        size, max_pixels = self.bundle.manifest.image_size, self.settings.model.max_pixels
+        for name, data in images:
+            check_image(data, max_pixels=max_pixels, name=name)
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        decoded = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._decode_pool, _decode, name, data, size, max_pixels)
+                for name, data in images
+            ),
+        )
+        submitted = time.perf_counter()
+        done: list[Embedded] = await asyncio.gather(*(self._submit(img) for img in decoded))
+        decode_ms = (submitted - start) * 1000
+        out = []
+        for e in done:
+            top = e.head.top_k(e.embedding[None, :], min(k, len(e.head.labels)))[0]
+            queue_ms = max(0.0, (e.batch_start - submitted) * 1000)
+            out.append(Scored(top, e.head.version, decode_ms, queue_ms, e.infer_ms))
+        self.metrics.images.inc(len(images))
+        return out
+
+    async def _submit(self, image: np.ndarray) -> Embedded:
+        if self._batcher is None:
+            raise ApiError(503, "unavailable", "the model is not loaded yet")
+        return await self._batcher.submit(image)
+
+    # -- clients -------------------------------------------------------------------------------
+
+    async def fetch_url(self, url: str) -> bytes:
+        try:
+            return await urlfetch.fetch(url, self.fetch_policy, self._http)
+        except urlfetch.UrlNotAllowed as e:
+            raise ApiError(400, "url_not_allowed", str(e)) from None
+        except urlfetch.UrlTooLarge as e:
+            raise ApiError(413, "payload_too_large", str(e)) from None
+        except urlfetch.UrlFetchFailed as e:
+            raise ApiError(422, "url_fetch_failed", str(e)) from None
+
+    def redis(self) -> Any:
+        if not self.settings.redis.enabled:
+            raise ApiError(503, "unavailable", "Redis is turned off (HARCLIP_REDIS__ENABLED)")
+        if self._redis is None:
+            from harclip.store import make_redis
+
+            self._redis = make_redis(self.settings.redis)
+        return self._redis
+
+    def es(self) -> Any:
+        if not self.settings.elasticsearch.enabled:
+            raise ApiError(
+                503, "unavailable", "Elasticsearch is turned off (HARCLIP_ELASTICSEARCH__ENABLED)"
+            )
+        if self._es is None:
+            from harclip.search import make_es
+
+            self._es = make_es(self.settings.elasticsearch)
+        return self._es
+
+    async def search_client(self) -> Any:
+        """The Elasticsearch client, with the index templates put once (idempotent)."""
+        es = self.es()
+        async with self._es_lock:
+            if not self._templates_ok:
+                from harclip.search import ensure_templates
+
+                await ensure_templates(
+                    es, self.settings.elasticsearch, self.bundle.manifest.embed_dim
+                )
+                self._templates_ok = True
+        return es
+
+    async def producer(self) -> AIOKafkaProducer:
+        """The Kafka producer, started on first use (predict needs no Kafka)."""
+        async with self._producer_lock:
+            if self._producer is None:
+                from aiokafka.errors import KafkaError
+
+                from harclip.kafka import ensure_topics, make_producer
+
+                await ensure_topics(self.settings.kafka)
+                producer = make_producer(self.settings.kafka, role="live")
+                try:
+                    await producer.start()
+                except (KafkaError, OSError) as e:
+                    await producer.stop()
+                    raise SinkUnavailable(
+                        f"Kafka at {self.settings.kafka.bootstrap} is unavailable: {e!r}"
+                    ) from None
+                self._producer = producer
+            return self._producer
+
+
+def _decode(name: str, data: bytes, size: int, max_pixels: int) -> np.ndarray:
+    from harclip.preprocess import decode_image
+
+    try:
+        return decode_image(data, size, max_pixels=max_pixels)
+    except DecodeError as e:
+        raise ApiError(422, "invalid_image", f"{name}: {e}") from None

@@ -1,0 +1,137 @@
+"""Live and historical reads: GET /streams, /streams/{id}/latest, /streams/{id}/frame (Redis) and
+/streams/{id}/history (Elasticsearch: time range, label, min score, pages)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from api.auth import requires
+from api.errors import ApiError
+from api.runtime import Runtime
+from api.schemas import PredictionPage, StreamInfo, StreamList, error_responses
+from harclip.messages import Prediction
+
+router = APIRouter(tags=["streams"], dependencies=[Depends(requires("read"))])
+
+MAX_MS = 2**53  # upper bound of accepted times, ms since epoch
+StreamId = Annotated[
+    str, Path(min_length=1, max_length=128, description="stream id", examples=["cam-1"])
+]
+StartMs = Annotated[
+    int | None, Query(ge=0, le=MAX_MS, description="from (inclusive), ms since epoch")
+]
+EndMs = Annotated[
+    int | None, Query(ge=0, le=MAX_MS, description="until (exclusive), ms since epoch")
+]
+LabelQ = Annotated[str | None, Query(min_length=1, max_length=100, description="only this label")]
+MinScore = Annotated[float | None, Query(ge=0, le=1, description="only predictions scored >= this")]
+
+
+def _runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def encode_cursor(after: tuple[int, str] | None) -> str | None:
+    return None if after is None else f"{after[0]}_{after[1]}"
+
+
+def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
+    if cursor is None:
+        return None
+    ms, sep, frame_id = cursor.partition("_")
+    if not sep or not ms.isdigit() or not frame_id or int(ms) > MAX_MS:
+        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned as 'next'")
+    return int(ms), frame_id
+
+
+@router.get(
+    "/streams",
+    response_model=StreamList,
+    summary="Streams by last-seen time",
+    responses=error_responses(401, 403, 429, 503),
+)
+async def list_streams(
+    request: Request,
+    since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS, description="seen at or after")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> StreamList:
+    from harclip import store
+
+    rt = _runtime(request)
+    rows = await store.list_streams(rt.redis(), rt.settings.redis, since_ms=since_ms, limit=limit)
+    return StreamList(streams=[StreamInfo(stream_id=sid, last_seen=ms) for sid, ms in rows])
+
+
+@router.get(
+    "/streams/{stream_id}/latest",
+    response_model=Prediction,
+    summary="The latest prediction of a stream",
+    responses=error_responses(401, 403, 404, 429, 503),
+)
+async def latest(stream_id: StreamId, request: Request) -> Prediction:
+    from harclip import store
+
+    rt = _runtime(request)
+    pred = await store.read_latest(rt.redis(), rt.settings.redis, stream_id)
+    if pred is None:
+        raise ApiError(404, "not_found", f"no prediction for stream {stream_id!r}")
+    return pred
+
+
+@router.get(
+    "/streams/{stream_id}/frame",
+    summary="The latest frame of a stream (JPEG)",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "the encoded frame"},
+        **error_responses(401, 403, 404, 429, 503),
+    },
+)
+async def frame(stream_id: StreamId, request: Request) -> Response:
+    from harclip import store
+    from harclip.imageio import sniff_format
+
+    rt = _runtime(request)
+    data = await store.read_frame(rt.redis(), rt.settings.redis, stream_id)
+    if data is None:
+        raise ApiError(404, "not_found", f"no recent frame for stream {stream_id!r}")
+    fmt = sniff_format(data) or "jpeg"
+    return Response(data, media_type=f"image/{fmt}", headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/streams/{stream_id}/history",
+    response_model=PredictionPage,
+    summary="Past predictions of a stream (newest first, paged)",
+    responses=error_responses(401, 403, 422, 429, 503),
+)
+async def history(
+    stream_id: StreamId,
+    request: Request,
+    start_ms: StartMs = None,
+    end_ms: EndMs = None,
+    label: LabelQ = None,
+    min_score: MinScore = None,
+    size: Annotated[int, Query(ge=1, le=1000, description="page size")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=300, description="`next` of the last page")
+    ] = None,
+) -> PredictionPage:
+    from harclip import search
+
+    rt = _runtime(request)
+    page = await search.history(
+        await rt.search_client(),
+        rt.settings.elasticsearch,
+        stream_id=stream_id,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        label=label,
+        min_score=min_score,
+        size=size,
+        search_after=decode_cursor(cursor),
+    )
+    return PredictionPage(items=page.items, next=encode_cursor(page.next_after))

@@ -1,0 +1,248 @@
+"""Fetch an image from a user-supplied URL without letting the URL reach the server's own network
+(SSRF): http/https only; every address the host resolves to must be public (no loopback, private,
+link-local, multicast, reserved, unspecified, shared or documentation range, IPv4 or IPv6,
+IPv4-mapped/compatible/6to4/Teredo included; legacy numeric forms such as `127.1`, `2130706433`,
+`0x7f000001` and `0177.0.0.1` are parsed as the C resolver would); each redirect hop is checked
+again; the connection goes to the checked address (a DNS answer cannot change between check and
+connect); connect/read timeouts, an overall deadline and a size cap while streaming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from harclip.errors import HarclipError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_NUMERIC_PART = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class UrlNotAllowed(HarclipError):
+    """The URL's scheme, form or destination address is refused."""
+
+
+class UrlFetchFailed(HarclipError):
+    """The URL could not be fetched (DNS, connection, timeout, HTTP status, too many redirects)."""
+
+
+class UrlTooLarge(HarclipError):
+    """The body at the URL is larger than the cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    """Limits of one fetch: seconds, redirect hops, bytes. `allow_loopback` is for tests only."""
+
+    timeout_s: float = 5.0
+    max_redirects: int = 3
+    max_bytes: int = 10 * 1024 * 1024
+    allow_loopback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A URL that passed the syntactic checks."""
+
+    url: str
+    scheme: str
+    host: str  # lower-case, IDNA-encoded, brackets and trailing dot removed
+    port: int
+
+
+def parse_numeric_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """`host` as inet_aton() reads it (1-4 dot-separated parts, each decimal, octal with a leading
+    0 or hex with 0x; the last part fills the remaining bytes), or None if it is not numeric.
+    A numeric-looking host that is malformed raises `UrlNotAllowed`."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_NUMERIC_PART.match(p) for p in parts):
+        return None
+    values = []
+    for p in parts:
+        try:
+            if p.lower().startswith("0x"):
+                values.append(int(p[2:] or "0", 16))
+            elif len(p) > 1 and p.startswith("0"):
+                values.append(int(p, 8))
+            else:
+                values.append(int(p, 10))
+        except ValueError:
+            raise UrlNotAllowed(f"malformed numeric host {host!r}") from None
+    *head, last = values
+    if any(v > 255 for v in head) or last >= 256 ** (5 - len(values)):
+        raise UrlNotAllowed(f"malformed numeric host {host!r}")
+    n = 0
+    for v in head:
+        n = (n << 8) | v
+    n = (n << (8 * (5 - len(values)))) | last
+    return ipaddress.IPv4Address(n)
+
+
+def address_problem(ip: IPAddress, *, allow_loopback: bool = False) -> str | None:
+    """Why `ip` must not be contacted, or None when it is a public unicast address."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            inner = address_problem(embedded, allow_loopback=allow_loopback)
+            return f"{inner} (embedded in {ip})" if inner else None
+    if ip.is_loopback:
+        return None if allow_loopback else f"{ip} is a loopback address"
+    checks = (
+        (ip.is_unspecified, "unspecified"),
+        (ip.is_link_local, "link-local"),
+        (ip.is_multicast, "multicast"),
+        (ip.is_private, "private"),
+        (ip.is_reserved, "reserved"),
+        (not ip.is_global, "non-public"),
+    )
+    for bad, what in checks:
+        if bad:
+            return f"{ip} is a {what} address"
+    return None
+
+
+def check_url(url: str) -> Target:
+    """Syntactic checks: scheme, host present, no credentials, port in range. `UrlNotAllowed`."""
+    if len(url) > 2048:
+        raise UrlNotAllowed("URL longer than 2048 characters")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as e:
+        raise UrlNotAllowed(f"malformed URL: {e}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UrlNotAllowed(f"only http and https URLs are allowed, not {scheme or 'none'!r}")
+    if parts.username is not None or parts.password is not None:
+        raise UrlNotAllowed("credentials in the URL are not allowed")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise UrlNotAllowed("the URL has no host")
+    if "%" not in host and ":" not in host:
+        try:
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise UrlNotAllowed(f"invalid host name {host!r}") from None
+    if host == "localhost" or host.endswith(".localhost"):
+        raise UrlNotAllowed(f"{host} is a loopback name")
+    return Target(url.strip(), scheme, host, port or (443 if scheme == "https" else 80))
+
+
+async def resolve_checked(target: Target, *, allow_loopback: bool = False) -> IPAddress:
+    """The address to connect to: the host's literal or every resolved address must be allowed
+    (one bad answer refuses the URL, since a later connection could pick it)."""
+    literal = _literal_ip(target.host)
+    if literal is not None:
+        addresses: list[IPAddress] = [literal]
+    else:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                target.host, target.port, type=socket.SOCK_STREAM
+            )
+        except (socket.gaierror, UnicodeError) as e:
+            raise UrlFetchFailed(f"cannot resolve host {target.host!r}: {e}") from None
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        if not addresses:
+            raise UrlFetchFailed(f"host {target.host!r} has no address")
+    for ip in addresses:
+        problem = address_problem(ip, allow_loopback=allow_loopback)
+        if problem:
+            raise UrlNotAllowed(f"refused {target.host!r}: {problem}")
+    return addresses[0]
+
+
+def _literal_ip(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return parse_numeric_ipv4(host)
+
+
+async def fetch(url: str, policy: FetchPolicy, client: httpx.AsyncClient) -> bytes:
+    """GET `url` under `policy`, following checked redirects; the body bytes.
+
+    `client` must not follow redirects or read proxy settings from the environment (see
+    `make_client`). Raises `UrlNotAllowed`, `UrlFetchFailed` or `UrlTooLarge`.
+    """
+    deadline = policy.timeout_s * (2 + policy.max_redirects)
+    try:
+        async with asyncio.timeout(deadline):
+            return await _follow(url, policy, client)
+    except TimeoutError:
+        raise UrlFetchFailed(f"fetching the URL took longer than {deadline:g} s") from None
+
+
+async def _follow(url: str, policy: FetchPolicy, client: httpx.AsyncClient) -> bytes:
+    for _ in range(policy.max_redirects + 1):
+        target = check_url(url)
+        ip = await resolve_checked(target, allow_loopback=policy.allow_loopback)
+        location = await _get_one(target, ip, policy, client)
+        if isinstance(location, bytes):
+            return location
+        url = urljoin(target.url, location)
+    raise UrlFetchFailed(f"more than {policy.max_redirects} redirects")
+
+
+async def _get_one(
+    target: Target, ip: IPAddress, policy: FetchPolicy, client: httpx.AsyncClient
+) -> bytes | str:
+    """One hop to `ip`: the body, or the redirect location (str)."""
+    request_url = httpx.URL(target.url).copy_with(host=str(ip))
+    default_port = 443 if target.scheme == "https" else 80
+    host_header = target.host if ":" not in target.host else f"[{target.host}]"
+    if target.port != default_port:
+        host_header += f":{target.port}"
+    try:
+        async with client.stream(
+            "GET",
+            request_url,
+            headers={"Host": host_header, "Accept": "image/*", "Accept-Encoding": "identity"},
+            extensions={"sni_hostname": target.host},
+        ) as response:
+            if response.status_code in _REDIRECTS:
+                location = response.headers.get("location")
+                if not location:
+                    raise UrlFetchFailed(f"redirect {response.status_code} without a Location")
+                return str(location)
+            if response.status_code != 200:
+                raise UrlFetchFailed(f"the URL answered HTTP {response.status_code}")
+            return await _read_capped(response, policy.max_bytes)
+    except httpx.TimeoutException:
+        raise UrlFetchFailed(f"timed out after {policy.timeout_s:g} s") from None
+    except httpx.HTTPError as e:
+        raise UrlFetchFailed(f"cannot fetch the URL: {type(e).__name__}: {e}") from None
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise UrlTooLarge(f"the URL's body is {int(declared):,} bytes; the limit is {max_bytes:,}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():  # decoded: the cap holds for gzip too
+        size += len(chunk)
+        if size > max_bytes:
+            raise UrlTooLarge(f"the URL's body exceeds the limit of {max_bytes:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def make_client(policy: FetchPolicy) -> httpx.AsyncClient:
+    """An httpx client fit for `fetch`: no redirects, no environment proxies, timeouts set."""
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        trust_env=False,
+        timeout=httpx.Timeout(policy.timeout_s),
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+        headers={"User-Agent": "harclip-api"},
+    )

@@ -1,0 +1,184 @@
+"""Load benchmark of the API's `/predict/image` against the raw engine, on the real sample photos.
+
+Builds (once) a ViT-B/32-shaped random CLIP bundle, serves it with `python -m api` in a child
+process, loads it from this process at concurrency 1, 4, 16 and 64 (bounded request counts),
+with micro-batching (HARCLIP_BATCHING__MAX_BATCH=16) and without (=1), and times the raw ONNX
+engine at the same batch sizes in the same run. The last stdout line is one JSON object with
+`ratio_c16_vs_engine` (API req/s at c16 batched / engine img/s at batch 16; target >= 0.8) and
+`p50_overhead_ms_c1` (API p50 at c1 unbatched - engine p50 at batch 1; target <= 5).
+
+    python bench/api.py [--bundle B] [--photos DIR] [--requests N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONCURRENCY = (1, 4, 16, 64)
+
+
+def build_bundle(out: Path) -> Path:
+    """init-model vit-b-32 + export onnx (random weights), once."""
+    if (out / "manifest.json").is_file():
+        return out
+    from harclip.model.export import ExportOptions, export_bundle
+    from harclip.model.init import init_model
+    from harclip.model.load import load_clip
+
+    model_dir = init_model(out.parent / "vit-b-32-model", "vit-b-32")
+    export_bundle(load_clip(model_dir), out, ExportOptions(formats=("onnx",)))
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_api(bundle: Path, max_batch: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HARCLIP_BATCHING__MAX_BATCH": str(max_batch),
+        "HARCLIP_API__FOLLOW_CONTROL": "false",
+        "HARCLIP_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api", "--bundle", str(bundle), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"api exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("api did not start within 120 s")
+
+
+async def load(url: str, photos: Sequence[bytes], concurrency: int, n: int) -> dict[str, float]:
+    """`n` requests from `concurrency` workers; req/s, p50 and p99 latency (ms)."""
+    latencies: list[float] = []
+    next_i = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            data = photos[i % len(photos)]
+            t = time.perf_counter()
+            resp = await client.post("/predict/image", files={"files": ("p.jpg", data)})
+            latencies.append((time.perf_counter() - t) * 1000)
+            resp.raise_for_status()
+
+        async def worker() -> None:
+            nonlocal next_i
+            while next_i < n:
+                i = next_i
+                next_i += 1
+                await one(i)
+
+        for i in range(min(n, 2 * concurrency)):  # warm-up: connections and first batches
+            await one(i)
+        latencies.clear()
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    lat = sorted(latencies)
+    return {
+        "rps": round(n / elapsed, 2),
+        "p50_ms": round(statistics.median(lat), 2),
+        "p99_ms": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 2),
+    }
+
+
+def engine_bench(bundle: Path, photos: Sequence[bytes], batch: int, n: int) -> dict[str, float]:
+    """The raw engine on preprocessed photos: img/s and p50 per batch (ms)."""
+    from harclip.bundle import Bundle
+    from harclip.config import ModelSettings
+    from harclip.engines import create_engine
+    from harclip.preprocess import preprocess_batch
+
+    b = Bundle.load(bundle)
+    engine = create_engine(b, "onnx", ModelSettings())
+    images, _ = preprocess_batch(list(photos[:batch]), b.manifest.image_size, max_pixels=40_000_000)
+    engine.embed(images)
+    times = []
+    for _ in range(max(3, n // batch)):
+        t = time.perf_counter()
+        engine.embed(images)
+        times.append((time.perf_counter() - t) * 1000)
+    engine.close()
+    p50 = statistics.median(times)
+    return {"img_per_s": round(batch * 1000 / p50, 2), "p50_ms": round(p50, 2)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bundle", type=Path, help="default: build state/bench/vit-b-32-bundle")
+    p.add_argument(
+        "--photos",
+        type=Path,
+        default=Path(os.environ.get("HARCLIP_SAMPLE_DATA", "/work/shared/data")) / "har-sample",
+    )
+    p.add_argument("--requests", type=int, default=96, help="requests per level (at least 4x c)")
+    args = p.parse_args(argv)
+    bundle = args.bundle or build_bundle(ROOT / "state" / "bench" / "vit-b-32-bundle")
+    photos = [f.read_bytes() for f in sorted(args.photos.glob("*/*.jpg"))[:64]]
+    result: dict[str, object] = {"bundle": str(bundle), "photos": len(photos)}
+    # The engine is timed next to each API run and its best p50 kept: the machine is shared, so
+    # the fastest engine figure is the conservative baseline for the ratios.
+    runs: list[dict[str, dict[str, float]]] = []
+    for mode, max_batch in (("batched", 16), ("unbatched", 1)):
+        runs.append({f"b{b}": engine_bench(bundle, photos, b, args.requests) for b in (1, 16)})
+        print("engine", runs[-1], flush=True)
+        proc, url = start_api(bundle, max_batch)
+        try:
+            levels = {}
+            for c in CONCURRENCY:
+                n = max(args.requests, 4 * c)
+                levels[f"c{c}"] = asyncio.run(load(url, photos, c, n))
+                print(mode, f"c{c}", levels[f"c{c}"], flush=True)
+            result[mode] = levels
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    runs.append({f"b{b}": engine_bench(bundle, photos, b, args.requests) for b in (1, 16)})
+    engine = {b: min((r[b] for r in runs), key=lambda x: x["p50_ms"]) for b in ("b1", "b16")}
+    result["engine"] = engine
+    result["engine_runs"] = runs
+    batched, unbatched = result["batched"], result["unbatched"]
+    assert isinstance(batched, dict) and isinstance(unbatched, dict)
+    result["ratio_c16_vs_engine"] = round(batched["c16"]["rps"] / engine["b16"]["img_per_s"], 3)
+    result["p50_overhead_ms_c1"] = round(unbatched["c1"]["p50_ms"] - engine["b1"]["p50_ms"], 2)
+    result["p50_overhead_ms_c1_batched"] = round(
+        batched["c1"]["p50_ms"] - engine["b1"]["p50_ms"], 2
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
