@@ -99,7 +99,7 @@ class Runtime:
         self._batcher = MicroBatcher(
             self._run_batch,
             max_size=s.batching.max_batch,
-            max_wait_s=s.batching.max_wait_ms / 1000,
+            max_wait_s=s.api.batch_wait_ms / 1000,
             on_batch=self.metrics.batch_size.observe,
         )
         await self._batcher.start()

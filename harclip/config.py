@@ -154,6 +154,12 @@ class ApiSettings(_Section):
     url_max_redirects: int = Field(3, ge=0)
     ws_queue_size: int = Field(256, ge=1, description="per-client buffer before oldest is dropped")
     ws_heartbeat_s: float = Field(15.0, gt=0)
+    batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="REST micro-batching: extra wait for more requests once the engine is free; "
+        "0 = greedy (a batch starts when the engine is free; requests queued meanwhile join it)",
+    )
     url_allow_loopback: bool = Field(
         False, description="tests only: let image URLs reach 127.0.0.1/::1 (private stays refused)"
     )

@@ -1,5 +1,6 @@
-"""`make demo`: the streaming pipeline on this machine - a worker and a camera producer against
-the local services, with a live terminal view of the latest prediction per stream (from Redis).
+"""`make demo`: the streaming pipeline on this machine - a worker, a camera producer and the API
+against the local services, with a live terminal view of the latest prediction per stream (from
+Redis). The API runs with API keys on; the demo's admin key is made once into state/demo-api-key.
 
 The camera is the webcam if /dev/video0 exists, else a video file (`--video`, default the shared
 sample video), else a generated test pattern. The model bundle is a random tiny CLIP made once
@@ -12,13 +13,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
+import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -97,7 +102,8 @@ async def watch(s: Settings, seconds: float | None, procs: list[subprocess.Popen
                     break
                 dead = [p for p in procs if p.poll() is not None]
                 if dead:
-                    console.print(f"[red]{dead[0].args[2]} exited with {dead[0].returncode}")
+                    name = cast(list[str], dead[0].args)[2]
+                    console.print(f"[red]{name} exited with {dead[0].returncode}")
                     return 1
                 streams = [sid for sid, _ in await store.list_streams(r, s.redis, limit=20)]
                 rows = [(sid, await store.read_latest(r, s.redis, sid)) for sid in streams]
@@ -111,10 +117,41 @@ async def watch(s: Settings, seconds: float | None, procs: list[subprocess.Popen
     return 0 if seen else 1
 
 
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=out, stderr=out,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, env=env)  # fmt: skip
+
+
+def demo_key(state: Path) -> str:
+    """The demo's admin API key: made once by `python -m api --generate-key`, then reused."""
+    path = state / "demo-api-key"
+    if path.is_file():
+        return path.read_text().strip()
+    made = subprocess.run([sys.executable, "-m", "api", "--generate-key"], cwd=ROOT, check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    key = made.stdout.strip()
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def api_env(key: str) -> dict[str, str]:
+    """The children's settings plus API keys on, with the demo key as admin."""
+    return {**os.environ, "HARCLIP_AUTH__ENABLED": "true",
+            "HARCLIP_AUTH__KEYS": json.dumps({key: "admin"})}  # fmt: skip
+
+
+def wait_api(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> bool:
+    """True once GET /ready answers 200 (the model is loaded, Redis and Elasticsearch answer)."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"{url}/ready").status_code == 200:
+                    return True
+            time.sleep(0.25)  # polling a starting server; not a test
+    return False
 
 
 def stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -148,15 +185,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if source not in ("0", "pattern"):
             camera_args.append("--loop")
         camera = spawn(camera_args, logs / "demo-camera.log")
+        key = demo_key(s.services.state_dir)
+        api = spawn(["-m", "api", "--bundle", str(bundle)], logs / "demo-api.log", api_env(key))
+        url = f"http://{s.api.host}:{s.api.port}"
         console.print(
             f"worker pid {worker.pid} (log {logs / 'demo-worker.log'}, metrics "
-            f"http://{s.metrics.host}:{s.metrics.port}/metrics), camera pid {camera.pid}"
+            f"http://{s.metrics.host}:{s.metrics.port}/metrics), camera pid {camera.pid}, "
+            f"API pid {api.pid} (log {logs / 'demo-api.log'})"
+        )
+        ready = wait_api(url, 60.0, api)
+        console.print(
+            f"API {'ready' if ready else 'NOT ready (see its log)'}: {url}  docs: {url}/docs\n"
+            f"API key (admin): {key}\n"
+            f"  curl -H 'X-API-Key: {key}' {url}/streams/{STREAM_ID}/latest"
         )
         try:
-            code = asyncio.run(watch(s, args.seconds, [worker, camera]))
+            code = asyncio.run(watch(s, args.seconds, [worker, camera, api]))
         finally:
-            console.print("stopping camera and worker ...")
-            stop_all([camera, worker])
+            console.print("stopping camera, API and worker ...")
+            stop_all([camera, api, worker])
         return code
     except (HarclipError, subprocess.CalledProcessError) as e:
         console.print(f"[red]demo: error:[/red] {e}")
