@@ -7,6 +7,7 @@ Elasticsearch refuses to run as root; as root we run it as the unprivileged user
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
@@ -23,6 +24,7 @@ from harclip.services.base import LocalServer, State, Status, render
 from harclip.services.java import find_java, java_home
 
 RUN_AS = "harclip"
+_FALLBACK_HOME = Path("/var/lib/harclip")
 _ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
 _MVN_HINT = "install Maven (apt-get install -y maven); it fetches Elasticsearch from Maven Central"
 
@@ -56,6 +58,12 @@ class ElasticsearchService(LocalServer):
         self._dist = (
             services.downloads.resolve() / f"elasticsearch-{services.elasticsearch_version}"
         )
+        if os.geteuid() == 0 and not (_reachable(self._dir) and _reachable(self._dist)):
+            # The service user cannot reach a state folder under, say, /root (mode 700): keep
+            # Elasticsearch's files in a traversable folder of their own, one per state folder.
+            base = _FALLBACK_HOME / hashlib.sha256(str(self._dir).encode()).hexdigest()[:12]
+            self._dir = base / "elasticsearch"
+            self._dist = base / self._dist.name
         self._conf = self._dir / "config"
         self._pidfile = self._dir / "elasticsearch.pid"
         self._log = self._dir / "logs" / "harclip.log"
@@ -223,6 +231,11 @@ def _ensure_user(user: str) -> None:
          "--shell", "/usr/sbin/nologin", user],
         f"creating the unprivileged user {user!r} that runs Elasticsearch",
     )  # fmt: skip
+
+
+def _reachable(path: Path) -> bool:
+    """True when a user other than the owner may traverse every existing folder above `path`."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents if p.exists())
 
 
 def _chown_tree(root: Path, user: str) -> None:
