@@ -13,7 +13,9 @@ import numpy as np
 _BINS = 40
 
 
-def latency_histogram(samples_ms: dict[str, Sequence[float]], path: Path | str, title: str) -> Path:
+def latency_histogram(
+    samples_ms: dict[str, Sequence[float]], path: Path | str, title: str, unit: str = "frames"
+) -> Path:
     """Write a PNG histogram of latencies (ms), one series per label, with p50/p99 lines.
 
     Series share the bins so their shapes compare; a series without samples shows in the legend
@@ -46,7 +48,7 @@ def latency_histogram(samples_ms: dict[str, Sequence[float]], path: Path | str, 
         if not every.size:
             ax.text(0.5, 0.5, "no samples", transform=ax.transAxes, ha="center", va="center")
         ax.set_xlabel("latency (ms)")
-        ax.set_ylabel("frames")
+        ax.set_ylabel(unit)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=9)

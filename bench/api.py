@@ -6,8 +6,12 @@ with micro-batching (HARCLIP_BATCHING__MAX_BATCH=16) and without (=1), and times
 engine at the same batch sizes in the same run. The last stdout line is one JSON object with
 `ratio_c16_vs_engine` (API req/s at c16 batched / engine img/s at batch 16; target >= 0.8) and
 `p50_overhead_ms_c1` (API p50 at c1 unbatched - engine p50 at batch 1; target <= 5).
+Progress goes to stderr, a rich table of the results to stdout before the JSON line. Unless
+--no-plot, the per-request latencies of every batched level (and unbatched c16 for contrast) go to
+a histogram PNG (--plot-path, default bench/results/api-latency.png; its path is `latency_plot` in
+the JSON, null without a plot).
 
-    python bench/api.py [--bundle B] [--photos DIR] [--requests N]
+    python bench/api.py [--bundle B] [--photos DIR] [--requests N] [--no-plot] [--plot-path P]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import socket
 import statistics
 import subprocess
@@ -26,9 +31,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _plots import latency_histogram  # bench/ itself is sys.path[0] when this runs as a script
+from rich.console import Console
+from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 4, 16, 64)
+console = Console(stderr=True)
 
 
 def build_bundle(out: Path) -> Path:
@@ -78,8 +87,11 @@ def start_api(bundle: Path, max_batch: int) -> tuple[subprocess.Popen[bytes], st
     raise SystemExit("api did not start within 120 s")
 
 
-async def load(url: str, photos: Sequence[bytes], concurrency: int, n: int) -> dict[str, float]:
-    """`n` requests from `concurrency` workers; req/s, p50 and p99 latency (ms)."""
+async def load(
+    url: str, photos: Sequence[bytes], concurrency: int, n: int
+) -> tuple[dict[str, float], list[float]]:
+    """`n` requests from `concurrency` workers: (req/s, p50 and p99 latency in ms), and the
+    `n` per-request latencies (ms) after warm-up, in completion order."""
     latencies: list[float] = []
     next_i = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -106,11 +118,12 @@ async def load(url: str, photos: Sequence[bytes], concurrency: int, n: int) -> d
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
     lat = sorted(latencies)
-    return {
+    stats = {
         "rps": round(n / elapsed, 2),
-        "p50_ms": round(statistics.median(lat), 2),
-        "p99_ms": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 2),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
     }
+    return stats, latencies
 
 
 def engine_bench(bundle: Path, photos: Sequence[bytes], batch: int, n: int) -> dict[str, float]:
@@ -143,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Path(os.environ.get("HARCLIP_SAMPLE_DATA", "/work/shared/data")) / "har-sample",
     )
     p.add_argument("--requests", type=int, default=96, help="requests per level (at least 4x c)")
+    p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the latency histogram PNG (default: on)")  # fmt: skip
+    p.add_argument("--plot-path", type=Path,
+                   default=ROOT / "bench" / "results" / "api-latency.png")  # fmt: skip
     args = p.parse_args(argv)
     bundle = args.bundle or build_bundle(ROOT / "state" / "bench" / "vit-b-32-bundle")
     photos = [f.read_bytes() for f in sorted(args.photos.glob("*/*.jpg"))[:64]]
@@ -150,21 +167,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The engine is timed next to each API run and its best p50 kept: the machine is shared, so
     # the fastest engine figure is the conservative baseline for the ratios.
     runs: list[dict[str, dict[str, float]]] = []
+    samples: dict[str, Sequence[float]] = {}  # "batched c16" -> per-request latencies (ms)
     for mode, max_batch in (("batched", 16), ("unbatched", 1)):
-        runs.append({f"b{b}": engine_bench(bundle, photos, b, args.requests) for b in (1, 16)})
-        print("engine", runs[-1], flush=True)
+        runs.append(_engine_run(bundle, photos, args.requests))
         proc, url = start_api(bundle, max_batch)
         try:
             levels = {}
             for c in CONCURRENCY:
                 n = max(args.requests, 4 * c)
-                levels[f"c{c}"] = asyncio.run(load(url, photos, c, n))
-                print(mode, f"c{c}", levels[f"c{c}"], flush=True)
+                with console.status(f"{mode} c{c}: {n} requests"):
+                    levels[f"c{c}"], samples[f"{mode} c{c}"] = asyncio.run(load(url, photos, c, n))
+                s = levels[f"c{c}"]
+                console.log(f"{mode} c{c}: {s['rps']:.1f} req/s, p50 {s['p50_ms']:.1f} ms, "
+                            f"p99 {s['p99_ms']:.1f} ms")  # fmt: skip
             result[mode] = levels
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    runs.append({f"b{b}": engine_bench(bundle, photos, b, args.requests) for b in (1, 16)})
+    runs.append(_engine_run(bundle, photos, args.requests))
     engine = {b: min((r[b] for r in runs), key=lambda x: x["p50_ms"]) for b in ("b1", "b16")}
     result["engine"] = engine
     result["engine_runs"] = runs
@@ -175,8 +195,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["p50_overhead_ms_c1_batched"] = round(
         batched["c1"]["p50_ms"] - engine["b1"]["p50_ms"], 2
     )
-    print(json.dumps(result))
+    plot = _plot(samples, args.plot_path, len(photos)) if args.plot else None
+    result["latency_plot"] = str(plot) if plot else None
+    Console().print(_table(result))
+    print(json.dumps(result), flush=True)
     return 0
+
+
+def _engine_run(bundle: Path, photos: Sequence[bytes], n: int) -> dict[str, dict[str, float]]:
+    """The raw engine at batch 1 and 16, with a status line while it runs."""
+    run = {}
+    for b in (1, 16):
+        with console.status(f"engine b{b}"):
+            run[f"b{b}"] = engine_bench(bundle, photos, b, n)
+        console.log(f"engine b{b}: {run[f'b{b}']['img_per_s']:.1f} img/s, "
+                    f"{run[f'b{b}']['p50_ms']:.1f} ms/batch")  # fmt: skip
+    return run
+
+
+def _plot(samples: dict[str, Sequence[float]], path: Path, photos: int) -> Path:
+    """Histogram PNG of the per-request latencies (ms): batched levels and unbatched c16."""
+    series = {k: v for k, v in samples.items() if k.startswith("batched ")}
+    series["unbatched c16"] = samples["unbatched c16"]
+    title = (f"API /predict/image latency per request, by concurrency ({photos} sample photos)\n"
+             f"{platform.node()}, {os.cpu_count()} CPUs, ViT-B/32 random, ONNX fp32")  # fmt: skip
+    return latency_histogram(series, path, title, unit="requests")
+
+
+def _table(result: dict[str, object]) -> Table:
+    """One row per mode x concurrency, then the raw engine and the key ratios."""
+    t = Table(title="API /predict/image vs raw engine (ViT-B/32 random, ONNX fp32)")
+    for col in ("mode", "c", "req/s", "p50 ms", "p99 ms"):
+        t.add_column(col, justify="left" if col == "mode" else "right")
+    for mode in ("batched", "unbatched"):
+        levels = result[mode]
+        assert isinstance(levels, dict)
+        for c in CONCURRENCY:
+            s = levels[f"c{c}"]
+            t.add_row(mode, str(c), f"{s['rps']:.1f}", f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}")
+    engine = result["engine"]
+    assert isinstance(engine, dict)
+    t.add_section()
+    for b in ("b1", "b16"):
+        e = engine[b]
+        t.add_row(f"engine {b}", b[1:], f"{e['img_per_s']:.1f} img/s", f"{e['p50_ms']:.1f}", "")
+    t.add_section()
+    for key in ("ratio_c16_vs_engine", "p50_overhead_ms_c1", "p50_overhead_ms_c1_batched"):
+        t.add_row(key, "", str(result[key]), "", "")
+    return t
 
 
 if __name__ == "__main__":
