@@ -21,7 +21,7 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -258,24 +258,42 @@ async def _subscribe(ws: WebSocket, stream_id: str | None) -> None:
     await ws.accept()
     sub = _Subscription(ws, rt, stream_id)
     counted = False
+    async with _session(ws):
+        try:
+            raw = ws.query_params.get("after")
+            await sub.set_position(_parse_after(raw, stream_id) if raw else None)
+            # counted (and announced) once the position is held: what is written from now on arrives
+            rt.metrics.ws_clients.labels("subscribe").inc()
+            counted = True
+            await ws.send_json({"type": "subscribed", "positions": sub.positions})
+            tasks = [
+                asyncio.create_task(c)
+                for c in (sub.read_loop(), sub.send_loop(), sub.receive_loop())
+            ]
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for t in done:
+                exc = t.exception()
+                if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
+                    raise exc
+        finally:
+            if counted:
+                rt.metrics.ws_clients.labels("subscribe").dec()
+
+
+async def _close_quietly(ws: WebSocket) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the peer is gone
+        await ws.close()
+
+
+@contextlib.asynccontextmanager
+async def _session(ws: WebSocket) -> AsyncIterator[None]:
+    """Ends an accepted WebSocket session: an expected error becomes an `error` message to the
+    client (never a traceback), a client that left is fine, and the socket is closed."""
     try:
-        raw = ws.query_params.get("after")
-        await sub.set_position(_parse_after(raw, stream_id) if raw else None)
-        # counted (and announced) once the position is held: what is written from now on arrives
-        rt.metrics.ws_clients.labels("subscribe").inc()
-        counted = True
-        await ws.send_json({"type": "subscribed", "positions": sub.positions})
-        tasks = [
-            asyncio.create_task(c) for c in (sub.read_loop(), sub.send_loop(), sub.receive_loop())
-        ]
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for t in done:
-            exc = t.exception()
-            if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
-                raise exc
+        yield
     except ApiError as e:
         await ws.send_json({"type": "error", **error_body(e.code, e.message)})
     except HarclipError as e:
@@ -283,15 +301,8 @@ async def _subscribe(ws: WebSocket, stream_id: str | None) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        if counted:
-            rt.metrics.ws_clients.labels("subscribe").dec()
         if ws.application_state != WebSocketState.DISCONNECTED:
             await _close_quietly(ws)
-
-
-async def _close_quietly(ws: WebSocket) -> None:
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the peer is gone
-        await ws.close()
 
 
 @router.websocket("/ws/streams/{stream_id}")
@@ -323,64 +334,59 @@ async def ingest(ws: WebSocket, stream_id: str) -> None:
     s = rt.settings
     limit = min(s.api.max_body_bytes, s.kafka.max_message_bytes)
     seq = 0
-    try:
-        _check_stream_id(stream_id)
-        producer = await rt.producer()
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes")
-            if data is None:
-                await ws.send_json(
-                    {
-                        "type": "error",
-                        **error_body("invalid_message", "send each frame as a binary message"),
-                    }
-                )
-                continue
-            try:
-                if len(data) > limit:
-                    raise ApiError(
-                        413,
-                        "payload_too_large",
-                        f"frame of {len(data):,} bytes; the limit is {limit:,}",
+    async with _session(ws):
+        try:
+            _check_stream_id(stream_id)
+            producer = await rt.producer()
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = message.get("bytes")
+                if data is None:
+                    await ws.send_json(
+                        {
+                            "type": "error",
+                            **error_body("invalid_message", "send each frame as a binary message"),
+                        }
                     )
-                header = check_image(data, max_pixels=s.model.max_pixels, name="frame")
-            except ApiError as e:
-                await ws.send_json({"type": "error", "seq": seq, **error_body(e.code, e.message)})
-                continue
-            frame = Frame(
-                new_frame_id(),
-                stream_id,
-                seq,
-                now_ms(),
-                data,
-                content_type=f"image/{header.format}",
-            )
-            try:
-                await producer.send_and_wait(
-                    s.kafka.topics.frames, data, key=stream_id.encode(), headers=frame.headers()
+                    continue
+                try:
+                    if len(data) > limit:
+                        raise ApiError(
+                            413,
+                            "payload_too_large",
+                            f"frame of {len(data):,} bytes; the limit is {limit:,}",
+                        )
+                    header = check_image(data, max_pixels=s.model.max_pixels, name="frame")
+                except ApiError as e:
+                    await ws.send_json(
+                        {"type": "error", "seq": seq, **error_body(e.code, e.message)}
+                    )
+                    continue
+                frame = Frame(
+                    new_frame_id(),
+                    stream_id,
+                    seq,
+                    now_ms(),
+                    data,
+                    content_type=f"image/{header.format}",
                 )
-            except KafkaError as e:
-                await ws.send_json(
-                    {
-                        "type": "error",
-                        "seq": seq,
-                        **error_body("unavailable", f"Kafka did not take the frame: {e!r}"),
-                    }
-                )
-                continue
-            rt.metrics.ingested.inc()
-            await ws.send_json({"type": "ack", "frame_id": frame.frame_id, "seq": seq})
-            seq += 1
-    except ApiError as e:
-        await ws.send_json({"type": "error", **error_body(e.code, e.message)})
-    except HarclipError as e:
-        await ws.send_json({"type": "error", **error_body("unavailable", str(e))})
-    except WebSocketDisconnect:
-        pass
-    finally:
-        rt.metrics.ws_clients.labels("ingest").dec()
-        if ws.application_state != WebSocketState.DISCONNECTED:
-            await _close_quietly(ws)
+                try:
+                    await producer.send_and_wait(
+                        s.kafka.topics.frames, data, key=stream_id.encode(), headers=frame.headers()
+                    )
+                except KafkaError as e:
+                    await ws.send_json(
+                        {
+                            "type": "error",
+                            "seq": seq,
+                            **error_body("unavailable", f"Kafka did not take the frame: {e!r}"),
+                        }
+                    )
+                    continue
+                rt.metrics.ingested.inc()
+                await ws.send_json({"type": "ack", "frame_id": frame.frame_id, "seq": seq})
+                seq += 1
+        finally:
+            rt.metrics.ws_clients.labels("ingest").dec()
