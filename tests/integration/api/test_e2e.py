@@ -15,7 +15,7 @@ import pytest
 
 from harclip import search
 from harclip.client import AsyncClient, Subscription, Update
-from harclip.config import Settings
+from harclip.config import ElasticsearchSettings, Settings
 from tests.integration.api.conftest import Serve
 from tests.integration.api.test_streams import _wait_subscribed
 from tests.integration.conftest import Unique
@@ -58,6 +58,23 @@ def worker(unique: Unique, tiny_bundle: Path) -> Iterator[subprocess.Popen[bytes
         proc.wait()
 
 
+async def _wait_indexed(es_settings: ElasticsearchSettings, ids: list[str]) -> None:
+    """Until every id is searchable in the predictions index (refreshing), at most 30 s."""
+    es = search.make_es(es_settings)
+    index = es_settings.predictions_index
+    deadline = asyncio.get_running_loop().time() + 30
+    try:
+        while True:
+            await es.indices.refresh(index=index)
+            found = (await es.count(index=index, query={"ids": {"values": ids}}))["count"]
+            if found == len(ids):
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"{found}/{len(ids)} indexed"
+            await asyncio.sleep(0.05)  # a bounded condition poll
+    finally:
+        await es.close()
+
+
 async def _take(it: AsyncIterator[Update], n: int) -> list[Update]:
     out: list[Update] = []
     async for u in it:
@@ -95,12 +112,9 @@ async def test_ingest_subscribe_resume_history_search_labels(
         assert [u.prediction.frame_id for u in again] == more
         await resumed.close()
 
-        # History and text search see every indexed frame.
-        es = search.make_es(unique.settings.elasticsearch)
-        try:
-            await es.indices.refresh(index=unique.settings.elasticsearch.predictions_index)
-        finally:
-            await es.close()
+        # History and text search see every indexed frame. The sinks are flushed concurrently, so
+        # a prediction seen in Redis may still be on its way into Elasticsearch: wait for it.
+        await _wait_indexed(unique.settings.elasticsearch, ids + more)
         page = await client.history("cam-e2e", size=100)
         assert {p.frame_id for p in page.items} == set(ids + more)
         hits = await client.search("a photo of a person riding a bike.", k=7, stream_id="cam-e2e")
