@@ -1,8 +1,9 @@
 """Where a batch's results go: Kafka (Predictions and the dead-letter topic), Redis (live view)
 and Elasticsearch (history + embeddings). Sinks only add, flush and write (quix-streams'
 `BatchingSink`): they open clients in `start()`, buffer with `add()`, write in `flush()` - which
-raises `SinkUnavailable` and keeps the buffer on failure, so the worker can retry - and never
-loop or commit. Every write is idempotent by frame_id (Kafka's is at-least-once).
+raises `SinkUnavailable` and keeps the buffer on failure, so the worker can retry, or
+`SinkRefused` naming the frames it refused for good - and never loop or commit. Every write is
+idempotent by frame_id (Kafka's is at-least-once).
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ from harclip.errors import SinkUnavailable
 from harclip.kafka import make_producer
 
 
+class SinkRefused(SinkUnavailable):
+    """A sink refused some frames for good (retrying cannot help); the others were written.
+    `frames`: frame_id -> the sink's reason."""
+
+    retriable = False
+
+    def __init__(self, sink: str, frames: dict[str, str]) -> None:
+        first = next(iter(frames.values()), "")
+        super().__init__(f"{sink} refused {len(frames)} frames; first: {first}")
+        self.frames = frames
+
+
 class Sink(Protocol):
     name: str
 
@@ -31,7 +44,8 @@ class Sink(Protocol):
     def add(self, result: BatchResult) -> None: ...
 
     async def flush(self) -> None:
-        """Write what was added; `SinkUnavailable` (buffer kept) if not acknowledged."""
+        """Write what was added; `SinkUnavailable` (buffer kept) if not acknowledged,
+        `SinkRefused` if some frames were refused for good."""
         ...
 
     def clear(self) -> None:
@@ -64,7 +78,13 @@ class KafkaSink:
         self._preds.extend(result.predicted)
         self._failed.extend(result.failed)
 
+    def dead_letter(self, works: list[Work]) -> None:
+        """Add frames for the DLQ only (frames another sink refused; `error` set)."""
+        self._failed.extend(works)
+
     async def flush(self) -> None:
+        """Kafka errors are always retried: this sink also carries the DLQ, so it cannot
+        dead-letter its own refusals."""
         if not self._preds and not self._failed:
             return
         assert self._producer is not None, "start() first"
@@ -101,6 +121,8 @@ class KafkaSink:
 class _PredictedBuffer:
     """`add` and `clear` of a sink that writes only a batch's predicted frames."""
 
+    name: str
+
     def __init__(self) -> None:
         self._preds: list[Predicted] = []
 
@@ -109,6 +131,12 @@ class _PredictedBuffer:
 
     def clear(self) -> None:
         self._preds = []
+
+    def _refused(self, e: SinkUnavailable) -> SinkUnavailable:
+        """`e` as the error to raise: a refusal for good refuses every buffered frame."""
+        if e.retriable:
+            return e
+        return SinkRefused(self.name, {p.prediction.frame_id: str(e) for p in self._preds})
 
 
 class RedisSink(_PredictedBuffer):
@@ -130,9 +158,12 @@ class RedisSink(_PredictedBuffer):
             return
         assert self._redis is not None, "start() first"
         frames = {p.prediction.frame_id: p.work.frame.data for p in self._preds if p.work.frame}
-        await store.write_predictions(
-            self._redis, self._s, [p.prediction for p in self._preds], frames
-        )
+        try:
+            await store.write_predictions(
+                self._redis, self._s, [p.prediction for p in self._preds], frames
+            )
+        except SinkUnavailable as e:  # one pipeline for the batch: all or nothing
+            raise self._refused(e) from e
         self.clear()
 
     async def stop(self) -> None:
@@ -160,11 +191,38 @@ class ElasticsearchSink(_PredictedBuffer):
     async def flush(self) -> None:
         if not self._preds:
             return
+        try:
+            await self._index(self._preds)
+        except SinkUnavailable as e:
+            if e.retriable:
+                raise
+            refused = await self._find_refused()
+            if refused:
+                raise SinkRefused(self.name, refused) from e
+        self.clear()
+
+    async def _index(self, preds: list[Predicted]) -> None:
         assert self._es is not None, "start() first"
         await search.index_predictions(
-            self._es, self._s, [(p.prediction, p.embedding) for p in self._preds]
+            self._es, self._s, [(p.prediction, p.embedding) for p in preds]
         )
-        self.clear()
+
+    async def _find_refused(self) -> dict[str, str]:
+        """After a bulk with refused documents: write the buffer one document at a time to
+        learn which frames Elasticsearch refuses and why (a bulk error names only the first;
+        rewriting the accepted ones is harmless, `_id` = frame_id). frame_id -> reason; a
+        retriable failure meanwhile raises (buffer kept)."""
+        outcomes = await asyncio.gather(
+            *(self._index([p]) for p in self._preds), return_exceptions=True
+        )
+        refused: dict[str, str] = {}
+        for p, out in zip(self._preds, outcomes, strict=True):
+            if out is None:
+                continue
+            if not isinstance(out, SinkUnavailable) or out.retriable:
+                raise out
+            refused[p.prediction.frame_id] = str(out)
+        return refused
 
     async def stop(self) -> None:
         if self._es is not None:

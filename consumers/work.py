@@ -41,6 +41,13 @@ class Work:
         return self.lane == LIVE and self.error is None
 
 
+def failure_reason(error: str | None) -> str:
+    """The `reason` label of a dead-lettered frame's `error`: its kind before the colon
+    (`malformed`, `undecodable`, `inference`), `sink_refused` for `sink <name> refused: ...`."""
+    kind = (error or "unknown").split(":", 1)[0]
+    return "sink_refused" if kind.startswith("sink ") else kind
+
+
 class Record:
     """The fields of an aiokafka `ConsumerRecord` the worker reads (typing aid)."""
 

@@ -7,7 +7,8 @@ Three stages, pipelined:
   engine (thread)   collect_batch (max_batch, max_wait, stale live frames set aside) -> embed ->
                     head -> Predictions; at most `max_inflight_batches` batches not yet committed
   sinks (asyncio)   Kafka (predictions + DLQ), Redis, Elasticsearch, retried with backoff until
-                    every one acknowledged -> commit the batch's offsets, batches in order
+                    every one acknowledged (frames a sink refused for good: to the DLQ) ->
+                    commit the batch's offsets, batches in order
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from aiokafka.structs import TopicPartition
 
 from consumers.control import ControlFollower
 from consumers.health import HealthServer
-from consumers.inference import BatchResult, run_batch
+from consumers.inference import BatchResult, Predicted, run_batch
 from consumers.metrics import WorkerMetrics
-from consumers.sinks import ElasticsearchSink, KafkaSink, RedisSink, Sink
-from consumers.work import BULK, LIVE, Work, decode_records
+from consumers.sinks import ElasticsearchSink, KafkaSink, RedisSink, Sink, SinkRefused
+from consumers.work import BULK, LIVE, Work, decode_records, failure_reason
 from harclip.batching import TwoLaneQueue, collect_batch
 from harclip.bundle import Bundle
 from harclip.config import EngineName, Settings
@@ -81,6 +82,7 @@ class Worker:
         self._decode_pool = ThreadPoolExecutor(b.decode_threads, thread_name_prefix="decode")
         self._engine: Engine | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._kafka: KafkaSink | None = None  # also the DLQ writer
         self._sinks: list[Sink] = []
         self._sink_trouble: set[str] = set()
         self._stopping = False
@@ -92,6 +94,8 @@ class Worker:
         self.predicted = 0
         self.failed = 0
         self.dropped = 0
+        # metrics.port 0 is "off"; an explicit `metrics_port` (0: any free port) always serves
+        self._serve_health = metrics_port is not None or settings.metrics.port != 0
         self._health = HealthServer(
             settings.metrics.host,
             settings.metrics.port if metrics_port is None else metrics_port,
@@ -162,7 +166,8 @@ class Worker:
         created = await ensure_topics(s.kafka, partitions=self.partitions)
         if created:
             log.info("created topics %s", ", ".join(created))
-        self._sinks = [KafkaSink(s.kafka)]
+        self._kafka = KafkaSink(s.kafka)
+        self._sinks = [self._kafka]
         if s.redis.enabled:
             self._sinks.append(RedisSink(s.redis))
         if s.elasticsearch.enabled:
@@ -170,7 +175,7 @@ class Worker:
         for sink in self._sinks:
             await sink.start()
         await control.start()
-        if s.metrics.port or self._health.port:
+        if self._serve_health:
             await self._health.start()
         t = s.kafka.topics
         self._consumer = make_consumer(s.kafka)
@@ -343,8 +348,11 @@ class Worker:
             self._slots.release()
 
     async def _deliver(self, result: BatchResult) -> bool:
-        """Flush every sink until all acknowledged; retriable failures are retried with
-        backoff (fetching pauses meanwhile). False if stopping and a sink stayed down."""
+        """Flush every sink until all acknowledged. The one decision point for sink errors:
+        a retriable failure is retried with backoff for the failed sinks only (fetching pauses
+        meanwhile); frames a sink refused for good go to the DLQ, which must acknowledge too.
+        False if stopping and a sink stayed down."""
+        assert self._kafka is not None
         pending = list(self._sinks)
         for sink in pending:
             sink.add(result)
@@ -352,6 +360,7 @@ class Worker:
         while True:
             outcomes = await asyncio.gather(*(s.flush() for s in pending), return_exceptions=True)
             failed: list[Sink] = []
+            dead: list[Work] = []
             for sink, out in zip(pending, outcomes, strict=True):
                 if out is None:
                     continue
@@ -361,20 +370,27 @@ class Worker:
                 if out.retriable:
                     failed.append(sink)
                     log.warning("sink %s: %s; retrying in %.1f s", sink.name, out, delay)
-                else:  # refused for good: retrying cannot help; the rest of the batch goes on
-                    log.error("sink %s refused a batch of %d frames: %s", sink.name,
-                              len(result.predicted), out)  # fmt: skip
+                else:  # refused for good: retrying cannot help; those frames go to the DLQ
                     sink.clear()
+                    refused = out.frames if isinstance(out, SinkRefused) else None
+                    moved = dead_letter(result, sink.name, refused, str(out))
+                    log.error("sink %s refused %d frames (to the DLQ): %s", sink.name,
+                              len(moved), out)  # fmt: skip
+                    dead += moved
             self._sink_trouble = {s.name for s in failed}
-            if not failed:
+            if dead:
+                self._kafka.dead_letter(dead)
+            pending = failed + ([self._kafka] if dead and self._kafka not in failed else [])
+            if not pending:
                 return True
+            if not failed:
+                continue  # only the new DLQ records to write: no backoff
             if self._give_up_at is not None and time.monotonic() > self._give_up_at:
                 log.error("giving up on sinks %s at shutdown: the batch stays uncommitted",
                           ", ".join(self._sink_trouble))  # fmt: skip
-                for sink in failed:
+                for sink in pending:
                     sink.clear()
                 return False
-            pending = failed
             await asyncio.sleep(delay)
             delay = min(delay * 2, _BACKOFF_S[1])
 
@@ -400,7 +416,7 @@ class Worker:
             m.dropped.labels("stale").inc(len(result.stale))
             self.dropped += len(result.stale)
         for w in result.failed:
-            m.failed.labels((w.error or "unknown").split(":", 1)[0]).inc()
+            m.failed.labels(failure_reason(w.error)).inc()
         self.failed += len(result.failed)
         if not delivered or not (result.predicted or result.failed):
             return
@@ -443,6 +459,26 @@ class Worker:
         log.info("assigned %d partitions", len(assigned))
         if assigned:
             self.assigned.set()
+
+
+def dead_letter(
+    result: BatchResult, sink: str, refused: dict[str, str] | None, reason: str
+) -> list[Work]:
+    """Move the frames `sink` refused for good (frame_id -> reason; None: all of the batch's
+    predicted frames, for `reason`) from `result.predicted` to `result.failed`, their `error`
+    set for the DLQ; returns them. Frames already moved are not moved twice."""
+    keep: list[Predicted] = []
+    dead: list[Work] = []
+    for p in result.predicted:
+        why = reason if refused is None else refused.get(p.prediction.frame_id)
+        if why is None:
+            keep.append(p)
+            continue
+        p.work.error = f"sink {sink} refused: {why}"
+        dead.append(p.work)
+    result.predicted = keep
+    result.failed += dead
+    return dead
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
