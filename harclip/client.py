@@ -218,6 +218,16 @@ class Subscription:
         return None
 
 
+def _predict_kwargs(data: bytes, filename: str, top_k: int | None) -> dict[str, Any]:
+    """The request arguments of `POST /predict/image` for one encoded image."""
+    return {"files": {"files": (filename, data)}, "params": _drop_none({"top_k": top_k})}
+
+
+def _first_result(resp: httpx.Response) -> JSON:
+    result: JSON = resp.json()["results"][0]
+    return result
+
+
 class AsyncClient:
     """Async client of the harclip API at `url` (e.g. "http://127.0.0.1:8000")."""
 
@@ -264,13 +274,9 @@ class AsyncClient:
     ) -> JSON:
         """The prediction for one encoded image: {"label", "score", "predictions", ...}."""
         resp = await self._request(
-            "POST",
-            "/predict/image",
-            files={"files": (filename, data)},
-            params=_drop_none({"top_k": top_k}),
+            "POST", "/predict/image", **_predict_kwargs(data, filename, top_k)
         )
-        result: JSON = resp.json()["results"][0]
-        return result
+        return _first_result(resp)
 
     async def predict_from_image_path(self, path: str | Path, top_k: int | None = None) -> JSON:
         p = Path(path)
@@ -461,14 +467,8 @@ class Client:
             raise ConnectionFailed(f"cannot reach {self.url}: {e!r}") from None
 
     def predict_bytes(self, data: bytes, filename: str = "image", top_k: int | None = None) -> JSON:
-        resp = self._request(
-            "POST",
-            "/predict/image",
-            files={"files": (filename, data)},
-            params=_drop_none({"top_k": top_k}),
-        )
-        result: JSON = resp.json()["results"][0]
-        return result
+        resp = self._request("POST", "/predict/image", **_predict_kwargs(data, filename, top_k))
+        return _first_result(resp)
 
     def predict_from_image_path(self, path: str | Path, top_k: int | None = None) -> JSON:
         p = Path(path)
