@@ -25,7 +25,7 @@ from harclip.config import Settings, load_settings
 from harclip.errors import HarclipError
 
 if TYPE_CHECKING:
-    from harclip.bundle import Bundle
+    from harclip.model.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import uvicorn
 
-        from harclip.bundle import Bundle
         from harclip.log import setup_logging
+        from harclip.model.bundle import Bundle
 
         settings = load_settings()
         setup_logging("harclip-api", settings.log_format, settings.log_level)

@@ -22,8 +22,8 @@ async def follow_control(runtime: Runtime) -> None:
     """Run until cancelled: read the control topic from the start, swap in newer heads."""
     from aiokafka.errors import KafkaError
 
-    from harclip.head import Head
-    from harclip.kafka import ensure_topics, make_consumer
+    from harclip.io.kafka import ensure_topics, make_consumer
+    from harclip.model.head import Head
 
     s = runtime.settings.kafka
     while True:

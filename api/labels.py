@@ -53,8 +53,8 @@ async def get_labels(request: Request) -> LabelSetResponse:
 async def put_labels(body: LabelSetRequest, request: Request) -> LabelSetResponse:
     """Builds a zero-shot head for the labels (a name without prompts gets the default prompt
     ensemble), publishes it to the workers and returns it with its new version."""
-    from harclip.relabel import validate_label_set
-    from harclip.text import build_head
+    from harclip.model.relabel import validate_label_set
+    from harclip.model.text import build_head
 
     rt = _runtime(request)
     unknown = set(body.prompts) - set(body.labels)

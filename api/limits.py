@@ -8,7 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, error_body
 from harclip.errors import DecodeError
-from harclip.imageio import ImageHeader, check_header, sniff_format
+from harclip.model.imageio import ImageHeader, check_header, sniff_format
 
 _SUPPORTED = "JPEG, PNG, WebP, BMP or GIF"
 

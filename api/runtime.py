@@ -27,10 +27,10 @@ from harclip.messages import ModelRef
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
-    from harclip.bundle import Bundle
     from harclip.engines import Engine
-    from harclip.head import Head
-    from harclip.text import TextEncoder
+    from harclip.model.bundle import Bundle
+    from harclip.model.head import Head
+    from harclip.model.text import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class Runtime:
         if not self.settings.redis.enabled:
             raise ApiError(503, "unavailable", "Redis is turned off (HARCLIP_REDIS__ENABLED)")
         if self._redis is None:
-            from harclip.store import make_redis
+            from harclip.io.store import make_redis
 
             self._redis = make_redis(self.settings.redis)
         return self._redis
@@ -219,7 +219,7 @@ class Runtime:
                 503, "unavailable", "Elasticsearch is turned off (HARCLIP_ELASTICSEARCH__ENABLED)"
             )
         if self._es is None:
-            from harclip.search import make_es
+            from harclip.io.search import make_es
 
             self._es = make_es(self.settings.elasticsearch)
         return self._es
@@ -229,7 +229,7 @@ class Runtime:
         es = self.es()
         async with self._es_lock:
             if not self._templates_ok:
-                from harclip.search import ensure_templates
+                from harclip.io.search import ensure_templates
 
                 await ensure_templates(
                     es, self.settings.elasticsearch, self.bundle.manifest.embed_dim
@@ -243,7 +243,7 @@ class Runtime:
             if self._producer is None:
                 from aiokafka.errors import KafkaError
 
-                from harclip.kafka import ensure_topics, make_producer
+                from harclip.io.kafka import ensure_topics, make_producer
 
                 await ensure_topics(self.settings.kafka)
                 producer = make_producer(self.settings.kafka, role="live")
@@ -259,7 +259,7 @@ class Runtime:
 
 
 def _decode(name: str, data: bytes, size: int, max_pixels: int) -> np.ndarray:
-    from harclip.preprocess import decode_image
+    from harclip.model.preprocess import decode_image
 
     try:
         return decode_image(data, size, max_pixels=max_pixels)

@@ -41,7 +41,7 @@ async def search_text(
     min_score: MinScore = None,
 ) -> SearchResponse:
     """Best matches first; `similarity` is the cosine of text and frame embeddings."""
-    from harclip import search
+    from harclip.io import search
 
     rt: Runtime = request.app.state.runtime
     encoder = await rt.text_encoder()

@@ -58,7 +58,7 @@ async def list_streams(
     since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS, description="seen at or after")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> StreamList:
-    from harclip import store
+    from harclip.io import store
 
     rt = _runtime(request)
     rows = await store.list_streams(rt.redis(), rt.settings.redis, since_ms=since_ms, limit=limit)
@@ -72,7 +72,7 @@ async def list_streams(
     responses=error_responses(401, 403, 404, 429, 503),
 )
 async def latest(stream_id: StreamId, request: Request) -> Prediction:
-    from harclip import store
+    from harclip.io import store
 
     rt = _runtime(request)
     pred = await store.read_latest(rt.redis(), rt.settings.redis, stream_id)
@@ -91,8 +91,8 @@ async def latest(stream_id: StreamId, request: Request) -> Prediction:
     },
 )
 async def frame(stream_id: StreamId, request: Request) -> Response:
-    from harclip import store
-    from harclip.imageio import sniff_format
+    from harclip.io import store
+    from harclip.model.imageio import sniff_format
 
     rt = _runtime(request)
     data = await store.read_frame(rt.redis(), rt.settings.redis, stream_id)
@@ -120,7 +120,7 @@ async def history(
         str | None, Query(max_length=300, description="`next` of the last page")
     ] = None,
 ) -> PredictionPage:
-    from harclip import search
+    from harclip.io import search
 
     rt = _runtime(request)
     page = await search.history(

@@ -158,7 +158,7 @@ class _Subscription:
         self._restart = asyncio.Event()
 
     async def set_position(self, after: Positions | str | None) -> None:
-        from harclip import store
+        from harclip.io import store
 
         r, s = self.rt.redis(), self.rt.settings.redis
         ids = (
@@ -179,7 +179,7 @@ class _Subscription:
         self._restart.set()
 
     async def read_loop(self) -> None:
-        from harclip import store
+        from harclip.io import store
 
         r, s = self.rt.redis(), self.rt.settings.redis
         while not _cancelling():

@@ -44,9 +44,9 @@ def build_bundle(out: Path) -> Path:
     """init-model vit-b-32 + export onnx (random weights), once."""
     if (out / "manifest.json").is_file():
         return out
-    from harclip.model.export import ExportOptions, export_bundle
-    from harclip.model.init import init_model
-    from harclip.model.load import load_clip
+    from harclip.clip.export import ExportOptions, export_bundle
+    from harclip.clip.init import init_model
+    from harclip.clip.load import load_clip
 
     model_dir = init_model(out.parent / "vit-b-32-model", "vit-b-32")
     export_bundle(load_clip(model_dir), out, ExportOptions(formats=("onnx",)))
@@ -128,10 +128,10 @@ async def load(
 
 def engine_bench(bundle: Path, photos: Sequence[bytes], batch: int, n: int) -> dict[str, float]:
     """The raw engine on preprocessed photos: img/s and p50 per batch (ms)."""
-    from harclip.bundle import Bundle
     from harclip.config import ModelSettings
     from harclip.engines import create_engine
-    from harclip.preprocess import preprocess_batch
+    from harclip.model.bundle import Bundle
+    from harclip.model.preprocess import preprocess_batch
 
     b = Bundle.load(bundle)
     engine = create_engine(b, "onnx", ModelSettings())

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harclip.bundle import Bundle
 from harclip.config import ModelSettings, load_settings
+from harclip.model.bundle import Bundle
 
 ENGINES = ("pytorch", "onnx", "onnx-int8", "torchscript")
 
@@ -47,13 +47,13 @@ def _measure(
     check: np.ndarray,
 ) -> tuple[dict[int, float], np.ndarray]:
     """In a fresh process: img/s of one engine per batch size, and its embeddings of `check`."""
-    from harclip.model.validate import generated_images, pytorch_embed, time_batches
+    from harclip.clip.validate import generated_images, pytorch_embed, time_batches
 
     fn: Callable[[np.ndarray], np.ndarray]
     if name == "pytorch":
         import torch
 
-        from harclip.model.load import load_clip
+        from harclip.clip.load import load_clip
 
         torch.set_num_threads(threads)
         fn = pytorch_embed(load_clip(model_dir))
@@ -75,17 +75,17 @@ def _measure(
 
 
 def _export(model_dir: Path, out: Path, options: object) -> Path:
-    from harclip.model.export import export_bundle
-    from harclip.model.load import load_clip
+    from harclip.clip.export import export_bundle
+    from harclip.clip.load import load_clip
 
     return export_bundle(load_clip(model_dir), out, options).path  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
-    from harclip.model.export import ExportOptions
-    from harclip.model.init import init_model
-    from harclip.model.validate import in_fresh_process, validation_images
+    from harclip.clip.export import ExportOptions
+    from harclip.clip.init import init_model
+    from harclip.clip.validate import in_fresh_process, validation_images
 
     if not (args.model_dir / "config.json").is_file():
         print(f"writing a random ViT-B/32 CLIP to {args.model_dir} ...", file=sys.stderr)

@@ -51,7 +51,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _time(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, seconds: float) -> float:
     """ms per batch of `fn(images)` after warm-up calls, over at least 3 calls and `seconds`."""
-    from harclip.model.validate import time_batches
+    from harclip.clip.validate import time_batches
 
     for _ in range(WARMUP_CALLS - 1):  # time_batches makes one more
         fn(images)
@@ -66,8 +66,8 @@ def _embed_all(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np
 def _export(model_dir: Path, out: Path) -> Path:
     """The bundle (onnx + torchscript + hf) of the model in `model_dir`, written to `out`; the
     ONNX IR version capped at 10 so older ONNX Runtime builds load it."""
-    from harclip.model.export import ExportOptions, export_bundle
-    from harclip.model.load import load_clip
+    from harclip.clip.export import ExportOptions, export_bundle
+    from harclip.clip.load import load_clip
 
     options = ExportOptions(formats=("onnx", "torchscript", "torch"))
     bundle = export_bundle(load_clip(model_dir), out, options)
@@ -94,11 +94,11 @@ def _measure_gpu(
     `device`; an engine that cannot run there is reported in the third dict, not raised."""
     import torch
 
-    from harclip.bundle import Bundle
+    from harclip.clip.validate import generated_images
     from harclip.config import ModelSettings
     from harclip.engines import create_engine
     from harclip.errors import HarclipError
-    from harclip.model.validate import generated_images
+    from harclip.model.bundle import Bundle
 
     bundle = Bundle.load(bundle_path)
     size = bundle.manifest.image_size
@@ -137,10 +137,10 @@ def _measure_ort(
 ) -> tuple[dict[int, float], np.ndarray]:
     """In a fresh process (no torch threads there): ms/batch of ONNX Runtime CPU per batch, and
     its check-image embeddings."""
-    from harclip.bundle import Bundle
+    from harclip.clip.validate import generated_images
     from harclip.config import ModelSettings
     from harclip.engines import create_engine
-    from harclip.model.validate import generated_images
+    from harclip.model.bundle import Bundle
 
     bundle = Bundle.load(bundle_path)
     engine = create_engine(bundle, "onnx", ModelSettings(intra_op_threads=threads))
@@ -213,10 +213,10 @@ def _result(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
-    from harclip.bundle import Bundle
+    from harclip.clip.init import init_model
+    from harclip.clip.validate import in_fresh_process, validation_images
     from harclip.config import load_settings
-    from harclip.model.init import init_model
-    from harclip.model.validate import in_fresh_process, validation_images
+    from harclip.model.bundle import Bundle
 
     if not (args.model_dir / "config.json").is_file():
         print(f"writing a random ViT-B/32 CLIP to {args.model_dir} ...", file=sys.stderr)

@@ -43,13 +43,13 @@ from _plots import latency_histogram  # noqa: E402
 
 from consumers.cli import run as run_worker  # noqa: E402
 from consumers.worker import Worker  # noqa: E402
-from harclip import search, store  # noqa: E402
-from harclip.bundle import Bundle  # noqa: E402
 from harclip.config import Settings, load_settings  # noqa: E402
 from harclip.engines import create_engine  # noqa: E402
-from harclip.kafka import ensure_topics, make_producer, send_frame  # noqa: E402
+from harclip.io import search, store  # noqa: E402
+from harclip.io.kafka import ensure_topics, make_producer, send_frame  # noqa: E402
 from harclip.messages import Frame, new_frame_id, now_ms  # noqa: E402
-from harclip.preprocess import preprocess_batch  # noqa: E402
+from harclip.model.bundle import Bundle  # noqa: E402
+from harclip.model.preprocess import preprocess_batch  # noqa: E402
 from producers.upload import image_jpeg  # noqa: E402
 
 console = Console(stderr=True)

@@ -1,4 +1,4 @@
-"""Preprocessing benchmark: harclip.preprocess against transformers' CLIPImageProcessor.
+"""Preprocessing benchmark: harclip.model.preprocess against transformers' CLIPImageProcessor.
 
     python bench/preprocess.py --images /work/shared/data/har-sample [--limit N] [--no-embed]
 
@@ -26,8 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from harclip.imageio import iter_image_paths
-from harclip.preprocess import preprocess_batch
+from harclip.model.imageio import iter_image_paths
+from harclip.model.preprocess import preprocess_batch
 
 SIZE = 224
 MAX_PIXELS = 40_000_000
@@ -79,9 +79,9 @@ def _bundle(harclip: str) -> Path:
 
 
 def _embed_cosines(ours: np.ndarray, hf: np.ndarray, batch: int) -> np.ndarray:
-    from harclip.bundle import Bundle
     from harclip.config import ModelSettings
     from harclip.engines import create_engine
+    from harclip.model.bundle import Bundle
 
     harclip = str(Path(sys.executable).with_name("harclip"))
     engine = create_engine(Bundle.load(_bundle(harclip)), "onnx", ModelSettings())

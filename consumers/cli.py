@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from harclip.bundle import Bundle
 from harclip.config import EngineName, Settings, load_settings
 from harclip.errors import ConfigError, HarclipError
 from harclip.log import setup_logging
+from harclip.model.bundle import Bundle
 
 log = logging.getLogger("consumers")
 

@@ -14,8 +14,8 @@ from aiokafka.structs import TopicPartition
 
 from harclip.config import KafkaSettings
 from harclip.errors import MessageError, SinkUnavailable
-from harclip.head import Head
-from harclip.kafka import make_consumer
+from harclip.io.kafka import make_consumer
+from harclip.model.head import Head
 
 log = logging.getLogger(__name__)
 

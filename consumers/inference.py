@@ -18,8 +18,8 @@ from consumers.work import Work
 from harclip.batching import Batch
 from harclip.engines import Engine
 from harclip.errors import HarclipError
-from harclip.head import Head
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, now_ms
+from harclip.model.head import Head
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from redis import asyncio as aioredis
 
 from consumers.inference import BatchResult, Predicted
 from consumers.work import Work
-from harclip import search, store
 from harclip.config import ElasticsearchSettings, KafkaSettings, RedisSettings
 from harclip.errors import SinkUnavailable
-from harclip.kafka import make_producer
+from harclip.io import search, store
+from harclip.io.kafka import make_producer
 
 
 class SinkRefused(SinkUnavailable):
@@ -140,7 +140,7 @@ class _PredictedBuffer:
 
 
 class RedisSink(_PredictedBuffer):
-    """Latest Prediction + frame per stream, recent stream, streams set (harclip.store)."""
+    """Latest Prediction + frame per stream, recent stream, streams set (harclip.io.store)."""
 
     name = "redis"
 

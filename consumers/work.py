@@ -13,9 +13,9 @@ from aiokafka.structs import TopicPartition
 
 from harclip.batching import TwoLaneQueue
 from harclip.errors import DecodeError, MessageError
-from harclip.kafka import headers_list
+from harclip.io.kafka import headers_list
 from harclip.messages import Frame, Headers, now_ms
-from harclip.preprocess import decode_image
+from harclip.model.preprocess import decode_image
 
 LIVE, BULK = TwoLaneQueue.LIVE, TwoLaneQueue.BULK
 

@@ -34,13 +34,13 @@ from consumers.metrics import WorkerMetrics
 from consumers.sinks import ElasticsearchSink, KafkaSink, RedisSink, Sink, SinkRefused
 from consumers.work import BULK, LIVE, Work, decode_records, failure_reason
 from harclip.batching import TwoLaneQueue, collect_batch
-from harclip.bundle import Bundle
 from harclip.config import EngineName, Settings
 from harclip.engines import Engine, create_engine
 from harclip.errors import ModelError, SinkUnavailable
-from harclip.head import Head
-from harclip.kafka import ensure_topics, make_consumer
+from harclip.io.kafka import ensure_topics, make_consumer
 from harclip.messages import ModelRef, now_ms
+from harclip.model.bundle import Bundle
+from harclip.model.head import Head
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from harclip.kafka import send_frame
+from harclip.io.kafka import send_frame
 from harclip.messages import Frame
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError
-from harclip.kafka import make_producer
+from harclip.io.kafka import make_producer
 from harclip.messages import Frame, new_frame_id, now_ms
 from producers.frames import DEFAULT_SHORT_SIDE, encode_jpeg, test_pattern
 from producers.sender import LiveSender, SendStats

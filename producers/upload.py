@@ -16,9 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError, DecodeError
-from harclip.imageio import check_header
-from harclip.kafka import make_producer, send_frame
+from harclip.io.kafka import make_producer, send_frame
 from harclip.messages import Frame, new_frame_id, now_ms
+from harclip.model.imageio import check_header
 from producers.frames import DEFAULT_SHORT_SIDE, encode_jpeg
 from producers.sender import Acks, SendStats
 

@@ -28,9 +28,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harclip import store
 from harclip.config import Settings, load_settings
 from harclip.errors import HarclipError
+from harclip.io import store
 from harclip.messages import Prediction
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ def sample_videos(sample_data: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny CLIP in the hub's folder format (`harclip init-model DIR --arch tiny`)."""
-    from harclip.model.init import init_model
+    from harclip.clip.init import init_model
 
     return init_model(tmp_path_factory.mktemp("tiny-model") / "clip", "tiny")
 
@@ -43,8 +43,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny CLIP exported to a bundle with the onnx, onnx-int8, torchscript and torch engines
     and the default 15-class zero-shot head. Treat it as read-only (copy it to change it)."""
-    from harclip.model.export import ExportOptions, export_bundle
-    from harclip.model.load import load_clip
+    from harclip.clip.export import ExportOptions, export_bundle
+    from harclip.clip.load import load_clip
 
     out = tmp_path_factory.mktemp("tiny-bundle") / "bundle"
     options = ExportOptions(formats=("onnx", "int8", "torchscript", "torch"))

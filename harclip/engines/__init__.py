@@ -1,8 +1,8 @@
 """Engines: one interface over ONNX Runtime, TensorRT, PyTorch and TorchScript.
 
 `embed(uint8 [N, S, S, 3] RGB) -> float32 [N, D]`, L2-normalised; resize and crop happen before
-(harclip.preprocess), mean/std normalisation inside the engine. `create_engine` picks the backend
-by name and imports its runtime only then, so torch, TensorRT and CUDA stay optional.
+(harclip.model.preprocess), mean/std normalisation inside the engine. `create_engine` picks the
+backend by name and imports its runtime only then, so torch, TensorRT and CUDA stay optional.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from harclip.config import EngineName, ModelSettings
 from harclip.errors import ModelError
 
 if TYPE_CHECKING:
-    from harclip.bundle import Bundle
+    from harclip.model.bundle import Bundle
 
 ENGINE_NAMES: tuple[EngineName, ...] = ("onnx", "onnx-int8", "torchscript", "torch", "tensorrt")
 

@@ -48,7 +48,7 @@ def _load(
     try:
         from transformers import CLIPModel
 
-        from harclip.model.wrappers import ImageEncoder
+        from harclip.clip.wrappers import ImageEncoder
     except ImportError as e:
         raise EngineUnavailable(
             f"engine 'torch' needs transformers and harclip's torch side ({e.name}): "

@@ -1,5 +1,2 @@
-"""The torch side of harclip: load a CLIP (hub id or folder), write a random one, export bundles.
-
-Everything here imports torch and transformers lazily or at module level of its own submodules;
-nothing outside `harclip.model` imports these submodules at import time.
-"""
+"""The model path without torch: the bundle on disk, image decoding and preprocessing, the head
+(labels, logits) and the ONNX text encoder that builds new heads."""

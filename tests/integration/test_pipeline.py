@@ -10,12 +10,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harclip import search, store
+from harclip.io import search, store
 from harclip.messages import Prediction
 from producers.camera import CameraOptions, run_camera
 from producers.upload import UploadOptions, run_upload
 from tests.integration.conftest import Unique
-from tests.integration.streaming.conftest import header, read_topic, running_worker, worker_settings
+from tests.integration.consumers.conftest import header, read_topic, running_worker, worker_settings
 
 TIMEOUT_S = 120.0
 

@@ -16,9 +16,9 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from harclip.bundle import Bundle
 from harclip.client import AsyncClient
 from harclip.config import Settings
+from harclip.model.bundle import Bundle
 from tests.integration.conftest import Unique
 
 Serve = Callable[..., AbstractAsyncContextManager[AsyncClient]]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harclip import search
 from harclip.client import AsyncClient, Subscription, Update
 from harclip.config import ElasticsearchSettings, Settings
+from harclip.io import search
 from tests.integration.api.conftest import Serve
 from tests.integration.api.test_streams import _wait_subscribed
 from tests.integration.conftest import Unique

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.app import create_app
-from harclip.bundle import Bundle
+from harclip.model.bundle import Bundle
 from tests.integration.api.conftest import api_settings
 from tests.integration.conftest import Unique
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harclip import search, store
-from harclip.bundle import Bundle
 from harclip.client import AsyncClient, Update
+from harclip.io import search, store
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
+from harclip.model.bundle import Bundle
 from tests.integration.api.conftest import Serve
 from tests.integration.conftest import Unique
 

@@ -14,8 +14,8 @@ from consumers.health import HealthServer
 from consumers.inference import run_batch
 from consumers.work import BULK, LIVE, decode_records
 from harclip.batching import Batch
-from harclip.head import Head
 from harclip.messages import Frame, ModelRef, new_frame_id, now_ms
+from harclip.model.head import Head
 
 SIZE = 32
 

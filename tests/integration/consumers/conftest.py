@@ -1,0 +1,135 @@
+"""Helpers for the streaming tests: an in-process worker, reading a topic to its end, settings
+for a test's worker (tiny bundle, unique names) and the environment of a worker subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from consumers.cli import run
+from consumers.worker import Worker
+from harclip.config import Settings
+from harclip.io.kafka import ensure_topics, make_producer
+
+PARTITIONS = 3
+START_TIMEOUT_S = 60.0
+
+
+def worker_settings(base: Settings, bundle: Path, **batching: Any) -> Settings:
+    """`base` (a test's unique settings) with the bundle, metrics on a free port, and overrides
+    of the batching section."""
+    return base.model_copy(update={
+        "model": base.model.model_copy(update={"bundle": bundle}),
+        "batching": base.batching.model_copy(update=batching),
+        "metrics": base.metrics.model_copy(update={"port": 0}),
+    })  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, **kwargs: Any) -> AsyncIterator[Worker]:
+    """A worker in this process, consuming; stopped (gracefully) on exit."""
+    stop = asyncio.Event()
+    box: list[Worker] = []
+    started = asyncio.Event()
+
+    def on_start(w: Worker) -> None:
+        box.append(w)
+        started.set()
+
+    task = asyncio.create_task(
+        run(settings, stop=stop, partitions=PARTITIONS, started=on_start, **kwargs)
+    )
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()  # raises the start-up error
+        pytest.fail("the worker returned before it started")
+    if not started.is_set():
+        pytest.fail(f"the worker did not start within {START_TIMEOUT_S:g} s")
+    worker = box[0]
+    await asyncio.wait_for(worker.assigned.wait(), START_TIMEOUT_S)
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+@contextlib.asynccontextmanager
+async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    await ensure_topics(settings.kafka, partitions=PARTITIONS)
+    p = make_producer(settings.kafka)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool] | None = None,
+    timeout_s: float = 60.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` from the beginning: up to the end offsets at call time, or, with
+    `until`, until `until(records)` holds (`TimeoutError` after `timeout_s`)."""
+    c = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False,
+                         group_id=None, auto_offset_reset="earliest")  # fmt: skip
+    await c.start()
+    try:
+        parts = c.partitions_for_topic(topic)
+        if not parts:
+            await c._client.force_metadata_update()
+            parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        end = await c.end_offsets(tps)
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        async with asyncio.timeout(timeout_s):
+            while True:
+                if until is not None and until(out):
+                    return out
+                if until is None:
+                    positions = [await c.position(tp) for tp in tps]
+                    if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+                        return out
+                for records in (await c.getmany(timeout_ms=500)).values():
+                    out.extend(records)
+    finally:
+        await c.stop()
+
+
+def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    for k, v in record.headers:
+        if k == name:
+            return v.decode()
+    return None
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """HARCLIP_* variables that give a worker subprocess the same settings as `settings`."""
+    k, r, e = settings.kafka, settings.redis, settings.elasticsearch
+    env = {f"HARCLIP_KAFKA__TOPICS__{name.upper()}": topic
+           for name, topic in k.topics.model_dump().items()}  # fmt: skip
+    env |= {
+        "HARCLIP_KAFKA__BOOTSTRAP": k.bootstrap,
+        "HARCLIP_KAFKA__GROUP_ID": k.group_id,
+        "HARCLIP_KAFKA__CLIENT_ID": k.client_id,
+        "HARCLIP_REDIS__URL": r.url,
+        "HARCLIP_REDIS__KEY_PREFIX": r.key_prefix,
+        "HARCLIP_ELASTICSEARCH__URL": e.url,
+        "HARCLIP_ELASTICSEARCH__PREDICTIONS_INDEX": e.predictions_index,
+        "HARCLIP_ELASTICSEARCH__EVENTS_INDEX": e.events_index,
+    }
+    return env

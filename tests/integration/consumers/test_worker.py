@@ -1,0 +1,148 @@
+"""Worker policies on the real services: poison frames to the DLQ, age-based dropping of live
+frames (never uploads), head updates from the control topic, start-up errors."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from harclip.errors import ConfigError
+from harclip.io import search
+from harclip.io.kafka import send_frame
+from harclip.messages import Frame, Prediction, new_frame_id, now_ms
+from harclip.model.head import Head
+from tests.integration.conftest import Unique
+from tests.integration.consumers.conftest import (
+    header,
+    producer,
+    read_topic,
+    running_worker,
+    worker_settings,
+)
+
+TIMEOUT_S = 90.0
+
+
+def frame(stream: str, seq: int, data: bytes, *, age_ms: int = 0) -> Frame:
+    at = now_ms() - age_ms
+    return Frame(new_frame_id(at), stream, seq, at, data)
+
+
+async def send(p: AIOKafkaProducer, topic: str, f: Frame) -> None:
+    """`f` to `topic` (key = stream id, Frame headers), acknowledged."""
+    await (await send_frame(p, topic, f))
+
+
+def huge_png() -> bytes:
+    """A valid PNG header claiming 100000 × 100000 pixels (a decompression bomb)."""
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+            + struct.pack(">I", zlib.crc32(chunk)))  # fmt: skip
+
+
+async def test_poison_frames_go_to_the_dlq_and_the_worker_goes_on(
+    unique: Unique, tiny_bundle: Path, sample_photos: list[Path]
+) -> None:
+    s = worker_settings(unique.settings, tiny_bundle, max_age_ms=60_000)
+    t = s.kafka.topics
+    good = [p.read_bytes() for p in sample_photos[:12]]
+    rng = np.random.default_rng(1)
+    poison = {
+        "truncated": frame("cam", 100, good[0][: len(good[0]) // 2]),
+        "random": frame("cam", 101, rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()),
+        "huge": frame("cam", 103, huge_png()),
+    }
+    async with running_worker(s) as worker, producer(s) as p:
+        for i, data in enumerate(good):
+            await send(p, t.frames if i % 2 else t.uploads, frame("cam", i, data))
+        for f in poison.values():
+            await send(p, t.frames, f)
+        empty = frame("cam", 102, b"x")
+        await p.send_and_wait(t.frames, b"", key=b"cam", headers=empty.headers())
+        await p.send_and_wait(t.uploads, good[1], key=b"no-headers")
+        await worker.wait_for(lambda: worker.failed >= 5 and worker.predicted >= 12, TIMEOUT_S)
+        # still alive: one more good frame gets its prediction
+        await send(p, t.frames, frame("cam", 200, good[2]))
+        await worker.wait_for(lambda: worker.predicted >= 13, TIMEOUT_S)
+        assert worker.failed == 5
+
+    dlq = await read_topic(s, t.dlq)
+    reasons = {header(r, "seq") or "no-headers": header(r, "error") or "" for r in dlq}
+    assert reasons.keys() == {"100", "101", "102", "103", "no-headers"}
+    assert reasons["100"].startswith("undecodable: truncated JPEG")
+    assert reasons["101"].startswith("undecodable: not an image")
+    assert reasons["102"].startswith("malformed: empty frame")
+    assert reasons["103"].startswith("undecodable: image too large")
+    assert reasons["no-headers"].startswith("malformed: missing header")
+    by_seq = {header(r, "seq"): r for r in dlq}
+    assert by_seq["100"].value == poison["truncated"].data  # the original bytes ...
+    assert header(by_seq["100"], "frame_id") == poison["truncated"].frame_id  # ... and headers
+    preds = [Prediction.from_json(r.value) for r in await read_topic(s, t.predictions)]
+    assert sorted(p.seq for p in preds) == [*range(12), 200]
+
+
+async def test_stale_live_frames_are_dropped_and_counted_uploads_never(
+    unique: Unique, tiny_bundle: Path, sample_photos: list[Path]
+) -> None:
+    s = worker_settings(unique.settings, tiny_bundle, max_age_ms=2_000)
+    t = s.kafka.topics
+    data = sample_photos[0].read_bytes()
+    async with running_worker(s) as worker, producer(s) as p:
+        for i in range(6):  # 10 s old: stale live frames, and uploads of the same age
+            await send(p, t.frames, frame("live", i, data, age_ms=10_000))
+            await send(p, t.uploads, frame("job", i, data, age_ms=10_000))
+        await send(p, t.frames, frame("live", 6, data))
+        await worker.wait_for(lambda: worker.dropped + worker.predicted >= 13, TIMEOUT_S)
+        assert worker.dropped == 6 and worker.predicted == 7
+        metric = worker.metrics.registry.get_sample_value(
+            "harclip_frames_dropped_total", {"reason": "stale"}
+        )
+        assert metric == 6
+    preds = [Prediction.from_json(r.value) for r in await read_topic(s, t.predictions)]
+    assert sorted((p.stream_id, p.seq) for p in preds) == [("job", i) for i in range(6)] + [
+        ("live", 6)
+    ]
+
+
+async def test_head_update_on_the_control_topic_reaches_predictions(
+    unique: Unique, tiny_bundle: Path, sample_photos: list[Path]
+) -> None:
+    s = worker_settings(unique.settings, tiny_bundle, max_age_ms=60_000)
+    t = s.kafka.topics
+    data = sample_photos[0].read_bytes()
+    async with running_worker(s) as worker, producer(s) as p:
+        await send(p, t.frames, frame("cam", 0, data))
+        await worker.wait_for(lambda: worker.predicted >= 1, TIMEOUT_S)
+        old = worker.head
+        rng = np.random.default_rng(0)
+        w = rng.standard_normal((old.embed_dim, 2)).astype(np.float32)
+        new = Head(("juggling", "skating"), w, np.zeros(2, np.float32), 50.0, old.version + 1)
+        await p.send_and_wait(t.control, new.to_control(), key=b"head")
+        await worker.wait_for(lambda: worker.head.version == new.version, TIMEOUT_S)
+        await send(p, t.frames, frame("cam", 1, data))
+        await worker.wait_for(lambda: worker.predicted >= 2, TIMEOUT_S)
+    preds = {p.seq: p for p in (Prediction.from_json(r.value)
+                                for r in await read_topic(s, t.predictions))}  # fmt: skip
+    assert preds[0].model.head_version == old.version and preds[0].label in old.labels
+    assert preds[1].model.head_version == new.version
+    assert preds[1].label in new.labels and {x.label for x in preds[1].top_k} <= set(new.labels)
+
+
+async def test_an_index_with_another_vector_size_is_a_clear_start_up_error(
+    unique: Unique, tiny_bundle: Path
+) -> None:
+    s = worker_settings(unique.settings, tiny_bundle)
+    es = search.make_es(s.elasticsearch)
+    try:
+        await search.ensure_templates(es, s.elasticsearch, 7)
+    finally:
+        await es.close()
+    with pytest.raises(ConfigError, match="7 dims"):
+        async with running_worker(s):
+            pass
