@@ -17,7 +17,9 @@ from harclip.errors import (
     HarclipError,
     MessageError,
     ModelError,
-    SinkUnavailable,
+    ReadRefused,
+    SinkRefused,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,10 @@ def from_harclip(err: HarclipError) -> ApiError:
         return ApiError(422, "invalid_image", str(err))
     if isinstance(err, MessageError):
         return ApiError(422, "invalid_message", str(err))
-    if isinstance(err, SinkUnavailable):
-        return ApiError(503, "unavailable", str(err))
+    if isinstance(err, Unavailable):
+        return ApiError(503, "unavailable", str(err), {"Retry-After": "1"})
+    if isinstance(err, SinkRefused | ReadRefused):
+        return ApiError(500, "refused", str(err))
     if isinstance(err, EngineUnavailable | ModelError):
         return ApiError(500, "model_error", str(err))
     return ApiError(500, "internal", str(err))

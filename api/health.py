@@ -30,11 +30,11 @@ async def info(request: Request) -> ServiceInfo:
     return ServiceInfo(
         service="harclip-api",
         version=getattr(harclip, "__version__", "0"),
-        model=rt.model_ref,
+        model=rt.heads.current.model,
         base_model=m.base_model,
         engine=rt.engine.name if rt.engine is not None else rt.settings.model.engine,
         image_size=m.image_size,
-        labels=list(rt.head.labels),
+        labels=list(rt.heads.head.labels),
         auth=rt.auth.enabled,
     )
 

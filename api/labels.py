@@ -13,8 +13,10 @@ from api.auth import requires
 from api.errors import ApiError
 from api.runtime import Runtime
 from api.schemas import LabelSetRequest, LabelSetResponse, error_responses
+from harclip.control import HEAD_KEY, publish
 from harclip.errors import MessageError
 from harclip.labels import prompts_for
+from harclip.model.head import next_version
 
 router = APIRouter(tags=["labels"])
 log = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _describe(rt: Runtime) -> LabelSetResponse:
-    h = rt.head
+    h = rt.heads.head
     return LabelSetResponse(
         version=h.version, kind=h.kind, labels=list(h.labels), prompts=dict(h.prompts)
     )
@@ -74,19 +76,15 @@ async def put_labels(body: LabelSetRequest, request: Request) -> LabelSetRespons
     if len(label_set) != len(body.labels):
         raise ApiError(422, "invalid_labels", "label names must be unique")
     encoder = await rt.text_encoder()
-    async with rt.relabel_lock:  # one new version at a time
-        current = rt.head
-        head = await asyncio.to_thread(
-            build_head,
-            encoder,
-            label_set,
-            logit_scale=current.logit_scale,
-            version=current.version + 1,
-        )
-        producer = await rt.producer()
-        await producer.send_and_wait(
-            rt.settings.kafka.topics.control, head.to_control(), key=b"head"
-        )
-        rt.swap_head(head)
+    current = rt.heads.head
+    head = await asyncio.to_thread(
+        build_head,
+        encoder,
+        label_set,
+        logit_scale=current.logit_scale,
+        version=next_version(current.version),  # unique across replicas; the largest wins
+    )
+    await publish(await rt.producer(), rt.settings.kafka, HEAD_KEY, head.to_control())
+    rt.heads.offer(head)
     log.info("label set v%d published: %s", head.version, ", ".join(head.labels))
     return _describe(rt)

@@ -43,7 +43,7 @@ def _b64(text: str) -> bytes:
 
 def _response(rt: Runtime, s: Scored, start: float, filename: str | None) -> PredictResponse:
     label, score = s.top_k[0]
-    model = rt.model_ref.model_copy(update={"head_version": s.head_version})
+    model = rt.heads.current.model.model_copy(update={"head_version": s.head_version})
     return PredictResponse(
         label=label,
         score=score,

@@ -21,8 +21,8 @@ from api.limits import check_image
 from api.metrics import ApiMetrics
 from harclip.batching import MicroBatcher
 from harclip.config import Settings
-from harclip.errors import DecodeError, MessageError, SinkUnavailable
-from harclip.messages import ModelRef
+from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
+from harclip.errors import DecodeError, Unavailable
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -65,7 +65,9 @@ class Runtime:
         self.bundle = bundle
         self.metrics = ApiMetrics()
         self.auth = Authenticator(settings.auth)
-        self.head: Head = bundle.load_head()
+        self.heads = HeadHolder(bundle.manifest, bundle.load_head(), self.metrics.control)
+        self._control = ControlFollower(settings.kafka, {HEAD_KEY: self.heads.offer_raw})
+        self._control_stop = asyncio.Event()
         self.engine: Engine | None = None
         self.fetch_policy = urlfetch.FetchPolicy(
             timeout_s=settings.api.url_fetch_timeout_s,
@@ -85,7 +87,6 @@ class Runtime:
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._control_task: asyncio.Task[None] | None = None
-        self.relabel_lock = asyncio.Lock()
         self._es_lock = asyncio.Lock()
         self._templates_ok = False
 
@@ -105,14 +106,24 @@ class Runtime:
         await self._batcher.start()
         self._http = urlfetch.make_client(self.fetch_policy)
         if s.api.follow_control:
-            from api.control import follow_control
+            await self._catch_up_control()
+            self._control_task = asyncio.create_task(
+                self._control.run(self._control_stop), name="api-control"
+            )
 
-            self._control_task = asyncio.create_task(follow_control(self), name="api-control")
+    async def _catch_up_control(self) -> None:
+        """Serve the newest head from the first answer on; without Kafka, the bundle's head
+        (predict needs no Kafka) until the follower reaches it."""
+        try:
+            await self._control.catch_up(timeout_s=self.settings.api.control_catch_up_s)
+        except Unavailable as e:
+            log.warning("serving head v%d of the bundle for now: %s", self.heads.head.version, e)
 
     async def close(self) -> None:
+        self._control_stop.set()
         if self._control_task is not None:
-            self._control_task.cancel()
             await asyncio.gather(self._control_task, return_exceptions=True)
+        await self._control.stop()
         if self._batcher is not None:
             await self._batcher.close()
         if self._producer is not None:
@@ -129,24 +140,6 @@ class Runtime:
 
     # -- model ---------------------------------------------------------------------------------
 
-    @property
-    def model_ref(self) -> ModelRef:
-        m = self.bundle.manifest
-        return ModelRef(name=m.name, version=str(m.version), head_version=self.head.version)
-
-    def swap_head(self, head: Head) -> bool:
-        """Use `head` from the next batch on if it is newer and fits; True if swapped."""
-        if head.version <= self.head.version:
-            return False
-        if head.weight.shape[0] != self.bundle.manifest.embed_dim:
-            raise MessageError(
-                f"head has embedding size {head.weight.shape[0]}, the model "
-                f"{self.bundle.manifest.embed_dim}"
-            )
-        self.head = head
-        log.info("head version %d in use (%d labels)", head.version, len(head.labels))
-        return True
-
     async def text_encoder(self) -> TextEncoder:
         async with self._text_lock:
             if self._text is None:
@@ -156,7 +149,7 @@ class Runtime:
     def _run_batch(self, images: Sequence[np.ndarray]) -> list[Embedded]:
         """The engine thread's work for one batch: uint8 [S,S,3] each -> one `Embedded` each."""
         assert self.engine is not None
-        head = self.head  # read once: the whole batch uses one head
+        head = self.heads.head  # read once: the whole batch uses one head
         start = time.perf_counter()
         emb = self.engine.embed(np.stack(images))  # [N, S, S, 3] -> [N, D]
         infer_ms = (time.perf_counter() - start) * 1000
@@ -241,20 +234,9 @@ class Runtime:
         """The Kafka producer, started on first use (predict needs no Kafka)."""
         async with self._producer_lock:
             if self._producer is None:
-                from aiokafka.errors import KafkaError
+                from harclip.io.topics import start_producer
 
-                from harclip.io.kafka import ensure_topics, make_producer
-
-                await ensure_topics(self.settings.kafka)
-                producer = make_producer(self.settings.kafka, role="live")
-                try:
-                    await producer.start()
-                except (KafkaError, OSError) as e:
-                    await producer.stop()
-                    raise SinkUnavailable(
-                        f"Kafka at {self.settings.kafka.bootstrap} is unavailable: {e!r}"
-                    ) from None
-                self._producer = producer
+                self._producer = await start_producer(self.settings.kafka, role="live")
             return self._producer
 
 

@@ -46,7 +46,8 @@ from consumers.worker import Worker  # noqa: E402
 from harclip.config import Settings, load_settings  # noqa: E402
 from harclip.engines import create_engine  # noqa: E402
 from harclip.io import search, store  # noqa: E402
-from harclip.io.kafka import ensure_topics, make_producer, send_frame  # noqa: E402
+from harclip.io.kafka import make_producer, send_frame  # noqa: E402
+from harclip.io.topics import ensure_topics  # noqa: E402
 from harclip.messages import Frame, new_frame_id, now_ms  # noqa: E402
 from harclip.model.bundle import Bundle  # noqa: E402
 from harclip.model.preprocess import preprocess_batch  # noqa: E402
@@ -91,8 +92,11 @@ async def worker(s: Settings, pipelined: bool = True) -> AsyncIterator[Worker]:
         box.append(w)
         started.set()
 
-    task = asyncio.create_task(run_worker(s, stop=stop, partitions=PARTITIONS,
-                                          pipelined=pipelined, started=on_start))  # fmt: skip
+    s = s.model_copy(update={
+        "kafka": s.kafka.model_copy(update={"partitions": PARTITIONS}),
+        "batching": s.batching.model_copy(update={"pipelined": pipelined}),
+    })  # fmt: skip
+    task = asyncio.create_task(run_worker(s, stop=stop, started=on_start))
     await asyncio.wait({task, asyncio.create_task(started.wait())},
                        return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
     if task.done():
@@ -136,7 +140,7 @@ async def throughput(
             await send_frame(p, s.kafka.topics.uploads, f)
         await p.flush()
         await p.stop()
-        await w.wait_for(lambda: w.predicted >= n, 600)
+        await w.wait_for(lambda: w.metrics.total("harclip_frames_predicted") >= n, 600)
         elapsed = time.perf_counter() - start
     es = search.make_es(s.elasticsearch)
     await es.indices.refresh(index=s.elasticsearch.predictions_index)
@@ -179,7 +183,7 @@ async def latency(
         await p.stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(sub, 120)
-        dropped = w.dropped
+        dropped = w.metrics.total("harclip_frames_dropped")
     await r.aclose()
     return list(seen.values()), n - len(seen) - dropped
 

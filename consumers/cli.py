@@ -7,10 +7,11 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
+from consumers.worker import Worker
 from harclip.config import EngineName, Settings, load_settings
 from harclip.errors import ConfigError, HarclipError
 from harclip.log import setup_logging
@@ -23,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m consumers", description=__doc__)
     p.add_argument("--bundle", type=Path, help="model bundle folder (HARCLIP_MODEL__BUNDLE)")
     p.add_argument("--engine", choices=get_args(EngineName), help="default: HARCLIP_MODEL__ENGINE")
-    p.add_argument("--partitions", type=int, help="partitions of topics this worker creates")
+    p.add_argument(
+        "--partitions", type=int, help="partitions of topics it creates (HARCLIP_KAFKA__PARTITIONS)"
+    )
     p.add_argument("--max-batch", type=int, help="frames per batch (HARCLIP_BATCHING__MAX_BATCH)")
     p.add_argument("--max-wait-ms", type=float, help="batch collection window, ms")
     p.add_argument("--max-age-ms", type=float, help="drop live frames older than this, ms")
@@ -38,60 +41,60 @@ def build_parser() -> argparse.ArgumentParser:
 
 def apply_args(settings: Settings, args: argparse.Namespace) -> Settings:
     """Settings with the command-line overrides in (each option wins over its env variable)."""
-    batching: dict[str, Any] = {
-        k: v for k, v in (("max_batch", args.max_batch), ("max_wait_ms", args.max_wait_ms),
-                          ("max_age_ms", args.max_age_ms)) if v is not None
-    }  # fmt: skip
-    model: dict[str, Any] = {}
-    if args.bundle is not None:
-        model["bundle"] = args.bundle
-    if args.engine is not None:
-        model["engine"] = args.engine
+    sections: dict[str, dict[str, Any]] = {
+        "model": {"bundle": args.bundle, "engine": args.engine},
+        "kafka": {"partitions": args.partitions},
+        "batching": {
+            "max_batch": args.max_batch,
+            "max_wait_ms": args.max_wait_ms,
+            "max_age_ms": args.max_age_ms,
+            "pipelined": False if args.no_pipeline else None,
+        },
+        "metrics": {"port": args.metrics_port},
+    }
+    update: dict[str, Any] = {}
     try:
-        return settings.model_copy(update={
-            "batching": settings.batching.model_validate(
-                settings.batching.model_dump() | batching),
-            "model": settings.model.model_validate(settings.model.model_dump() | model),
-        })  # fmt: skip
+        for name, values in sections.items():
+            given = {k: v for k, v in values.items() if v is not None}
+            if given:
+                section = getattr(settings, name)
+                update[name] = section.model_validate(section.model_dump() | given)
     except ValueError as e:
         raise ConfigError(f"invalid option: {e}") from None
+    return settings.model_copy(update=update)
 
 
 async def run(
-    settings: Settings,
-    *,
-    stop: asyncio.Event,
-    partitions: int | None = None,
-    pipelined: bool = True,
-    metrics_port: int | None = None,
-    started: Any = None,
+    settings: Settings, *, stop: asyncio.Event, started: Callable[[Worker], None] | None = None
 ) -> None:
     """Run one worker with `settings` until `stop` is set (for tests and `main`).
     `started(worker)`, if given, is called once the worker is consuming."""
-    from consumers.worker import Worker
-
     if settings.model.bundle is None:
         raise ConfigError("no model bundle: pass --bundle DIR or set HARCLIP_MODEL__BUNDLE")
     bundle = await asyncio.to_thread(Bundle.load, settings.model.bundle)
-    worker = Worker(settings, bundle, partitions=partitions, pipelined=pipelined,
-                    metrics_port=metrics_port)  # fmt: skip
+    worker = Worker(settings, bundle)
+    notify = None
     if started is not None:
-        asyncio.get_running_loop().create_task(_notify(worker, started))
-    await worker.run(stop)
+        notify = asyncio.create_task(_notify(worker, started), name="notify-started")
+    try:
+        await worker.run(stop)
+    finally:
+        if notify is not None:
+            notify.cancel()
+            await asyncio.gather(notify, return_exceptions=True)
 
 
-async def _notify(worker: Any, started: Any) -> None:
+async def _notify(worker: Worker, started: Callable[[Worker], None]) -> None:
     await worker.started.wait()
     started(worker)
 
 
-async def _main(settings: Settings, args: argparse.Namespace) -> None:
+async def _main(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run(settings, stop=stop, partitions=args.partitions, pipelined=not args.no_pipeline,
-              metrics_port=args.metrics_port)  # fmt: skip
+    await run(settings, stop=stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = apply_args(load_settings(), args)
         setup_logging("harclip-worker", settings.log_format, settings.log_level)
-        asyncio.run(_main(settings, args))
+        asyncio.run(_main(settings))
     except HarclipError as e:
         print(f"consumers: error: {e}", file=sys.stderr)
         return 2

@@ -5,10 +5,13 @@ for three GET routes)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from harclip.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,17 @@ class HealthServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._host, self.port)
+        """Listen; `ConfigError` naming the port and the flag when it is taken."""
+        try:
+            self._server = await asyncio.start_server(self._serve, self._host, self.port)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            raise ConfigError(
+                f"port {self.port} on {self._host} (/health /ready /metrics) is already in use, "
+                "maybe by another worker: give each worker its own with --metrics-port N "
+                "(0: any free port) or HARCLIP_METRICS__PORT"
+            ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("health and metrics on http://%s:%d/{health,ready,metrics}", self._host, self.port)
 

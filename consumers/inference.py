@@ -9,53 +9,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
-from aiokafka.structs import TopicPartition
 
-from consumers.work import Work
+from consumers.work import BatchResult, Predicted, Work
 from harclip.batching import Batch
+from harclip.control import HeadInUse
 from harclip.engines import Engine
 from harclip.errors import HarclipError
-from harclip.messages import LabelScore, Latency, ModelRef, Prediction, now_ms
-from harclip.model.head import Head
+from harclip.messages import LabelScore, Latency, Prediction, now_ms
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class Predicted:
-    """A good frame's Prediction, its embedding (float32 [D], for Elasticsearch) and JPEG."""
-
-    work: Work
-    prediction: Prediction
-    embedding: np.ndarray
-
-
-@dataclass(slots=True)
-class BatchResult:
-    """Everything the sink stage writes and commits for one batch."""
-
-    works: list[Work]  # every record of the batch: predicted, failed and stale
-    predicted: list[Predicted] = field(default_factory=list)
-    failed: list[Work] = field(default_factory=list)  # to the DLQ, `error` set
-    stale: list[Work] = field(default_factory=list)  # dropped for age, only committed
-    infer_s: float = 0.0  # engine + head, seconds
-    started_at_ms: int = 0  # batch start, ms since epoch
-
-    def offsets(self) -> dict[TopicPartition, int]:
-        """Per partition, the offset to commit: the batch's highest offset + 1."""
-        out: dict[TopicPartition, int] = {}
-        for w in self.works:
-            out[w.tp] = max(out.get(w.tp, 0), w.offset + 1)
-        return out
-
-
-def run_batch(
-    batch: Batch[Work], engine: Engine, head: Head, model: ModelRef, top_k: int
-) -> BatchResult:
-    """Embed the batch's good frames with `engine`, score them with `head` (one head for the
+def run_batch(batch: Batch[Work], engine: Engine, in_use: HeadInUse, top_k: int) -> BatchResult:
+    """Embed the batch's good frames with `engine`, score them with `in_use.head` (one head for the
     whole batch), and build their Predictions. An engine failure fails every frame of the batch
     (they go to the DLQ with the reason) and the worker goes on."""
     works = batch.items + batch.stale
@@ -68,10 +36,13 @@ def run_batch(
     try:
         # N × [S, S, 3] -> [N, S, S, 3]
         images = np.stack([w.pixels for w in good if w.pixels is not None])
+        for w in works:
+            w.pixels = None  # the batch array holds them now; freed after the engine
         emb = engine.embed(images)  # [N, S, S, 3] -> [N, D]
+        del images
         if emb.shape[0] != len(good):
             raise HarclipError(f"engine returned {emb.shape[0]} rows for {len(good)} images")
-        top = head.top_k(emb, top_k)  # [N, D] -> N × k (label, p)
+        top = in_use.head.top_k(emb, top_k)  # [N, D] -> N × k (label, p)
     except Exception as e:  # the whole batch follows the error policy, loudly
         log.error("inference failed for a batch of %d frames: %s", len(good), e)
         for w in good:
@@ -93,7 +64,7 @@ def run_batch(
             label=row[0][0],
             score=row[0][1],
             top_k=[LabelScore(label=lb, score=sc) for lb, sc in row],
-            model=model,
+            model=in_use.model,
             latency_ms=Latency(
                 queue=float(max(0, result.started_at_ms - f.captured_at)),
                 infer=infer_ms,

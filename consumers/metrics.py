@@ -3,7 +3,13 @@ registry of its own so several workers can share one test process."""
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Callable, Iterable, Mapping
+
+from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from harclip.control import ControlMetrics
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -43,8 +49,33 @@ class WorkerMetrics:
         self.sink_errors = Counter(
             "harclip_sink_errors", "failed sink writes (retried)", ["sink"], registry=r
         )
-        self.head_version = Gauge("harclip_head_version", "head version in use", registry=r)
+        self.control = ControlMetrics(r)
         self.ready = Gauge("harclip_ready", "1 when the worker is ready", registry=r)
+
+    def record_lag(
+        self,
+        assigned: Iterable[TopicPartition],
+        log_end: Callable[[TopicPartition], int | None],
+        committed: Mapping[TopicPartition, int],
+    ) -> None:
+        """Records between this worker's last commit and the log end, per topic."""
+        lag: collections.Counter[str] = collections.Counter()
+        for tp in assigned:
+            end, done = log_end(tp), committed.get(tp)
+            if end is not None and done is not None:
+                lag[tp.topic] += max(0, end - done)
+        for topic, n in lag.items():
+            self.lag.labels(topic).set(n)
+
+    def total(self, name: str) -> float:
+        """The sum of counter `name` (e.g. "harclip_frames_failed") over all its labels."""
+        return sum(
+            sample.value
+            for metric in self.registry.collect()
+            if metric.name == name
+            for sample in metric.samples
+            if sample.name == f"{name}_total"
+        )
 
 
 def _latency(registry: CollectorRegistry, name: str, doc: str) -> Histogram:

@@ -16,24 +16,11 @@ from aiokafka.errors import KafkaError
 from elasticsearch import AsyncElasticsearch
 from redis import asyncio as aioredis
 
-from consumers.inference import BatchResult, Predicted
-from consumers.work import Work
+from consumers.work import BatchResult, Predicted, Work
 from harclip.config import ElasticsearchSettings, KafkaSettings, RedisSettings
-from harclip.errors import SinkUnavailable
+from harclip.errors import SinkRefused, SinkUnavailable, Unavailable
 from harclip.io import search, store
 from harclip.io.kafka import make_producer
-
-
-class SinkRefused(SinkUnavailable):
-    """A sink refused some frames for good (retrying cannot help); the others were written.
-    `frames`: frame_id -> the sink's reason."""
-
-    retriable = False
-
-    def __init__(self, sink: str, frames: dict[str, str]) -> None:
-        first = next(iter(frames.values()), "")
-        super().__init__(f"{sink} refused {len(frames)} frames; first: {first}")
-        self.frames = frames
 
 
 class Sink(Protocol):
@@ -72,7 +59,7 @@ class KafkaSink:
         try:
             await self._producer.start()
         except KafkaError as e:
-            raise SinkUnavailable(f"Kafka at {self._s.bootstrap}: {e!r}") from e
+            raise Unavailable(f"Kafka at {self._s.bootstrap}: {e!r}") from e
 
     def add(self, result: BatchResult) -> None:
         self._preds.extend(result.predicted)
@@ -132,11 +119,11 @@ class _PredictedBuffer:
     def clear(self) -> None:
         self._preds = []
 
-    def _refused(self, e: SinkUnavailable) -> SinkUnavailable:
-        """`e` as the error to raise: a refusal for good refuses every buffered frame."""
-        if e.retriable:
+    def _refused(self, e: SinkRefused) -> SinkRefused:
+        """`e` naming every buffered frame when it names none (the whole write was refused)."""
+        if e.frames:
             return e
-        return SinkRefused(self.name, {p.prediction.frame_id: str(e) for p in self._preds})
+        return SinkRefused(str(e), {p.prediction.frame_id: str(e) for p in self._preds})
 
 
 class RedisSink(_PredictedBuffer):
@@ -162,7 +149,7 @@ class RedisSink(_PredictedBuffer):
             await store.write_predictions(
                 self._redis, self._s, [p.prediction for p in self._preds], frames
             )
-        except SinkUnavailable as e:  # one pipeline for the batch: all or nothing
+        except SinkRefused as e:  # one pipeline for the batch: all or nothing
             raise self._refused(e) from e
         self.clear()
 
@@ -189,40 +176,17 @@ class ElasticsearchSink(_PredictedBuffer):
         await search.ensure_templates(self._es, self._s, self._embed_dim)
 
     async def flush(self) -> None:
+        """One bulk; Elasticsearch names each document it refused (`SinkRefused`), the others
+        are written."""
         if not self._preds:
             return
-        try:
-            await self._index(self._preds)
-        except SinkUnavailable as e:
-            if e.retriable:
-                raise
-            refused = await self._find_refused()
-            if refused:
-                raise SinkRefused(self.name, refused) from e
-        self.clear()
-
-    async def _index(self, preds: list[Predicted]) -> None:
         assert self._es is not None, "start() first"
-        await search.index_predictions(
-            self._es, self._s, [(p.prediction, p.embedding) for p in preds]
-        )
-
-    async def _find_refused(self) -> dict[str, str]:
-        """After a bulk with refused documents: write the buffer one document at a time to
-        learn which frames Elasticsearch refuses and why (a bulk error names only the first;
-        rewriting the accepted ones is harmless, `_id` = frame_id). frame_id -> reason; a
-        retriable failure meanwhile raises (buffer kept)."""
-        outcomes = await asyncio.gather(
-            *(self._index([p]) for p in self._preds), return_exceptions=True
-        )
-        refused: dict[str, str] = {}
-        for p, out in zip(self._preds, outcomes, strict=True):
-            if out is None:
-                continue
-            if not isinstance(out, SinkUnavailable) or out.retriable:
-                raise out
-            refused[p.prediction.frame_id] = str(out)
-        return refused
+        items = [(p.prediction, p.embedding) for p in self._preds]
+        try:
+            await search.index_predictions(self._es, self._s, items)
+        except SinkRefused as e:
+            raise self._refused(e) from e
+        self.clear()
 
     async def stop(self) -> None:
         if self._es is not None:

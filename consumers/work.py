@@ -1,12 +1,16 @@
-"""One Kafka record on its way through the worker (`Work`), and the decode step that turns a
-fetched chunk of records into Work items: parse the Frame headers, decode + resize the image.
-Anything that fails here carries its reason and goes to the dead-letter topic."""
+"""What flows through the worker's stages: one Kafka record (`Work`), the decode step that turns a
+fetched chunk of records into Work items (parse the Frame headers, decode + resize the image), and
+a batch's outcome (`BatchResult`: `Predicted` frames, failures, stale frames) that the sinks write
+and the worker commits. Anything that fails carries its reason and goes to the dead-letter topic.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 
 import numpy as np
 from aiokafka.structs import TopicPartition
@@ -14,7 +18,7 @@ from aiokafka.structs import TopicPartition
 from harclip.batching import TwoLaneQueue
 from harclip.errors import DecodeError, MessageError
 from harclip.io.kafka import headers_list
-from harclip.messages import Frame, Headers, now_ms
+from harclip.messages import Frame, Headers, Prediction, now_ms
 from harclip.model.preprocess import decode_image
 
 LIVE, BULK = TwoLaneQueue.LIVE, TwoLaneQueue.BULK
@@ -32,13 +36,42 @@ class Work:
     lane: int  # LIVE (harclip.frames) or BULK (harclip.uploads)
     born_at: float  # capture time on the monotonic clock, seconds
     frame: Frame | None = None
-    pixels: np.ndarray | None = None  # uint8 [S, S, 3] RGB
+    pixels: np.ndarray | None = None  # uint8 [S, S, 3] RGB; released once embedded
     error: str | None = None  # "<kind>: <reason>" for the DLQ's `error` header
 
     @property
     def droppable(self) -> bool:
         """Only good live frames may be dropped for age; uploads and failures never are."""
         return self.lane == LIVE and self.error is None
+
+
+@dataclass(slots=True)
+class Predicted:
+    """A good frame's Prediction and its embedding (float32 [D], for Elasticsearch); `work` keeps
+    the record (for the DLQ and the latest frame in Redis), not its pixels."""
+
+    work: Work
+    prediction: Prediction
+    embedding: np.ndarray
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Everything the sink stage writes and commits for one batch."""
+
+    works: list[Work]  # every record of the batch: predicted, failed and stale
+    predicted: list[Predicted] = field(default_factory=list)
+    failed: list[Work] = field(default_factory=list)  # to the DLQ, `error` set
+    stale: list[Work] = field(default_factory=list)  # dropped for age, only committed
+    infer_s: float = 0.0  # engine + head, seconds
+    started_at_ms: int = 0  # batch start, ms since epoch
+
+    def offsets(self) -> dict[TopicPartition, int]:
+        """Per partition, the offset to commit: the batch's highest offset + 1."""
+        out: dict[TopicPartition, int] = {}
+        for w in self.works:
+            out[w.tp] = max(out.get(w.tp, 0), w.offset + 1)
+        return out
 
 
 def failure_reason(error: str | None) -> str:
@@ -92,3 +125,16 @@ def decode_records(records: Sequence[Record], lane: int, size: int, max_pixels: 
             work.error = f"undecodable: {e}"
         out.append(work)
     return out
+
+
+async def decode_in_pool(
+    pool: Executor, threads: int, records: Sequence[Record], lane: int, size: int, max_pixels: int
+) -> list[Work]:
+    """`decode_records` over `records` in `pool`, one chunk per thread (`threads`), in order."""
+    n = max(1, -(-len(records) // threads))
+    loop = asyncio.get_running_loop()
+    parts = await asyncio.gather(*(
+        loop.run_in_executor(pool, decode_records, records[i : i + n], lane, size, max_pixels)
+        for i in range(0, len(records), n)
+    ))  # fmt: skip
+    return [w for part in parts for w in part]

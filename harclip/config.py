@@ -43,6 +43,9 @@ class KafkaSettings(_Section):
     group_id: str = "harclip-workers"
     topics: Topics = Topics()
     partitions: int = Field(6, ge=1, description="partitions for topics the project creates")
+    add_partitions: bool = Field(
+        False, description="grow a topic that has fewer partitions than configured (moves keys)"
+    )
     replication_factor: int = Field(1, ge=1)
     frames_retention_ms: int = Field(3_600_000, ge=60_000, description="live frames, short")
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -142,6 +145,9 @@ class BatchingSettings(_Section):
     max_age_ms: float = Field(2000.0, gt=0, description="live frames older than this are dropped")
     decode_threads: int = Field(2, ge=1)
     max_inflight_batches: int = Field(2, ge=1)
+    pipelined: bool = Field(
+        True, description="false: one batch at a time, fetch only after the last commit (baseline)"
+    )
 
 
 class ApiSettings(_Section):
@@ -164,6 +170,9 @@ class ApiSettings(_Section):
         False, description="tests only: let image URLs reach 127.0.0.1/::1 (private stays refused)"
     )
     follow_control: bool = Field(True, description="apply heads published on harclip.control")
+    control_catch_up_s: float = Field(
+        10.0, gt=0, description="at start: longest wait to read harclip.control before serving, s"
+    )
 
 
 class AuthSettings(_Section):
@@ -175,7 +184,8 @@ class AuthSettings(_Section):
 
 
 class MetricsSettings(_Section):
-    port: int = Field(9300, ge=0, le=65535, description="worker /health /ready /metrics; 0: off")
+    enabled: bool = Field(True, description="serve the worker's /health /ready /metrics")
+    port: int = Field(9300, ge=0, le=65535, description="worker /health /ready /metrics; 0: any")
     host: str = "127.0.0.1"
 
 

@@ -92,6 +92,7 @@ async def _upload(args: argparse.Namespace, s: Settings, console: Console) -> in
     st = report.stats
     console.print(
         f"job {job}: sent {st.sent} frames, failed {len(report.errors)} files"
+        + (f", skipped {report.skipped} non-media files" if report.skipped else "")
         + (f", {st.failed} frames not acknowledged" if st.failed else "")
     )
     return 1 if report.errors or st.failed else 0

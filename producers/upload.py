@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError, DecodeError
-from harclip.io.kafka import make_producer, send_frame
+from harclip.io.kafka import send_frame
+from harclip.io.topics import start_producer
 from harclip.messages import Frame, new_frame_id, now_ms
 from harclip.model.imageio import check_header
 from producers.frames import DEFAULT_SHORT_SIDE, encode_jpeg
@@ -25,7 +26,7 @@ from producers.sender import Acks, SendStats
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
-_SKIP_NAMES = frozenset({".DS_Store", "Thumbs.db"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif"})
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,28 @@ class UploadReport:
     stats: SendStats = field(default_factory=SendStats)
     errors: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
     frame_ids: list[str] = field(default_factory=list)
+    skipped: int = 0  # files inside folders that are not images or videos
 
 
-def expand(paths: tuple[Path, ...]) -> Iterator[Path]:
-    """Files as given, folders walked recursively in sorted order (hidden files skipped);
+def is_media(path: Path) -> bool:
+    """Whether `path`'s suffix is an image or video format the upload reads."""
+    return path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+
+
+def expand(paths: tuple[Path, ...], skipped: list[Path] | None = None) -> Iterator[Path]:
+    """Files as given; folders walked recursively in sorted order, keeping images and videos
+    (hidden files and other files - a README, a labels.csv - are skipped, and appended to
+    `skipped`). A file named directly is kept whatever it is (it fails if it is not media).
     `ConfigError` for a path that does not exist."""
     for p in paths:
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if f.is_file() and not f.name.startswith(".") and f.name not in _SKIP_NAMES:
+                if not f.is_file() or f.name.startswith("."):
+                    continue
+                if is_media(f):
                     yield f
+                elif skipped is not None:
+                    skipped.append(f)
         elif p.is_file():
             yield p
         else:
@@ -100,13 +113,16 @@ async def run_upload(
     failed. Waits for every acknowledgement before returning."""
     if o.fps <= 0:
         raise ConfigError(f"--fps must be > 0, got {o.fps}")
-    files = list(expand(o.paths))
+    skipped: list[Path] = []
+    files = list(expand(o.paths, skipped))
     console = console or Console(stderr=True)
-    report = UploadReport()
+    report = UploadReport(skipped=len(skipped))
+    if skipped:
+        console.print(f"skipping {len(skipped)} files that are not images or videos "
+                      f"(e.g. {skipped[0]})")  # fmt: skip
     acks = Acks(report.stats)
     topic = topic or s.topics.uploads
-    producer = make_producer(s, role="bulk")
-    await producer.start()
+    producer = await start_producer(s, role="bulk")
     seq = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[name]}"))  # fmt: skip

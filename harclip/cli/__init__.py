@@ -22,6 +22,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("harclip.cli.export", "export a CLIP into a model bundle (ONNX, INT8, ...)"),
     "predict": ("harclip.cli.predict", "predict the action in images or folders of images"),
     "labels": ("harclip.cli.labels", "show or change a bundle's label set (no torch needed)"),
+    "topics": ("harclip.cli.topics", "create or describe the Kafka topics (partitions, configs)"),
 }
 
 

@@ -1,12 +1,16 @@
 """`harclip labels show|set --bundle B`: read or change a bundle's label set, without torch.
 
 `set` encodes the new prompts with the bundle's ONNX text encoder, writes the new head into the
-bundle with its version bumped, and prints the new version.
+bundle with a new version (newer than any before it, unique across processes), and prints it.
+With `--publish` it also publishes the head on `harclip.control`, so running workers and APIs
+switch to it between batches; that needs Kafka (a clear error when it does not answer, after the
+bundle was written).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,11 +18,12 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from harclip.config import Settings
+from harclip.config import KafkaSettings, Settings
 from harclip.errors import ConfigError
 
 if TYPE_CHECKING:
     from harclip.model.bundle import Bundle
+    from harclip.model.head import Head
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +40,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--names", help="comma-separated names; each gets the default prompt templates"
     )
+    set_.add_argument(
+        "--publish",
+        action="store_true",
+        help="also publish the head on harclip.control (running workers and APIs switch to it)",
+    )
     for p in (show, set_):
         p.add_argument("--bundle", type=Path, help="model bundle (default: HARCLIP_MODEL__BUNDLE)")
 
@@ -48,7 +58,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     bundle = Bundle.load(path)
     if args.action == "show":
         return _show(bundle, as_json=args.json)
-    return _set(bundle, args)
+    return _set(bundle, args, settings)
 
 
 def _show(bundle: Bundle, *, as_json: bool) -> int:
@@ -73,7 +83,7 @@ def _show(bundle: Bundle, *, as_json: bool) -> int:
     return 0
 
 
-def _set(bundle: Bundle, args: argparse.Namespace) -> int:
+def _set(bundle: Bundle, args: argparse.Namespace, settings: Settings) -> int:
     from harclip.model.relabel import label_set_from_names, load_label_set, relabel
 
     if args.file is not None:
@@ -82,4 +92,18 @@ def _set(bundle: Bundle, args: argparse.Namespace) -> int:
         label_set = label_set_from_names(args.names.split(","))
     head = relabel(bundle, label_set)
     print(f"head version {head.version}: {len(head.labels)} labels ({', '.join(head.labels)})")
+    if args.publish:
+        asyncio.run(_publish(settings.kafka, head))
+        print(f"published on {settings.kafka.topics.control} ({settings.kafka.bootstrap})")
     return 0
+
+
+async def _publish(s: KafkaSettings, head: Head) -> None:
+    from harclip.control import HEAD_KEY, publish
+    from harclip.io.topics import start_producer
+
+    producer = await start_producer(s)
+    try:
+        await publish(producer, s, HEAD_KEY, head.to_control())
+    finally:
+        await producer.stop()

@@ -139,12 +139,13 @@ def _zero_shot_head(
     label_set: Mapping[str, Sequence[str]] | None,
     previous: Head | None,
 ) -> Head:
+    from harclip.model.head import next_version
     from harclip.model.text import TextEncoder, build_head
 
     encoder = TextEncoder(
         output / "text_encoder.onnx", output / "tokenizer", context_length=clip.context_length
     )
-    version = previous.version + 1 if previous is not None else 1
+    version = next_version(previous.version if previous is not None else 0)
     labels = label_set if label_set is not None else default_label_set()
     return build_head(encoder, labels, logit_scale=clip.logit_scale, version=version)
 

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from harclip.config import KafkaSettings
-from harclip.errors import ConfigError, SinkUnavailable
+from harclip.errors import Unavailable
 from harclip.messages import Frame, Headers
 
 ProducerRole = Literal["live", "bulk", "sink"]
@@ -33,7 +33,6 @@ _BATCH_BYTES: dict[ProducerRole, int] = {
     "sink": 256 * 1024,
 }
 
-_TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
 _RETRY_S = 0.2  # pause between readiness probes, seconds
 
 
@@ -113,74 +112,15 @@ def headers_list(headers: Iterable[tuple[str, bytes | None]] | None) -> Headers:
     return [(k, v if v is not None else b"") for k, v in headers or ()]
 
 
-def topic_specs(s: KafkaSettings, *, partitions: int | None = None) -> list[NewTopic]:
-    """The six topics of DESIGN.md with their configs (pure; `ensure_topics` creates them)."""
-    n = s.partitions if partitions is None else partitions
-    if n < 1:
-        raise ConfigError(f"partitions must be >= 1, got {n}")
-    t = s.topics
-    common = {"max.message.bytes": str(s.max_message_bytes)}
-    configs: dict[str, dict[str, str]] = {
-        t.frames: {**common, "retention.ms": str(s.frames_retention_ms)},
-        t.uploads: common,
-        t.predictions: common,
-        t.events: common,
-        t.dlq: common,
-        t.control: {**common, "cleanup.policy": "compact"},
-    }
-    return [
-        NewTopic(
-            name,
-            num_partitions=1 if name == t.control else n,
-            replication_factor=s.replication_factor,
-            topic_configs=cfg,
-        )
-        for name, cfg in configs.items()
-    ]
-
-
-async def ensure_topics(s: KafkaSettings, *, partitions: int | None = None) -> list[str]:
-    """Create whichever of the six topics are missing; returns the names created (maybe none).
-
-    Idempotent: topics that exist (or that another process creates meanwhile) are left as they
-    are. Raises `SinkUnavailable` when Kafka does not answer, `ConfigError` when it refuses a
-    topic (bad replication factor, config value).
-    """
-    specs = topic_specs(s, partitions=partitions)
-    admin = make_admin(s)
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        missing = [spec for spec in specs if spec.name not in existing]
-        if not missing:
-            return []
-        response = await admin.create_topics(missing, timeout_ms=s.request_timeout_ms)
-    except KafkaError as e:
-        raise SinkUnavailable(f"Kafka at {s.bootstrap}: cannot create topics: {e!r}") from e
-    finally:
-        await admin.close()
-    created: list[str] = []
-    refused: list[str] = []
-    for name, code, *rest in response.topic_errors:
-        if code == 0:
-            created.append(name)
-        elif code != _TOPIC_ALREADY_EXISTS:
-            message = rest[0] if rest and rest[0] else f"error code {code}"
-            refused.append(f"{name}: {message}")
-    if refused:
-        raise ConfigError("Kafka refused to create topics: " + "; ".join(refused))
-    return created
-
-
 async def wait_kafka(s: KafkaSettings, timeout_s: float) -> None:
-    """Return once Kafka answers a metadata request, or raise `SinkUnavailable` after `timeout_s`
+    """Return once Kafka answers a metadata request, or raise `Unavailable` after `timeout_s`
     seconds naming the address and the last error."""
     deadline = time.monotonic() + timeout_s
     last: BaseException | None = None
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise SinkUnavailable(
+            raise Unavailable(
                 f"Kafka at {s.bootstrap} did not answer within {timeout_s:g} s "
                 f"(last error: {last!r}); is it running? (`harclip services status`)"
             )

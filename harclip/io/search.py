@@ -7,10 +7,9 @@ analysis plugins); never calls `GET /`. Documents use `_id` = frame_id, so a rep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import wraps
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -21,7 +20,8 @@ from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 from pydantic import ValidationError
 
 from harclip.config import ElasticsearchSettings
-from harclip.errors import ConfigError, MessageError, SinkUnavailable
+from harclip.errors import ConfigError, MessageError, SinkRefused, SinkUnavailable
+from harclip.io.errors import Fault, mapped
 from harclip.messages import Prediction
 
 EMBEDDING = "embedding"  # the dense_vector field of the predictions index
@@ -58,29 +58,17 @@ def make_es(s: ElasticsearchSettings) -> AsyncElasticsearch:
     )
 
 
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-_Async = Callable[_P, Coroutine[Any, Any, _T]]
+def _classify(e: BaseException) -> tuple[Fault, str] | None:
+    """No answer, 429 and 5xx are transient; any other refusal is permanent, with its reason."""
+    if isinstance(e, TransportConnectionError | ConnectionTimeout):
+        return "transient", str(e.message)
+    if isinstance(e, ApiError):
+        fault: Fault = "transient" if e.status_code == 429 or e.status_code >= 500 else "permanent"
+        return fault, f"{e.status_code} {_reason(e)}"
+    return None
 
 
-def _sink_errors(fn: _Async[_P, _T]) -> _Async[_P, _T]:
-    """Connection failures, timeouts, 429 and 5xx become retriable `SinkUnavailable`; any other
-    refusal a non-retriable one with Elasticsearch's reason."""
-
-    @wraps(fn)
-    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
-            return await fn(*args, **kwargs)
-        except (TransportConnectionError, ConnectionTimeout) as e:
-            raise SinkUnavailable(f"Elasticsearch: {e.message}") from e
-        except ApiError as e:
-            err = SinkUnavailable(
-                f"Elasticsearch refused {fn.__name__} ({e.status_code}): {_reason(e)}"
-            )
-            err.retriable = e.status_code == 429 or e.status_code >= 500
-            raise err from e
-
-    return wrapper
+_es = mapped("Elasticsearch", _classify)
 
 
 def _reason(e: ApiError) -> str:
@@ -120,7 +108,7 @@ def predictions_mappings(embed_dim: int) -> dict[str, Any]:
                 "properties": {
                     "name": {"type": "keyword"},
                     "version": {"type": "keyword"},
-                    "head_version": {"type": "integer"},
+                    "head_version": {"type": "long"},
                 }
             },
             "latency_ms": {
@@ -171,7 +159,7 @@ def _template(index: str, s: ElasticsearchSettings, mappings: dict[str, Any]) ->
     }
 
 
-@_sink_errors
+@_es("write")
 async def ensure_templates(
     es: AsyncElasticsearch, s: ElasticsearchSettings, embed_dim: int
 ) -> None:
@@ -221,7 +209,7 @@ async def embedding_dims(es: AsyncElasticsearch, s: ElasticsearchSettings) -> in
 # ----------------------------------------------------------------------------- writes
 
 
-@_sink_errors
+@_es("write")
 async def index_predictions(
     es: AsyncElasticsearch,
     s: ElasticsearchSettings,
@@ -229,8 +217,8 @@ async def index_predictions(
 ) -> None:
     """Bulk-index predictions with their embeddings (float32 [D]); `_id` = frame_id, no refresh.
 
-    Raises `SinkUnavailable` naming the first failed document if any failed (retriable when
-    Elasticsearch was overloaded, not when it rejected the document).
+    If documents failed: `SinkUnavailable` when Elasticsearch was overloaded (retry the bulk),
+    `SinkRefused` with frame_id -> reason when it rejected them for good.
     """
     if not items:
         return
@@ -246,21 +234,26 @@ async def index_predictions(
         operations=ops, filter_path="errors,items.*.error,items.*._id,items.*.status"
     )
     if resp.get("errors"):
-        _raise_first_item_error(resp.body, len(items))
+        _raise_item_errors(resp.body, len(items))
 
 
-def _raise_first_item_error(body: dict[str, Any], total: int) -> None:
+def _raise_item_errors(body: dict[str, Any], total: int) -> None:
+    """`SinkUnavailable` if any failed document may succeed later (429, 5xx: the whole bulk is
+    retried, `_id` makes that harmless), else `SinkRefused` naming every refused frame."""
     failed = [item for row in body.get("items", []) for item in row.values() if "error" in item]
     first = failed[0]
-    err = first["error"]
-    e = SinkUnavailable(
+    summary = (
         f"Elasticsearch rejected {len(failed)} of {total} documents; first {first.get('_id')}: "
-        f"{err.get('type')}: {err.get('reason')}"
+        f"{_item_reason(first)}"
     )
-    e.retriable = all(
-        item.get("status") == 429 or item.get("status", 500) >= 500 for item in failed
-    )
-    raise e
+    if any(item.get("status") == 429 or item.get("status", 500) >= 500 for item in failed):
+        raise SinkUnavailable(summary)
+    raise SinkRefused(summary, {str(item.get("_id")): _item_reason(item) for item in failed})
+
+
+def _item_reason(item: dict[str, Any]) -> str:
+    err = item.get("error") or {}
+    return f"{err.get('type')}: {err.get('reason')}"
 
 
 # ----------------------------------------------------------------------------- reads
@@ -314,7 +307,7 @@ def _prediction(source: dict[str, Any]) -> Prediction:
         raise MessageError(f"invalid Prediction in Elasticsearch: {loc}: {err['msg']}") from None
 
 
-@_sink_errors
+@_es("read")
 async def history(
     es: AsyncElasticsearch,
     s: ElasticsearchSettings,
@@ -351,7 +344,7 @@ async def history(
     return Page(items=items, next_after=next_after)
 
 
-@_sink_errors
+@_es("read")
 async def knn(
     es: AsyncElasticsearch,
     s: ElasticsearchSettings,

@@ -5,10 +5,9 @@ last-seen time. Keys as DESIGN.md fixes them; the prefix comes from `RedisSettin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -16,7 +15,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from harclip.config import RedisSettings
-from harclip.errors import MessageError, SinkUnavailable
+from harclip.errors import MessageError
+from harclip.io.errors import Fault, mapped
 from harclip.messages import Prediction
 
 _SOCKET_TIMEOUT_S = 10.0  # one command, seconds; blocking reads must stay below it
@@ -82,35 +82,25 @@ def make_redis(s: RedisSettings) -> aioredis.Redis:
     )
 
 
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-_Async = Callable[_P, Coroutine[Any, Any, _T]]
+def _classify(e: BaseException) -> tuple[Fault, str] | None:
+    """redis-py's failures: no answer is transient, a refused command permanent."""
+    if isinstance(e, RedisConnectionError | RedisTimeoutError | OSError):
+        return "transient", str(e)
+    if isinstance(e, RedisError):
+        return "permanent", f"refused: {e}"
+    return None
 
 
-def _sink_errors(fn: _Async[_P, _T]) -> _Async[_P, _T]:
-    """Turn redis-py errors into `SinkUnavailable` (retriable unless Redis refused the command)."""
-
-    @wraps(fn)
-    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
-            return await fn(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-            raise SinkUnavailable(f"Redis: {e}") from e
-        except RedisError as e:
-            err = SinkUnavailable(f"Redis refused a command in {fn.__name__}: {e}")
-            err.retriable = False
-            raise err from e
-
-    return wrapper
+_redis = mapped("Redis", _classify)
 
 
-@_sink_errors
+@_redis("read")
 async def ping(r: aioredis.Redis) -> None:
-    """Raise `SinkUnavailable` unless Redis answers PING."""
+    """Raise `ReadUnavailable` unless Redis answers PING."""
     await r.ping()
 
 
-@_sink_errors
+@_redis("write")
 async def write_predictions(
     r: aioredis.Redis,
     s: RedisSettings,
@@ -146,21 +136,21 @@ async def write_predictions(
     await pipe.execute()
 
 
-@_sink_errors
+@_redis("read")
 async def read_latest(r: aioredis.Redis, s: RedisSettings, stream_id: str) -> Prediction | None:
     """The latest Prediction of `stream_id`, or None if there is none."""
     raw = await r.get(keys(s).latest(stream_id))
     return None if raw is None else Prediction.from_json(raw)
 
 
-@_sink_errors
+@_redis("read")
 async def read_frame(r: aioredis.Redis, s: RedisSettings, stream_id: str) -> bytes | None:
     """The latest frame (encoded image) of `stream_id`, or None once its TTL has passed."""
     raw: Any = await r.get(keys(s).frame(stream_id))
     return None if raw is None else bytes(raw)
 
 
-@_sink_errors
+@_redis("read")
 async def list_streams(
     r: aioredis.Redis, s: RedisSettings, *, since_ms: int | None = None, limit: int = 1000
 ) -> list[tuple[str, int]]:
@@ -173,7 +163,7 @@ async def list_streams(
     return [(sid.decode(), int(score)) for sid, score in rows]
 
 
-@_sink_errors
+@_redis("read")
 async def tail_positions(
     r: aioredis.Redis, s: RedisSettings, stream_ids: Sequence[str]
 ) -> dict[str, str]:
@@ -190,7 +180,7 @@ async def tail_positions(
     }
 
 
-@_sink_errors
+@_redis("read")
 async def read_recent(
     r: aioredis.Redis,
     s: RedisSettings,

@@ -10,7 +10,9 @@ import base64
 import binascii
 import math
 import os
+import secrets
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from harclip.errors import MessageError, ModelError
 from harclip.messages import now_ms
 
 CONTROL_SCHEMA = "harclip.head/1"
+_VERSION_RANDOM = 1000  # versions are µs since epoch x 1000 + a random part below this
 HeadKind = Literal["zero-shot", "fine-tuned"]
 _KINDS: tuple[str, ...] = ("zero-shot", "fine-tuned")
 
@@ -173,6 +176,19 @@ class Head:
             return cls(weight=weight, bias=bias, logit_scale=float(scale), **fields)
         except ModelError as e:
             raise MessageError(f"head message: {e}") from None
+
+
+def next_version(current: int) -> int:
+    """A head version newer than `current` and, with overwhelming odds, unique across processes:
+    µs since epoch x 1000 + a random part below 1000 (about 1.8e18, an int64), or `current + 1`
+    if the clock is behind.
+
+    Two API replicas that publish at the same moment get different versions, and every follower
+    keeps the larger: they all end on the same head. A head made later (an export, `harclip labels
+    set`, a replica) wins over an older one whatever process made it.
+    """
+    stamp = time.time_ns() // 1000 * _VERSION_RANDOM + secrets.randbelow(_VERSION_RANDOM)
+    return max(stamp, current + 1)
 
 
 def _check_head(h: Head) -> None:

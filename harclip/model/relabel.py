@@ -31,6 +31,7 @@ def relabel(bundle: Bundle, label_set: Mapping[str, Sequence[str]], *, save: boo
     Keeps the current head's logit scale; saves it into the bundle unless `save` is False.
     `MessageError` when the label set is invalid.
     """
+    from harclip.model.head import next_version
     from harclip.model.text import build_head
 
     checked = validate_label_set(label_set)
@@ -39,7 +40,7 @@ def relabel(bundle: Bundle, label_set: Mapping[str, Sequence[str]], *, save: boo
         bundle.text_encoder(),
         checked,
         logit_scale=current.logit_scale,
-        version=current.version + 1,
+        version=next_version(current.version),
     )
     if save:
         bundle.save_head(head)

@@ -44,7 +44,7 @@ def render_server_properties(kafka: KafkaSettings, services: ServicesSettings, d
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "true",
+        "auto.create.topics.enable": "false",
         "message.max.bytes": str(kafka.max_message_bytes),
     }
     return render(props, "=")

@@ -15,7 +15,15 @@ from harclip.messages import Prediction
 from producers.camera import CameraOptions, run_camera
 from producers.upload import UploadOptions, run_upload
 from tests.integration.conftest import Unique
-from tests.integration.consumers.conftest import header, read_topic, running_worker, worker_settings
+from tests.integration.consumers.conftest import (
+    dropped,
+    failed,
+    header,
+    predicted,
+    read_topic,
+    running_worker,
+    worker_settings,
+)
 
 TIMEOUT_S = 120.0
 
@@ -40,8 +48,8 @@ async def test_camera_and_upload_frames_end_in_every_sink_exactly_once(
         topics = (s.kafka.topics.frames, s.kafka.topics.uploads)
         produced = {header(r, "frame_id"): r for t in topics for r in await read_topic(s, t)}
         assert len(produced) == stats.sent + report.stats.sent
-        await worker.wait_for(lambda: worker.predicted >= len(produced), TIMEOUT_S)
-        assert worker.failed == 0 and worker.dropped == 0
+        await worker.wait_for(lambda: predicted(worker) >= len(produced), TIMEOUT_S)
+        assert failed(worker) == 0 and dropped(worker) == 0
 
     preds = [Prediction.from_json(r.value) for r in await read_topic(s, s.kafka.topics.predictions)]
     counts = Counter(p.frame_id for p in preds)

@@ -16,7 +16,8 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from consumers.cli import run
 from consumers.worker import Worker
 from harclip.config import Settings
-from harclip.io.kafka import ensure_topics, make_producer
+from harclip.io.kafka import make_producer
+from harclip.io.topics import ensure_topics
 
 PARTITIONS = 3
 START_TIMEOUT_S = 60.0
@@ -27,13 +28,29 @@ def worker_settings(base: Settings, bundle: Path, **batching: Any) -> Settings:
     of the batching section."""
     return base.model_copy(update={
         "model": base.model.model_copy(update={"bundle": bundle}),
+        "kafka": base.kafka.model_copy(update={"partitions": PARTITIONS}),
         "batching": base.batching.model_copy(update=batching),
         "metrics": base.metrics.model_copy(update={"port": 0}),
     })  # fmt: skip
 
 
+def predicted(w: Worker) -> float:
+    """Frames with a Prediction written to every sink (the worker's Prometheus counter)."""
+    return w.metrics.total("harclip_frames_predicted")
+
+
+def failed(w: Worker) -> float:
+    """Frames sent to the dead-letter topic."""
+    return w.metrics.total("harclip_frames_failed")
+
+
+def dropped(w: Worker) -> float:
+    """Live frames dropped unprocessed (stale)."""
+    return w.metrics.total("harclip_frames_dropped")
+
+
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, **kwargs: Any) -> AsyncIterator[Worker]:
+async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """A worker in this process, consuming; stopped (gracefully) on exit."""
     stop = asyncio.Event()
     box: list[Worker] = []
@@ -43,9 +60,7 @@ async def running_worker(settings: Settings, **kwargs: Any) -> AsyncIterator[Wor
         box.append(w)
         started.set()
 
-    task = asyncio.create_task(
-        run(settings, stop=stop, partitions=PARTITIONS, started=on_start, **kwargs)
-    )
+    task = asyncio.create_task(run(settings, stop=stop, started=on_start))
     waiter = asyncio.create_task(started.wait())
     await asyncio.wait({task, waiter}, timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
     if task.done():

@@ -23,7 +23,9 @@ from harclip.model.bundle import Bundle
 from tests.integration.conftest import Unique
 from tests.integration.consumers.conftest import (
     PARTITIONS,
+    failed,
     header,
+    predicted,
     producer,
     read_topic,
     running_worker,
@@ -124,7 +126,7 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
 
     async with (
         redis_server(port, tmp_path) as first,
-        running_worker(s, metrics_port=0) as worker,
+        running_worker(s) as worker,
         producer(s) as p,
     ):
 
@@ -143,7 +145,7 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
 
         for seq in range(4):
             await send(seq)
-        await worker.wait_for(lambda: worker.predicted >= 4, TIMEOUT_S)
+        await worker.wait_for(lambda: predicted(worker) >= 4, TIMEOUT_S)
         assert await ready(worker.health_port) == (200, "ready\n")
 
         first.kill()  # the outage
@@ -163,7 +165,7 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
         redis_errors = sink_errors()
         # ... and still nothing of the outage's frames is committed: the commit waits for all
         assert (await committed(s, [tp]))[tp] == during[0][1]  # the first 4, not these
-        assert worker.predicted == 4  # counted only once every sink acknowledged
+        assert predicted(worker) == 4  # counted only once every sink acknowledged
         async with httpx.AsyncClient() as http:
             assert (
                 await http.get(f"http://127.0.0.1:{worker.health_port}/health")
@@ -171,7 +173,7 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
 
         async with redis_server(port, tmp_path):  # back, on the same port (empty)
             after = [await send(seq) for seq in range(8, 12)]
-            await worker.wait_for(lambda: worker.predicted >= 12, TIMEOUT_S)
+            await worker.wait_for(lambda: predicted(worker) >= 12, TIMEOUT_S)
             await until(lambda: _equal(ready(worker.health_port), (200, "ready\n")), "/ready 200")
             last = max(o for _, o in during + after)
             assert (await committed(s, [tp]))[tp] == last + 1
@@ -230,8 +232,8 @@ async def test_frames_elasticsearch_refuses_go_to_the_dlq_before_the_commit(
     async with running_worker(s) as worker, producer(s) as p:
         for f in frames:
             await (await send_frame(p, t.uploads, f))
-        await worker.wait_for(lambda: worker.predicted + worker.failed >= 8, TIMEOUT_S)
-        assert (worker.predicted, worker.failed) == (4, 4)
+        await worker.wait_for(lambda: predicted(worker) + failed(worker) >= 8, TIMEOUT_S)
+        assert (predicted(worker), failed(worker)) == (4, 4)
         metric = worker.metrics.registry.get_sample_value(
             "harclip_frames_failed_total", {"reason": "sink_refused"}
         )
@@ -239,7 +241,7 @@ async def test_frames_elasticsearch_refuses_go_to_the_dlq_before_the_commit(
         # the worker goes on
         extra = Frame(new_frame_id(), "7", 100, now_ms(), data)
         await (await send_frame(p, t.uploads, extra))
-        await worker.wait_for(lambda: worker.predicted >= 5, TIMEOUT_S)
+        await worker.wait_for(lambda: predicted(worker) >= 5, TIMEOUT_S)
         tps = [TopicPartition(t.uploads, i) for i in range(PARTITIONS)]
         offsets = await committed(s, tps)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from harclip.control import HEAD_KEY, publish
 from harclip.errors import ConfigError
 from harclip.io import search
 from harclip.io.kafka import send_frame
@@ -18,7 +19,10 @@ from harclip.messages import Frame, Prediction, new_frame_id, now_ms
 from harclip.model.head import Head
 from tests.integration.conftest import Unique
 from tests.integration.consumers.conftest import (
+    dropped,
+    failed,
     header,
+    predicted,
     producer,
     read_topic,
     running_worker,
@@ -66,11 +70,11 @@ async def test_poison_frames_go_to_the_dlq_and_the_worker_goes_on(
         empty = frame("cam", 102, b"x")
         await p.send_and_wait(t.frames, b"", key=b"cam", headers=empty.headers())
         await p.send_and_wait(t.uploads, good[1], key=b"no-headers")
-        await worker.wait_for(lambda: worker.failed >= 5 and worker.predicted >= 12, TIMEOUT_S)
+        await worker.wait_for(lambda: failed(worker) >= 5 and predicted(worker) >= 12, TIMEOUT_S)
         # still alive: one more good frame gets its prediction
         await send(p, t.frames, frame("cam", 200, good[2]))
-        await worker.wait_for(lambda: worker.predicted >= 13, TIMEOUT_S)
-        assert worker.failed == 5
+        await worker.wait_for(lambda: predicted(worker) >= 13, TIMEOUT_S)
+        assert failed(worker) == 5
 
     dlq = await read_topic(s, t.dlq)
     reasons = {header(r, "seq") or "no-headers": header(r, "error") or "" for r in dlq}
@@ -98,8 +102,8 @@ async def test_stale_live_frames_are_dropped_and_counted_uploads_never(
             await send(p, t.frames, frame("live", i, data, age_ms=10_000))
             await send(p, t.uploads, frame("job", i, data, age_ms=10_000))
         await send(p, t.frames, frame("live", 6, data))
-        await worker.wait_for(lambda: worker.dropped + worker.predicted >= 13, TIMEOUT_S)
-        assert worker.dropped == 6 and worker.predicted == 7
+        await worker.wait_for(lambda: dropped(worker) + predicted(worker) >= 13, TIMEOUT_S)
+        assert dropped(worker) == 6 and predicted(worker) == 7
         metric = worker.metrics.registry.get_sample_value(
             "harclip_frames_dropped_total", {"reason": "stale"}
         )
@@ -118,15 +122,15 @@ async def test_head_update_on_the_control_topic_reaches_predictions(
     data = sample_photos[0].read_bytes()
     async with running_worker(s) as worker, producer(s) as p:
         await send(p, t.frames, frame("cam", 0, data))
-        await worker.wait_for(lambda: worker.predicted >= 1, TIMEOUT_S)
-        old = worker.head
+        await worker.wait_for(lambda: predicted(worker) >= 1, TIMEOUT_S)
+        old = worker.heads.head
         rng = np.random.default_rng(0)
         w = rng.standard_normal((old.embed_dim, 2)).astype(np.float32)
         new = Head(("juggling", "skating"), w, np.zeros(2, np.float32), 50.0, old.version + 1)
-        await p.send_and_wait(t.control, new.to_control(), key=b"head")
-        await worker.wait_for(lambda: worker.head.version == new.version, TIMEOUT_S)
+        await publish(p, s.kafka, HEAD_KEY, new.to_control())
+        await worker.wait_for(lambda: worker.heads.head.version == new.version, TIMEOUT_S)
         await send(p, t.frames, frame("cam", 1, data))
-        await worker.wait_for(lambda: worker.predicted >= 2, TIMEOUT_S)
+        await worker.wait_for(lambda: predicted(worker) >= 2, TIMEOUT_S)
     preds = {p.seq: p for p in (Prediction.from_json(r.value)
                                 for r in await read_topic(s, t.predictions))}  # fmt: skip
     assert preds[0].model.head_version == old.version and preds[0].label in old.labels

@@ -14,6 +14,8 @@ from consumers.health import HealthServer
 from consumers.inference import run_batch
 from consumers.work import BULK, LIVE, decode_records
 from harclip.batching import Batch
+from harclip.control import HeadInUse
+from harclip.errors import ConfigError
 from harclip.messages import Frame, ModelRef, new_frame_id, now_ms
 from harclip.model.head import Head
 
@@ -89,8 +91,8 @@ def test_run_batch_builds_predictions_and_offsets() -> None:
     works = decode_records([rec(i, jpeg() if i != 2 else b"bad") for i in range(4)], LIVE,
                            SIZE, max_pixels=10**7)  # fmt: skip
     stale = decode_records([rec(9, jpeg())], LIVE, SIZE, max_pixels=10**7)
-    model = ModelRef(name="m", version="1", head_version=3)
-    result = run_batch(Batch(items=works, stale=stale), FakeEngine(), head(3), model, top_k=2)
+    in_use = HeadInUse(head(3), ModelRef(name="m", version="1", head_version=3))
+    result = run_batch(Batch(items=works, stale=stale), FakeEngine(), in_use, top_k=2)
     assert [p.prediction.seq for p in result.predicted] == [0, 1, 3]
     p = result.predicted[0].prediction
     assert p.label == "c" and len(p.top_k) == 2 and p.model.head_version == 3
@@ -98,12 +100,13 @@ def test_run_batch_builds_predictions_and_offsets() -> None:
     assert result.predicted[0].embedding.shape == (4,)
     assert [w.offset for w in result.failed] == [2]
     assert result.offsets() == {TopicPartition("t", 0): 10}
+    assert all(w.pixels is None for w in result.works)  # released once embedded
 
 
 def test_engine_with_wrong_row_count_fails_the_whole_batch() -> None:
     works = decode_records([rec(i, jpeg()) for i in range(3)], LIVE, SIZE, max_pixels=10**7)
-    model = ModelRef(name="m", version="1", head_version=1)
-    result = run_batch(Batch(items=works), FakeEngine(rows_off=-1), head(), model, top_k=1)
+    in_use = HeadInUse(head(), ModelRef(name="m", version="1", head_version=1))
+    result = run_batch(Batch(items=works), FakeEngine(rows_off=-1), in_use, top_k=1)
     assert not result.predicted and len(result.failed) == 3
     assert all(w.error and w.error.startswith("inference:") for w in result.failed)
 
@@ -118,3 +121,14 @@ def test_health_routes() -> None:
     assert server.route("/ready")[0] == 200
     assert server.route("/metrics")[0] == 200
     assert server.route("/nope")[0] == 404
+
+
+async def test_a_taken_health_port_is_a_one_line_error() -> None:
+    first = HealthServer("127.0.0.1", 0, CollectorRegistry(), list)
+    await first.start()
+    try:
+        second = HealthServer("127.0.0.1", first.port, CollectorRegistry(), list)
+        with pytest.raises(ConfigError, match=f"port {first.port} .* --metrics-port"):
+            await second.start()
+    finally:
+        await first.stop()

@@ -46,11 +46,16 @@ async def test_live_sender_drops_oldest_when_the_broker_is_slow() -> None:
     assert stats.sent == 4 and stats.dropped == 6
 
 
-def test_expand_walks_folders_sorted_and_rejects_missing(tmp_path: Path) -> None:
+def test_expand_walks_folders_keeps_media_and_rejects_missing(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
-    for name in ("b/2.jpg", "a.jpg", ".hidden.jpg"):
+    for name in ("b/2.jpg", "a.jpg", ".hidden.jpg", "README.md", "labels.csv", "c.MP4"):
         (tmp_path / name).write_bytes(b"x")
-    assert [p.relative_to(tmp_path).as_posix() for p in expand((tmp_path,))] == ["a.jpg", "b/2.jpg"]
+    skipped: list[Path] = []
+    found = [p.relative_to(tmp_path).as_posix() for p in expand((tmp_path,), skipped)]
+    assert found == ["a.jpg", "b/2.jpg", "c.MP4"]
+    assert sorted(p.name for p in skipped) == ["README.md", "labels.csv"]
+    # a file named on the command line is kept whatever it is (and fails later if not media)
+    assert list(expand((tmp_path / "README.md",))) == [tmp_path / "README.md"]
     with pytest.raises(ConfigError, match="no such"):
         list(expand((tmp_path / "missing",)))
 

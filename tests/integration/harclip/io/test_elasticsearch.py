@@ -10,7 +10,7 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 
 from harclip.config import ElasticsearchSettings
-from harclip.errors import ConfigError, SinkUnavailable
+from harclip.errors import ConfigError, ReadUnavailable, SinkRefused, SinkUnavailable
 from harclip.io import search
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 from tests.integration.conftest import Unique
@@ -150,9 +150,10 @@ async def test_a_rejected_document_is_named_and_not_retriable(
     await search.ensure_templates(es, s, DIM)
     good, bad = _pred("cam", 0, "running", 0.5), _pred("cam", 1, "running", 0.5)
     wrong = np.ones(DIM + 1, dtype=np.float32)
-    with pytest.raises(SinkUnavailable, match=rf"1 of 2 documents; first {bad.frame_id}") as e:
+    with pytest.raises(SinkRefused, match=rf"1 of 2 documents; first {bad.frame_id}") as e:
         await search.index_predictions(es, s, [(good, _unit_rows(1)[0]), (bad, wrong)])
-    assert not e.value.retriable
+    assert list(e.value.frames) == [bad.frame_id]
+    assert "more dimensions" in e.value.frames[bad.frame_id]
 
 
 async def test_an_unreachable_elasticsearch_is_a_retriable_sink_error(
@@ -163,5 +164,7 @@ async def test_an_unreachable_elasticsearch_is_a_retriable_sink_error(
         with pytest.raises(SinkUnavailable, match="Elasticsearch") as e:
             await search.index_predictions(dead, s, [(_pred("a", 0, "x", 0.1), _unit_rows(1)[0])])
         assert e.value.retriable
+        with pytest.raises(ReadUnavailable, match="Elasticsearch history"):
+            await search.history(dead, s, stream_id="a")
     finally:
         await dead.close()

@@ -11,8 +11,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from harclip.config import KafkaSettings
-from harclip.errors import SinkUnavailable
+from harclip.errors import Unavailable
 from harclip.io import kafka
+from harclip.io.topics import describe_topics, ensure_topics
 from harclip.messages import Frame, new_frame_id, now_ms
 from tests.integration.conftest import Unique
 
@@ -22,7 +23,7 @@ _WAIT_S = 30.0  # upper bound for a condition to come true
 @pytest.fixture
 async def topics(unique: Unique) -> AsyncIterator[KafkaSettings]:
     s = unique.settings.kafka
-    await kafka.ensure_topics(s, partitions=2)
+    await ensure_topics(s, partitions=2)
     yield s
 
 
@@ -82,15 +83,33 @@ async def _topic_configs(s: KafkaSettings, topic: str) -> dict[str, str]:
 
 async def test_ensure_topics_is_idempotent_and_configures_each_topic(unique: Unique) -> None:
     s = unique.settings.kafka
-    created = await kafka.ensure_topics(s, partitions=2)
+    created = (await ensure_topics(s, partitions=2)).created
     assert sorted(created) == sorted(s.topics.model_dump().values())
-    assert await kafka.ensure_topics(s, partitions=2) == []
+    assert (await ensure_topics(s, partitions=2)).created == []
+    found = {t.name: t.partitions for t in await describe_topics(s)}
+    assert found[s.topics.frames] == 2 and found[s.topics.control] == 1
 
     control = await _topic_configs(s, s.topics.control)
     frames = await _topic_configs(s, s.topics.frames)
     assert control["cleanup.policy"] == "compact"
     assert frames["retention.ms"] == str(s.frames_retention_ms)
     assert frames["max.message.bytes"] == str(s.max_message_bytes)
+
+
+async def test_a_topic_with_too_few_partitions_is_reported_then_grown(
+    unique: Unique, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = unique.settings.kafka.model_copy(update={"partitions": 3})
+    await ensure_topics(s, partitions=1)  # as a broker's auto-creation would have left them
+    report = await ensure_topics(s)
+    assert {t.name for t in report.short} == set(s.topics.model_dump().values()) - {
+        s.topics.control
+    }
+    assert f"topic {s.topics.frames} has 1 partitions, 3 configured" in caplog.text
+    grown = await ensure_topics(s, add_partitions=True)
+    assert s.topics.frames in grown.grown and not grown.short
+    found = {t.name: t.partitions for t in await describe_topics(s)}
+    assert found[s.topics.frames] == 3 and found[s.topics.control] == 1
 
 
 async def test_produce_consume_commit_and_resume_in_the_group(topics: KafkaSettings) -> None:
@@ -120,7 +139,7 @@ async def test_produce_consume_commit_and_resume_in_the_group(topics: KafkaSetti
 async def test_wait_kafka_answers_and_names_a_dead_address(settings_kafka: KafkaSettings) -> None:
     await kafka.wait_kafka(settings_kafka, timeout_s=10)
     dead = settings_kafka.model_copy(update={"bootstrap": "127.0.0.1:1"})
-    with pytest.raises(SinkUnavailable, match=r"127\.0\.0\.1:1 did not answer within 0\.5 s"):
+    with pytest.raises(Unavailable, match=r"127\.0\.0\.1:1 did not answer within 0\.5 s"):
         await kafka.wait_kafka(dead, timeout_s=0.5)
 
 

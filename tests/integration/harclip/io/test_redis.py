@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from harclip.config import RedisSettings
-from harclip.errors import SinkUnavailable
+from harclip.errors import ReadUnavailable, SinkUnavailable
 from harclip.io import store
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 from tests.integration.conftest import Unique
@@ -115,5 +115,7 @@ async def test_an_unreachable_redis_is_a_retriable_sink_error(s: RedisSettings) 
         with pytest.raises(SinkUnavailable, match="Redis") as e:
             await store.write_predictions(dead, s, [_pred("a", 0)])
         assert e.value.retriable
+        with pytest.raises(ReadUnavailable, match="Redis read_latest"):
+            await store.read_latest(dead, s, "a")
     finally:
         await dead.aclose()

@@ -153,15 +153,15 @@ def test_export_command_validates_and_records_figures(tiny_model_dir: Path, tmp_
     bundle = Bundle.load(out)
     assert bundle.engine_names == ("onnx", "onnx-int8")
     head = bundle.load_head()
-    assert head.labels == ("waving", "jumping") and head.version == 1
+    assert head.labels == ("waving", "jumping") and head.version > 0
     assert len(head.prompts["jumping"]) > 1  # templates filled in
     report = bundle.manifest.validation
     assert report["engines"]["onnx"]["top1_agreement"] == 1.0
     assert report["engines"]["onnx"]["max_abs_diff"] <= 1e-4
     assert report["engines"]["onnx-int8"]["min_cosine"] >= 0.99
-    # exporting again into the same bundle bumps the head version
+    # exporting again into the same bundle makes a newer head version
     assert main(args) == 0
-    assert Bundle.load(out).load_head().version == 2
+    assert Bundle.load(out).load_head().version > head.version
 
 
 def test_export_refuses_a_folder_holding_something_else(clip: LoadedClip, tmp_path: Path) -> None:

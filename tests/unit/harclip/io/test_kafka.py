@@ -6,7 +6,7 @@ import pytest
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError
-from harclip.io import kafka
+from harclip.io import kafka, topics
 
 
 def test_producers_are_idempotent_with_acks_all_and_a_buffer_per_role() -> None:
@@ -48,7 +48,7 @@ async def test_aiokafka_accepts_the_options() -> None:
 
 def test_six_topics_with_their_configs() -> None:
     s = KafkaSettings(partitions=4, frames_retention_ms=120_000, max_message_bytes=2_000_000)
-    specs = {t.name: t for t in kafka.topic_specs(s)}
+    specs = {t.name: t for t in topics.topic_specs(s)}
     assert set(specs) == set(s.topics.model_dump().values())
     frames, control = specs[s.topics.frames], specs[s.topics.control]
     assert frames.num_partitions == 4
@@ -56,13 +56,13 @@ def test_six_topics_with_their_configs() -> None:
     assert control.num_partitions == 1
     assert control.topic_configs["cleanup.policy"] == "compact"
     assert "retention.ms" not in specs[s.topics.uploads].topic_configs  # uploads never age out
-    two = [t for t in kafka.topic_specs(s, partitions=2) if t.name != control.name]
+    two = [t for t in topics.topic_specs(s, partitions=2) if t.name != control.name]
     assert all(t.num_partitions == 2 for t in two)
 
 
 def test_partitions_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="partitions must be >= 1"):
-        kafka.topic_specs(KafkaSettings(), partitions=0)
+        topics.topic_specs(KafkaSettings(), partitions=0)
 
 
 def test_headers_become_a_list_of_name_and_bytes() -> None:

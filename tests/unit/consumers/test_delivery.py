@@ -1,22 +1,23 @@
-"""The worker's sink decision point with in-memory sinks: retriable failures are retried, frames a
-sink refuses for good go to the DLQ (acknowledged before `_deliver` returns), the rest is
-predicted."""
+"""The worker's sink decision point (`Delivery.deliver`) with in-memory sinks: transient failures
+are retried, frames a sink refuses for good go to the DLQ (acknowledged before `deliver`
+returns), the rest is predicted."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from aiokafka.structs import TopicPartition
 
-from consumers.inference import BatchResult, Predicted, run_batch
-from consumers.sinks import KafkaSink, SinkRefused
-from consumers.work import LIVE, Work, decode_records, failure_reason
-from consumers.worker import Worker, dead_letter
+from consumers.delivery import Delivery, dead_letter
+from consumers.inference import run_batch
+from consumers.metrics import WorkerMetrics
+from consumers.sinks import KafkaSink
+from consumers.work import LIVE, BatchResult, Predicted, Work, decode_records, failure_reason
 from harclip.batching import Batch
 from harclip.config import Settings
-from harclip.errors import SinkUnavailable
+from harclip.control import HeadInUse
+from harclip.errors import SinkRefused, SinkUnavailable
 from harclip.messages import ModelRef
 from tests.unit.consumers.test_work import SIZE, FakeEngine, head, jpeg, rec
 
@@ -65,17 +66,16 @@ class ScriptedSink:
 
 def batch(n: int) -> BatchResult:
     works = decode_records([rec(i, jpeg()) for i in range(n)], LIVE, SIZE, max_pixels=10**7)
-    model = ModelRef(name="m", version="1", head_version=1)
-    return run_batch(Batch(items=works, stale=[]), FakeEngine(), head(1), model, top_k=2)
+    in_use = HeadInUse(head(1), ModelRef(name="m", version="1", head_version=1))
+    return run_batch(Batch(items=works, stale=[]), FakeEngine(), in_use, top_k=2)
 
 
-def worker(*sinks: Any) -> tuple[Worker, MemoryKafka]:
-    bundle: Any = SimpleNamespace(load_head=lambda: head(1))
-    w = Worker(Settings(), bundle)
-    kafka = MemoryKafka()
-    w._kafka = kafka
-    w._sinks = [kafka, *sinks]
-    return w, kafka
+METRICS = WorkerMetrics()
+
+
+def delivery(*sinks: Any, kafka: MemoryKafka | None = None) -> tuple[Delivery, MemoryKafka]:
+    kafka = kafka or MemoryKafka()
+    return Delivery([kafka, *sinks], kafka, METRICS), kafka
 
 
 def retry_error() -> SinkUnavailable:
@@ -90,7 +90,7 @@ async def test_refused_frames_go_to_the_dlq_and_the_others_are_predicted() -> No
         [
             retry_error(),
             SinkRefused(
-                "elasticsearch",
+                "elasticsearch refused 2 documents",
                 {
                     ids[1]: "mapper_parsing_exception: bad",
                     ids[3]: "mapper_parsing_exception: worse",
@@ -98,29 +98,25 @@ async def test_refused_frames_go_to_the_dlq_and_the_others_are_predicted() -> No
             ),
         ],
     )
-    w, kafka = worker(es)
-    assert await w._deliver(result)
+    errors_before = METRICS.total("harclip_sink_errors")
+    d, kafka = delivery(es)
+    assert await d.deliver(result)
     assert [x.frame.frame_id for x in kafka.dlq if x.frame] == [ids[1], ids[3]]
     assert kafka.dlq[0].error == "sink elasticsearch refused: mapper_parsing_exception: bad"
     assert kafka.predictions == ids  # written before the refusal was known
     assert [p.prediction.frame_id for p in result.predicted] == [ids[0], ids[2]]
     assert result.failed == kafka.dlq
-    assert w._sink_trouble == set()
-    w._account(result, True)
-    m = w.metrics.registry
-    assert m.get_sample_value("harclip_frames_failed_total", {"reason": "sink_refused"}) == 2
-    assert m.get_sample_value("harclip_frames_predicted_total") == 2
-    assert m.get_sample_value("harclip_sink_errors_total", {"sink": "elasticsearch"}) == 2
+    assert d.trouble == set()
+    assert METRICS.total("harclip_sink_errors") - errors_before == 2  # one retry, one refusal
 
 
 async def test_a_plain_refusal_dead_letters_the_whole_batch_once() -> None:
     result = batch(3)
-    refused = SinkUnavailable("Redis refused a command: WRONGTYPE")
-    refused.retriable = False
+    refused = SinkRefused("Redis write_predictions: refused: WRONGTYPE")  # names no frame: all
     ids = [p.prediction.frame_id for p in result.predicted]
     es = ScriptedSink("elasticsearch", [SinkRefused("elasticsearch", {ids[0]: "nope"})])
-    w, kafka = worker(ScriptedSink("redis", [refused]), es)
-    assert await w._deliver(result)
+    d, kafka = delivery(ScriptedSink("redis", [refused]), es)
+    assert await d.deliver(result)
     assert sorted(x.frame.frame_id for x in kafka.dlq if x.frame) == sorted(ids)  # once each
     assert not result.predicted and len(result.failed) == 3
 
@@ -138,10 +134,10 @@ async def test_the_dlq_must_acknowledge_before_delivery_ends() -> None:
                 raise SinkUnavailable("broker down")
             await super().flush()
 
-    w, _ = worker(ScriptedSink("elasticsearch", [SinkRefused("elasticsearch", {ids[0]: "x"})]))
     kafka = FlakyKafka()
-    w._kafka, w._sinks[0] = kafka, kafka
-    assert await w._deliver(result)
+    es = ScriptedSink("elasticsearch", [SinkRefused("elasticsearch", {ids[0]: "x"})])
+    d, _ = delivery(es, kafka=kafka)
+    assert await d.deliver(result)
     assert kafka.calls == 3 and [x.offset for x in kafka.dlq] == [0]
 
 
