@@ -22,7 +22,7 @@ endif
 
 help:
 	@echo "make demo             start the local services and show them"
-	@echo "make test             venv + services up + pytest tests + stop what it started"
+	@echo "make test             venv + lint + services up + pytest tests + stop what it started"
 	@echo "make test-unit        unit tests only (no services)"
 	@echo "make lint             ruff + mypy"
 	@echo "make services-up | services-down | services-status"
@@ -51,8 +51,9 @@ services-down: venv
 services-status: venv
 	$(HARCLIP) services status
 
-## Every test; the services are stopped afterwards only if this run started them.
+## Lint, then every test; the services are stopped afterwards only if this run started them.
 test: venv redis-server
+	@$(MAKE) --no-print-directory lint
 	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests
 
 test-unit: venv
@@ -61,9 +62,11 @@ test-unit: venv
 test-integration: venv redis-server
 	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration
 
+## ruff (lint + format) and mypy strict on the library and every deployable.
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy harclip $(wildcard producers consumers api stream)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy harclip $(wildcard producers consumers api stream ui training)
 
 ## The one-machine demo: services, a worker, a camera producer (webcam, else DEMO_VIDEO or the
 ## sample video, else a test pattern) and a live view of the latest predictions from Redis.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from consumers.metrics import WorkerMetrics
 from consumers.sinks import KafkaSink, Sink
@@ -27,10 +27,17 @@ class Delivery:
     """Writes batches through `sinks` (which include `dlq`, the Kafka sink that also carries the
     dead-letter topic). `give_up_at` (monotonic seconds), once set, bounds the retries."""
 
-    def __init__(self, sinks: Sequence[Sink], dlq: KafkaSink, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        dlq: KafkaSink,
+        metrics: WorkerMetrics,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self._sinks = list(sinks)
         self._dlq = dlq
         self._metrics = metrics
+        self._on_change = on_change  # after every round of flushes (trouble may have changed)
         self.trouble: set[str] = set()  # sinks failing right now
         self.give_up_at: float | None = None
 
@@ -60,6 +67,7 @@ class Delivery:
                 log.error("sink %s refused %d frames (to the DLQ): %s", sink.name, len(moved), out)
                 dead += moved
             self.trouble = {s.name for s in failed}
+            self._on_change()
             if dead:
                 self._dlq.dead_letter(dead)
             pending = failed + ([self._dlq] if dead and self._dlq not in failed else [])

@@ -100,8 +100,8 @@ class Worker:
         return out
 
     async def wait_for(self, condition: Callable[[], bool], timeout_s: float) -> None:
-        """Return once `condition()` holds, re-checked after every batch and head swap;
-        `TimeoutError` after `timeout_s` seconds."""
+        """Return once `condition()` holds, re-checked after every batch, every round of sink
+        flushes (a retry) and head swap; `TimeoutError` after `timeout_s` seconds."""
         async with asyncio.timeout(timeout_s):
             while True:
                 self._changed.clear()
@@ -141,7 +141,7 @@ class Worker:
             self._sinks.append(ElasticsearchSink(s.elasticsearch, self.bundle.manifest.embed_dim))
         for sink in self._sinks:
             await sink.start()
-        self._delivery = Delivery(self._sinks, kafka, self.metrics)
+        self._delivery = Delivery(self._sinks, kafka, self.metrics, self._changed.set)
         await self._control.catch_up()  # the first batch uses the newest head
         if s.metrics.enabled:
             await self._health.start()

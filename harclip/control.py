@@ -206,12 +206,9 @@ class ControlFollower:
             self._next = max(self._next, await self._consumer.position(self._tp))
 
 
-async def publish(
-    producer: AIOKafkaProducer, s: KafkaSettings, key: bytes, value: bytes
-) -> None:
+async def publish(producer: AIOKafkaProducer, s: KafkaSettings, key: bytes, value: bytes) -> None:
     """Write one control record and wait until the broker has it (acks=all)."""
     try:
         await producer.send_and_wait(s.topics.control, value, key=key)
     except KafkaError as e:
         raise Unavailable(f"cannot publish {key.decode()} on {s.topics.control}: {e!r}") from e
-

@@ -17,6 +17,10 @@ from harclip.errors import ServiceError
 _POLL_S = 0.25
 
 
+# Servers this process started (`spawn`), by pid: a running child's `Popen` must stay referenced.
+_SPAWNED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def read_pid(pidfile: Path) -> int | None:
     """The pid in `pidfile`, or None when the file is missing, empty or not a positive number."""
     try:
@@ -69,6 +73,15 @@ def running_pid(pidfile: Path, marker: str) -> int | None:
 
 def stop_pid(pid: int, timeout_s: float) -> None:
     """SIGTERM `pid`, wait up to `timeout_s` seconds for it to exit, then SIGKILL it."""
+    try:
+        _stop(pid, timeout_s)
+    finally:
+        proc = _SPAWNED.pop(pid, None)
+        if proc is not None and proc.poll() is None:
+            proc.wait(timeout=1.0)  # this process' own child: reap it
+
+
+def _stop(pid: int, timeout_s: float) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -195,4 +208,5 @@ def spawn(cmd: Sequence[str], log: Path, cwd: Path, env: dict[str, str] | None =
             stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the `harclip` command and its Ctrl-C
         )
+    _SPAWNED[proc.pid] = proc  # kept (not garbage-collected while it runs), reaped by stop_pid
     return proc.pid

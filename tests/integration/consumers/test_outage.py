@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -33,20 +33,6 @@ from tests.integration.consumers.conftest import (
 )
 
 TIMEOUT_S = 90.0
-_POLL_S = 0.05  # poll period of `until`, seconds
-
-
-async def until(
-    check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = TIMEOUT_S
-) -> None:
-    """Return once `await check()` holds, polled every 50 ms; fails naming `what` after
-    `timeout_s` seconds."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not await check():
-                await asyncio.sleep(_POLL_S)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout_s:g} s: {what}") from None
 
 
 def free_port() -> int:
@@ -154,14 +140,13 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
         tp = during[0][0]  # one key: one partition
         assert all(x[0] == tp for x in during)
 
-        async def redis_named_unready() -> bool:
-            code, text = await ready(worker.health_port)
-            return code == 503 and "sink redis unavailable" in text
-
-        await until(redis_named_unready, "/ready answers 503 naming the redis sink")
+        unready = "sink redis unavailable (retrying)"
+        await worker.wait_for(lambda: unready in worker.not_ready(), TIMEOUT_S)
+        code, text = await ready(worker.health_port)
+        assert code == 503 and unready in text
         # retried at least once after Kafka and Elasticsearch acknowledged the batch ...
         before = sink_errors()
-        await until(lambda: _true(sink_errors() >= before + 1), "a retry of the redis sink")
+        await worker.wait_for(lambda: sink_errors() >= before + 1, TIMEOUT_S)
         redis_errors = sink_errors()
         # ... and still nothing of the outage's frames is committed: the commit waits for all
         assert (await committed(s, [tp]))[tp] == during[0][1]  # the first 4, not these
@@ -174,7 +159,8 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
         async with redis_server(port, tmp_path):  # back, on the same port (empty)
             after = [await send(seq) for seq in range(8, 12)]
             await worker.wait_for(lambda: predicted(worker) >= 12, TIMEOUT_S)
-            await until(lambda: _equal(ready(worker.health_port), (200, "ready\n")), "/ready 200")
+            await worker.wait_for(lambda: not worker.not_ready(), TIMEOUT_S)
+            assert await ready(worker.health_port) == (200, "ready\n")
             last = max(o for _, o in during + after)
             assert (await committed(s, [tp]))[tp] == last + 1
             r = store.make_redis(s.redis)
@@ -189,14 +175,6 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
     assert sorted(ids) == sorted(f.frame_id for f in sent)  # each frame exactly once
     preds = {Prediction.from_json(r.value).frame_id for r in await read_topic(s, t.predictions)}
     assert preds == {f.frame_id for f in sent}
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
-async def _equal(value: Awaitable[object], expected: object) -> bool:
-    return await value == expected
 
 
 async def es_ids(s: Settings, most: int) -> list[str]:
