@@ -39,10 +39,11 @@ async def test_camera_and_upload_frames_end_in_every_sink_exactly_once(
         cam = CameraOptions(str(video), "cam-1", fps=10)  # real time: ~2.6 s
         stats, capture = await run_camera(cam, s.kafka, asyncio.Event())
         assert capture.error is None and stats.failed == 0 and stats.sent > 20
-        report = await run_upload(
-            UploadOptions(paths=(*photos, video), job_id="job-1", fps=4), s.kafka,
-            console=Console(file=(tmp_path / "progress.txt").open("w")),
-        )  # fmt: skip
+        with (tmp_path / "progress.txt").open("w") as progress:
+            report = await run_upload(
+                UploadOptions(paths=(*photos, video), job_id="job-1", fps=4), s.kafka,
+                console=Console(file=progress),
+            )  # fmt: skip
         assert not report.errors and report.stats.sent == len(report.frame_ids)
 
         topics = (s.kafka.topics.frames, s.kafka.topics.uploads)

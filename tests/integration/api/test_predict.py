@@ -161,6 +161,7 @@ def image_server(sample_photos: list[Path]) -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
     thread.join()
 
 
