@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from harclip import DECODER_MAX_PIXELS
 from harclip.errors import ConfigError
 
 EngineName = Literal["onnx", "onnx-int8", "torchscript", "torch", "tensorrt"]
@@ -136,7 +137,12 @@ class ModelSettings(_Section):
     device: str = "cpu"
     intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default")
     top_k: int = Field(5, ge=1)
-    max_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb limit, pixels")
+    max_pixels: int = Field(
+        40_000_000,
+        ge=1,
+        le=DECODER_MAX_PIXELS,
+        description="decompression-bomb limit, pixels (the decoders' ceiling is 67,108,864)",
+    )
 
 
 class BatchingSettings(_Section):

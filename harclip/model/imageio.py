@@ -2,11 +2,16 @@
 dimensions from the header (JPEG SOF, PNG IHDR, WebP, BMP, GIF), truncation, and the listing of
 image files under paths given on a command line.
 
-Nothing here decodes pixels, so a decompression bomb is refused after reading a few bytes.
+Nothing here decodes pixels, so a decompression bomb is refused after reading a few bytes. Every
+check runs in linear time in C (bytes.find/count, one regex), never a Python loop per byte, and
+the JPEG walk refuses what libjpeg would read differently (a stuffed `FF 00` outside the image
+data, garbage between segments), so the size it reports is the size libjpeg decodes. OpenCV's own
+pixel ceiling (`harclip.DECODER_MAX_PIXELS`) is the backstop behind it.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +31,16 @@ _SOF_MARKERS = frozenset(
     {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 )
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
+_FILL = re.compile(rb"\xff+")
+_MAX_JPEG_SEGMENTS = 256  # before the image data; real files have fewer than 30
+# Each scan of a progressive JPEG is one more pass over the whole image (a few ms per scan at
+# 40 MP); real encoders write at most ~12. More is a way to make a small file cost seconds.
+MAX_JPEG_SCANS = 40
+# A file that claims more pixels than this per byte is refused once it claims more than
+# _RATIO_FROM pixels: a photo is about 0.1-1 pixel per byte, flat graphics under 100; a bomb
+# claims thousands (a 155 KB PNG claiming 40 MP is 258).
+MAX_PIXELS_PER_BYTE = 100
+_RATIO_FROM = 4_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +111,20 @@ def check_header(data: bytes, *, max_pixels: int) -> ImageHeader:
             f"image too large: {header.width}x{header.height} = {header.pixels:,} pixels "
             f"exceeds the limit of {max_pixels:,} (HARCLIP_MODEL__MAX_PIXELS)"
         )
+    if header.pixels > _RATIO_FROM and header.pixels > MAX_PIXELS_PER_BYTE * len(data):
+        raise DecodeError(
+            f"image claims {header.width}x{header.height} pixels in {len(data):,} bytes (over "
+            f"{MAX_PIXELS_PER_BYTE} pixels per byte): refused as a decompression bomb"
+        )
     if not _complete(header.format, data):
         raise DecodeError(f"truncated {header.format.upper()} data ({len(data)} bytes)")
+    if header.format == "jpeg":
+        scans = data.count(b"\xff\xda")  # SOS markers: FF DA cannot occur inside scan data
+        if scans > MAX_JPEG_SCANS:
+            raise DecodeError(
+                f"JPEG with {scans} scans (at most {MAX_JPEG_SCANS}): refused, each scan costs "
+                "a pass over the whole image"
+            )
     return header
 
 
@@ -122,15 +149,25 @@ def _u16be(data: bytes, at: int) -> int:
 
 
 def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """(marker, offset of the marker, segment length) until start-of-scan or end-of-image."""
+    """(marker, offset of the marker, segment length) until start-of-scan or end-of-image.
+
+    Stricter than libjpeg where they could disagree: libjpeg skips bytes that are not a marker
+    and stuffed `FF 00` pairs between segments (so it may find a frame header this walk would
+    step over); here those are refused, as are a second SOI and more than 256 segments.
+    """
     i = 2
     n = len(data)
-    while i < n:
+    for _ in range(_MAX_JPEG_SEGMENTS):
+        if i >= n:
+            break
         if data[i] != 0xFF:
             raise DecodeError(f"corrupt JPEG header (no marker at byte {i})")
-        while i < n and data[i] == 0xFF:  # fill bytes
-            i += 1
+        fill = _FILL.match(data, i)
+        assert fill is not None
+        i = fill.end()  # past the fill bytes
         marker = data[i]
+        if marker in (0x00, 0xD8):
+            raise DecodeError(f"corrupt JPEG header (marker 0x{marker:02X} at byte {i})")
         if marker in _STANDALONE_MARKERS:
             i += 1
             continue
@@ -141,6 +178,8 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
         if marker in (0xDA, 0xD9):
             return
         i += 1 + length
+    else:
+        raise DecodeError(f"corrupt JPEG header (over {_MAX_JPEG_SEGMENTS} segments)")
     raise IndexError("JPEG header ends before start of scan")
 
 

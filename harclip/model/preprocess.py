@@ -19,6 +19,7 @@ from concurrent.futures import Executor
 import cv2
 import numpy as np
 
+from harclip import DECODER_MAX_PIXELS
 from harclip.errors import DecodeError
 from harclip.model.imageio import ImageHeader, check_header
 
@@ -42,7 +43,7 @@ def decode_image(
     """
     header = check_header(data, max_pixels=max_pixels)
     bgr = _decode_bgr(data, header, size)
-    return resize_crop(bgr, size, out=out, bgr=True)
+    return _resize_crop(bgr, size, out, bgr=True)
 
 
 def resize_crop(
@@ -54,6 +55,13 @@ def resize_crop(
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise DecodeError(f"expected a uint8 H×W×3 image, got {image.dtype} {image.shape}")
+    return _resize_crop(image, size, out, bgr=bgr)
+
+
+def _resize_crop(image: np.ndarray, size: int, out: np.ndarray | None, *, bgr: bool) -> np.ndarray:
+    """`resize_crop` of a uint8 [H, W, 3] image, or of a premultiplied [H, W, 4] one (colour ×
+    alpha / 255), composited onto white only at the output size: resizing is linear, so this
+    equals compositing first, without a full-size pass in 16 bits."""
     image = _limit_aspect(image)
     h, w = image.shape[:2]
     short, long = min(h, w), max(h, w)
@@ -63,6 +71,8 @@ def resize_crop(
         image = cv2.resize(image, (new_w, new_h), interpolation=_interpolation(short / size))
     top, left = (new_h - size) // 2, (new_w - size) // 2
     crop = image[top : top + size, left : left + size]
+    if crop.shape[2] == 4:
+        crop = crop[:, :, :3] + (255 - crop[:, :, 3:4])  # c·a/255 + 255·(1 − a/255) ≤ 255
     if out is None:
         out = np.empty((size, size, 3), np.uint8)
     if bgr:
@@ -131,6 +141,11 @@ def _decode_bgr(data: bytes, header: ImageHeader, size: int) -> np.ndarray:
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as e:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):  # the decoder read larger dimensions than the header
+            raise DecodeError(
+                f"{header.format.upper()} decodes to more than {DECODER_MAX_PIXELS:,} pixels "
+                f"although its header says {header.width}x{header.height}: refused"
+            ) from None
         raise DecodeError(f"corrupt {header.format.upper()} data ({_first_line(e)})") from None
     if image is None or image.size == 0:
         raise DecodeError(f"corrupt {header.format.upper()} data (the decoder failed)")
@@ -138,7 +153,8 @@ def _decode_bgr(data: bytes, header: ImageHeader, size: int) -> np.ndarray:
 
 
 def _to_bgr8(image: np.ndarray) -> np.ndarray:
-    """Any decoded layout (gray, BGRA, 16-bit) → uint8 [H, W, 3] BGR; alpha over white."""
+    """Any decoded layout (gray, BGRA, 16-bit) → uint8 [H, W, 3] BGR, or premultiplied
+    [H, W, 4] BGRA for an image with alpha."""
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
@@ -150,17 +166,9 @@ def _to_bgr8(image: np.ndarray) -> np.ndarray:
         return image
     if channels == 1:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if channels == 4:
-        return _over_white(image)
+    if channels == 4:  # premultiplied here, composited onto white after resizing
+        return cv2.cvtColor(image, cv2.COLOR_RGBA2mRGBA)
     raise DecodeError(f"unsupported channel count {channels}")
-
-
-def _over_white(bgra: np.ndarray) -> np.ndarray:
-    alpha = bgra[:, :, 3:4].astype(np.uint16)
-    color = bgra[:, :, :3].astype(np.uint16)
-    # round(c·a/255 + 255·(1 − a/255)) in integers
-    blended = (color * alpha + 255 * (255 - alpha) + 127) // 255
-    return blended.astype(np.uint8)
 
 
 def _interpolation(shrink: float) -> int:
