@@ -49,6 +49,11 @@ class WorkerMetrics:
         self.sink_errors = Counter(
             "harclip_sink_errors", "failed sink writes (retried)", ["sink"], registry=r
         )
+        self.dlq_lost = Counter(
+            "harclip_dlq_lost",
+            "dead-letter records Kafka refused for good (logged, committed)",
+            registry=r,
+        )
         self.control = ControlMetrics(r)
         self.ready = Gauge("harclip_ready", "1 when the worker is ready", registry=r)
 

@@ -9,18 +9,58 @@ idempotent by frame_id (Kafka's is at-least-once).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from elasticsearch import AsyncElasticsearch
+from prometheus_client import Counter
 from redis import asyncio as aioredis
 
 from consumers.work import BatchResult, Predicted, Work
 from harclip.config import ElasticsearchSettings, KafkaSettings, RedisSettings
 from harclip.errors import SinkRefused, SinkUnavailable, Unavailable
 from harclip.io import search, store
-from harclip.io.kafka import make_producer
+from harclip.io.kafka import is_permanent, make_producer
+from harclip.messages import Headers
+
+log = logging.getLogger(__name__)
+
+
+_MAX_ERROR_CHARS = 2000  # the `error` header of a dead-letter record
+_MAX_HEADER_BYTES = 4096  # any other header value, cut to this
+_MAX_HEADERS = 32
+_TRUNCATED_HEADER = 64  # room kept for the `truncated` header, bytes
+
+
+def dlq_record(work: Work, limit: int) -> tuple[bytes, bytes | None, Headers]:
+    """(value, key, headers) of `work`'s dead-letter record, at most `limit` bytes in all: the
+    original key, bytes and headers plus `error`; headers capped; when the value does not fit, it
+    is cut and a `truncated` header gives its original length (so a frame that was itself at the
+    limit still reaches the DLQ, and no record can stall the worker)."""
+    error = (work.error or "unknown")[:_MAX_ERROR_CHARS].encode()
+    headers: Headers = []
+    budget = limit // 4  # the original headers may take a quarter of the record
+    for k, v in work.headers[:_MAX_HEADERS]:
+        v = v[:_MAX_HEADER_BYTES]
+        budget -= len(k) + len(v)
+        if budget < 0:
+            break
+        headers.append((k, v))
+    headers.append(("error", error))
+    value, key = work.value or b"", (work.key or b"")[:_MAX_HEADER_BYTES] or None
+    # the size aiokafka checks against max_request_size, without the value
+    framing = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, b"", headers)
+    room = limit - framing - _TRUNCATED_HEADER
+    if len(value) > room:
+        headers.append(("truncated", str(len(value)).encode()))
+        value = value[: max(0, room)]
+    return value, key, headers
+
+
+_Record = tuple[str, bytes, bytes | None, Headers]  # topic, value, key, headers
 
 
 class Sink(Protocol):
@@ -44,12 +84,15 @@ class Sink(Protocol):
 
 class KafkaSink:
     """Predictions to `harclip.predictions` and failed frames to `harclip.frames.dlq` (original
-    key, bytes and headers plus `error`), with one idempotent acks=all producer."""
+    key, bytes and headers plus `error`, cut to fit one message), with one idempotent acks=all
+    producer. `lost` counts dead-letter records Kafka refused for good (they cannot go anywhere
+    else: logged, counted, committed)."""
 
     name = "kafka"
 
-    def __init__(self, s: KafkaSettings) -> None:
+    def __init__(self, s: KafkaSettings, lost: Counter | None = None) -> None:
         self._s = s
+        self._lost = lost
         self._producer: AIOKafkaProducer | None = None
         self._preds: list[Predicted] = []
         self._failed: list[Work] = []
@@ -70,32 +113,57 @@ class KafkaSink:
         self._failed.extend(works)
 
     async def flush(self) -> None:
-        """Kafka errors are always retried: this sink also carries the DLQ, so it cannot
-        dead-letter its own refusals."""
+        """Write the buffer. Any transient failure raises `SinkUnavailable` (the whole buffer is
+        retried; a Prediction may then be written twice: at-least-once). A Prediction Kafka
+        refuses for good raises `SinkRefused` naming its frame (it goes to the DLQ); a DLQ record
+        refused for good is logged and counted in `lost`, never retried."""
         if not self._preds and not self._failed:
             return
-        assert self._producer is not None, "start() first"
-        t = self._s.topics
-        try:
-            futures = [
-                await self._producer.send(
-                    t.predictions, p.prediction.to_json(), key=p.prediction.stream_id.encode()
-                )
-                for p in self._preds
-            ]
-            futures += [
-                await self._producer.send(
-                    t.dlq,
-                    w.value or b"",
-                    key=w.key,
-                    headers=[*w.headers, ("error", (w.error or "unknown").encode())],
-                )
-                for w in self._failed
-            ]
-            await asyncio.gather(*futures)
-        except KafkaError as e:
-            raise SinkUnavailable(f"Kafka: {e!r}") from e
+        t, limit = self._s.topics, self._s.max_message_bytes
+        records: list[_Record] = [
+            (t.predictions, p.prediction.to_json(), p.prediction.stream_id.encode(), [])
+            for p in self._preds
+        ]
+        records += [(t.dlq, *dlq_record(w, limit)) for w in self._failed]
+        outcomes = await self._send_all(records)
+        refused: dict[str, str] = {}
+        for i, out in enumerate(outcomes):
+            if out is None:
+                continue
+            if not is_permanent(out):
+                raise SinkUnavailable(f"Kafka: {out!r}") from out
+            if i < len(self._preds):
+                refused[self._preds[i].prediction.frame_id] = f"Kafka refused it: {out!r}"
+                continue
+            w = self._failed[i - len(self._preds)]
+            log.error("a dead-letter record of %s offset %d is lost: Kafka refused it: %r",
+                      w.tp, w.offset, out)  # fmt: skip
+            if self._lost is not None:
+                self._lost.inc()
         self.clear()
+        if refused:
+            raise SinkRefused(f"Kafka refused {len(refused)} predictions", refused)
+
+    async def _send_all(self, records: list[_Record]) -> list[BaseException | None]:
+        """Send every record and wait for all; per record None (written) or its Kafka error."""
+        assert self._producer is not None, "start() first"
+        futures: list[asyncio.Future[object] | BaseException] = []
+        for topic, value, key, headers in records:
+            try:
+                futures.append(await self._producer.send(topic, value, key=key, headers=headers))
+            except KafkaError as e:  # refused before sending (size) or no metadata (transient)
+                futures.append(e)
+        outcomes: list[BaseException | None] = []
+        for f in futures:
+            if isinstance(f, BaseException):
+                outcomes.append(f)
+                continue
+            try:
+                await f
+                outcomes.append(None)
+            except KafkaError as e:
+                outcomes.append(e)
+        return outcomes
 
     def clear(self) -> None:
         self._preds, self._failed = [], []

@@ -74,6 +74,25 @@ class BatchResult:
         return out
 
 
+class CommitGate:
+    """Which offsets may be committed after a batch, batches taken in order. A batch that was
+    given up (not delivered) holds its partitions back for good: a later batch's commit on them
+    would skip its records, so they stay uncommitted and the next owner reads them again."""
+
+    def __init__(self) -> None:
+        self.held: set[TopicPartition] = set()
+
+    def after(
+        self, result: BatchResult, delivered: bool, assigned: set[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The offsets to commit for `result` (empty when nothing may be committed)."""
+        offsets = result.offsets()
+        if not delivered:
+            self.held |= offsets.keys()
+            return {}
+        return {tp: o for tp, o in offsets.items() if tp in assigned and tp not in self.held}
+
+
 def failure_reason(error: str | None) -> str:
     """The `reason` label of a dead-lettered frame's `error`: its kind before the colon
     (`malformed`, `undecodable`, `inference`), `sink_refused` for `sink <name> refused: ...`."""

@@ -31,7 +31,15 @@ from consumers.health import HealthServer
 from consumers.inference import run_batch
 from consumers.metrics import WorkerMetrics
 from consumers.sinks import ElasticsearchSink, KafkaSink, RedisSink, Sink
-from consumers.work import BULK, LIVE, BatchResult, Work, decode_in_pool, failure_reason
+from consumers.work import (
+    BULK,
+    LIVE,
+    BatchResult,
+    CommitGate,
+    Work,
+    decode_in_pool,
+    failure_reason,
+)
 from harclip.batching import TwoLaneQueue, collect_batch
 from harclip.config import Settings
 from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
@@ -68,6 +76,7 @@ class Worker:
         self._outstanding: Counter[TopicPartition] = Counter()  # queued or in a batch
         self._committed = asyncio.Event()  # set after each batch is accounted for
         self._last_committed: dict[TopicPartition, int] = {}
+        self._gate = CommitGate()
         self._decode_pool = ThreadPoolExecutor(b.decode_threads, thread_name_prefix="decode")
         self._engine: Engine | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -133,7 +142,7 @@ class Worker:
             raise ModelError(f"the head is {self.heads.head.embed_dim}-dim, the engine makes "
                              f"{self._engine.embed_dim}")  # fmt: skip
         await ensure_topics(s.kafka)
-        kafka = KafkaSink(s.kafka)  # also the dead-letter writer
+        kafka = KafkaSink(s.kafka, self.metrics.dlq_lost)  # also the dead-letter writer
         self._sinks = [kafka]
         if s.redis.enabled:
             self._sinks.append(RedisSink(s.redis))
@@ -286,15 +295,13 @@ class Worker:
                 raise item
             assert self._delivery is not None
             delivered = await self._delivery.deliver(item)
-            if delivered:
-                await self._commit(item)
+            await self._commit(item, delivered)
             self._account(item, delivered)
             self._slots.release()
 
-    async def _commit(self, result: BatchResult) -> None:
+    async def _commit(self, result: BatchResult, delivered: bool) -> None:
         assert self._consumer is not None
-        assigned = self._consumer.assignment()
-        offsets = {tp: o for tp, o in result.offsets().items() if tp in assigned}
+        offsets = self._gate.after(result, delivered, self._consumer.assignment())
         if not offsets:
             return
         try:

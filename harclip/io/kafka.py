@@ -12,12 +12,12 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, errors
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from harclip.config import KafkaSettings
-from harclip.errors import Unavailable
+from harclip.errors import MessageError, Unavailable
 from harclip.messages import Frame, Headers
 
 ProducerRole = Literal["live", "bulk", "sink"]
@@ -61,14 +61,47 @@ def make_producer(s: KafkaSettings, *, role: ProducerRole = "sink") -> AIOKafkaP
     return AIOKafkaProducer(**producer_options(s, role))
 
 
+# Kafka errors that retrying cannot cure: the record or the request is refused as it is. Every
+# other KafkaError (timeouts, no leader, not enough replicas, a lost connection) is transient,
+# whatever its `retriable` flag says (aiokafka marks its own delivery timeout not retriable).
+PERMANENT_ERRORS: tuple[type[KafkaError], ...] = (
+    errors.MessageSizeTooLargeError,
+    errors.RecordTooLargeError,
+    errors.RecordListTooLargeError,
+    errors.CorruptRecordException,
+    errors.InvalidTopicError,
+    errors.TopicAuthorizationFailedError,
+    errors.ClusterAuthorizationFailedError,
+    errors.PolicyViolationError,
+    errors.UnsupportedVersionError,
+)
+
+
+def is_permanent(e: BaseException) -> bool:
+    """Whether a Kafka error refuses the record for good (see PERMANENT_ERRORS)."""
+    return isinstance(e, PERMANENT_ERRORS)
+
+
+class FrameTooLarge(MessageError):
+    """A frame (image + headers) does not fit in one Kafka message."""
+
+
 async def send_frame(
     producer: AIOKafkaProducer, topic: str, frame: Frame
 ) -> asyncio.Future[object]:
     """Queue `frame` (key = stream_id, headers per DESIGN.md); waits while the producer's batch for
-    that partition is full. Returns the delivery future."""
-    fut: asyncio.Future[object] = await producer.send(
-        topic, frame.data, key=frame.stream_id.encode(), headers=frame.headers()
-    )
+    that partition is full. Returns the delivery future. `FrameTooLarge` before anything is sent
+    when the frame is over the producer's `max_request_size` (HARCLIP_KAFKA__MAX_MESSAGE_BYTES)."""
+    try:
+        fut: asyncio.Future[object] = await producer.send(
+            topic, frame.data, key=frame.stream_id.encode(), headers=frame.headers()
+        )
+    except errors.MessageSizeTooLargeError:
+        raise FrameTooLarge(
+            f"frame {frame.frame_id} of stream {frame.stream_id!r} is {len(frame.data):,} bytes: "
+            "over the Kafka message limit (HARCLIP_KAFKA__MAX_MESSAGE_BYTES); send it smaller "
+            "(the producers resize to a 224-pixel short side by default)"
+        ) from None
     return fut
 
 

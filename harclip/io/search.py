@@ -63,9 +63,24 @@ def _classify(e: BaseException) -> tuple[Fault, str] | None:
     if isinstance(e, TransportConnectionError | ConnectionTimeout):
         return "transient", str(e.message)
     if isinstance(e, ApiError):
-        fault: Fault = "transient" if e.status_code == 429 or e.status_code >= 500 else "permanent"
-        return fault, f"{e.status_code} {_reason(e)}"
+        transient = _transient_status(e.status_code) or _reason(e).startswith(_TRANSIENT_TYPES)
+        return ("transient" if transient else "permanent"), f"{e.status_code} {_reason(e)}"
     return None
+
+
+# Refusals that end by themselves or by an operator's hand, not by changing the document: a write
+# block (flood-stage disk watermark, `index.blocks.write`, a read-only index), rejected execution
+# (queues full), a shard not available yet.
+_TRANSIENT_TYPES = (
+    "cluster_block_exception",
+    "es_rejected_execution_exception",
+    "unavailable_shards_exception",
+    "no_shard_available_action_exception",
+)
+
+
+def _transient_status(status: int) -> bool:
+    return status == 429 or status >= 500
 
 
 _es = mapped("Elasticsearch", _classify)
@@ -246,9 +261,19 @@ def _raise_item_errors(body: dict[str, Any], total: int) -> None:
         f"Elasticsearch rejected {len(failed)} of {total} documents; first {first.get('_id')}: "
         f"{_item_reason(first)}"
     )
-    if any(item.get("status") == 429 or item.get("status", 500) >= 500 for item in failed):
+    if any(
+        _transient_status(item.get("status", 500))
+        or _item_reason(item).startswith(_TRANSIENT_TYPES)
+        for item in failed
+    ):
         raise SinkUnavailable(summary)
     raise SinkRefused(summary, {str(item.get("_id")): _item_reason(item) for item in failed})
+
+
+def _transient_item(item: dict[str, Any]) -> bool:
+    return _transient_status(item.get("status", 500)) or _item_reason(item).startswith(
+        _TRANSIENT_TYPES
+    )
 
 
 def _item_reason(item: dict[str, Any]) -> str:

@@ -10,8 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from harclip.config import RedisSettings
@@ -82,13 +90,39 @@ def make_redis(s: RedisSettings) -> aioredis.Redis:
     )
 
 
+# Replies that mean "not now" (out of memory under `maxmemory`, a replica during failover, a
+# dataset still loading, a busy script, a cluster resharding or without a master): retried,
+# never dead-lettered.
+_TRANSIENT_REPLIES = ("OOM", "READONLY", "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN",
+                      "CLUSTERDOWN", "NOREPLICAS")  # fmt: skip
+
+
+_TRANSIENT_CLASSES = (OutOfMemoryError, ReadOnlyError, BusyLoadingError, TryAgainError,
+                      MasterDownError, ClusterDownError)  # fmt: skip
+
+
 def _classify(e: BaseException) -> tuple[Fault, str] | None:
-    """redis-py's failures: no answer is transient, a refused command permanent."""
+    """redis-py's failures: no answer or a "not now" reply is transient; any other refused
+    command is permanent."""
     if isinstance(e, RedisConnectionError | RedisTimeoutError | OSError):
         return "transient", str(e)
     if isinstance(e, RedisError):
+        if _not_now(e):
+            return "transient", f"not now: {e}"
         return "permanent", f"refused: {e}"
     return None
+
+
+def _not_now(e: RedisError) -> bool:
+    # redis-py turns some reply codes into classes (and strips the code), keeps others in the
+    # message, and a pipeline prefixes the message with "Command # N (...) of pipeline caused
+    # error: ".
+    if isinstance(e, _TRANSIENT_CLASSES):
+        return True
+    reply = str(e).rpartition("caused error: ")[2].upper()
+    return reply.startswith(_TRANSIENT_REPLIES) or getattr(e, "status_code", None) in (
+        _TRANSIENT_REPLIES
+    )
 
 
 _redis = mapped("Redis", _classify)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -16,6 +19,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from consumers.cli import run
 from consumers.worker import Worker
 from harclip.config import Settings
+from harclip.io import store
 from harclip.io.kafka import make_producer
 from harclip.io.topics import ensure_topics
 
@@ -148,3 +152,56 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "HARCLIP_ELASTICSEARCH__EVENTS_INDEX": e.events_index,
     }
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def redis_server(port: int, workdir: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A private redis-server on `port` (no persistence), up once it logs that it accepts
+    connections and answers PING; killed on exit."""
+    proc = await asyncio.create_subprocess_exec(
+        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", str(workdir), "--loglevel", "notice",
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"Ready to accept connections" not in (line := await proc.stdout.readline()):
+                assert line, f"redis-server exited with {await proc.wait()}"
+        client = store.make_redis(Settings().redis.model_copy(update={"url": redis_url(port)}))
+        try:
+            await store.ping(client)
+        finally:
+            await client.aclose()
+        async with asyncio.TaskGroup() as tg:  # keeps its output pipe from filling up
+            tg.create_task(_drain(proc.stdout))
+            try:
+                yield proc
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+def redis_url(port: int) -> str:
+    return f"redis://127.0.0.1:{port}/0"
+
+
+async def ready(port: int) -> tuple[int, str]:
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"http://127.0.0.1:{port}/ready")
+    return r.status_code, r.text

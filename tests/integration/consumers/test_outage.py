@@ -4,11 +4,6 @@ go to the DLQ before their offsets are committed."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -24,68 +19,19 @@ from tests.integration.conftest import Unique
 from tests.integration.consumers.conftest import (
     PARTITIONS,
     failed,
+    free_port,
     header,
     predicted,
     producer,
     read_topic,
+    ready,
+    redis_server,
+    redis_url,
     running_worker,
     worker_settings,
 )
 
 TIMEOUT_S = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def redis_server(port: int, workdir: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A private redis-server on `port` (no persistence), up once it logs that it accepts
-    connections and answers PING; killed on exit."""
-    proc = await asyncio.create_subprocess_exec(
-        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", str(workdir), "--loglevel", "notice",
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(30):
-            while b"Ready to accept connections" not in (line := await proc.stdout.readline()):
-                assert line, f"redis-server exited with {await proc.wait()}"
-        client = store.make_redis(Settings().redis.model_copy(update={"url": _url(port)}))
-        try:
-            await store.ping(client)
-        finally:
-            await client.aclose()
-        async with asyncio.TaskGroup() as tg:  # keeps its output pipe from filling up
-            tg.create_task(_drain(proc.stdout))
-            try:
-                yield proc
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
-
-
-def _url(port: int) -> str:
-    return f"redis://127.0.0.1:{port}/0"
-
-
-async def ready(port: int) -> tuple[int, str]:
-    async with httpx.AsyncClient() as http:
-        r = await http.get(f"http://127.0.0.1:{port}/ready")
-    return r.status_code, r.text
 
 
 async def committed(s: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -104,7 +50,7 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
 ) -> None:
     port = free_port()
     base = worker_settings(unique.settings, tiny_bundle, max_age_ms=600_000, max_batch=4)
-    s = base.model_copy(update={"redis": base.redis.model_copy(update={"url": _url(port)})})
+    s = base.model_copy(update={"redis": base.redis.model_copy(update={"url": redis_url(port)})})
     t = s.kafka.topics
     photos = [p.read_bytes() for p in sample_photos[:12]]
     sent: list[Frame] = []

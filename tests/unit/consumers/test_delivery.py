@@ -13,7 +13,15 @@ from consumers.delivery import Delivery, dead_letter
 from consumers.inference import run_batch
 from consumers.metrics import WorkerMetrics
 from consumers.sinks import KafkaSink
-from consumers.work import LIVE, BatchResult, Predicted, Work, decode_records, failure_reason
+from consumers.work import (
+    LIVE,
+    BatchResult,
+    CommitGate,
+    Predicted,
+    Work,
+    decode_records,
+    failure_reason,
+)
 from harclip.batching import Batch
 from harclip.config import Settings
 from harclip.control import HeadInUse
@@ -153,3 +161,21 @@ def test_dead_letter_and_failure_reason() -> None:
     assert failure_reason(None) == "unknown"
     assert result.offsets() == {TopicPartition("t", 0): 2}
     assert np.isfinite(result.predicted[0].embedding).all()
+
+
+def test_a_batch_given_up_holds_its_partitions_back_for_good() -> None:
+    """Shutdown: batch N could not be delivered, N+1 was. Committing N+1's offsets would skip N's
+    records; only partitions N did not touch may still commit."""
+    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+
+    def result(*coords: tuple[TopicPartition, int]) -> BatchResult:
+        return BatchResult(works=[
+            Work(tp, offset, None, b"", [], LIVE, born_at=0.0) for tp, offset in coords
+        ])  # fmt: skip
+
+    gate = CommitGate()
+    assigned = {a, b}
+    assert gate.after(result((a, 0), (a, 1)), True, assigned) == {a: 2}
+    assert gate.after(result((a, 2), (a, 3)), False, assigned) == {}  # given up
+    assert gate.after(result((a, 4), (b, 0)), True, assigned) == {b: 1}  # not a: 4 > 2
+    assert gate.after(result((b, 1)), True, {a}) == {}  # revoked meanwhile
