@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from harclip.io.kafka import send_frame
+from harclip.io.kafka import FrameTooLarge, send_frame
 from harclip.messages import Frame
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,8 @@ class LiveSender:
             frame = self._queue.popleft()
             try:
                 await self._acks.add(await send_frame(self._producer, self._topic, frame))
-            except KafkaError as e:
+            except (KafkaError, FrameTooLarge) as e:
                 self.stats.failed += 1
-                log.warning("cannot send frame %s: %r", frame.frame_id, e)
+                log.warning("cannot send frame %s: %s", frame.frame_id, e)
         await self._acks.drain()
         return self.stats

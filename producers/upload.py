@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError, DecodeError
-from harclip.io.kafka import send_frame
+from harclip.io.kafka import FrameTooLarge, send_frame
 from harclip.io.topics import start_producer
 from harclip.messages import Frame, new_frame_id, now_ms
 from harclip.model.imageio import check_header
@@ -138,7 +138,7 @@ async def run_upload(
                         await acks.add(await send_frame(producer, topic, frame))
                         report.frame_ids.append(frame.frame_id)
                         seq += 1
-                except (DecodeError, OSError) as e:
+                except (DecodeError, FrameTooLarge, OSError) as e:
                     report.errors.append((path, str(e)))
                     progress.console.print(f"[red]error[/red] {path}: {e}")
                 progress.advance(task)
