@@ -23,6 +23,7 @@ from harclip.batching import MicroBatcher
 from harclip.config import Settings
 from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
 from harclip.errors import DecodeError, Unavailable
+from harclip.io.indices import EmbeddingSpace
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -212,21 +213,25 @@ class Runtime:
                 503, "unavailable", "Elasticsearch is turned off (HARCLIP_ELASTICSEARCH__ENABLED)"
             )
         if self._es is None:
-            from harclip.io.search import make_es
+            from harclip.io.es import make_es
 
             self._es = make_es(self.settings.elasticsearch)
         return self._es
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        """The embedding space of this API's model: text and example search query it only."""
+        m = self.bundle.manifest
+        return EmbeddingSpace(m.name, str(m.version), m.embed_dim)
 
     async def search_client(self) -> Any:
         """The Elasticsearch client, with the index templates put once (idempotent)."""
         es = self.es()
         async with self._es_lock:
             if not self._templates_ok:
-                from harclip.io.search import ensure_templates
+                from harclip.io.indices import ensure_templates
 
-                await ensure_templates(
-                    es, self.settings.elasticsearch, self.bundle.manifest.embed_dim
-                )
+                await ensure_templates(es, self.settings.elasticsearch, self.space)
                 self._templates_ok = True
         return es
 

@@ -49,6 +49,7 @@ async def search_text(
     matches = await search.knn(
         await rt.search_client(),
         rt.settings.elasticsearch,
+        rt.space,
         vector,
         k=k,
         stream_id=stream_id,

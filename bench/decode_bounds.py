@@ -25,7 +25,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harclip.model.imageio import MAX_JPEG_SCANS  # noqa: E402
+from harclip.model.imageio import MAX_JPEG_SCANS
 
 MESSAGE_BYTES = 4 * 1024 * 1024  # HARCLIP_KAFKA__MAX_MESSAGE_BYTES
 W, H = 7296, 5472  # 39.9 M pixels, just under the default limit

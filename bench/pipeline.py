@@ -45,7 +45,8 @@ from consumers.cli import run as run_worker  # noqa: E402
 from consumers.worker import Worker  # noqa: E402
 from harclip.config import Settings, load_settings  # noqa: E402
 from harclip.engines import create_engine  # noqa: E402
-from harclip.io import search, store  # noqa: E402
+from harclip.io import store  # noqa: E402
+from harclip.io.es import make_es  # noqa: E402
 from harclip.io.kafka import make_producer, send_frame  # noqa: E402
 from harclip.io.topics import ensure_topics  # noqa: E402
 from harclip.messages import Frame, new_frame_id, now_ms  # noqa: E402
@@ -142,7 +143,7 @@ async def throughput(
         await p.stop()
         await w.wait_for(lambda: w.metrics.total("harclip_frames_predicted") >= n, 600)
         elapsed = time.perf_counter() - start
-    es = search.make_es(s.elasticsearch)
+    es = make_es(s.elasticsearch)
     await es.indices.refresh(index=s.elasticsearch.predictions_index)
     count = (await es.count(index=s.elasticsearch.predictions_index))["count"]
     await es.close()
@@ -192,7 +193,7 @@ async def cleanup(base: Settings) -> None:
     """Delete the topics, indices and Redis keys the phases made (all named bench-*)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    es = search.make_es(base.elasticsearch)
+    es = make_es(base.elasticsearch)
     await es.options(ignore_status=404).indices.delete(index="bench-*", allow_no_indices=True)
     await es.options(ignore_status=404).indices.delete_index_template(name="bench-*")
     await es.close()

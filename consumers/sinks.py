@@ -19,10 +19,13 @@ from elasticsearch import AsyncElasticsearch
 from prometheus_client import Counter
 from redis import asyncio as aioredis
 
+from consumers.keyframes import KeyframePolicy
 from consumers.work import BatchResult, Predicted, Work
 from harclip.config import ElasticsearchSettings, KafkaSettings, RedisSettings
 from harclip.errors import SinkRefused, SinkUnavailable, Unavailable
 from harclip.io import search, store
+from harclip.io.es import make_es
+from harclip.io.indices import EmbeddingSpace, ensure_templates
 from harclip.io.kafka import is_permanent, make_producer
 from harclip.messages import Headers
 
@@ -227,31 +230,48 @@ class RedisSink(_PredictedBuffer):
 
 
 class ElasticsearchSink(_PredictedBuffer):
-    """Predictions with their embeddings, one bulk per flush, `_id` = frame_id."""
+    """Every prediction, with the embedding of keyframes only (`KeyframePolicy`), into the daily
+    index of the model's embedding space; one bulk per flush, `_id` = frame_id."""
 
     name = "elasticsearch"
 
-    def __init__(self, s: ElasticsearchSettings, embed_dim: int) -> None:
+    def __init__(
+        self, s: ElasticsearchSettings, space: EmbeddingSpace, keyframes: KeyframePolicy
+    ) -> None:
         super().__init__()
         self._s = s
-        self._embed_dim = embed_dim
+        self._space = space
+        self._keyframes = keyframes
+        self._items: list[search.Indexed] = []
         self._es: AsyncElasticsearch | None = None
 
     async def start(self) -> None:
-        """Connect and put the index templates; `ConfigError` if the index's vector size
-        differs from the model's."""
-        self._es = search.make_es(self._s)
-        await search.ensure_templates(self._es, self._s, self._embed_dim)
+        """Connect and put the index templates (this model's space among them)."""
+        self._es = make_es(self._s)
+        await ensure_templates(self._es, self._s, self._space)
+
+    def add(self, result: BatchResult) -> None:
+        super().add(result)
+        for p in result.predicted:  # keyframes decided once per batch, in order (retries reuse)
+            pred = p.prediction
+            key = self._keyframes.decide(
+                pred.stream_id, pred.frame_id, pred.captured_at, pred.label, p.embedding
+            )
+            embedding = p.embedding if key == pred.frame_id else None
+            self._items.append(search.Indexed(pred, embedding, key))
+
+    def clear(self) -> None:
+        super().clear()
+        self._items = []
 
     async def flush(self) -> None:
         """One bulk; Elasticsearch names each document it refused (`SinkRefused`), the others
         are written."""
-        if not self._preds:
+        if not self._items:
             return
         assert self._es is not None, "start() first"
-        items = [(p.prediction, p.embedding) for p in self._preds]
         try:
-            await search.index_predictions(self._es, self._s, items)
+            await search.index_predictions(self._es, self._s, self._space, self._items)
         except SinkRefused as e:
             raise self._refused(e) from e
         self.clear()

@@ -29,6 +29,7 @@ from aiokafka.structs import TopicPartition
 from consumers.delivery import Delivery
 from consumers.health import HealthServer
 from consumers.inference import run_batch
+from consumers.keyframes import KeyframePolicy
 from consumers.metrics import WorkerMetrics
 from consumers.sinks import ElasticsearchSink, KafkaSink, RedisSink, Sink
 from consumers.work import (
@@ -45,6 +46,7 @@ from harclip.config import Settings
 from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
 from harclip.engines import Engine, create_engine
 from harclip.errors import ModelError, Unavailable
+from harclip.io.indices import EmbeddingSpace
 from harclip.io.kafka import make_consumer
 from harclip.io.topics import ensure_topics
 from harclip.messages import now_ms
@@ -147,7 +149,11 @@ class Worker:
         if s.redis.enabled:
             self._sinks.append(RedisSink(s.redis))
         if s.elasticsearch.enabled:
-            self._sinks.append(ElasticsearchSink(s.elasticsearch, self.bundle.manifest.embed_dim))
+            e, m = s.elasticsearch, self.bundle.manifest
+            space = EmbeddingSpace(m.name, str(m.version), m.embed_dim)
+            keyframes = KeyframePolicy(e.keyframe_distance, e.keyframe_every_s,
+                                       enabled=e.keyframes)  # fmt: skip
+            self._sinks.append(ElasticsearchSink(e, space, keyframes))
         for sink in self._sinks:
             await sink.start()
         self._delivery = Delivery(self._sinks, kafka, self.metrics, self._changed.set)

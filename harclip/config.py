@@ -98,8 +98,25 @@ class RedisSettings(_Section):
 class ElasticsearchSettings(_Section):
     enabled: bool = True
     url: str = "http://127.0.0.1:9200"
-    predictions_index: str = "harclip-predictions"
-    events_index: str = "harclip-events"
+    predictions_index: str = Field(
+        "harclip-predictions",
+        description="read alias; indices are <alias>-<embedding space>-<yyyy.mm.dd>",
+    )
+    events_index: str = Field("harclip-events", description="read alias of <alias>-<yyyy.mm.dd>")
+    logs_index: str = Field("harclip-logs", description="read alias of <alias>-<yyyy.mm.dd>")
+    predictions_retention_days: int = Field(30, ge=1, description="days kept, today included")
+    events_retention_days: int = Field(365, ge=1)
+    logs_retention_days: int = Field(14, ge=1)
+    keyframes: bool = Field(True, description="store embeddings of keyframes only")
+    keyframe_distance: float = Field(
+        0.05,
+        ge=0.0,
+        le=2.0,
+        description="a frame this far (1 - cosine) from the last keyframe is one",
+    )
+    keyframe_every_s: float = Field(
+        10.0, gt=0, description="at least one keyframe per stream this often (capture time), s"
+    )
     shards: int = Field(1, ge=1)
     replicas: int = Field(0, ge=0)
     request_timeout_s: float = Field(30.0, gt=0)

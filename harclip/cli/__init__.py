@@ -23,6 +23,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("harclip.cli.predict", "predict the action in images or folders of images"),
     "labels": ("harclip.cli.labels", "show or change a bundle's label set (no torch needed)"),
     "topics": ("harclip.cli.topics", "create or describe the Kafka topics (partitions, configs)"),
+    "retention": ("harclip.cli.retention", "show or delete expired daily Elasticsearch indices"),
 }
 
 

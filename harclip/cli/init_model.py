@@ -19,11 +19,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="tiny: a few layers of width 32-64 (tests, demo); vit-b-32: the real ViT-B/32 shapes",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the weights")
+    parser.add_argument(
+        "--embed-dim", type=int, help="embedding size (default: the architecture's: 32, 512)"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from harclip.clip.init import init_model
 
-    out = init_model(args.outdir, args.arch, seed=args.seed)
+    out = init_model(args.outdir, args.arch, seed=args.seed, embed_dim=args.embed_dim)
     print(f"wrote a random {args.arch} CLIP to {out} (load it with --model {out})")
     return 0

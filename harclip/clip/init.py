@@ -78,14 +78,18 @@ def train_tokenizer(vocab_size: int = 1000) -> Any:
     )
 
 
-def clip_config(arch: Arch, vocab_size: int) -> Any:
-    """The transformers `CLIPConfig` of `arch`; eos/pad ids match `train_tokenizer` so the text
-    tower pools at the first <|endoftext|>."""
+def clip_config(arch: Arch, vocab_size: int, embed_dim: int | None = None) -> Any:
+    """The transformers `CLIPConfig` of `arch` (embedding size `embed_dim` if given); eos/pad ids
+    match `train_tokenizer` so the text tower pools at the first <|endoftext|>."""
+    from dataclasses import replace
+
     from transformers import CLIPConfig
 
     if arch not in _SHAPES:
         raise ModelError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-    s = _SHAPES[arch]
+    if embed_dim is not None and embed_dim < 1:
+        raise ModelError(f"embed_dim must be >= 1, got {embed_dim}")
+    s = _SHAPES[arch] if embed_dim is None else replace(_SHAPES[arch], embed_dim=embed_dim)
     text = {
         "vocab_size": max(vocab_size, s.vocab_size),
         "hidden_size": s.text_width,
@@ -128,9 +132,12 @@ def preprocessor_config(image_size: int = IMAGE_SIZE) -> dict[str, Any]:
     }
 
 
-def init_model(outdir: Path, arch: Arch = "tiny", *, seed: int = 0) -> Path:
+def init_model(
+    outdir: Path, arch: Arch = "tiny", *, seed: int = 0, embed_dim: int | None = None
+) -> Path:
     """Write a random CLIP of `arch` to `outdir` (config, weights, tokenizer, preprocessor
-    config), loadable with `load_clip(outdir)` and `CLIPModel.from_pretrained`. Returns outdir."""
+    config), loadable with `load_clip(outdir)` and `CLIPModel.from_pretrained`; `embed_dim`
+    overrides the architecture's embedding size. Returns outdir."""
     import torch
     from transformers import CLIPModel
 
@@ -141,7 +148,7 @@ def init_model(outdir: Path, arch: Arch = "tiny", *, seed: int = 0) -> Path:
     outdir.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer()
     torch.manual_seed(seed)
-    model: Any = CLIPModel(clip_config(arch, len(tokenizer)))
+    model: Any = CLIPModel(clip_config(arch, len(tokenizer), embed_dim))
     model.eval()
     model.save_pretrained(outdir)
     tokenizer.save_pretrained(outdir)

@@ -1,8 +1,7 @@
-"""Elasticsearch as the history store: index templates (no ILM, no data streams), bulk indexing of
-Predictions with their image embedding, history queries and kNN search over the embeddings.
-
-Works against a bare Elasticsearch (the integ-test build: no ILM, data streams, painless or
-analysis plugins); never calls `GET /`. Documents use `_id` = frame_id, so a replay overwrites.
+"""Elasticsearch as the history store: bulk indexing of Predictions (with the embedding of
+keyframes), history queries over every model's indices, and vector search (kNN) inside one
+embedding space. Index names, templates and retention: `harclip.io.indices`. Documents use
+`_id` = frame_id in the index of their capture day, so a replay overwrites.
 """
 
 from __future__ import annotations
@@ -12,223 +11,40 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import orjson
-from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import ConnectionTimeout, HttpxAsyncHttpNode
-from elasticsearch import ApiError, AsyncElasticsearch, BadRequestError, NotFoundError
-from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
+from elasticsearch import AsyncElasticsearch
 from pydantic import ValidationError
 
 from harclip.config import ElasticsearchSettings
-from harclip.errors import ConfigError, MessageError, SinkRefused, SinkUnavailable
-from harclip.io.errors import Fault, mapped
+from harclip.errors import MessageError, SinkRefused, SinkUnavailable
+from harclip.io.es import TRANSIENT_TYPES, es_errors, transient_status
+from harclip.io.indices import EMBEDDING, EmbeddingSpace, predictions_index, space_pattern
 from harclip.messages import Prediction
 
-EMBEDDING = "embedding"  # the dense_vector field of the predictions index
 _MAX_CANDIDATES = 10_000  # Elasticsearch's limit for knn.num_candidates
-_EPOCH_MS = {"type": "date", "format": "epoch_millis"}
 
 Order = Literal["asc", "desc"]
 SearchAfter = tuple[int, str]  # (captured_at ms, frame_id) of the last hit of a page
 
 
-class _OrjsonNdjson(NdjsonSerializer):
-    """NDJSON (bulk bodies) through orjson; numpy arrays are written natively."""
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """One prediction as stored: the embedding only on keyframes; `keyframe_id` names the
+    keyframe that stands for it (itself, on a keyframe)."""
 
-    def json_dumps(self, data: Any) -> bytes:
-        return orjson.dumps(data, default=self.default, option=orjson.OPT_SERIALIZE_NUMPY)
-
-    def json_loads(self, data: bytes) -> Any:
-        return orjson.loads(data)
-
-
-def make_es(s: ElasticsearchSettings) -> AsyncElasticsearch:
-    """An asyncio client (httpx transport, orjson bodies); connects on the first request."""
-    auth = (s.username, s.password or "") if s.username else None
-    return AsyncElasticsearch(
-        s.url,
-        basic_auth=auth,
-        request_timeout=s.request_timeout_s,
-        node_class=HttpxAsyncHttpNode,
-        serializers={
-            "application/json": OrjsonSerializer(),
-            "application/x-ndjson": _OrjsonNdjson(),
-        },
-        max_retries=0,  # the worker owns retries (with backoff and backpressure)
-    )
-
-
-def _classify(e: BaseException) -> tuple[Fault, str] | None:
-    """No answer, 429 and 5xx are transient; any other refusal is permanent, with its reason."""
-    if isinstance(e, TransportConnectionError | ConnectionTimeout):
-        return "transient", str(e.message)
-    if isinstance(e, ApiError):
-        transient = _transient_status(e.status_code) or _reason(e).startswith(_TRANSIENT_TYPES)
-        return ("transient" if transient else "permanent"), f"{e.status_code} {_reason(e)}"
-    return None
-
-
-# Refusals that end by themselves or by an operator's hand, not by changing the document: a write
-# block (flood-stage disk watermark, `index.blocks.write`, a read-only index), rejected execution
-# (queues full), a shard not available yet.
-_TRANSIENT_TYPES = (
-    "cluster_block_exception",
-    "es_rejected_execution_exception",
-    "unavailable_shards_exception",
-    "no_shard_available_action_exception",
-)
-
-
-def _transient_status(status: int) -> bool:
-    return status == 429 or status >= 500
-
-
-_es = mapped("Elasticsearch", _classify)
-
-
-def _reason(e: ApiError) -> str:
-    info = e.info if isinstance(e.info, dict) else {}
-    err = info.get("error")
-    if isinstance(err, dict):
-        return f"{err.get('type')}: {err.get('reason')}"
-    return str(e.message)
-
-
-# ----------------------------------------------------------------------------- templates
-
-
-def _settings(s: ElasticsearchSettings) -> dict[str, Any]:
-    return {"number_of_shards": s.shards, "number_of_replicas": s.replicas}
-
-
-def predictions_mappings(embed_dim: int) -> dict[str, Any]:
-    """Mappings of the predictions index: the Prediction JSON plus `embedding`.
-
-    `dynamic: false` keeps a field added to Prediction in `_source` without failing the writes
-    of a worker newer than the index.
-    """
-    return {
-        "dynamic": False,
-        "properties": {
-            "schema": {"type": "keyword"},
-            "frame_id": {"type": "keyword"},
-            "stream_id": {"type": "keyword"},
-            "seq": {"type": "long"},
-            "captured_at": _EPOCH_MS,
-            "inferred_at": _EPOCH_MS,
-            "label": {"type": "keyword"},
-            "score": {"type": "float"},
-            "top_k": {"properties": {"label": {"type": "keyword"}, "score": {"type": "float"}}},
-            "model": {
-                "properties": {
-                    "name": {"type": "keyword"},
-                    "version": {"type": "keyword"},
-                    "head_version": {"type": "long"},
-                }
-            },
-            "latency_ms": {
-                "properties": {k: {"type": "float"} for k in ("queue", "infer", "total")}
-            },
-            # Embeddings are L2-normalised; cosine also tolerates the small drift of fp16 engines.
-            EMBEDDING: {
-                "type": "dense_vector",
-                "dims": embed_dim,
-                "index": True,
-                "similarity": "cosine",
-            },
-        },
-    }
-
-
-def events_mappings() -> dict[str, Any]:
-    """Mappings of the events index: ids, labels and times typed; strings added by `stream/`
-    later become keywords."""
-    return {
-        "dynamic": True,
-        "dynamic_templates": [
-            {"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}
-        ],
-        "properties": {
-            "schema": {"type": "keyword"},
-            "event_id": {"type": "keyword"},
-            "stream_id": {"type": "keyword"},
-            "kind": {"type": "keyword"},
-            "label": {"type": "keyword"},
-            "score": {"type": "float"},
-            "start": _EPOCH_MS,
-            "end": _EPOCH_MS,
-            "created_at": _EPOCH_MS,
-        },
-    }
-
-
-def _template(index: str, s: ElasticsearchSettings, mappings: dict[str, Any]) -> dict[str, Any]:
-    # A longer (more specific) name gets a higher priority, so e.g. a test's `name-<suffix>*`
-    # template wins over the general `name*` one instead of conflicting with it.
-    return {
-        "name": index,
-        "index_patterns": [f"{index}*"],
-        "priority": 100 + len(index),
-        "template": {"settings": _settings(s), "mappings": mappings},
-        "meta": {"managed_by": "harclip"},
-    }
-
-
-@_es("write")
-async def ensure_templates(
-    es: AsyncElasticsearch, s: ElasticsearchSettings, embed_dim: int
-) -> None:
-    """Put the index templates of the predictions and events indices and create those indices
-    if missing. Idempotent. Raises `ConfigError` if the predictions index exists with an
-    embedding of another size than `embed_dim`."""
-    if embed_dim < 1:
-        raise ConfigError(f"embed_dim must be >= 1, got {embed_dim}")
-    existing = await embedding_dims(es, s)
-    if existing is not None and existing != embed_dim:
-        raise ConfigError(
-            f"Elasticsearch index {s.predictions_index!r} holds embeddings of {existing} dims but "
-            f"the model makes {embed_dim}: use another HARCLIP_ELASTICSEARCH__PREDICTIONS_INDEX "
-            "or delete the index"
-        )
-    for index, mappings in (
-        (s.predictions_index, predictions_mappings(embed_dim)),
-        (s.events_index, events_mappings()),
-    ):
-        await es.indices.put_index_template(**_template(index, s, mappings))
-        if not await es.indices.exists(index=index):
-            await _create_index(es, index)
-
-
-async def _create_index(es: AsyncElasticsearch, index: str) -> None:
-    """Create `index` from its template; another process creating it first is fine."""
-    try:
-        await es.indices.create(index=index)
-    except BadRequestError as e:
-        if _reason(e).split(":")[0] != "resource_already_exists_exception":
-            raise
-
-
-async def embedding_dims(es: AsyncElasticsearch, s: ElasticsearchSettings) -> int | None:
-    """The `dims` of the predictions index's embedding, or None if the index does not exist."""
-    try:
-        resp = await es.indices.get_mapping(index=s.predictions_index)
-    except NotFoundError:
-        return None
-    for body in resp.body.values():
-        field = body.get("mappings", {}).get("properties", {}).get(EMBEDDING)
-        if field is not None:
-            return int(field["dims"])
-    return None
+    prediction: Prediction
+    embedding: np.ndarray | None  # float32 [D]
+    keyframe_id: str
 
 
 # ----------------------------------------------------------------------------- writes
 
 
-@_es("write")
+@es_errors("write")
 async def index_predictions(
     es: AsyncElasticsearch,
     s: ElasticsearchSettings,
-    items: Sequence[tuple[Prediction, np.ndarray]],
+    space: EmbeddingSpace,
+    items: Sequence[Indexed],
 ) -> None:
     """Bulk-index predictions with their embeddings (float32 [D]); `_id` = frame_id, no refresh.
 
@@ -238,12 +54,15 @@ async def index_predictions(
     if not items:
         return
     ops: list[dict[str, Any]] = []
-    for pred, emb in items:
-        if emb.ndim != 1:
-            raise ValueError(f"embedding of {pred.frame_id} must be 1-D, got shape {emb.shape}")
+    for item in items:
+        pred, emb = item.prediction, item.embedding
         doc = pred.to_dict()
-        doc[EMBEDDING] = np.ascontiguousarray(emb, dtype=np.float32)
-        ops.append({"index": {"_index": s.predictions_index, "_id": pred.frame_id}})
+        doc["keyframe"] = item.keyframe_id == pred.frame_id
+        doc["keyframe_id"] = item.keyframe_id
+        if emb is not None:  # a wrong size is refused by Elasticsearch, naming the frame
+            doc[EMBEDDING] = np.ascontiguousarray(emb, dtype=np.float32)
+        index = predictions_index(s, space, pred.captured_at)
+        ops.append({"index": {"_index": index, "_id": pred.frame_id}})
         ops.append(doc)
     resp = await es.bulk(
         operations=ops, filter_path="errors,items.*.error,items.*._id,items.*.status"
@@ -261,18 +80,14 @@ def _raise_item_errors(body: dict[str, Any], total: int) -> None:
         f"Elasticsearch rejected {len(failed)} of {total} documents; first {first.get('_id')}: "
         f"{_item_reason(first)}"
     )
-    if any(
-        _transient_status(item.get("status", 500))
-        or _item_reason(item).startswith(_TRANSIENT_TYPES)
-        for item in failed
-    ):
+    if any(_transient_item(item) for item in failed):
         raise SinkUnavailable(summary)
     raise SinkRefused(summary, {str(item.get("_id")): _item_reason(item) for item in failed})
 
 
 def _transient_item(item: dict[str, Any]) -> bool:
-    return _transient_status(item.get("status", 500)) or _item_reason(item).startswith(
-        _TRANSIENT_TYPES
+    return transient_status(item.get("status", 500)) or _item_reason(item).startswith(
+        TRANSIENT_TYPES
     )
 
 
@@ -295,10 +110,15 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A kNN hit: the prediction and its cosine similarity to the query vector (-1..1)."""
+    """A vector-search hit: a keyframe, its cosine similarity to the query vector (-1..1), and
+    the frames it stands for in its stream (itself and the following non-keyframes): how many,
+    and the capture times of the first and last (ms since epoch)."""
 
     prediction: Prediction
     similarity: float
+    frames: int = 1
+    first_at: int = 0
+    last_at: int = 0
 
 
 def _filters(
@@ -323,7 +143,8 @@ def _filters(
 
 
 def _prediction(source: dict[str, Any]) -> Prediction:
-    source.pop(EMBEDDING, None)
+    for field in (EMBEDDING, "keyframe", "keyframe_id"):  # stored with it, not part of it
+        source.pop(field, None)
     try:
         return Prediction.model_validate(source)
     except ValidationError as e:
@@ -332,7 +153,7 @@ def _prediction(source: dict[str, Any]) -> Prediction:
         raise MessageError(f"invalid Prediction in Elasticsearch: {loc}: {err['msg']}") from None
 
 
-@_es("read")
+@es_errors("read")
 async def history(
     es: AsyncElasticsearch,
     s: ElasticsearchSettings,
@@ -354,7 +175,9 @@ async def history(
     if not 1 <= size <= 10_000:
         raise ValueError(f"size must be in 1..10000, got {size}")
     resp = await es.search(
-        index=s.predictions_index,
+        index=s.predictions_index,  # the alias: every model's indices, every day
+        ignore_unavailable=True,  # an index retention deleted is no error
+        allow_no_indices=True,
         size=size,
         query={"bool": {"filter": _filters(stream_id, start_ms, end_ms, label, min_score)}},
         sort=[{"captured_at": order}, {"frame_id": order}],
@@ -369,10 +192,11 @@ async def history(
     return Page(items=items, next_after=next_after)
 
 
-@_es("read")
+@es_errors("read")
 async def knn(
     es: AsyncElasticsearch,
     s: ElasticsearchSettings,
+    space: EmbeddingSpace,
     vector: np.ndarray,
     *,
     k: int = 10,
@@ -383,20 +207,23 @@ async def knn(
     label: str | None = None,
     min_score: float | None = None,
 ) -> list[Match]:
-    """The `k` predictions whose embeddings are nearest to `vector` (float32 [D], e.g. a CLIP
-    text embedding), best first, among those matching the filters (same as `history`).
+    """The `k` keyframes of `space` whose embeddings are nearest to `vector` (float32 [D], e.g. a
+    CLIP text embedding of the same model), best first, among those matching the filters (same
+    as `history`), each with the span of frames it stands for.
 
     `num_candidates` per shard (default max(100, 4·k), at most 10000) trades recall for speed.
     """
-    if vector.ndim != 1:
-        raise ValueError(f"query vector must be 1-D, got shape {vector.shape}")
+    if vector.shape != (space.dims,):
+        raise ValueError(f"query vector must be [{space.dims}], got shape {vector.shape}")
     if not 1 <= k <= _MAX_CANDIDATES:
         raise ValueError(f"k must be in 1..{_MAX_CANDIDATES}, got {k}")
     candidates = min(_MAX_CANDIDATES, num_candidates or max(100, 4 * k))
     if candidates < k:
         raise ValueError(f"num_candidates ({candidates}) must be >= k ({k})")
     resp = await es.search(
-        index=s.predictions_index,
+        index=space_pattern(s, space),
+        ignore_unavailable=True,  # an index retention deleted is no error
+        allow_no_indices=True,
         knn={
             "field": EMBEDDING,
             "query_vector": vector.astype(np.float32).tolist(),
@@ -407,8 +234,63 @@ async def knn(
         size=k,
         source_excludes=[EMBEDDING],
     )
-    # Elasticsearch scores cosine as (1 + cos) / 2.
-    return [
-        Match(prediction=_prediction(h["_source"]), similarity=2.0 * float(h["_score"]) - 1.0)
+    hits = [
+        (_prediction(h["_source"]), 2.0 * float(h["_score"]) - 1.0)  # ES scores (1 + cos) / 2
         for h in resp["hits"]["hits"]
     ]
+    spans = await _spans(es, s, space, [p.frame_id for p, _ in hits])
+    return [
+        Match(p, sim, *spans.get(p.frame_id, (1, p.captured_at, p.captured_at))) for p, sim in hits
+    ]
+
+
+async def _spans(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, space: EmbeddingSpace, ids: list[str]
+) -> dict[str, tuple[int, int, int]]:
+    """keyframe_id -> (frames it stands for, first and last captured_at), one aggregation."""
+    if not ids:
+        return {}
+    resp = await es.search(
+        index=space_pattern(s, space),
+        ignore_unavailable=True,  # an index retention deleted is no error
+        allow_no_indices=True,
+        size=0,
+        query={"terms": {"keyframe_id": ids}},
+        aggs={"by": {
+            "terms": {"field": "keyframe_id", "size": len(ids)},
+            "aggs": {"first": {"min": {"field": "captured_at"}},
+                     "last": {"max": {"field": "captured_at"}}},
+        }},
+    )  # fmt: skip
+    return {
+        b["key"]: (int(b["doc_count"]), int(b["first"]["value"]), int(b["last"]["value"]))
+        for b in resp["aggregations"]["by"]["buckets"]
+    }
+
+
+@es_errors("read")
+async def frame_embedding(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, space: EmbeddingSpace, frame_id: str
+) -> tuple[Prediction, np.ndarray] | None:
+    """A stored frame of `space` and the embedding that stands for it (its own on a keyframe,
+    else its keyframe's); None when the frame is not in `space`'s indices (unknown, deleted by
+    retention, or made by another model)."""
+    pattern = space_pattern(s, space)
+    found = await es.search(
+        index=pattern, ignore_unavailable=True, allow_no_indices=True, size=1,
+        query={"ids": {"values": [frame_id]}}, source_excludes=[EMBEDDING],
+    )  # fmt: skip
+    hits = found["hits"]["hits"]
+    if not hits:
+        return None
+    key = hits[0]["_source"].get("keyframe_id") or frame_id
+    keyframe = await es.search(
+        index=pattern, ignore_unavailable=True, allow_no_indices=True, size=1,
+        query={"ids": {"values": [key]}},
+        source={"includes": [EMBEDDING], "exclude_vectors": False},
+    )  # fmt: skip
+    rows = keyframe["hits"]["hits"]
+    vector = rows[0]["_source"].get(EMBEDDING) if rows else None
+    if vector is None:
+        return None
+    return _prediction(hits[0]["_source"]), np.asarray(vector, dtype=np.float32)

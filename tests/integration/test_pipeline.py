@@ -10,7 +10,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harclip.io import search, store
+from harclip.io import store
+from harclip.io.es import make_es
 from harclip.messages import Prediction
 from producers.camera import CameraOptions, run_camera
 from producers.upload import UploadOptions, run_upload
@@ -56,7 +57,7 @@ async def test_camera_and_upload_frames_end_in_every_sink_exactly_once(
     counts = Counter(p.frame_id for p in preds)
     assert set(counts) == set(produced) and max(counts.values()) == 1
 
-    es = search.make_es(s.elasticsearch)
+    es = make_es(s.elasticsearch)
     try:
         index = s.elasticsearch.predictions_index
         await es.indices.refresh(index=index)

@@ -15,7 +15,7 @@ import pytest
 
 from harclip.client import AsyncClient, Subscription, Update
 from harclip.config import ElasticsearchSettings, Settings
-from harclip.io import search
+from harclip.io.es import make_es
 from tests.integration.api.conftest import Serve
 from tests.integration.api.test_streams import _wait_subscribed
 from tests.integration.conftest import Unique
@@ -60,7 +60,7 @@ def worker(unique: Unique, tiny_bundle: Path) -> Iterator[subprocess.Popen[bytes
 
 async def _wait_indexed(es_settings: ElasticsearchSettings, ids: list[str]) -> None:
     """Until every id is searchable in the predictions index (refreshing), at most 30 s."""
-    es = search.make_es(es_settings)
+    es = make_es(es_settings)
     index = es_settings.predictions_index
     deadline = asyncio.get_running_loop().time() + 30
     try:

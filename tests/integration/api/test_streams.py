@@ -12,6 +12,8 @@ import pytest
 
 from harclip.client import AsyncClient, Update
 from harclip.io import search, store
+from harclip.io.es import make_es
+from harclip.io.indices import EmbeddingSpace, ensure_templates
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 from harclip.model.bundle import Bundle
 from tests.integration.api.conftest import Serve
@@ -65,12 +67,13 @@ async def test_history_and_text_search(serve: Serve, unique: Unique, tiny_bundle
     vectors = encoder.encode(texts)  # [2, D]
     labels = ["cycling", "sleeping"]
     preds = [_pred("cam-h", i, labels[i % 2], 0.3 + 0.05 * i) for i in range(10)]
-    es = search.make_es(unique.settings.elasticsearch)
+    es = make_es(unique.settings.elasticsearch)
     try:
-        await search.ensure_templates(es, unique.settings.elasticsearch, bundle.manifest.embed_dim)
-        await search.index_predictions(
-            es, unique.settings.elasticsearch, [(p, vectors[i % 2]) for i, p in enumerate(preds)]
-        )
+        m = bundle.manifest
+        space = EmbeddingSpace(m.name, str(m.version), m.embed_dim)
+        await ensure_templates(es, unique.settings.elasticsearch, space)
+        items = [search.Indexed(p, vectors[i % 2], p.frame_id) for i, p in enumerate(preds)]
+        await search.index_predictions(es, unique.settings.elasticsearch, space, items)
         await es.indices.refresh(index=unique.settings.elasticsearch.predictions_index)
     finally:
         await es.close()

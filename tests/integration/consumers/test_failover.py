@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from harclip.io import search
+from harclip.io.es import make_es
 from harclip.io.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
 from tests.integration.conftest import Unique
@@ -88,7 +88,7 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
             return {Prediction.from_json(r.value).frame_id for r in records} >= sent
 
         await read_topic(s, t.predictions, until=all_predicted, timeout_s=TIMEOUT_S)
-        es = search.make_es(s.elasticsearch)
+        es = make_es(s.elasticsearch)
         try:
             index = s.elasticsearch.predictions_index
             await es.indices.refresh(index=index)

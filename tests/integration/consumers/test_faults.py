@@ -14,7 +14,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from consumers.worker import Worker
 from harclip.config import Settings
-from harclip.io import search, store
+from harclip.io import store
+from harclip.io.es import make_es
 from harclip.io.kafka import FrameTooLarge, send_frame
 from harclip.messages import Frame, new_frame_id, now_ms
 from tests.integration.conftest import Unique
@@ -157,7 +158,7 @@ async def test_an_elasticsearch_index_with_writes_blocked_is_retried(
     s = worker_settings(unique.settings, tiny_bundle)
     index = s.elasticsearch.predictions_index
     async with running_worker(s) as worker, producer(s) as p:
-        es = search.make_es(s.elasticsearch)
+        es = make_es(s.elasticsearch)
         try:
 
             async def block() -> None:  # as a flood-stage disk watermark or an operator does

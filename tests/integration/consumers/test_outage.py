@@ -11,7 +11,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from harclip.config import Settings
-from harclip.io import search, store
+from harclip.io import indices, store
+from harclip.io.es import make_es
+from harclip.io.indices import EmbeddingSpace
 from harclip.io.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
 from harclip.model.bundle import Bundle
@@ -125,7 +127,7 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
 
 async def es_ids(s: Settings, most: int) -> list[str]:
     """The `_id`s of every document in the test's predictions index (after a refresh)."""
-    es = search.make_es(s.elasticsearch)
+    es = make_es(s.elasticsearch)
     try:
         index = s.elasticsearch.predictions_index
         await es.indices.refresh(index=index)
@@ -143,11 +145,15 @@ async def test_frames_elasticsearch_refuses_go_to_the_dlq_before_the_commit(
     t = s.kafka.topics
     # the test's index maps stream_id as a number: documents of stream "7" are taken, those of
     # stream "cam" refused with a 400 (document_parsing_exception)
-    mappings = search.predictions_mappings(Bundle.load(tiny_bundle).manifest.embed_dim)
+    m = Bundle.load(tiny_bundle).manifest
+    space = EmbeddingSpace(m.name, str(m.version), m.embed_dim)
+    mappings = indices.predictions_mappings(m.embed_dim)
     mappings["properties"]["stream_id"] = {"type": "long"}
-    es = search.make_es(s.elasticsearch)
-    try:
-        await es.indices.create(index=s.elasticsearch.predictions_index, mappings=mappings)
+    es = make_es(s.elasticsearch)
+    try:  # today's index of this space, made before the worker's template applies
+        today = indices.predictions_index(s.elasticsearch, space, now_ms())
+        aliases = {s.elasticsearch.predictions_index: {}}
+        await es.indices.create(index=today, mappings=mappings, aliases=aliases)
     finally:
         await es.close()
     data = sample_photos[0].read_bytes()

@@ -8,14 +8,15 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from harclip.control import HEAD_KEY, publish
-from harclip.errors import ConfigError
 from harclip.io import search
+from harclip.io.es import make_es
+from harclip.io.indices import EmbeddingSpace
 from harclip.io.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
+from harclip.model.bundle import Bundle
 from harclip.model.head import Head
 from tests.integration.conftest import Unique
 from tests.integration.consumers.conftest import (
@@ -138,15 +139,39 @@ async def test_head_update_on_the_control_topic_reaches_predictions(
     assert preds[1].label in new.labels and {x.label for x in preds[1].top_k} <= set(new.labels)
 
 
-async def test_an_index_with_another_vector_size_is_a_clear_start_up_error(
-    unique: Unique, tiny_bundle: Path
+async def test_a_model_upgrade_writes_its_own_indices_with_no_manual_step(
+    unique: Unique, tiny_bundle: Path, sample_photos: list[Path], tmp_path: Path
 ) -> None:
-    s = worker_settings(unique.settings, tiny_bundle)
-    es = search.make_es(s.elasticsearch)
+    """A worker with a bundle of another embedding size (a model upgrade) starts and writes to
+    its own space's indices; history through the alias spans both models; vector search stays
+    in one space."""
+    from harclip.clip.export import ExportOptions, export_bundle
+    from harclip.clip.init import init_model
+    from harclip.clip.load import load_clip
+
+    model = init_model(tmp_path / "clip24", "tiny", seed=1, embed_dim=24)
+    options = ExportOptions(formats=("onnx",), name="tiny-upgraded", version="2")
+    upgraded = export_bundle(load_clip(model), tmp_path / "b24", options).path
+    data = sample_photos[0].read_bytes()
+    spaces = []
+    for seq, bundle in enumerate((tiny_bundle, upgraded)):
+        s = worker_settings(unique.settings, bundle)
+        async with running_worker(s) as worker, producer(s) as p:
+            await send(p, s.kafka.topics.uploads, frame("cam", seq, data))
+            await worker.wait_for(lambda w=worker: predicted(w) >= 1, TIMEOUT_S)
+            m = worker.bundle.manifest
+            spaces.append(EmbeddingSpace(m.name, str(m.version), m.embed_dim))
+    assert [sp.dims for sp in spaces] == [32, 24]
+    es = make_es(s.elasticsearch)
     try:
-        await search.ensure_templates(es, s.elasticsearch, 7)
+        await es.indices.refresh(index=s.elasticsearch.predictions_index)
+        page = await search.history(es, s.elasticsearch, stream_id="cam", order="asc")
+        assert [(p.seq, p.model.name) for p in page.items] == [
+            (0, Bundle.load(tiny_bundle).manifest.name), (1, "tiny-upgraded"),
+        ]  # fmt: skip
+        for space, seq in zip(spaces, (0, 1), strict=True):
+            query = np.ones(space.dims, np.float32) / np.sqrt(space.dims)
+            hits = await search.knn(es, s.elasticsearch, space, query, k=5)
+            assert [h.prediction.seq for h in hits] == [seq]
     finally:
         await es.close()
-    with pytest.raises(ConfigError, match="7 dims"):
-        async with running_worker(s):
-            pass

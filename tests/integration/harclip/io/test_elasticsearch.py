@@ -1,5 +1,6 @@
-"""harclip.io.search against the real Elasticsearch: templates, bulk with `_id` (replays overwrite),
-kNN on the dense_vector, history pages, dims mismatch, rejected documents."""
+"""harclip.io.search and harclip.io.indices against the real Elasticsearch: daily indices per
+embedding space behind one alias, bulk with `_id` (replays overwrite), kNN over keyframes with the
+frames they stand for, history across models and days, retention, rejected documents."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from elasticsearch import AsyncElasticsearch
 
 from harclip.config import ElasticsearchSettings
 from harclip.errors import ConfigError, ReadUnavailable, SinkRefused, SinkUnavailable
-from harclip.io import search
+from harclip.io import indices, search
+from harclip.io.es import make_es
+from harclip.io.indices import EmbeddingSpace
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 from tests.integration.conftest import Unique
 
 DIM = 16
-T0 = 1_764_223_200_000  # ms since epoch
+T0 = 1_764_223_200_000  # ms since epoch: 2025-11-27 06:00 UTC
+DAY_MS = 86_400_000
+SPACE = EmbeddingSpace("tiny", "1", DIM)
 
 
 def _pred(stream_id: str, seq: int, label: str, score: float) -> Prediction:
@@ -48,21 +53,27 @@ def s(unique: Unique) -> ElasticsearchSettings:
 
 @pytest.fixture
 async def es(s: ElasticsearchSettings) -> AsyncIterator[AsyncElasticsearch]:
-    client = search.make_es(s)
+    client = make_es(s)
     yield client
     await client.close()
 
 
+Indexed = list[search.Indexed]
+
+
 @pytest.fixture
-async def indexed(
-    es: AsyncElasticsearch, s: ElasticsearchSettings
-) -> list[tuple[Prediction, np.ndarray]]:
-    """20 predictions over two streams and three labels, indexed and visible."""
-    await search.ensure_templates(es, s, DIM)
+async def indexed(es: AsyncElasticsearch, s: ElasticsearchSettings) -> Indexed:
+    """20 predictions over two streams and three labels, every 4th a keyframe standing for the
+    next three, indexed and visible."""
+    await indices.ensure_templates(es, s, SPACE)
     labels = ["running", "sitting", "eating"]
     preds = [_pred(f"cam-{i % 2}", i, labels[i % 3], 0.3 + 0.03 * i) for i in range(20)]
-    items = list(zip(preds, _unit_rows(20), strict=True))
-    await search.index_predictions(es, s, items)
+    rows = _unit_rows(20)
+    items = [
+        search.Indexed(p, rows[i] if i % 4 == 0 else None, preds[i - i % 4].frame_id)
+        for i, p in enumerate(preds)
+    ]
+    await search.index_predictions(es, s, SPACE, items)
     await es.indices.refresh(index=s.predictions_index)
     return items
 
@@ -72,60 +83,77 @@ async def _count(es: AsyncElasticsearch, s: ElasticsearchSettings) -> int:
     return int((await es.count(index=s.predictions_index))["count"])
 
 
-async def test_templates_are_idempotent_and_map_the_embedding(
-    es: AsyncElasticsearch, s: ElasticsearchSettings
+async def test_a_day_of_one_space_is_an_index_behind_the_alias(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, indexed: Indexed
 ) -> None:
-    await search.ensure_templates(es, s, DIM)
-    await search.ensure_templates(es, s, DIM)
-    assert await search.embedding_dims(es, s) == DIM
-    mapping = (await es.indices.get_mapping(index=s.predictions_index))[s.predictions_index]
-    props = mapping["mappings"]["properties"]
-    assert props["embedding"]["type"] == "dense_vector"
-    assert props["captured_at"] == {"type": "date", "format": "epoch_millis"}
-    assert props["stream_id"]["type"] == "keyword"
-    assert await es.indices.exists(index=s.events_index)
+    await indices.ensure_templates(es, s, SPACE)  # idempotent
+    name = indices.predictions_index(s, SPACE, T0)
+    assert name == f"{s.predictions_index}-tiny-v1-16d-2025.11.27"
+    assert await es.indices.exists_alias(name=s.predictions_index, index=name)
+    props = (await es.indices.get_mapping(index=name))[name]["mappings"]["properties"]
+    assert props["embedding"]["dims"] == DIM and props["keyframe_id"]["type"] == "keyword"
+    assert props["top_k"] == {"type": "object", "enabled": False}
+    settings = (await es.indices.get_settings(index=name))[name]["settings"]["index"]
+    assert settings["codec"] == "best_compression"
 
 
-async def test_other_dims_name_the_index_and_both_sizes(
+async def test_a_plain_index_named_like_the_alias_is_a_clear_error(
     es: AsyncElasticsearch, s: ElasticsearchSettings
 ) -> None:
-    await search.ensure_templates(es, s, DIM)
-    with pytest.raises(ConfigError, match=rf"{s.predictions_index}.*{DIM} dims.*makes 32"):
-        await search.ensure_templates(es, s, 32)
+    await es.indices.create(index=s.predictions_index)  # as an old version made it
+    with pytest.raises(ConfigError, match=rf"{s.predictions_index}' is a plain index"):
+        await indices.ensure_templates(es, s, SPACE)
 
 
 async def test_replayed_bulk_overwrites_by_frame_id(
-    es: AsyncElasticsearch, s: ElasticsearchSettings, indexed: list[tuple[Prediction, np.ndarray]]
+    es: AsyncElasticsearch, s: ElasticsearchSettings, indexed: Indexed
 ) -> None:
     assert await _count(es, s) == 20
-    await search.index_predictions(es, s, indexed)
+    await search.index_predictions(es, s, SPACE, indexed)
     assert await _count(es, s) == 20
-    doc = await es.get(index=s.predictions_index, id=indexed[3][0].frame_id)
-    assert doc["_source"]["frame_id"] == indexed[3][0].frame_id
 
 
-async def test_knn_finds_the_nearest_and_applies_filters(
-    es: AsyncElasticsearch, s: ElasticsearchSettings, indexed: list[tuple[Prediction, np.ndarray]]
+async def test_knn_finds_keyframes_with_the_frames_they_stand_for(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, indexed: Indexed
 ) -> None:
-    pred, emb = indexed[7]
-    noisy = emb + 0.01 * _unit_rows(1, seed=99)[0]
-    hits = await search.knn(es, s, noisy, k=3)
-    assert hits[0].prediction == pred
-    assert hits[0].similarity > 0.99
+    key = indexed[8]
+    assert key.embedding is not None
+    noisy = key.embedding + 0.01 * _unit_rows(1, seed=99)[0]
+    hits = await search.knn(es, s, SPACE, noisy, k=3)
+    assert hits[0].prediction == key.prediction and hits[0].similarity > 0.98  # int8 HNSW
     assert hits[0].similarity >= hits[1].similarity >= hits[2].similarity
+    assert hits[0].frames == 4  # itself and the next three
+    assert (hits[0].first_at, hits[0].last_at) == (T0 + 8000, T0 + 11000)
+    assert all(h.prediction.seq % 4 == 0 for h in hits)  # only keyframes carry vectors
 
-    others = await search.knn(es, s, emb, k=5, stream_id="cam-0")  # pred is on cam-1
-    assert others and all(h.prediction.stream_id == "cam-0" for h in others)
-    high = await search.knn(es, s, emb, k=20, min_score=0.8)
-    assert {h.prediction.frame_id for h in high} == {
-        p.frame_id for p, _ in indexed if p.score >= 0.8
-    }
+    only = await search.knn(es, s, SPACE, key.embedding, k=5, stream_id="cam-1")  # key: cam-0
+    assert all(h.prediction.stream_id == "cam-1" for h in only)
+    # a non-keyframe frame stands behind its keyframe's embedding
+    found = await search.frame_embedding(es, s, SPACE, indexed[10].prediction.frame_id)
+    assert found is not None and found[0] == indexed[10].prediction
+    np.testing.assert_allclose(found[1], key.embedding, atol=1e-6)
+    assert await search.frame_embedding(es, s, SPACE, "no-such-frame") is None
+
+
+async def test_history_spans_models_and_days_search_stays_in_its_space(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, indexed: Indexed
+) -> None:
+    other = EmbeddingSpace("bigger", "2", 32)
+    await indices.ensure_templates(es, s, other)
+    later = _pred("cam-0", 100, "running", 0.9).model_copy(update={"captured_at": T0 + DAY_MS})
+    vec = np.ones(32, np.float32) / np.sqrt(32)
+    await search.index_predictions(es, s, other, [search.Indexed(later, vec, later.frame_id)])
+    await es.indices.refresh(index=s.predictions_index)
+    newest = await search.history(es, s, stream_id="cam-0", size=2)
+    assert newest.items[0] == later and newest.items[1] == indexed[18].prediction
+    assert [h.prediction for h in await search.knn(es, s, other, vec, k=5)] == [later]
+    assert all(h.prediction != later for h in await search.knn(es, s, SPACE, _unit_rows(1)[0]))
 
 
 async def test_history_pages_in_time_order_with_filters(
-    es: AsyncElasticsearch, s: ElasticsearchSettings, indexed: list[tuple[Prediction, np.ndarray]]
+    es: AsyncElasticsearch, s: ElasticsearchSettings, indexed: Indexed
 ) -> None:
-    preds = [p for p, _ in indexed]
+    preds = [i.prediction for i in indexed]
     seen: list[Prediction] = []
     after = None
     while True:
@@ -144,14 +172,34 @@ async def test_history_pages_in_time_order_with_filters(
     assert [p.seq for p in window.items] == [7, 6, 5]
 
 
+async def test_retention_deletes_old_days_and_reads_go_on(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, indexed: Indexed
+) -> None:
+    old = _pred("cam-0", 0, "running", 0.5).model_copy(update={"captured_at": T0 - 40 * DAY_MS})
+    await search.index_predictions(es, s, SPACE, [search.Indexed(old, None, old.frame_id)])
+    found = await indices.dated_indices(es, s)
+    names = {i.name for i in found}
+    assert indices.predictions_index(s, SPACE, old.captured_at) in names
+    today = indices.dt.date(2025, 11, 27)
+    expired = indices.expired(found, s, today)  # 30 days of predictions kept
+    assert [i.name for i in expired] == [indices.predictions_index(s, SPACE, old.captured_at)]
+    await indices.delete_indices(es, [i.name for i in expired])
+    await es.indices.refresh(index=s.predictions_index)
+    page = await search.history(es, s, size=50)
+    assert len(page.items) == 20 and old not in page.items
+    assert await search.knn(es, s, SPACE, _unit_rows(1)[0], k=2)  # still answers
+
+
 async def test_a_rejected_document_is_named_and_not_retriable(
     es: AsyncElasticsearch, s: ElasticsearchSettings
 ) -> None:
-    await search.ensure_templates(es, s, DIM)
+    await indices.ensure_templates(es, s, SPACE)
     good, bad = _pred("cam", 0, "running", 0.5), _pred("cam", 1, "running", 0.5)
     wrong = np.ones(DIM + 1, dtype=np.float32)
+    items = [search.Indexed(good, _unit_rows(1)[0], good.frame_id),
+             search.Indexed(bad, wrong, bad.frame_id)]  # fmt: skip
     with pytest.raises(SinkRefused, match=rf"1 of 2 documents; first {bad.frame_id}") as e:
-        await search.index_predictions(es, s, [(good, _unit_rows(1)[0]), (bad, wrong)])
+        await search.index_predictions(es, s, SPACE, items)
     assert list(e.value.frames) == [bad.frame_id]
     assert "more dimensions" in e.value.frames[bad.frame_id]
 
@@ -159,10 +207,11 @@ async def test_a_rejected_document_is_named_and_not_retriable(
 async def test_an_unreachable_elasticsearch_is_a_retriable_sink_error(
     s: ElasticsearchSettings,
 ) -> None:
-    dead = search.make_es(s.model_copy(update={"url": "http://127.0.0.1:1"}))
+    dead = make_es(s.model_copy(update={"url": "http://127.0.0.1:1"}))
+    item = search.Indexed(_pred("a", 0, "x", 0.1), _unit_rows(1)[0], "a")
     try:
         with pytest.raises(SinkUnavailable, match="Elasticsearch") as e:
-            await search.index_predictions(dead, s, [(_pred("a", 0, "x", 0.1), _unit_rows(1)[0])])
+            await search.index_predictions(dead, s, SPACE, [item])
         assert e.value.retriable
         with pytest.raises(ReadUnavailable, match="Elasticsearch history"):
             await search.history(dead, s, stream_id="a")

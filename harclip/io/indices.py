@@ -1,0 +1,276 @@
+"""Elasticsearch indices: one family of daily indices per kind of document, behind a read alias.
+
+- predictions: `<alias>-<space>-<yyyy.mm.dd>`, one embedding space (model name, embedding size,
+  model version) per index, so a model upgrade writes to its own indices with no manual step;
+  the alias (`harclip-predictions`) spans every space and day, so history by stream, label and
+  time covers every model, while vector search stays inside one space (`space_pattern`).
+- events: `<alias>-<yyyy.mm.dd>` (`harclip-events`); logs: `<alias>-<yyyy.mm.dd>`.
+
+The day is the document's own time (a prediction's `captured_at`), never the wall clock, so a
+replayed document lands in the same index and overwrites itself (`_id`). Retention deletes whole
+days (`apply_retention`): this Elasticsearch build has no ILM; clusters that have it can use the
+policy and rollover templates under `infra/elasticsearch/` instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from elasticsearch import AsyncElasticsearch, BadRequestError
+
+from harclip.config import ElasticsearchSettings
+from harclip.errors import ConfigError
+from harclip.io.es import es_errors, reason
+
+Family = Literal["predictions", "events", "logs"]
+FAMILIES: tuple[Family, ...] = ("predictions", "events", "logs")
+EMBEDDING = "embedding"  # the dense_vector field of prediction documents (keyframes only)
+_EPOCH_MS = {"type": "date", "format": "epoch_millis"}
+_DAY = re.compile(r"-(\d{4})\.(\d{2})\.(\d{2})$")
+_SLUG = re.compile(r"[^a-z0-9_]+")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingSpace:
+    """Where an embedding can be compared: one model (name, version) and its embedding size."""
+
+    model: str
+    version: str
+    dims: int
+
+    @property
+    def slug(self) -> str:
+        """A lowercase index-name part, e.g. `clip-vit-b-32-har-v1-512d`."""
+        name = _SLUG.sub("-", f"{self.model}-v{self.version}".lower()).strip("-")
+        return f"{name}-{self.dims}d"
+
+
+def day(at_ms: int) -> str:
+    """The UTC day of `at_ms` (ms since epoch) as an index suffix, `yyyy.mm.dd`."""
+    return dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC).strftime("%Y.%m.%d")
+
+
+def alias(s: ElasticsearchSettings, family: Family) -> str:
+    """The read alias of a family (also the prefix of its indices)."""
+    return {"predictions": s.predictions_index, "events": s.events_index,
+            "logs": s.logs_index}[family]  # fmt: skip
+
+
+def space_pattern(s: ElasticsearchSettings, space: EmbeddingSpace) -> str:
+    """Every daily index of one embedding space (what a vector search may query)."""
+    return f"{s.predictions_index}-{space.slug}-*"
+
+
+def predictions_index(s: ElasticsearchSettings, space: EmbeddingSpace, at_ms: int) -> str:
+    """The index a prediction captured at `at_ms` (ms since epoch) goes to."""
+    return f"{s.predictions_index}-{space.slug}-{day(at_ms)}"
+
+
+def daily_index(s: ElasticsearchSettings, family: Family, at_ms: int) -> str:
+    """The index of an event or a log line dated `at_ms` (ms since epoch)."""
+    return f"{alias(s, family)}-{day(at_ms)}"
+
+
+def retention_days(s: ElasticsearchSettings, family: Family) -> int:
+    days: dict[Family, int] = {
+        "predictions": s.predictions_retention_days,
+        "events": s.events_retention_days,
+        "logs": s.logs_retention_days,
+    }
+    return days[family]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- mappings
+
+
+def predictions_mappings(dims: int) -> dict[str, Any]:
+    """The Prediction JSON plus `keyframe` / `keyframe_id` and, on keyframes, `embedding`.
+
+    `dynamic: false` keeps a field added to Prediction in `_source` without failing the writes
+    of a worker newer than the index. Fields nobody filters on (`top_k`, latencies) are kept in
+    `_source` only, which is most of the per-frame saving after the embedding.
+    """
+    return {
+        "dynamic": False,
+        "properties": {
+            "frame_id": {"type": "keyword"},
+            "stream_id": {"type": "keyword"},
+            "seq": {"type": "long"},
+            "captured_at": _EPOCH_MS,
+            "label": {"type": "keyword"},
+            "score": {"type": "float"},
+            "top_k": {"type": "object", "enabled": False},
+            "latency_ms": {"type": "object", "enabled": False},
+            "model": {
+                "properties": {
+                    "name": {"type": "keyword"},
+                    "version": {"type": "keyword"},
+                    "head_version": {"type": "long"},
+                }
+            },
+            "keyframe": {"type": "boolean"},
+            "keyframe_id": {"type": "keyword"},
+            # Embeddings are L2-normalised; cosine also tolerates the small drift of fp16 engines.
+            EMBEDDING: {
+                "type": "dense_vector",
+                "dims": dims,
+                "index": True,
+                "similarity": "cosine",
+            },
+        },
+    }
+
+
+def events_mappings() -> dict[str, Any]:
+    """Ids, labels and times typed; strings added later by `stream/` become keywords."""
+    return {
+        "dynamic": True,
+        "dynamic_templates": [
+            {"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}
+        ],
+        "properties": {
+            "schema": {"type": "keyword"},
+            "event_id": {"type": "keyword"},
+            "type": {"type": "keyword"},
+            "stream_id": {"type": "keyword"},
+            "label": {"type": "keyword"},
+            "severity": {"type": "keyword"},
+            "rule": {"type": "keyword"},
+            "start_at": _EPOCH_MS,
+            "end_at": _EPOCH_MS,
+            "at": _EPOCH_MS,
+        },
+    }
+
+
+def logs_mappings() -> dict[str, Any]:
+    """ECS log lines: the fields Kibana's log views use; the rest stays in `_source`."""
+    return {
+        "dynamic": False,
+        "properties": {
+            "@timestamp": {"type": "date"},
+            "message": {"type": "text"},
+            "log": {"properties": {"level": {"type": "keyword"}, "logger": {"type": "keyword"}}},
+            "service": {"properties": {"name": {"type": "keyword"}}},
+            "error": {"properties": {"type": {"type": "keyword"}, "message": {"type": "text"}}},
+        },
+    }
+
+
+def _template(
+    name: str, pattern: str, read_alias: str, s: ElasticsearchSettings, mappings: dict[str, Any]
+) -> dict[str, Any]:
+    # A longer (more specific) pattern gets a higher priority, so a space's template wins over a
+    # family's, and a test's unique names over the defaults, instead of clashing.
+    return {
+        "name": name,
+        "index_patterns": [pattern],
+        "priority": 100 + len(pattern),
+        "template": {
+            "settings": {
+                "number_of_shards": s.shards,
+                "number_of_replicas": s.replicas,
+                "codec": "best_compression",
+            },
+            "mappings": mappings,
+            "aliases": {read_alias: {}},
+        },
+        "meta": {"managed_by": "harclip"},
+    }
+
+
+def templates(s: ElasticsearchSettings, space: EmbeddingSpace | None) -> list[dict[str, Any]]:
+    """The index templates harclip puts (pure): events and logs, and the predictions template of
+    `space` if given."""
+    out = [
+        _template(s.events_index, f"{s.events_index}-*", s.events_index, s, events_mappings()),
+        _template(s.logs_index, f"{s.logs_index}-*", s.logs_index, s, logs_mappings()),
+    ]
+    if space is not None:
+        name = f"{s.predictions_index}-{space.slug}"
+        mappings = predictions_mappings(space.dims)
+        out.append(_template(name, f"{name}-*", s.predictions_index, s, mappings))
+    return out
+
+
+@es_errors("write")
+async def ensure_templates(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, space: EmbeddingSpace | None = None
+) -> None:
+    """Put the templates (idempotent); daily indices are then created by the first write of the
+    day, with their alias. `ConfigError` when an alias name is taken by a plain index (an index
+    from before daily indices: delete or rename it, or pick other names)."""
+    if space is not None and space.dims < 1:
+        raise ConfigError(f"embedding size must be >= 1, got {space.dims}")
+    for family in FAMILIES:
+        name = alias(s, family)
+        if await es.indices.exists(index=name) and not await es.indices.exists_alias(name=name):
+            raise ConfigError(
+                f"Elasticsearch index {name!r} is a plain index, but harclip reads {family} "
+                f"through an alias of that name over daily indices: delete or rename the index, "
+                f"or set HARCLIP_ELASTICSEARCH__{family.upper()}_INDEX to another name"
+            )
+    for template in templates(s, space):
+        await es.indices.put_index_template(**template)
+
+
+@es_errors("write")
+async def create_index(es: AsyncElasticsearch, index: str) -> None:
+    """Create `index` from its template now (writes create it by themselves); another process
+    creating it first is fine."""
+    try:
+        await es.indices.create(index=index)
+    except BadRequestError as e:
+        if reason(e).split(":")[0] != "resource_already_exists_exception":
+            raise
+
+
+# ----------------------------------------------------------------------------- retention
+
+
+@dataclass(frozen=True, slots=True)
+class DatedIndex:
+    name: str
+    family: Family
+    day: dt.date
+    docs: int
+    bytes: int
+
+
+@es_errors("read")
+async def dated_indices(es: AsyncElasticsearch, s: ElasticsearchSettings) -> list[DatedIndex]:
+    """Every daily index of the three families, oldest first."""
+    out: list[DatedIndex] = []
+    for family in FAMILIES:
+        rows = await es.cat.indices(
+            index=f"{alias(s, family)}-*", format="json", h="index,docs.count,store.size",
+            bytes="b", expand_wildcards="open,closed",
+        )  # fmt: skip
+        body: list[dict[str, Any]] = rows.body  # type: ignore[assignment]  # format=json: rows
+        for row in body:
+            found = _DAY.search(row["index"])
+            if found is None:
+                continue
+            y, m, d = (int(x) for x in found.groups())
+            out.append(DatedIndex(row["index"], family, dt.date(y, m, d),
+                                  int(row.get("docs.count") or 0),
+                                  int(row.get("store.size") or 0)))  # fmt: skip
+    return sorted(out, key=lambda i: (i.day, i.name))
+
+
+def expired(
+    indices: list[DatedIndex], s: ElasticsearchSettings, today: dt.date
+) -> list[DatedIndex]:
+    """The indices whose day is older than their family's retention (kept: the last N days,
+    today included)."""
+    return [i for i in indices if (today - i.day).days >= retention_days(s, i.family)]
+
+
+@es_errors("write")
+async def delete_indices(es: AsyncElasticsearch, names: list[str]) -> None:
+    """Delete whole indices (a missing one is fine: another run got there first)."""
+    for name in names:
+        await es.indices.delete(index=name, ignore_unavailable=True)

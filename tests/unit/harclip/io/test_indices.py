@@ -1,0 +1,66 @@
+"""harclip.io.indices without Elasticsearch: names, mappings, templates, retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from harclip.config import ElasticsearchSettings
+from harclip.io import indices
+from harclip.io.indices import DatedIndex, EmbeddingSpace
+from harclip.messages import Prediction
+
+SPACE = EmbeddingSpace("CLIP ViT-B/32 HAR", "1.2", 512)
+
+
+def test_names_carry_the_space_and_the_capture_day() -> None:
+    s = ElasticsearchSettings()
+    assert SPACE.slug == "clip-vit-b-32-har-v1-2-512d"
+    at = 1_764_288_000_000 - 1  # 2025-11-27 23:59:59.999 UTC
+    assert indices.predictions_index(s, SPACE, at) == (
+        "harclip-predictions-clip-vit-b-32-har-v1-2-512d-2025.11.27"
+    )
+    assert indices.daily_index(s, "events", at + 1) == "harclip-events-2025.11.28"
+    assert indices.space_pattern(s, SPACE) == "harclip-predictions-clip-vit-b-32-har-v1-2-512d-*"
+
+
+def test_predictions_mapping_types_every_prediction_field() -> None:
+    props = indices.predictions_mappings(512)["properties"]
+    fields = {f.alias or name for name, f in Prediction.model_fields.items()}
+    assert set(props) - {"embedding", "keyframe", "keyframe_id"} <= fields
+    assert props["embedding"] == {
+        "type": "dense_vector", "dims": 512, "index": True, "similarity": "cosine",
+    }  # fmt: skip
+    assert props["captured_at"] == {"type": "date", "format": "epoch_millis"}
+    for keyword in ("frame_id", "stream_id", "label", "keyframe_id"):
+        assert props[keyword] == {"type": "keyword"}
+    assert props["top_k"] == {"type": "object", "enabled": False}  # kept, not indexed
+
+
+def test_templates_alias_their_family_and_more_specific_patterns_win() -> None:
+    s = ElasticsearchSettings(shards=2, replicas=1)
+    by_name = {t["name"]: t for t in indices.templates(s, SPACE)}
+    space = by_name[f"harclip-predictions-{SPACE.slug}"]
+    assert space["index_patterns"] == [f"harclip-predictions-{SPACE.slug}-*"]
+    assert space["template"]["aliases"] == {"harclip-predictions": {}}
+    assert space["template"]["settings"]["number_of_shards"] == 2
+    events = by_name["harclip-events"]
+    assert events["template"]["aliases"] == {"harclip-events": {}}
+    test_events = indices.templates(s.model_copy(update={"events_index": "harclip-events-abc"}),
+                                    None)[0]  # fmt: skip
+    assert test_events["priority"] > events["priority"]
+    assert set(by_name) == {"harclip-events", "harclip-logs", f"harclip-predictions-{SPACE.slug}"}
+
+
+def test_expired_keeps_the_last_days_of_each_family() -> None:
+    s = ElasticsearchSettings(predictions_retention_days=2, logs_retention_days=1)
+    today = dt.date(2025, 11, 27)
+
+    def idx(family: indices.Family, days_ago: int) -> DatedIndex:
+        d = today - dt.timedelta(days=days_ago)
+        return DatedIndex(f"{family}-{d}", family, d, 0, 0)
+
+    found = [idx("predictions", 0), idx("predictions", 1), idx("predictions", 2),
+             idx("logs", 0), idx("logs", 1), idx("events", 300)]  # fmt: skip
+    assert [i.name for i in indices.expired(found, s, today)] == [
+        found[2].name, found[4].name,
+    ]  # fmt: skip
