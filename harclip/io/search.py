@@ -8,7 +8,6 @@ analysis plugins); never calls `GET /`. Documents use `_id` = frame_id, so a rep
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +22,7 @@ from harclip.config import ElasticsearchSettings
 from harclip.errors import ConfigError, MessageError, SinkRefused, SinkUnavailable
 from harclip.io.errors import Fault, mapped
 from harclip.messages import Prediction
+from harclip.wire import PredictionPage, SearchHit
 
 EMBEDDING = "embedding"  # the dense_vector field of the predictions index
 _MAX_CANDIDATES = 10_000  # Elasticsearch's limit for knn.num_candidates
@@ -30,6 +30,7 @@ _EPOCH_MS = {"type": "date", "format": "epoch_millis"}
 
 Order = Literal["asc", "desc"]
 SearchAfter = tuple[int, str]  # (captured_at ms, frame_id) of the last hit of a page
+_MAX_MS = 2**53  # largest time a cursor may name, ms since epoch
 
 
 class _OrjsonNdjson(NdjsonSerializer):
@@ -259,21 +260,17 @@ def _item_reason(item: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- reads
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of history; pass `next_after` back as `search_after` for the next page (None:
-    this was the last)."""
-
-    items: list[Prediction]
-    next_after: SearchAfter | None
+def encode_cursor(after: SearchAfter) -> str:
+    """The opaque page cursor for a (captured_at ms, frame_id) position."""
+    return f"{after[0]}_{after[1]}"
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """A kNN hit: the prediction and its cosine similarity to the query vector (-1..1)."""
-
-    prediction: Prediction
-    similarity: float
+def decode_cursor(cursor: str) -> SearchAfter:
+    """The position a cursor of `encode_cursor` names; `MessageError` for anything else."""
+    ms, sep, frame_id = cursor.partition("_")
+    if not sep or not ms.isdigit() or not frame_id or int(ms) > _MAX_MS:
+        raise MessageError("cursor is not one this API returned as 'next'")
+    return int(ms), frame_id
 
 
 def _filters(
@@ -318,16 +315,19 @@ async def history(
     label: str | None = None,
     min_score: float | None = None,
     size: int = 50,
-    search_after: SearchAfter | None = None,
+    cursor: str | None = None,
     order: Order = "desc",
-) -> Page:
-    """Predictions matching every given filter, sorted by (captured_at, frame_id) in `order`.
+) -> PredictionPage:
+    """Predictions matching every given filter, sorted by (captured_at, frame_id) in `order`,
+    from after `cursor` (the `next` of the previous page; None: from the first).
 
     Times are ms since epoch, `start_ms` inclusive, `end_ms` exclusive; `min_score` is the
-    prediction's own score (0..1). `size` per page, 1..10000.
+    prediction's own score (0..1). `size` per page, 1..10000. `MessageError` for a cursor
+    `encode_cursor` did not make.
     """
     if not 1 <= size <= 10_000:
         raise ValueError(f"size must be in 1..10000, got {size}")
+    search_after = None if cursor is None else decode_cursor(cursor)
     resp = await es.search(
         index=s.predictions_index,
         size=size,
@@ -339,9 +339,10 @@ async def history(
     )
     hits = resp["hits"]["hits"]
     items = [_prediction(h["_source"]) for h in hits]
-    last = items[-1] if items else None
-    next_after = (last.captured_at, last.frame_id) if last and len(items) == size else None
-    return Page(items=items, next_after=next_after)
+    last = items[-1] if len(items) == size else None  # a full page: there may be more
+    return PredictionPage(
+        items=items, next=None if last is None else encode_cursor((last.captured_at, last.frame_id))
+    )
 
 
 @_es("read")
@@ -357,7 +358,7 @@ async def knn(
     end_ms: int | None = None,
     label: str | None = None,
     min_score: float | None = None,
-) -> list[Match]:
+) -> list[SearchHit]:
     """The `k` predictions whose embeddings are nearest to `vector` (float32 [D], e.g. a CLIP
     text embedding), best first, among those matching the filters (same as `history`).
 
@@ -384,6 +385,6 @@ async def knn(
     )
     # Elasticsearch scores cosine as (1 + cos) / 2.
     return [
-        Match(prediction=_prediction(h["_source"]), similarity=2.0 * float(h["_score"]) - 1.0)
+        SearchHit(prediction=_prediction(h["_source"]), similarity=2.0 * float(h["_score"]) - 1.0)
         for h in resp["hits"]["hits"]
     ]
