@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 import harclip
 from api import health, labels, predict, search, streams, ws
 from api.auth import generate_key
+from api.docs import install_docs
 from api.errors import install_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware
@@ -37,7 +38,9 @@ _DESCRIPTION = """Real-time human-action recognition with CLIP.
 * **search**: frames that match a text, by CLIP text embedding and kNN.
 * **labels**: read or replace the label set; workers switch between batches.
 * WebSockets (not listed below): `/ws/streams/{id}` and `/ws/streams` stream live predictions
-  (`?after=<entry id>` resumes), `/ws/ingest/{stream_id}` takes binary image frames.
+  (`?after=<entry id>` resumes), `/ws/ingest/{stream_id}` takes binary image frames. Their
+  messages are the `harclip.wire` types (`type`: subscribed, prediction, heartbeat, dropped, ack,
+  error with its HTTP-like `status`).
 
 Errors are always `{"error": {"code": ..., "message": ...}}`. With auth on, send the key as
 `X-API-Key` or `Authorization: Bearer <key>` (WebSockets also `?api_key=`).
@@ -61,11 +64,14 @@ def create_app(settings: Settings, bundle: Bundle) -> FastAPI:
         version=harclip.__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from installed assets, not from a CDN
+        redoc_url=None,
         responses={500: {"description": "internal error (a bug: please report it)"}},
     )
     app.state.runtime = runtime
     app.state.auth = runtime.auth
     install_handlers(app)
+    install_docs(app)
     for router in (
         health.router,
         predict.router,

@@ -19,8 +19,8 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import ApiError
 from harclip.config import AuthSettings
+from harclip.wire import ApiError
 
 Role = Literal["read", "predict", "admin"]
 _RANK: Mapping[str, int] = {"read": 0, "predict": 1, "admin": 2}

@@ -1,10 +1,12 @@
-"""One error shape for every response, `{"error": {"code", "message"}}`, and the handlers that map
-each expected failure to its HTTP status (bad input is 4xx, never 5xx)."""
+"""One error shape for every response (`harclip.wire.ErrorBody`: `{"error": {"code", "message"}}`),
+the handlers that map each expected failure to its HTTP status (bad input is 4xx, never 5xx) and
+the OpenAPI entries of the error statuses a route may answer."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +23,7 @@ from harclip.errors import (
     SinkRefused,
     Unavailable,
 )
+from harclip.wire import ApiError, ErrorBody
 
 log = logging.getLogger(__name__)
 
@@ -38,29 +41,14 @@ _STATUS_CODES: Mapping[int, str] = {
 }
 
 
-class ApiError(Exception):
-    """An expected failure with its HTTP status, a stable machine code and a message for users."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-
-
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"code": code, "message": message}}
-
-
 def error_response(err: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(err.code, err.message), err.status, headers=err.headers)
+    return JSONResponse(err.body().model_dump(), err.status, headers=err.headers)
 
 
 def from_harclip(err: HarclipError) -> ApiError:
-    """The HTTP meaning of a library error."""
+    """The HTTP meaning of a library error (an `ApiError` already has one)."""
+    if isinstance(err, ApiError):
+        return err
     if isinstance(err, DecodeError):
         return ApiError(422, "invalid_image", str(err))
     if isinstance(err, MessageError):
@@ -115,3 +103,21 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(HarclipError, on_harclip)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+_STATUS_TEXT: Mapping[int, str] = {
+    400: "bad request (e.g. refused URL)",
+    401: "missing or unknown API key",
+    403: "the key's role is too weak",
+    404: "not found",
+    413: "body or image too large",
+    415: "not a supported image",
+    422: "invalid input (schema, undecodable image, pixel limit)",
+    429: "rate limit exceeded",
+    503: "a dependency (Redis, Elasticsearch, Kafka) is unavailable",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the error statuses a route may answer."""
+    return {s: {"model": ErrorBody, "description": _STATUS_TEXT.get(s, "error")} for s in statuses}

@@ -5,27 +5,21 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import harclip
-from api.runtime import Runtime
-from api.schemas import Health, Readiness, ServiceInfo
+from api.runtime import Runtime, RuntimeDep
+from harclip.wire import Health, Readiness, ServiceInfo
 
 router = APIRouter(tags=["service"])
 
 _CHECK_TIMEOUT_S = 2.0
 
 
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
 @router.get("/", response_model=ServiceInfo, summary="Service, model, engine and labels")
-async def info(request: Request) -> ServiceInfo:
-    rt = _runtime(request)
+async def info(rt: RuntimeDep) -> ServiceInfo:
     m = rt.bundle.manifest
     return ServiceInfo(
         service="harclip-api",
@@ -64,8 +58,7 @@ async def _check(name: str, rt: Runtime) -> str:
     summary="Model loaded and dependencies reachable (503 otherwise)",
     responses={503: {"model": Readiness, "description": "not ready; `checks` says why"}},
 )
-async def ready(request: Request) -> JSONResponse:
-    rt = _runtime(request)
+async def ready(rt: RuntimeDep) -> JSONResponse:
     names = [
         n
         for n, on in (
@@ -90,7 +83,5 @@ async def ready(request: Request) -> JSONResponse:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
-async def metrics(request: Request) -> Response:
-    return Response(
-        generate_latest(_runtime(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+async def metrics(rt: RuntimeDep) -> Response:
+    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -7,58 +7,50 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from api.auth import requires
-from api.errors import ApiError
-from api.runtime import Runtime
-from api.schemas import LabelSetRequest, LabelSetResponse, error_responses
+from api.errors import error_responses
+from api.runtime import Runtime, RuntimeDep
 from harclip.control import HEAD_KEY, publish
 from harclip.errors import MessageError
 from harclip.labels import prompts_for
 from harclip.model.head import next_version
+from harclip.wire import ApiError, LabelSet, LabelSetRequest
 
 router = APIRouter(tags=["labels"])
 log = logging.getLogger(__name__)
 
 
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-def _describe(rt: Runtime) -> LabelSetResponse:
+def _describe(rt: Runtime) -> LabelSet:
     h = rt.heads.head
-    return LabelSetResponse(
-        version=h.version, kind=h.kind, labels=list(h.labels), prompts=dict(h.prompts)
-    )
+    return LabelSet(version=h.version, kind=h.kind, labels=list(h.labels), prompts=dict(h.prompts))
 
 
 @router.get(
     "/labels",
-    response_model=LabelSetResponse,
+    response_model=LabelSet,
     summary="The label set in use",
     dependencies=[Depends(requires("read"))],
     responses=error_responses(401, 403, 429),
 )
-async def get_labels(request: Request) -> LabelSetResponse:
-    return _describe(_runtime(request))
+async def get_labels(rt: RuntimeDep) -> LabelSet:
+    return _describe(rt)
 
 
 @router.put(
     "/labels",
-    response_model=LabelSetResponse,
+    response_model=LabelSet,
     summary="Replace the label set (admin)",
     dependencies=[Depends(requires("admin"))],
     responses=error_responses(401, 403, 422, 429, 503),
 )
-async def put_labels(body: LabelSetRequest, request: Request) -> LabelSetResponse:
+async def put_labels(body: LabelSetRequest, rt: RuntimeDep) -> LabelSet:
     """Builds a zero-shot head for the labels (a name without prompts gets the default prompt
     ensemble), publishes it to the workers and returns it with its new version."""
     from harclip.model.relabel import validate_label_set
     from harclip.model.text import build_head
 
-    rt = _runtime(request)
     unknown = set(body.prompts) - set(body.labels)
     if unknown:
         raise ApiError(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError, error_body
 from harclip.errors import DecodeError
 from harclip.model.imageio import ImageHeader, check_header, sniff_format
+from harclip.wire import ApiError
 
 _SUPPORTED = "JPEG, PNG, WebP, BMP or GIF"
 
@@ -94,11 +94,8 @@ class BodyLimitMiddleware:
             left -= len(message.get("body", b""))
 
     async def _refuse(self, send: Send) -> None:
-        import orjson
-
-        body = orjson.dumps(
-            error_body("payload_too_large", f"request body exceeds {self.max_bytes:,} bytes")
-        )
+        too_large = f"request body exceeds {self.max_bytes:,} bytes"
+        body = ApiError(413, "payload_too_large", too_large).body().to_json().encode()
         await send(
             {
                 "type": "http.response.start",

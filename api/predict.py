@@ -8,26 +8,21 @@ import binascii
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, UploadFile
 
 from api.auth import requires
-from api.errors import ApiError
-from api.runtime import Runtime, Scored
-from api.schemas import (
+from api.errors import error_responses
+from api.runtime import RuntimeDep, Scored
+from harclip.wire import (
+    ApiError,
     LabelScore,
     PredictLatency,
     PredictManyResponse,
     PredictRequest,
     PredictResponse,
-    error_responses,
 )
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(requires("predict"))])
-
-
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
 
 
 def _b64(text: str) -> bytes:
@@ -41,14 +36,13 @@ def _b64(text: str) -> bytes:
         raise ApiError(422, "invalid_base64", "'image' is not valid base64") from None
 
 
-def _response(rt: Runtime, s: Scored, start: float, filename: str | None) -> PredictResponse:
+def _response(s: Scored, start: float, filename: str | None) -> PredictResponse:
     label, score = s.top_k[0]
-    model = rt.heads.current.model.model_copy(update={"head_version": s.head_version})
     return PredictResponse(
         label=label,
         score=score,
-        predictions=[LabelScore(label=lb, class_name=lb, score=sc) for lb, sc in s.top_k],
-        model=model,
+        predictions=[LabelScore(label=lb, score=sc) for lb, sc in s.top_k],
+        model=s.model,
         latency_ms=PredictLatency(
             decode=round(s.decode_ms, 3),
             queue=round(s.queue_ms, 3),
@@ -65,18 +59,17 @@ def _response(rt: Runtime, s: Scored, start: float, filename: str | None) -> Pre
     summary="Predict the action in one image (base64 or URL)",
     responses=error_responses(400, 401, 403, 413, 415, 422, 429),
 )
-async def predict(body: PredictRequest, request: Request) -> PredictResponse:
+async def predict(body: PredictRequest, rt: RuntimeDep) -> PredictResponse:
     """The top-k actions for an image sent as base64 (`image`) or fetched from a public
     http(s) URL (`image_url`; private, loopback and link-local addresses are refused)."""
     start = time.perf_counter()
-    rt = _runtime(request)
     if body.image is not None:
         data = _b64(body.image)
     else:
         assert body.image_url is not None
         data = await rt.fetch_url(body.image_url)
     (scored,) = await rt.predict([("image", data)], body.top_k or rt.settings.model.top_k)
-    return _response(rt, scored, start, None)
+    return _response(scored, start, None)
 
 
 @router.post(
@@ -86,7 +79,7 @@ async def predict(body: PredictRequest, request: Request) -> PredictResponse:
     responses=error_responses(401, 403, 413, 415, 422, 429),
 )
 async def predict_image(
-    request: Request,
+    rt: RuntimeDep,
     files: Annotated[
         list[UploadFile] | None, File(description="one or more image files (field `files`)")
     ] = None,
@@ -97,7 +90,6 @@ async def predict_image(
     from the declared content type; if any file is not a usable image the request fails with 415
     or 422 naming it."""
     start = time.perf_counter()
-    rt = _runtime(request)
     uploads = [*(files or []), *([file] if file is not None else [])]
     if not uploads:
         raise ApiError(422, "invalid_request", "send at least one file in field 'files'")
@@ -112,7 +104,5 @@ async def predict_image(
         images.append((up.filename or f"file {i + 1}", await up.read()))
     scored = await rt.predict(images, top_k or rt.settings.model.top_k)
     return PredictManyResponse(
-        results=[
-            _response(rt, s, start, up.filename) for s, up in zip(scored, uploads, strict=True)
-        ]
+        results=[_response(s, start, up.filename) for s, up in zip(scored, uploads, strict=True)]
     )

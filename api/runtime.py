@@ -1,6 +1,6 @@
 """What the API holds while it runs: the engine and current head, the shared micro-batcher, the
 Redis / Elasticsearch / Kafka clients and the URL fetcher. Built by `create_app`, started and
-stopped by the app's lifespan; routes reach it as `request.app.state.runtime`."""
+stopped by the app's lifespan; routes (HTTP and WebSocket) take it as a `RuntimeDep` parameter."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from api import urlfetch
 from api.auth import Authenticator
-from api.errors import ApiError
 from api.limits import check_image
 from api.metrics import ApiMetrics
 from harclip.batching import MicroBatcher
@@ -24,35 +25,47 @@ from harclip.config import Settings
 from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
 from harclip.errors import DecodeError, Unavailable
 from harclip.io.indices import EmbeddingSpace
+from harclip.messages import ModelRef
+from harclip.wire import ApiError
 
 if TYPE_CHECKING:
+    import httpx
     from aiokafka import AIOKafkaProducer
+    from elasticsearch import AsyncElasticsearch
+    from redis.asyncio import Redis
 
     from harclip.engines import Engine
     from harclip.model.bundle import Bundle
-    from harclip.model.head import Head
     from harclip.model.text import TextEncoder
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Embedded:
-    """One image's result from a batch: its embedding row, the head of that batch, timings."""
+class _Job:
+    """One image waiting for a batch: its pixels and how many labels its caller wants."""
 
-    embedding: np.ndarray  # [D] float32
-    head: Head
+    pixels: np.ndarray  # uint8 [S, S, 3]
+    k: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """One image's result from its batch (computed in the engine thread)."""
+
+    top_k: list[tuple[str, float]]  # best first
+    model: ModelRef  # the model and head of the batch
     batch_start: float  # perf_counter seconds
     infer_ms: float
-    batch_size: int
 
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """One image's prediction with the timings the API reports (ms)."""
+    """One image's prediction: top-k (best first), the model and head that made it, and the
+    timings the API reports (ms)."""
 
     top_k: list[tuple[str, float]]
-    head_version: int
+    model: ModelRef
     decode_ms: float
     queue_ms: float
     infer_ms: float
@@ -79,12 +92,12 @@ class Runtime:
         self._decode_pool = ThreadPoolExecutor(
             settings.batching.decode_threads, thread_name_prefix="api-decode"
         )
-        self._batcher: MicroBatcher[np.ndarray, Embedded] | None = None
+        self._batcher: MicroBatcher[_Job, _Done] | None = None
         self._text: TextEncoder | None = None
         self._text_lock = asyncio.Lock()
-        self._http: Any = None
-        self._redis: Any = None
-        self._es: Any = None
+        self._http: httpx.AsyncClient | None = None
+        self._redis: Redis | None = None
+        self._es: AsyncElasticsearch | None = None
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._control_task: asyncio.Task[None] | None = None
@@ -147,18 +160,23 @@ class Runtime:
                 self._text = await asyncio.to_thread(self.bundle.text_encoder)
             return self._text
 
-    def _run_batch(self, images: Sequence[np.ndarray]) -> list[Embedded]:
-        """The engine thread's work for one batch: uint8 [S,S,3] each -> one `Embedded` each."""
+    def _run_batch(self, jobs: Sequence[_Job]) -> list[_Done]:
+        """The engine thread's work for one batch, as in the worker: embed, then score with one
+        head snapshot (`heads.current`), whose model reference every result carries."""
         assert self.engine is not None
-        head = self.heads.head  # read once: the whole batch uses one head
+        in_use = self.heads.current  # read once: the whole batch uses one head
         start = time.perf_counter()
-        emb = self.engine.embed(np.stack(images))  # [N, S, S, 3] -> [N, D]
+        emb = self.engine.embed(np.stack([j.pixels for j in jobs]))  # [N, S, S, 3] -> [N, D]
+        top = in_use.head.top_k(emb, max(j.k for j in jobs))  # [N, D] -> N × k_max, best first
         infer_ms = (time.perf_counter() - start) * 1000
-        return [Embedded(emb[i], head, start, infer_ms, len(images)) for i in range(len(images))]
+        return [
+            _Done(row[: j.k], in_use.model, start, infer_ms)
+            for j, row in zip(jobs, top, strict=True)
+        ]
 
     async def predict(self, images: Sequence[tuple[str, bytes]], k: int) -> list[Scored]:
-        """Named encoded images -> one result each, in order; the whole request fails (422/415
-        naming the image) if any image is not usable."""
+        """Named encoded images -> one result each (its `k` best labels), in order; the whole
+        request fails (422/415 naming the image) if any image is not usable."""
         size, max_pixels = self.bundle.manifest.image_size, self.settings.model.max_pixels
         for name, data in images:
             check_image(data, max_pixels=max_pixels, name=name)
@@ -171,24 +189,25 @@ class Runtime:
             ),
         )
         submitted = time.perf_counter()
-        done: list[Embedded] = await asyncio.gather(*(self._submit(img) for img in decoded))
+        done = await asyncio.gather(*(self._submit(_Job(img, k)) for img in decoded))
         decode_ms = (submitted - start) * 1000
-        out = []
-        for e in done:
-            top = e.head.top_k(e.embedding[None, :], min(k, len(e.head.labels)))[0]
-            queue_ms = max(0.0, (e.batch_start - submitted) * 1000)
-            out.append(Scored(top, e.head.version, decode_ms, queue_ms, e.infer_ms))
         self.metrics.images.inc(len(images))
-        return out
+        return [
+            Scored(d.top_k, d.model, decode_ms, max(0.0, (d.batch_start - submitted) * 1000),
+                   d.infer_ms)
+            for d in done
+        ]  # fmt: skip
 
-    async def _submit(self, image: np.ndarray) -> Embedded:
+    async def _submit(self, job: _Job) -> _Done:
         if self._batcher is None:
             raise ApiError(503, "unavailable", "the model is not loaded yet")
-        return await self._batcher.submit(image)
+        return await self._batcher.submit(job)
 
     # -- clients -------------------------------------------------------------------------------
 
     async def fetch_url(self, url: str) -> bytes:
+        if self._http is None:
+            raise ApiError(503, "unavailable", "the API is not started yet")
         try:
             return await urlfetch.fetch(url, self.fetch_policy, self._http)
         except urlfetch.UrlNotAllowed as e:
@@ -198,7 +217,7 @@ class Runtime:
         except urlfetch.UrlFetchFailed as e:
             raise ApiError(422, "url_fetch_failed", str(e)) from None
 
-    def redis(self) -> Any:
+    def redis(self) -> Redis:
         if not self.settings.redis.enabled:
             raise ApiError(503, "unavailable", "Redis is turned off (HARCLIP_REDIS__ENABLED)")
         if self._redis is None:
@@ -207,7 +226,7 @@ class Runtime:
             self._redis = make_redis(self.settings.redis)
         return self._redis
 
-    def es(self) -> Any:
+    def es(self) -> AsyncElasticsearch:
         if not self.settings.elasticsearch.enabled:
             raise ApiError(
                 503, "unavailable", "Elasticsearch is turned off (HARCLIP_ELASTICSEARCH__ENABLED)"
@@ -224,7 +243,7 @@ class Runtime:
         m = self.bundle.manifest
         return EmbeddingSpace(m.name, str(m.version), m.embed_dim)
 
-    async def search_client(self) -> Any:
+    async def search_client(self) -> AsyncElasticsearch:
         """The Elasticsearch client, with the index templates put once (idempotent)."""
         es = self.es()
         async with self._es_lock:
@@ -252,3 +271,12 @@ def _decode(name: str, data: bytes, size: int, max_pixels: int) -> np.ndarray:
         return decode_image(data, size, max_pixels=max_pixels)
     except DecodeError as e:
         raise ApiError(422, "invalid_image", f"{name}: {e}") from None
+
+
+def get_runtime(conn: HTTPConnection) -> Runtime:
+    """The FastAPI dependency that gives a route (HTTP or WebSocket) the app's `Runtime`."""
+    rt: Runtime = conn.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from api.auth import requires
-from api.runtime import Runtime
-from api.schemas import SearchHit, SearchResponse, error_responses
+from api.errors import error_responses
+from api.runtime import RuntimeDep
 from api.streams import EndMs, LabelQ, MinScore, StartMs
+from harclip.wire import SearchResponse
 
 router = APIRouter(tags=["search"], dependencies=[Depends(requires("read"))])
 
@@ -23,7 +24,7 @@ router = APIRouter(tags=["search"], dependencies=[Depends(requires("read"))])
     responses=error_responses(401, 403, 422, 429, 503),
 )
 async def search_text(
-    request: Request,
+    rt: RuntimeDep,
     q: Annotated[
         str,
         Query(
@@ -43,10 +44,9 @@ async def search_text(
     """Best matches first; `similarity` is the cosine of text and frame embeddings."""
     from harclip.io import search
 
-    rt: Runtime = request.app.state.runtime
     encoder = await rt.text_encoder()
     vector = (await asyncio.to_thread(encoder.encode, [q]))[0]  # [1, D] -> [D]
-    matches = await search.knn(
+    hits = await search.knn(
         await rt.search_client(),
         rt.settings.elasticsearch,
         rt.space,
@@ -58,6 +58,4 @@ async def search_text(
         label=label,
         min_score=min_score,
     )
-    return SearchResponse(
-        query=q, hits=[SearchHit(similarity=m.similarity, prediction=m.prediction) for m in matches]
-    )
+    return SearchResponse(query=q, space=rt.space.slug, hits=hits)

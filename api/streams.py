@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api.auth import requires
-from api.errors import ApiError
-from api.runtime import Runtime
-from api.schemas import PredictionPage, StreamInfo, StreamList, error_responses
-from harclip.messages import Prediction
+from api.errors import error_responses
+from api.runtime import RuntimeDep
+from harclip.errors import MessageError
+from harclip.wire import ApiError, Prediction, PredictionPage, StreamInfo, StreamList
 
 router = APIRouter(tags=["streams"], dependencies=[Depends(requires("read"))])
 
@@ -29,24 +29,6 @@ LabelQ = Annotated[str | None, Query(min_length=1, max_length=100, description="
 MinScore = Annotated[float | None, Query(ge=0, le=1, description="only predictions scored >= this")]
 
 
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-def encode_cursor(after: tuple[int, str] | None) -> str | None:
-    return None if after is None else f"{after[0]}_{after[1]}"
-
-
-def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
-    if cursor is None:
-        return None
-    ms, sep, frame_id = cursor.partition("_")
-    if not sep or not ms.isdigit() or not frame_id or int(ms) > MAX_MS:
-        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned as 'next'")
-    return int(ms), frame_id
-
-
 @router.get(
     "/streams",
     response_model=StreamList,
@@ -54,13 +36,12 @@ def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
     responses=error_responses(401, 403, 429, 503),
 )
 async def list_streams(
-    request: Request,
+    rt: RuntimeDep,
     since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS, description="seen at or after")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> StreamList:
     from harclip.io import store
 
-    rt = _runtime(request)
     rows = await store.list_streams(rt.redis(), rt.settings.redis, since_ms=since_ms, limit=limit)
     return StreamList(streams=[StreamInfo(stream_id=sid, last_seen=ms) for sid, ms in rows])
 
@@ -71,10 +52,9 @@ async def list_streams(
     summary="The latest prediction of a stream",
     responses=error_responses(401, 403, 404, 429, 503),
 )
-async def latest(stream_id: StreamId, request: Request) -> Prediction:
+async def latest(stream_id: StreamId, rt: RuntimeDep) -> Prediction:
     from harclip.io import store
 
-    rt = _runtime(request)
     pred = await store.read_latest(rt.redis(), rt.settings.redis, stream_id)
     if pred is None:
         raise ApiError(404, "not_found", f"no prediction for stream {stream_id!r}")
@@ -90,11 +70,10 @@ async def latest(stream_id: StreamId, request: Request) -> Prediction:
         **error_responses(401, 403, 404, 429, 503),
     },
 )
-async def frame(stream_id: StreamId, request: Request) -> Response:
+async def frame(stream_id: StreamId, rt: RuntimeDep) -> Response:
     from harclip.io import store
     from harclip.model.imageio import sniff_format
 
-    rt = _runtime(request)
     data = await store.read_frame(rt.redis(), rt.settings.redis, stream_id)
     if data is None:
         raise ApiError(404, "not_found", f"no recent frame for stream {stream_id!r}")
@@ -110,7 +89,7 @@ async def frame(stream_id: StreamId, request: Request) -> Response:
 )
 async def history(
     stream_id: StreamId,
-    request: Request,
+    rt: RuntimeDep,
     start_ms: StartMs = None,
     end_ms: EndMs = None,
     label: LabelQ = None,
@@ -122,8 +101,12 @@ async def history(
 ) -> PredictionPage:
     from harclip.io import search
 
-    rt = _runtime(request)
-    page = await search.history(
+    if cursor is not None:
+        try:
+            search.decode_cursor(cursor)
+        except MessageError as e:
+            raise ApiError(422, "invalid_cursor", str(e)) from None
+    return await search.history(
         await rt.search_client(),
         rt.settings.elasticsearch,
         stream_id=stream_id,
@@ -132,6 +115,5 @@ async def history(
         label=label,
         min_score=min_score,
         size=size,
-        search_after=decode_cursor(cursor),
+        cursor=cursor,
     )
-    return PredictionPage(items=page.items, next=encode_cursor(page.next_after))

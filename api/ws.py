@@ -1,17 +1,11 @@
 """WebSockets: live Predictions from Redis (`/ws/streams/{id}`, `/ws/streams`) with a resume
 position, heartbeats and a bounded per-client queue (a slow client loses its oldest undelivered
-messages, counted and reported to it); `/ws/ingest/{stream_id}` publishes JPEG frames sent by a
+messages, counted and reported to it); `/ws/ingest/{stream_id}` publishes image frames sent by a
 client to `harclip.frames` and acknowledges each.
 
-Server -> client (JSON text):
-  {"type": "prediction", "stream_id", "id": "<entry id>", "prediction": {...}}
-  {"type": "subscribed", "positions": {"<stream id>": "<entry id>"}}   (first, once reading)
-  {"type": "heartbeat", "at": <ms>}
-  {"type": "dropped", "count": <since last report>, "total": <this connection>}
-  {"type": "ack", "frame_id", "seq"}                      (ingest)
-  {"type": "error", "error": {"code", "message"}}
-Client -> server: {"type": "resume", "after": "<entry id>" | {"<stream id>": "<entry id>"}}
-(subscriptions), binary image frames (ingest).
+Every message is a `harclip.wire` type. Server -> client: `Subscribed` (first, once reading),
+`PredictionMessage`, `Heartbeat`, `Dropped`, `Ack` (ingest), `ErrorMessage` (with its HTTP-like
+status). Client -> server: `Resume` (subscriptions), binary image frames (ingest).
 """
 
 from __future__ import annotations
@@ -19,21 +13,35 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from starlette.websockets import WebSocketState
+from pydantic import TypeAdapter, ValidationError
+from starlette.websockets import WebSocketDisconnected, WebSocketState
 
 from api.auth import Role, key_from
-from api.errors import ApiError, error_body, error_response
+from api.errors import error_response, from_harclip
 from api.limits import check_image
-from api.runtime import Runtime
+from api.runtime import Runtime, RuntimeDep
 from harclip.errors import HarclipError
+from harclip.io.kafka import send_frame
 from harclip.messages import Frame, new_frame_id, now_ms
+from harclip.wire import (
+    Ack,
+    ApiError,
+    Dropped,
+    EntryId,
+    ErrorMessage,
+    Heartbeat,
+    PredictionMessage,
+    Resume,
+    ServerMessage,
+    Subscribed,
+    WireModel,
+)
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -42,70 +50,59 @@ _READ_BLOCK_MS = 1000  # one Redis read waits at most this long, ms (then stream
 _READ_COUNT = 200  # entries per stream per read
 _UNAVAILABLE_RETRY_S = 1.0  # pause after a failed Redis read, seconds
 Positions = dict[str, str]
+_AFTER: TypeAdapter[str | dict[str, str]] = TypeAdapter(EntryId | dict[str, EntryId])
+_RESUME_HINT = 'send {"type": "resume", "after": "<entry id>" | {"<stream id>": "<entry id>"}}'
 
 
-def _runtime(ws: WebSocket) -> Runtime:
-    rt: Runtime = ws.app.state.runtime
-    return rt
+async def _send(ws: WebSocket, message: WireModel) -> None:
+    await ws.send_text(message.to_json())
 
 
-async def _admit(ws: WebSocket, role: Role) -> bool:
-    """Check the key before accepting; refuse with an HTTP 401/403/429 response (or close code
-    1008 where the server cannot send one)."""
-    rt = _runtime(ws)
+async def _admit(ws: WebSocket, rt: Runtime, role: Role) -> bool:
+    """Check the key before accepting; refuse with the HTTP 401/403/429 error answer, or close
+    with code 1008 where the server lacks the WebSocket Denial Response extension (Starlette
+    would raise RuntimeError: ask for the extension instead of catching that)."""
     try:
         rt.auth.check(key_from(ws.headers, ws.query_params), role)
         return True
     except ApiError as e:
-        try:
+        if "websocket.http.response" in ws.scope.get("extensions", {}):
             await ws.send_denial_response(error_response(e))
-        except RuntimeError:
+        else:
             await ws.close(code=1008, reason=e.message[:120])
         return False
 
 
-def _parse_after(raw: object, stream_id: str | None) -> Positions | str:
-    """A resume position: a map stream -> entry id, or one entry id for every stream."""
-    if isinstance(raw, str):
-        raw = raw.strip()
-        if raw.startswith("{"):
-            try:
-                raw = json.loads(raw)
-            except json.JSONDecodeError:
-                raise ApiError(422, "invalid_position", "'after' is not valid JSON") from None
-        else:
-            return _check_entry_id(raw)
-    if isinstance(raw, Mapping):
-        out: Positions = {}
-        for k, v in raw.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise ApiError(422, "invalid_position", "'after' maps stream ids to entry ids")
-            out[k] = _check_entry_id(v)
-        if stream_id is not None:
-            return out.get(stream_id, "0-0")
-        return out
-    raise ApiError(422, "invalid_position", "'after' is an entry id or {stream id: entry id}")
-
-
-def _check_entry_id(v: str) -> str:
-    ms, sep, seq = v.partition("-")
-    if not ms.isdigit() or (sep and not seq.isdigit()) or len(v) > 41:
-        raise ApiError(
-            422, "invalid_position", f"{v!r} is not a Redis entry id like 1700000000000-0"
+def _parse_after(raw: str | Mapping[str, str], stream_id: str | None) -> Positions | str:
+    """A resume position: a map stream -> entry id, or one entry id for every stream. The query
+    parameter may carry the map as JSON text."""
+    try:
+        after = (
+            _AFTER.validate_json(raw)
+            if isinstance(raw, str) and raw.lstrip().startswith("{")
+            else _AFTER.validate_python(raw.strip() if isinstance(raw, str) else raw)
         )
-    return v
+    except ValidationError:
+        raise ApiError(
+            422,
+            "invalid_position",
+            "'after' is an entry id like 1700000000000-0 or {stream id: entry id}",
+        ) from None
+    if isinstance(after, dict) and stream_id is not None:
+        return after.get(stream_id, "0-0")
+    return after
 
 
 class _Outbox:
     """A bounded queue of messages for one client: when full the oldest is dropped and counted."""
 
     def __init__(self, size: int) -> None:
-        self._items: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
+        self._items: collections.deque[ServerMessage] = collections.deque(maxlen=size)
         self._ready = asyncio.Event()
         self.dropped = 0  # not yet reported
         self.total_dropped = 0
 
-    def put(self, message: dict[str, Any]) -> bool:
+    def put(self, message: ServerMessage) -> bool:
         """Queue `message`; False when the oldest message had to be dropped."""
         full = len(self._items) == self._items.maxlen
         self._items.append(message)
@@ -118,7 +115,7 @@ class _Outbox:
     def clear(self) -> None:
         self._items.clear()
 
-    async def get(self, timeout_s: float) -> dict[str, Any] | None:
+    async def get(self, timeout_s: float) -> ServerMessage | None:
         """The next message (a drop report first, if any), or None after `timeout_s` seconds."""
         if not self._items and not self.dropped:
             self._ready.clear()
@@ -127,12 +124,11 @@ class _Outbox:
             except TimeoutError:
                 return None
         if self.dropped:
-            report = {
-                "type": "dropped",
-                "count": self.dropped,
-                "total": self.total_dropped,
-                "message": f"{self.dropped} predictions dropped: the client reads too slowly",
-            }
+            report = Dropped(
+                count=self.dropped,
+                total=self.total_dropped,
+                message=f"{self.dropped} predictions dropped: the client reads too slowly",
+            )
             self.dropped = 0
             return report
         return self._items.popleft() if self._items else None
@@ -203,58 +199,42 @@ class _Subscription:
             except HarclipError as e:
                 if _cancelling():
                     return
-                self.outbox.put({"type": "error", **error_body("unavailable", str(e))})
+                self.outbox.put(from_harclip(e).message_for_ws())
                 await asyncio.sleep(_UNAVAILABLE_RETRY_S)
                 continue
             if self._restart.is_set():
                 continue  # a resume arrived while reading: these rows are from the old position
             for entry_id, pred in rows:
                 self.positions[pred.stream_id] = entry_id
-                if not self.outbox.put(
-                    {
-                        "type": "prediction",
-                        "stream_id": pred.stream_id,
-                        "id": entry_id,
-                        "prediction": pred.to_dict(),
-                    }
-                ):
+                message = PredictionMessage(stream_id=pred.stream_id, id=entry_id, prediction=pred)
+                if not self.outbox.put(message):
                     self.rt.metrics.ws_dropped.inc()
 
     async def send_loop(self) -> None:
         heartbeat = self.rt.settings.api.ws_heartbeat_s
         while True:
             message = await self.outbox.get(heartbeat)
-            if message is None:
-                message = {"type": "heartbeat", "at": now_ms()}
-            await self.ws.send_json(message)
-            if message["type"] == "prediction":
+            await _send(self.ws, message or Heartbeat(at=now_ms()))
+            if isinstance(message, PredictionMessage):
                 self.rt.metrics.ws_sent.inc()
 
     async def receive_loop(self) -> None:
         while True:
-            try:
-                msg = await self.ws.receive_json()
-            except WebSocketDisconnect:
+            raw = await self.ws.receive()
+            if raw["type"] == "websocket.disconnect":
                 return
-            except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
-                await self._error("invalid_message", 'send {"type": "resume", "after": ...}')
-                continue
-            if not isinstance(msg, dict) or msg.get("type") != "resume":
-                await self._error("invalid_message", 'send {"type": "resume", "after": ...}')
-                continue
             try:
-                await self.set_position(_parse_after(msg.get("after", "0-0"), self.stream_id))
+                resume = Resume.model_validate_json(raw.get("text") or raw.get("bytes") or b"")
+                await self.set_position(_parse_after(resume.after, self.stream_id))
+            except ValidationError:
+                self.outbox.put(ApiError(422, "invalid_message", _RESUME_HINT).message_for_ws())
             except ApiError as e:
-                await self._error(e.code, e.message)
-
-    async def _error(self, code: str, message: str) -> None:
-        self.outbox.put({"type": "error", **error_body(code, message)})
+                self.outbox.put(e.message_for_ws())
 
 
-async def _subscribe(ws: WebSocket, stream_id: str | None) -> None:
-    if not await _admit(ws, "read"):
+async def _subscribe(ws: WebSocket, rt: Runtime, stream_id: str | None) -> None:
+    if not await _admit(ws, rt, "read"):
         return
-    rt = _runtime(ws)
     await ws.accept()
     sub = _Subscription(ws, rt, stream_id)
     counted = False
@@ -265,7 +245,7 @@ async def _subscribe(ws: WebSocket, stream_id: str | None) -> None:
             # counted (and announced) once the position is held: what is written from now on arrives
             rt.metrics.ws_clients.labels("subscribe").inc()
             counted = True
-            await ws.send_json({"type": "subscribed", "positions": sub.positions})
+            await _send(ws, Subscribed(positions=sub.positions))
             tasks = [
                 asyncio.create_task(c)
                 for c in (sub.read_loop(), sub.send_loop(), sub.receive_loop())
@@ -276,45 +256,46 @@ async def _subscribe(ws: WebSocket, stream_id: str | None) -> None:
             await asyncio.gather(*pending, return_exceptions=True)
             for t in done:
                 exc = t.exception()
-                if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
+                # WebSocketDisconnect: a send to a client that left (Starlette turns the
+                # server's OSError into it); WebSocketDisconnected: a use after the close.
+                if exc is not None and not isinstance(
+                    exc, WebSocketDisconnect | WebSocketDisconnected
+                ):
                     raise exc
         finally:
             if counted:
                 rt.metrics.ws_clients.labels("subscribe").dec()
 
 
-async def _close_quietly(ws: WebSocket) -> None:
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the peer is gone
-        await ws.close()
-
-
 @contextlib.asynccontextmanager
 async def _session(ws: WebSocket) -> AsyncIterator[None]:
     """Ends an accepted WebSocket session: an expected error becomes an `error` message to the
     client (never a traceback), a client that left is fine, and the socket is closed."""
+    # Sending to (or closing towards) a client that already left raises WebSocketDisconnect:
+    # Starlette wraps the server's OSError (uvicorn's ClientDisconnected) into it.
     try:
         yield
-    except ApiError as e:
-        await ws.send_json({"type": "error", **error_body(e.code, e.message)})
     except HarclipError as e:
-        await ws.send_json({"type": "error", **error_body("unavailable", str(e))})
+        with contextlib.suppress(WebSocketDisconnect):
+            await _send(ws, from_harclip(e).message_for_ws())
     except WebSocketDisconnect:
         pass
     finally:
-        if ws.application_state != WebSocketState.DISCONNECTED:
-            await _close_quietly(ws)
+        if ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(WebSocketDisconnect):
+                await ws.close()
 
 
 @router.websocket("/ws/streams/{stream_id}")
-async def subscribe_stream(ws: WebSocket, stream_id: str) -> None:
+async def subscribe_stream(ws: WebSocket, stream_id: str, rt: RuntimeDep) -> None:
     """Live predictions of one stream; `?after=<entry id>` resumes after that entry."""
-    await _subscribe(ws, stream_id)
+    await _subscribe(ws, rt, stream_id)
 
 
 @router.websocket("/ws/streams")
-async def subscribe_all(ws: WebSocket) -> None:
+async def subscribe_all(ws: WebSocket, rt: RuntimeDep) -> None:
     """Live predictions of every stream; `?after=` an entry id or a JSON {stream: entry id}."""
-    await _subscribe(ws, None)
+    await _subscribe(ws, rt, None)
 
 
 def _check_stream_id(stream_id: str) -> None:
@@ -323,70 +304,53 @@ def _check_stream_id(stream_id: str) -> None:
 
 
 @router.websocket("/ws/ingest/{stream_id}")
-async def ingest(ws: WebSocket, stream_id: str) -> None:
+async def ingest(ws: WebSocket, stream_id: str, rt: RuntimeDep) -> None:
     """Binary messages are image frames (JPEG, PNG, ...) of `stream_id`: each is published to
     the frames topic and acknowledged with its frame_id once Kafka has it."""
-    if not await _admit(ws, "predict"):
+    if not await _admit(ws, rt, "predict"):
         return
-    rt = _runtime(ws)
     await ws.accept()
     rt.metrics.ws_clients.labels("ingest").inc()
-    s = rt.settings
-    limit = min(s.api.max_body_bytes, s.kafka.max_message_bytes)
-    seq = 0
     async with _session(ws):
         try:
             _check_stream_id(stream_id)
             producer = await rt.producer()
+            seq = 0
             while True:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
                     return
-                data = message.get("bytes")
-                if data is None:
-                    await ws.send_json(
-                        {
-                            "type": "error",
-                            **error_body("invalid_message", "send each frame as a binary message"),
-                        }
-                    )
-                    continue
-                try:
-                    if len(data) > limit:
-                        raise ApiError(
-                            413,
-                            "payload_too_large",
-                            f"frame of {len(data):,} bytes; the limit is {limit:,}",
-                        )
-                    header = check_image(data, max_pixels=s.model.max_pixels, name="frame")
-                except ApiError as e:
-                    await ws.send_json(
-                        {"type": "error", "seq": seq, **error_body(e.code, e.message)}
-                    )
-                    continue
-                frame = Frame(
-                    new_frame_id(),
-                    stream_id,
-                    seq,
-                    now_ms(),
-                    data,
-                    content_type=f"image/{header.format}",
-                )
-                try:
-                    await producer.send_and_wait(
-                        s.kafka.topics.frames, data, key=stream_id.encode(), headers=frame.headers()
-                    )
-                except KafkaError as e:
-                    await ws.send_json(
-                        {
-                            "type": "error",
-                            "seq": seq,
-                            **error_body("unavailable", f"Kafka did not take the frame: {e!r}"),
-                        }
-                    )
-                    continue
-                rt.metrics.ingested.inc()
-                await ws.send_json({"type": "ack", "frame_id": frame.frame_id, "seq": seq})
-                seq += 1
+                reply = await _ingest_one(rt, producer, stream_id, seq, message.get("bytes"))
+                await _send(ws, reply)
+                if isinstance(reply, Ack):
+                    seq += 1
         finally:
             rt.metrics.ws_clients.labels("ingest").dec()
+
+
+async def _ingest_one(
+    rt: Runtime, producer: AIOKafkaProducer, stream_id: str, seq: int, data: bytes | None
+) -> Ack | ErrorMessage:
+    """Check one frame and publish it; its `Ack` once Kafka has it, or the `ErrorMessage`."""
+    s = rt.settings
+    limit = min(s.api.max_body_bytes, s.kafka.max_message_bytes)
+    try:
+        if data is None:
+            raise ApiError(422, "invalid_message", "send each frame as a binary message")
+        if len(data) > limit:
+            raise ApiError(
+                413, "payload_too_large", f"frame of {len(data):,} bytes; the limit is {limit:,}"
+            )
+        header = check_image(data, max_pixels=s.model.max_pixels, name="frame")
+    except ApiError as e:
+        return e.message_for_ws(seq)
+    frame = Frame(
+        new_frame_id(), stream_id, seq, now_ms(), data, content_type=f"image/{header.format}"
+    )
+    try:
+        await (await send_frame(producer, s.kafka.topics.frames, frame))
+    except KafkaError as e:
+        refused = ApiError(503, "unavailable", f"Kafka did not take the frame: {e!r}")
+        return refused.message_for_ws(seq)
+    rt.metrics.ingested.inc()
+    return Ack(frame_id=frame.frame_id, seq=seq)

@@ -19,6 +19,7 @@ from harclip.errors import MessageError, SinkRefused, SinkUnavailable
 from harclip.io.es import TRANSIENT_TYPES, es_errors, transient_status
 from harclip.io.indices import EMBEDDING, EmbeddingSpace, predictions_index, space_pattern
 from harclip.messages import Prediction
+from harclip.wire import PredictionPage, SearchHit
 
 _MAX_CANDIDATES = 10_000  # Elasticsearch's limit for knn.num_candidates
 
@@ -99,26 +100,20 @@ def _item_reason(item: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- reads
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of history; pass `next_after` back as `search_after` for the next page (None:
-    this was the last)."""
-
-    items: list[Prediction]
-    next_after: SearchAfter | None
+_MAX_MS = 2**53  # largest time a cursor may name, ms since epoch
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """A vector-search hit: a keyframe, its cosine similarity to the query vector (-1..1), and
-    the frames it stands for in its stream (itself and the following non-keyframes): how many,
-    and the capture times of the first and last (ms since epoch)."""
+def encode_cursor(after: SearchAfter) -> str:
+    """The opaque page cursor for a (captured_at ms, frame_id) position."""
+    return f"{after[0]}_{after[1]}"
 
-    prediction: Prediction
-    similarity: float
-    frames: int = 1
-    first_at: int = 0
-    last_at: int = 0
+
+def decode_cursor(cursor: str) -> SearchAfter:
+    """The position a cursor of `encode_cursor` names; `MessageError` for anything else."""
+    ms, sep, frame_id = cursor.partition("_")
+    if not sep or not ms.isascii() or not ms.isdigit() or not frame_id or int(ms) > _MAX_MS:
+        raise MessageError("cursor is not one this API returned as 'next'")
+    return int(ms), frame_id
 
 
 def _filters(
@@ -164,16 +159,19 @@ async def history(
     label: str | None = None,
     min_score: float | None = None,
     size: int = 50,
-    search_after: SearchAfter | None = None,
+    cursor: str | None = None,
     order: Order = "desc",
-) -> Page:
-    """Predictions matching every given filter, sorted by (captured_at, frame_id) in `order`.
+) -> PredictionPage:
+    """Predictions of every model matching every given filter, sorted by (captured_at,
+    frame_id) in `order`, from after `cursor` (the `next` of the previous page; None: first).
 
     Times are ms since epoch, `start_ms` inclusive, `end_ms` exclusive; `min_score` is the
-    prediction's own score (0..1). `size` per page, 1..10000.
+    prediction's own score (0..1). `size` per page, 1..10000. `MessageError` for a cursor
+    `encode_cursor` did not make.
     """
     if not 1 <= size <= 10_000:
         raise ValueError(f"size must be in 1..10000, got {size}")
+    search_after = None if cursor is None else decode_cursor(cursor)
     resp = await es.search(
         index=s.predictions_index,  # the alias: every model's indices, every day
         ignore_unavailable=True,  # an index retention deleted is no error
@@ -187,9 +185,10 @@ async def history(
     )
     hits = resp["hits"]["hits"]
     items = [_prediction(h["_source"]) for h in hits]
-    last = items[-1] if items else None
-    next_after = (last.captured_at, last.frame_id) if last and len(items) == size else None
-    return Page(items=items, next_after=next_after)
+    last = items[-1] if len(items) == size else None  # a full page: there may be more
+    return PredictionPage(
+        items=items, next=None if last is None else encode_cursor((last.captured_at, last.frame_id))
+    )
 
 
 @es_errors("read")
@@ -206,7 +205,7 @@ async def knn(
     end_ms: int | None = None,
     label: str | None = None,
     min_score: float | None = None,
-) -> list[Match]:
+) -> list[SearchHit]:
     """The `k` keyframes of `space` whose embeddings are nearest to `vector` (float32 [D], e.g. a
     CLIP text embedding of the same model), best first, among those matching the filters (same
     as `history`), each with the span of frames it stands for.
@@ -239,9 +238,12 @@ async def knn(
         for h in resp["hits"]["hits"]
     ]
     spans = await _spans(es, s, space, [p.frame_id for p, _ in hits])
-    return [
-        Match(p, sim, *spans.get(p.frame_id, (1, p.captured_at, p.captured_at))) for p, sim in hits
-    ]
+    out = []
+    for p, sim in hits:
+        frames, first, last = spans.get(p.frame_id, (1, p.captured_at, p.captured_at))
+        out.append(SearchHit(similarity=sim, prediction=p, frames=frames, first_at=first,
+                             last_at=last))  # fmt: skip
+    return out
 
 
 async def _spans(

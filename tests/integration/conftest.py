@@ -81,6 +81,7 @@ def unique(settings: Settings) -> Iterator[Unique]:
                 update={
                     "predictions_index": f"{e.predictions_index}-{suffix}",
                     "events_index": f"{e.events_index}-{suffix}",
+                    "logs_index": f"{e.logs_index}-{suffix}",
                 }
             ),
         }

@@ -4,10 +4,15 @@ real Redis, Elasticsearch and Kafka with names unique to each test."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import os
 import socket
 import struct
+import subprocess
+import sys
+import threading
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,10 +23,13 @@ import uvicorn
 from api.app import create_app
 from harclip.client import AsyncClient
 from harclip.config import Settings
+from harclip.io import store
+from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 from harclip.model.bundle import Bundle
 from tests.integration.conftest import Unique
 
 Serve = Callable[..., AbstractAsyncContextManager[AsyncClient]]
+T0 = 1_764_223_200_000  # captured_at of the first test prediction, ms since epoch
 
 
 def api_settings(base: Settings, **api: Any) -> Settings:
@@ -76,3 +84,117 @@ def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def prediction(stream_id: str, seq: int, label: str, score: float) -> Prediction:
+    at = T0 + seq * 100
+    return Prediction(
+        frame_id=new_frame_id(at), stream_id=stream_id, seq=seq, captured_at=at,
+        inferred_at=at + 20, label=label, score=score,
+        top_k=[LabelScore(label=label, score=score)],
+        model=ModelRef(name="tiny", version="1", head_version=1),
+        latency_ms=Latency(queue=1.0, infer=5.0, total=20.0),
+    )  # fmt: skip
+
+
+async def write_redis(unique: Unique, preds: list[Prediction], frame: bytes | None = None) -> None:
+    r = store.make_redis(unique.settings.redis)
+    try:
+        frames = {preds[-1].frame_id: frame} if frame else None
+        await store.write_predictions(r, unique.settings.redis, preds, frames)
+    finally:
+        await r.aclose()
+
+
+async def wait_subscribed(client: AsyncClient, n: int) -> None:
+    """Wait until the server counts `n` subscribers (its own gauge), without sleeping blindly."""
+    for _ in range(500):
+        metrics = (await client._http.get("/metrics")).text
+        if f'harclip_ws_clients{{kind="subscribe"}} {float(n)}' in metrics:
+            return
+        await asyncio.sleep(0.01)  # a condition poll, bounded
+    raise AssertionError("subscription did not start")
+
+
+class ImageHandler(http.server.BaseHTTPRequestHandler):
+    """/photo: a JPEG; /to?u=URL: a redirect; /loop: redirects to itself; /big: 20 MB."""
+
+    photo = b""
+
+    def do_GET(self) -> None:
+        if self.path == "/photo":
+            self._send(200, self.photo)
+        elif self.path.startswith("/to?u="):
+            self.send_response(302)
+            self.send_header("Location", self.path[len("/to?u=") :])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/loop":
+            self.send_response(302)
+            self.send_header("Location", "/loop")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/big":
+            self._send(200, b"\xff\xd8\xff" + b"\x00" * 20_000_000)
+        else:
+            self._send(404, b"")
+
+    def _send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def image_server(sample_photos: list[Path]) -> Iterator[str]:
+    ImageHandler.photo = sample_photos[0].read_bytes()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ImageHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def settings_env(s: Settings) -> dict[str, str]:
+    """Environment that gives a child process the same (unique) names as `s`."""
+    env = {
+        "HARCLIP_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
+        "HARCLIP_KAFKA__GROUP_ID": s.kafka.group_id,
+        "HARCLIP_KAFKA__CLIENT_ID": s.kafka.client_id,
+        "HARCLIP_REDIS__URL": s.redis.url,
+        "HARCLIP_REDIS__KEY_PREFIX": s.redis.key_prefix,
+        "HARCLIP_ELASTICSEARCH__URL": s.elasticsearch.url,
+        "HARCLIP_ELASTICSEARCH__PREDICTIONS_INDEX": s.elasticsearch.predictions_index,
+        "HARCLIP_ELASTICSEARCH__EVENTS_INDEX": s.elasticsearch.events_index,
+        "HARCLIP_ELASTICSEARCH__LOGS_INDEX": s.elasticsearch.logs_index,
+        "HARCLIP_METRICS__PORT": "0",
+        # frames sent while the worker still joins its group must not be dropped as too old
+        "HARCLIP_BATCHING__MAX_AGE_MS": "600000",
+    }
+    for name, topic in s.kafka.topics.model_dump().items():
+        env[f"HARCLIP_KAFKA__TOPICS__{name.upper()}"] = topic
+    return env
+
+
+@pytest.fixture
+def worker(unique: Unique, tiny_bundle: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, **settings_env(unique.settings)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "consumers", "--bundle", str(tiny_bundle)], cwd=ROOT, env=env
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -5,57 +5,16 @@ history and text search find them in Elasticsearch, and a label change reaches p
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
-from harclip.client import AsyncClient, Subscription, Update
-from harclip.config import ElasticsearchSettings, Settings
+from harclip.client import AsyncClient, Subscription
+from harclip.config import ElasticsearchSettings
 from harclip.io.es import make_es
-from tests.integration.api.conftest import Serve
-from tests.integration.api.test_streams import _wait_subscribed
+from harclip.wire import PredictionMessage
+from tests.integration.api.conftest import Serve, wait_subscribed
 from tests.integration.conftest import Unique
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def settings_env(s: Settings) -> dict[str, str]:
-    """Environment that gives a child process the same (unique) names as `s`."""
-    env = {
-        "HARCLIP_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
-        "HARCLIP_KAFKA__GROUP_ID": s.kafka.group_id,
-        "HARCLIP_KAFKA__CLIENT_ID": s.kafka.client_id,
-        "HARCLIP_REDIS__URL": s.redis.url,
-        "HARCLIP_REDIS__KEY_PREFIX": s.redis.key_prefix,
-        "HARCLIP_ELASTICSEARCH__URL": s.elasticsearch.url,
-        "HARCLIP_ELASTICSEARCH__PREDICTIONS_INDEX": s.elasticsearch.predictions_index,
-        "HARCLIP_ELASTICSEARCH__EVENTS_INDEX": s.elasticsearch.events_index,
-        "HARCLIP_METRICS__PORT": "0",
-        # frames sent while the worker still joins its group must not be dropped as too old
-        "HARCLIP_BATCHING__MAX_AGE_MS": "600000",
-    }
-    for name, topic in s.kafka.topics.model_dump().items():
-        env[f"HARCLIP_KAFKA__TOPICS__{name.upper()}"] = topic
-    return env
-
-
-@pytest.fixture
-def worker(unique: Unique, tiny_bundle: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, **settings_env(unique.settings)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "consumers", "--bundle", str(tiny_bundle)], cwd=ROOT, env=env
-    )
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 async def _wait_indexed(es_settings: ElasticsearchSettings, ids: list[str]) -> None:
@@ -75,8 +34,8 @@ async def _wait_indexed(es_settings: ElasticsearchSettings, ids: list[str]) -> N
         await es.close()
 
 
-async def _take(it: AsyncIterator[Update], n: int) -> list[Update]:
-    out: list[Update] = []
+async def _take(it: AsyncIterator[PredictionMessage], n: int) -> list[PredictionMessage]:
+    out: list[PredictionMessage] = []
     async for u in it:
         out.append(u)
         if len(out) == n:
@@ -86,12 +45,13 @@ async def _take(it: AsyncIterator[Update], n: int) -> list[Update]:
 
 async def _ingest_and_receive(
     client: AsyncClient, sub: Subscription, photos: list[Path], n_subscribed: int
-) -> tuple[list[str], list[Update]]:
+) -> tuple[list[str], list[PredictionMessage]]:
     it = aiter(sub)
     receiving = asyncio.ensure_future(_take(it, len(photos)))
-    await _wait_subscribed(client, n_subscribed)
-    ids = await client.ingest("cam-e2e", [p.read_bytes() for p in photos])
-    return ids, await receiving
+    await wait_subscribed(client, n_subscribed)
+    acks = await client.ingest("cam-e2e", [p.read_bytes() for p in photos])
+    assert [a.seq for a in acks] == list(range(len(photos)))
+    return [a.frame_id for a in acks], await receiving
 
 
 async def test_ingest_subscribe_resume_history_search_labels(
@@ -106,8 +66,11 @@ async def test_ingest_subscribe_resume_history_search_labels(
         await sub.close()
 
         # Disconnected: more frames arrive; resuming after the last entry misses none.
-        more = await client.ingest("cam-e2e", [p.read_bytes() for p in photos[4:7]])
-        resumed = client.subscribe("cam-e2e", after=got[-1].entry_id)
+        more = [
+            a.frame_id
+            for a in await client.ingest("cam-e2e", [p.read_bytes() for p in photos[4:7]])
+        ]
+        resumed = client.subscribe("cam-e2e", after=got[-1].id)
         again = await _take(aiter(resumed), 3)
         assert [u.prediction.frame_id for u in again] == more
         await resumed.close()
@@ -117,38 +80,40 @@ async def test_ingest_subscribe_resume_history_search_labels(
         await _wait_indexed(unique.settings.elasticsearch, ids + more)
         page = await client.history("cam-e2e", size=100)
         assert {p.frame_id for p in page.items} == set(ids + more)
-        hits = await client.search("a photo of a person riding a bike.", k=7, stream_id="cam-e2e")
-        assert {h.prediction.frame_id for h in hits} == set(ids + more)
+        found = await client.search("a photo of a person riding a bike.", k=7, stream_id="cam-e2e")
+        # keyframes, each standing for itself and the frames after it: together, every frame
+        assert {h.prediction.frame_id for h in found.hits} <= set(ids + more)
+        assert sum(h.frames for h in found.hits) == len(ids + more)
         assert (await client.latest("cam-e2e")).frame_id == more[-1]
 
         # A new label set reaches the worker's predictions.
         new = await client.set_labels(["cycling", "sleeping", "skateboarding"])
-        assert new["labels"] == ["cycling", "sleeping", "skateboarding"]
-        assert new["version"] > got[0].prediction.model.head_version
+        assert new.labels == ["cycling", "sleeping", "skateboarding"]
+        assert new.version > got[0].prediction.model.head_version
         # The worker switches between batches once it has read harclip.control: send frames one
         # at a time until a prediction carries the new head, then every later one must.
         sub2 = client.subscribe("cam-e2e")
-        received: asyncio.Queue[Update] = asyncio.Queue()
+        received: asyncio.Queue[PredictionMessage] = asyncio.Queue()
 
         async def pump() -> None:
             async for u in sub2:
                 await received.put(u)
 
         pumping = asyncio.ensure_future(pump())
-        await _wait_subscribed(client, 1)
+        await wait_subscribed(client, 1)
         versions = []
         for i in range(40):
             await client.ingest("cam-e2e", [photos[i % len(photos)].read_bytes()])
             u = await received.get()
             versions.append(u.prediction.model.head_version)
-            if versions[-1] == new["version"]:
-                assert u.prediction.label in new["labels"]
+            if versions[-1] == new.version:
+                assert u.prediction.label in new.labels
                 break
-        assert versions[-1] == new["version"], versions
+        assert versions[-1] == new.version, versions
         await client.ingest("cam-e2e", [photos[0].read_bytes()])
-        assert (await received.get()).prediction.model.head_version == new["version"]
+        assert (await received.get()).prediction.model.head_version == new.version
         await sub2.close()
         await pumping
         local = await client.predict_from_image_path(photos[0])
-        assert local["model"]["head_version"] == new["version"]
-        assert local["label"] in new["labels"]
+        assert local.model.head_version == new.version
+        assert local.label in new.labels

@@ -10,49 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from harclip.client import AsyncClient, Update
-from harclip.io import search, store
+from harclip.io import search
 from harclip.io.es import make_es
 from harclip.io.indices import EmbeddingSpace, ensure_templates
-from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 from harclip.model.bundle import Bundle
-from tests.integration.api.conftest import Serve
+from harclip.wire import Dropped, PredictionMessage
+from tests.integration.api.conftest import T0, Serve, prediction, wait_subscribed, write_redis
 from tests.integration.conftest import Unique
-
-T0 = 1_764_223_200_000
-
-
-def _pred(stream_id: str, seq: int, label: str, score: float) -> Prediction:
-    at = T0 + seq * 100
-    return Prediction(
-        frame_id=new_frame_id(at), stream_id=stream_id, seq=seq, captured_at=at,
-        inferred_at=at + 20, label=label, score=score,
-        top_k=[LabelScore(label=label, score=score)],
-        model=ModelRef(name="tiny", version="1", head_version=1),
-        latency_ms=Latency(queue=1.0, infer=5.0, total=20.0),
-    )  # fmt: skip
-
-
-async def _write_redis(unique: Unique, preds: list[Prediction], frame: bytes | None = None) -> None:
-    r = store.make_redis(unique.settings.redis)
-    try:
-        frames = {preds[-1].frame_id: frame} if frame else None
-        await store.write_predictions(r, unique.settings.redis, preds, frames)
-    finally:
-        await r.aclose()
 
 
 async def test_streams_latest_frame(
     serve: Serve, unique: Unique, sample_photos: list[Path]
 ) -> None:
     jpeg = sample_photos[0].read_bytes()
-    preds = [_pred("cam-a", i, "running", 0.5) for i in range(3)] + [
-        _pred("cam-b", 0, "eating", 0.9)
+    preds = [prediction("cam-a", i, "running", 0.5) for i in range(3)] + [
+        prediction("cam-b", 0, "eating", 0.9)
     ]
-    await _write_redis(unique, preds[:3], jpeg)
-    await _write_redis(unique, preds[3:])
+    await write_redis(unique, preds[:3], jpeg)
+    await write_redis(unique, preds[3:])
     async with serve() as client:
-        streams = dict(await client.streams())
+        streams = {s.stream_id: s.last_seen for s in (await client.streams()).streams}
         assert set(streams) == {"cam-a", "cam-b"}
         assert (await client.latest("cam-a")).frame_id == preds[2].frame_id
         assert await client.frame("cam-a") == jpeg
@@ -66,7 +43,7 @@ async def test_history_and_text_search(serve: Serve, unique: Unique, tiny_bundle
     texts = ["a photo of a person riding a bike.", "a photo of a person sleeping."]
     vectors = encoder.encode(texts)  # [2, D]
     labels = ["cycling", "sleeping"]
-    preds = [_pred("cam-h", i, labels[i % 2], 0.3 + 0.05 * i) for i in range(10)]
+    preds = [prediction("cam-h", i, labels[i % 2], 0.3 + 0.05 * i) for i in range(10)]
     es = make_es(unique.settings.elasticsearch)
     try:
         m = bundle.manifest
@@ -86,16 +63,16 @@ async def test_history_and_text_search(serve: Serve, unique: Unique, tiny_bundle
         assert [p.seq for p in cycling.items] == [8, 6, 4]
         window = await client.history("cam-h", start_ms=T0 + 200, end_ms=T0 + 500)
         assert sorted(p.seq for p in window.items) == [2, 3, 4]
-        hits = await client.search("a photo of a person riding a bike.", k=5)
+        hits = (await client.search("a photo of a person riding a bike.", k=5)).hits
         assert hits and all(h.prediction.label == "cycling" for h in hits)
         assert hits[0].similarity == pytest.approx(1.0, abs=2e-2)  # int8-quantised HNSW
         filtered = await client.search("riding a bike", k=10, label="sleeping", stream_id="cam-h")
-        assert {h.prediction.label for h in filtered} == {"sleeping"}
+        assert {h.prediction.label for h in filtered.hits} == {"sleeping"}
         bad = await client._http.get("/streams/cam-h/history", params={"cursor": "nope"})
         assert bad.status_code == 422
 
 
-async def _take(it: AsyncIterator[Update], n: int) -> list[Update]:
+async def _take(it: AsyncIterator[PredictionMessage], n: int) -> list[PredictionMessage]:
     out = []
     async for u in it:
         out.append(u)
@@ -110,35 +87,25 @@ async def test_subscribe_resume_without_gap(serve: Serve, unique: Unique) -> Non
         it = aiter(sub)
         first = asyncio.ensure_future(_take(it, 3))
         # The subscription starts "from now": write once the server holds our position.
-        await _wait_subscribed(client, 1)
-        batch1 = [_pred("cam-ws", i, "running", 0.5) for i in range(3)]
-        await _write_redis(unique, batch1)
+        await wait_subscribed(client, 1)
+        batch1 = [prediction("cam-ws", i, "running", 0.5) for i in range(3)]
+        await write_redis(unique, batch1)
         got = await first
         assert [u.prediction.frame_id for u in got] == [p.frame_id for p in batch1]
         await sub.close()
-        last = got[-1].entry_id
+        last = got[-1].id
         # While disconnected, more predictions arrive; a resumed subscription gets all of them.
-        batch2 = [_pred("cam-ws", i, "eating", 0.5) for i in range(3, 8)]
-        await _write_redis(unique, batch2)
+        batch2 = [prediction("cam-ws", i, "eating", 0.5) for i in range(3, 8)]
+        await write_redis(unique, batch2)
         resumed = client.subscribe("cam-ws", after=last)
         again = await _take(aiter(resumed), 5)
         assert [u.prediction.frame_id for u in again] == [p.frame_id for p in batch2]
         await resumed.close()
         # All streams, resumed per stream.
-        everything = client.subscribe(None, after={"cam-ws": got[0].entry_id})
+        everything = client.subscribe(None, after={"cam-ws": got[0].id})
         all_got = await _take(aiter(everything), 7)
         assert [u.prediction.seq for u in all_got] == list(range(1, 8))
         await everything.close()
-
-
-async def _wait_subscribed(client: AsyncClient, n: int) -> None:
-    """Wait until the server counts `n` subscribers (its own gauge), without sleeping blindly."""
-    for _ in range(500):
-        metrics = (await client._http.get("/metrics")).text
-        if f'harclip_ws_clients{{kind="subscribe"}} {float(n)}' in metrics:
-            return
-        await asyncio.sleep(0.01)  # a condition poll, bounded
-    raise AssertionError("subscription did not start")
 
 
 async def test_slow_subscriber_gets_oldest_dropped(serve: Serve, unique: Unique) -> None:
@@ -146,7 +113,7 @@ async def test_slow_subscriber_gets_oldest_dropped(serve: Serve, unique: Unique)
     from websockets.asyncio.client import connect
 
     n = 600
-    await _write_redis(unique, [_pred("cam-slow", i, "running", 0.5) for i in range(n)])
+    await write_redis(unique, [prediction("cam-slow", i, "running", 0.5) for i in range(n)])
     async with serve(ws_queue_size=4) as client:
         url = client.ws_url("/ws/streams/cam-slow", {"after": "0-0"})
         messages = []
@@ -164,13 +131,15 @@ async def test_slow_subscriber_gets_oldest_dropped(serve: Serve, unique: Unique)
 def test_outbox_drops_oldest_and_reports() -> None:
     from api.ws import _Outbox
 
-    async def run() -> list[dict[str, object]]:
+    preds = [prediction("cam-box", i, "running", 0.5) for i in range(10)]
+
+    async def run() -> list[object]:
         box = _Outbox(3)
-        for i in range(10):
-            box.put({"type": "prediction", "i": i})
+        for i, p in enumerate(preds):
+            box.put(PredictionMessage(stream_id="cam-box", id=f"{i}-0", prediction=p))
         return [m for m in [await box.get(0.01) for _ in range(5)] if m is not None]
 
     got = asyncio.run(run())
-    assert got[0] == {"type": "dropped", "count": 7, "total": 7,
-                      "message": "7 predictions dropped: the client reads too slowly"}  # fmt: skip
-    assert [m["i"] for m in got[1:]] == [7, 8, 9]
+    report = "7 predictions dropped: the client reads too slowly"
+    assert got[0] == Dropped(count=7, total=7, message=report)
+    assert [m.prediction.seq for m in got[1:] if isinstance(m, PredictionMessage)] == [7, 8, 9]

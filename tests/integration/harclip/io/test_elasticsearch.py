@@ -155,13 +155,13 @@ async def test_history_pages_in_time_order_with_filters(
 ) -> None:
     preds = [i.prediction for i in indexed]
     seen: list[Prediction] = []
-    after = None
+    cursor = None
     while True:
-        page = await search.history(es, s, size=6, search_after=after, order="asc")
+        page = await search.history(es, s, size=6, cursor=cursor, order="asc")
         seen += page.items
-        if page.next_after is None:
+        if page.next is None:
             break
-        after = page.next_after
+        cursor = page.next
     assert seen == preds
 
     newest = await search.history(es, s, stream_id="cam-0", label="running", size=2)

@@ -1,7 +1,10 @@
-"""harclip.io.search without Elasticsearch: query filters."""
+"""harclip.io.search without Elasticsearch: query filters and page cursors."""
 
 from __future__ import annotations
 
+import pytest
+
+from harclip.errors import MessageError
 from harclip.io import search
 
 
@@ -12,3 +15,11 @@ def test_filters_combine_every_given_condition() -> None:
     assert {"term": {"label": "running"}} in f
     assert {"range": {"captured_at": {"gte": 10, "lt": 20}}} in f
     assert {"range": {"score": {"gte": 0.5}}} in f
+
+
+def test_page_cursors_round_trip_and_refuse_anything_else() -> None:
+    after = (1_764_223_200_000, "01J0000000000000000000000A")
+    assert search.decode_cursor(search.encode_cursor(after)) == after
+    for bad in ("nope", "_x", "12_", "x_1", f"{2**60}_a", "²_a"):
+        with pytest.raises(MessageError):
+            search.decode_cursor(bad)

@@ -1,0 +1,180 @@
+"""`AsyncClient`: the asyncio face of the harclip API client. Every method sends one `Call` of
+`harclip.client._requests` and returns its `harclip.wire` type; `Client` has the same methods."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+import httpx
+
+from harclip.client import _ingest, _requests
+from harclip.client._requests import Call, auth_headers
+from harclip.client.errors import ConnectionFailed
+from harclip.client.subscription import Subscription, _Resumer
+from harclip.wire import (
+    Ack,
+    LabelSet,
+    Prediction,
+    PredictionPage,
+    PredictResponse,
+    SearchResponse,
+    ServiceInfo,
+    StreamList,
+)
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """Async client of the harclip API at `url` (e.g. "http://127.0.0.1:8000"). Error answers
+    raise the `ApiError` subclass of their status (`harclip.client.errors`); an API that cannot
+    be reached raises `ConnectionFailed`."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=auth_headers(api_key), timeout=timeout_s, transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def ws_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        """The WebSocket URL of `path` on this API."""
+        return _requests.ws_url(self.url, path, query)
+
+    async def _send(self, call: Call[T]) -> T:
+        try:
+            response = await self._http.send(call.build(self._http))
+        except httpx.TransportError as e:
+            raise ConnectionFailed(f"cannot reach {self.url}: {e!r}") from None
+        return call.answer(response)
+
+    # -- predict -----------------------------------------------------------------------------
+
+    async def predict_bytes(
+        self, data: bytes, filename: str = "image", top_k: int | None = None
+    ) -> PredictResponse:
+        """The prediction for one encoded image (multipart upload)."""
+        return await self._send(_requests.predict_bytes(data, filename, top_k))
+
+    async def predict_from_image_path(
+        self, path: str | Path, top_k: int | None = None
+    ) -> PredictResponse:
+        return await self._send(_requests.predict_from_image_path(path, top_k))
+
+    async def predict_from_image_url(self, url: str, top_k: int | None = None) -> PredictResponse:
+        """The server fetches `url` (public http(s) addresses only)."""
+        return await self._send(_requests.predict_from_image_url(url, top_k))
+
+    async def predict_base64(self, data: bytes, top_k: int | None = None) -> PredictResponse:
+        """The image sent base64-encoded in a JSON body."""
+        return await self._send(_requests.predict_base64(data, top_k))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def info(self) -> ServiceInfo:
+        return await self._send(_requests.info())
+
+    async def streams(self, *, since_ms: int | None = None, limit: int | None = None) -> StreamList:
+        """Streams by last-seen time (ms since epoch), newest first."""
+        return await self._send(_requests.streams(since_ms=since_ms, limit=limit))
+
+    async def latest(self, stream_id: str) -> Prediction:
+        """The stream's latest prediction (`NotFound` if none)."""
+        return await self._send(_requests.latest(stream_id))
+
+    async def frame(self, stream_id: str) -> bytes:
+        """The stream's latest frame, encoded (JPEG); `NotFound` if none is recent."""
+        return await self._send(_requests.frame(stream_id))
+
+    async def history(
+        self,
+        stream_id: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        label: str | None = None,
+        min_score: float | None = None,
+        size: int | None = None,
+        cursor: str | None = None,
+    ) -> PredictionPage:
+        """Past predictions, newest first; times in ms since epoch (start inclusive, end
+        exclusive); pass the page's `next` as `cursor` for the following page."""
+        call = _requests.history(
+            stream_id, start_ms=start_ms, end_ms=end_ms, label=label, min_score=min_score,
+            size=size, cursor=cursor,
+        )  # fmt: skip
+        return await self._send(call)
+
+    async def search(
+        self,
+        q: str,
+        *,
+        k: int | None = None,
+        stream_id: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        label: str | None = None,
+        min_score: float | None = None,
+    ) -> SearchResponse:
+        """The `k` frames nearest to the text `q`, best first, with the history filters."""
+        call = _requests.search(
+            q, k=k, stream_id=stream_id, start_ms=start_ms, end_ms=end_ms, label=label,
+            min_score=min_score,
+        )  # fmt: skip
+        return await self._send(call)
+
+    # -- labels ------------------------------------------------------------------------------
+
+    async def labels(self) -> LabelSet:
+        return await self._send(_requests.labels())
+
+    async def set_labels(
+        self, labels: Iterable[str], prompts: Mapping[str, list[str]] | None = None
+    ) -> LabelSet:
+        """Replace the label set (admin); the new head, with its version."""
+        return await self._send(_requests.set_labels(labels, prompts))
+
+    # -- WebSockets --------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        stream_id: str | None = None,
+        *,
+        after: str | Mapping[str, str] | None = None,
+        max_reconnects: int = 10,
+    ) -> Subscription:
+        """Live predictions of one stream (or all, with None), from after `after` (an entry id,
+        or {stream: entry id} for all) or from now; reconnects and resumes by itself."""
+        resumer = _Resumer(
+            self.url, _requests.subscribe_path(stream_id), stream_id, after, max_reconnects
+        )
+        return Subscription(resumer, auth_headers(self.api_key))
+
+    async def ingest(
+        self, stream_id: str, frames: Iterable[bytes] | AsyncIterable[bytes]
+    ) -> list[Ack]:
+        """Send encoded frames of `stream_id` over the ingest WebSocket; one `Ack` (frame_id,
+        seq) each, once the server has published it to Kafka. A refused frame raises its
+        `ApiError` (with the status the server gave it)."""
+        return await _ingest.ingest(self.url, auth_headers(self.api_key), stream_id, frames)

@@ -1,0 +1,213 @@
+"""The one request builder of both client faces: every API call is a `Call` (method, path, query,
+body, and how to read the answer into its `harclip.wire` type) made by one function here; the
+sync and the async client only send it. A new endpoint is one function here and one line per face.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+import httpx
+from pydantic import BaseModel
+
+from harclip.client.errors import error_for
+from harclip.wire import (
+    LabelSet,
+    LabelSetRequest,
+    Prediction,
+    PredictionPage,
+    PredictManyResponse,
+    PredictRequest,
+    PredictResponse,
+    SearchResponse,
+    ServiceInfo,
+    StreamList,
+)
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+Query = dict[str, str | int | float]
+Reader = Callable[[httpx.Response], T]
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One HTTP request of the API and the reader of its answer."""
+
+    method: str
+    path: str
+    read: Reader[T]
+    params: Query = field(default_factory=dict)
+    body: BaseModel | None = None  # sent as JSON
+    files: dict[str, tuple[str, bytes]] | None = None  # multipart
+
+    def build(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        content = None if self.body is None else self.body.model_dump_json(exclude_none=True)
+        headers = None if content is None else {"Content-Type": "application/json"}
+        return http.build_request(
+            self.method,
+            self.path,
+            params=self.params,
+            content=content,
+            headers=headers,
+            files=self.files,
+        )
+
+    def answer(self, response: httpx.Response) -> T:
+        """The typed answer; the `ApiError` subclass of its status for an error answer."""
+        if response.status_code >= 400:
+            raise error_for(response.status_code, response.content, response.headers)
+        return self.read(response)
+
+
+def _model(cls: type[M]) -> Reader[M]:
+    def read(response: httpx.Response) -> M:
+        return cls.model_validate_json(response.content)
+
+    return read
+
+
+def _first_result(response: httpx.Response) -> PredictResponse:
+    return PredictManyResponse.model_validate_json(response.content).results[0]
+
+
+def _content(response: httpx.Response) -> bytes:
+    return response.content
+
+
+def _query(**params: str | int | float | None) -> Query:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _segment(value: str) -> str:
+    """A path segment (a stream id), percent-encoded."""
+    return quote(value, safe="")
+
+
+# -- predict -----------------------------------------------------------------------------------
+# Request bodies are built without validation (`model_construct`): the server is the one judge
+# of input, so a bad value is the same `BadRequest` (422) from either face.
+
+
+def predict_bytes(
+    data: bytes, filename: str = "image", top_k: int | None = None
+) -> Call[PredictResponse]:
+    return Call(
+        "POST",
+        "/predict/image",
+        _first_result,
+        params=_query(top_k=top_k),
+        files={"files": (filename, data)},
+    )
+
+
+def predict_from_image_path(path: str | Path, top_k: int | None = None) -> Call[PredictResponse]:
+    p = Path(path)
+    return predict_bytes(p.read_bytes(), p.name, top_k)
+
+
+def predict_from_image_url(url: str, top_k: int | None = None) -> Call[PredictResponse]:
+    body = PredictRequest.model_construct(image_url=url, top_k=top_k)
+    return Call("POST", "/predict", _model(PredictResponse), body=body)
+
+
+def predict_base64(data: bytes, top_k: int | None = None) -> Call[PredictResponse]:
+    body = PredictRequest.model_construct(image=base64.b64encode(data).decode(), top_k=top_k)
+    return Call("POST", "/predict", _model(PredictResponse), body=body)
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+
+def info() -> Call[ServiceInfo]:
+    return Call("GET", "/", _model(ServiceInfo))
+
+
+def streams(*, since_ms: int | None = None, limit: int | None = None) -> Call[StreamList]:
+    return Call(
+        "GET", "/streams", _model(StreamList), params=_query(since_ms=since_ms, limit=limit)
+    )
+
+
+def latest(stream_id: str) -> Call[Prediction]:
+    return Call("GET", f"/streams/{_segment(stream_id)}/latest", _model(Prediction))
+
+
+def frame(stream_id: str) -> Call[bytes]:
+    return Call("GET", f"/streams/{_segment(stream_id)}/frame", _content)
+
+
+def history(
+    stream_id: str,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    label: str | None = None,
+    min_score: float | None = None,
+    size: int | None = None,
+    cursor: str | None = None,
+) -> Call[PredictionPage]:
+    params = _query(
+        start_ms=start_ms, end_ms=end_ms, label=label, min_score=min_score, size=size, cursor=cursor
+    )
+    return Call(
+        "GET", f"/streams/{_segment(stream_id)}/history", _model(PredictionPage), params=params
+    )
+
+
+def search(
+    q: str,
+    *,
+    k: int | None = None,
+    stream_id: str | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    label: str | None = None,
+    min_score: float | None = None,
+) -> Call[SearchResponse]:
+    params = _query(
+        q=q, k=k, stream_id=stream_id, start_ms=start_ms, end_ms=end_ms, label=label,
+        min_score=min_score,
+    )  # fmt: skip
+    return Call("GET", "/search", _model(SearchResponse), params=params)
+
+
+# -- labels ------------------------------------------------------------------------------------
+
+
+def labels() -> Call[LabelSet]:
+    return Call("GET", "/labels", _model(LabelSet))
+
+
+def set_labels(
+    names: Iterable[str], prompts: Mapping[str, list[str]] | None = None
+) -> Call[LabelSet]:
+    body = LabelSetRequest.model_construct(labels=list(names), prompts=dict(prompts or {}))
+    return Call("PUT", "/labels", _model(LabelSet), body=body)
+
+
+# -- WebSockets --------------------------------------------------------------------------------
+
+
+def ws_url(base: str, path: str, query: Mapping[str, str] | None = None) -> str:
+    """The ws:// (or wss:// for https) URL of `path` under the API at `base`."""
+    parts = urlsplit(base)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, parts.path + path, urlencode(query or {}), ""))
+
+
+def subscribe_path(stream_id: str | None) -> str:
+    return f"/ws/streams/{_segment(stream_id)}" if stream_id else "/ws/streams"
+
+
+def ingest_path(stream_id: str) -> str:
+    return f"/ws/ingest/{_segment(stream_id)}"
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"X-API-Key": api_key} if api_key else {}

@@ -1,0 +1,164 @@
+"""`Client`: the blocking face of the harclip API client, with the same methods as `AsyncClient`
+(same `Call`s from `harclip.client._requests`, same `harclip.wire` returns). WebSockets run on
+websockets' blocking client: no event loop, so it also works inside a running one's thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+import httpx
+
+from harclip.client import _ingest, _requests
+from harclip.client._requests import Call, auth_headers
+from harclip.client.errors import ConnectionFailed
+from harclip.client.subscription import SyncSubscription, _Resumer
+from harclip.wire import (
+    Ack,
+    LabelSet,
+    Prediction,
+    PredictionPage,
+    PredictResponse,
+    SearchResponse,
+    ServiceInfo,
+    StreamList,
+)
+
+T = TypeVar("T")
+
+
+class Client:
+    """Blocking client of the harclip API at `url`; see `AsyncClient` for each method."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self._http = httpx.Client(
+            base_url=self.url, headers=auth_headers(api_key), timeout=timeout_s, transport=transport
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def ws_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        return _requests.ws_url(self.url, path, query)
+
+    def _send(self, call: Call[T]) -> T:
+        try:
+            response = self._http.send(call.build(self._http))
+        except httpx.TransportError as e:
+            raise ConnectionFailed(f"cannot reach {self.url}: {e!r}") from None
+        return call.answer(response)
+
+    # -- predict -----------------------------------------------------------------------------
+
+    def predict_bytes(
+        self, data: bytes, filename: str = "image", top_k: int | None = None
+    ) -> PredictResponse:
+        return self._send(_requests.predict_bytes(data, filename, top_k))
+
+    def predict_from_image_path(
+        self, path: str | Path, top_k: int | None = None
+    ) -> PredictResponse:
+        return self._send(_requests.predict_from_image_path(path, top_k))
+
+    def predict_from_image_url(self, url: str, top_k: int | None = None) -> PredictResponse:
+        return self._send(_requests.predict_from_image_url(url, top_k))
+
+    def predict_base64(self, data: bytes, top_k: int | None = None) -> PredictResponse:
+        return self._send(_requests.predict_base64(data, top_k))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def info(self) -> ServiceInfo:
+        return self._send(_requests.info())
+
+    def streams(self, *, since_ms: int | None = None, limit: int | None = None) -> StreamList:
+        return self._send(_requests.streams(since_ms=since_ms, limit=limit))
+
+    def latest(self, stream_id: str) -> Prediction:
+        return self._send(_requests.latest(stream_id))
+
+    def frame(self, stream_id: str) -> bytes:
+        return self._send(_requests.frame(stream_id))
+
+    def history(
+        self,
+        stream_id: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        label: str | None = None,
+        min_score: float | None = None,
+        size: int | None = None,
+        cursor: str | None = None,
+    ) -> PredictionPage:
+        return self._send(
+            _requests.history(
+                stream_id, start_ms=start_ms, end_ms=end_ms, label=label, min_score=min_score,
+                size=size, cursor=cursor,
+            )
+        )  # fmt: skip
+
+    def search(
+        self,
+        q: str,
+        *,
+        k: int | None = None,
+        stream_id: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        label: str | None = None,
+        min_score: float | None = None,
+    ) -> SearchResponse:
+        return self._send(
+            _requests.search(
+                q, k=k, stream_id=stream_id, start_ms=start_ms, end_ms=end_ms, label=label,
+                min_score=min_score,
+            )
+        )  # fmt: skip
+
+    # -- labels ------------------------------------------------------------------------------
+
+    def labels(self) -> LabelSet:
+        return self._send(_requests.labels())
+
+    def set_labels(
+        self, labels: Iterable[str], prompts: Mapping[str, list[str]] | None = None
+    ) -> LabelSet:
+        return self._send(_requests.set_labels(labels, prompts))
+
+    # -- WebSockets --------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        stream_id: str | None = None,
+        *,
+        after: str | Mapping[str, str] | None = None,
+        max_reconnects: int = 10,
+    ) -> SyncSubscription:
+        """A blocking iterator of live predictions; see `AsyncClient.subscribe`."""
+        resumer = _Resumer(
+            self.url, _requests.subscribe_path(stream_id), stream_id, after, max_reconnects
+        )
+        return SyncSubscription(resumer, auth_headers(self.api_key))
+
+    def ingest(self, stream_id: str, frames: Iterable[bytes]) -> list[Ack]:
+        return _ingest.ingest_sync(self.url, auth_headers(self.api_key), stream_id, frames)

@@ -1,0 +1,236 @@
+"""Live predictions over the API's WebSocket, for both client faces: `Subscription` (async
+iterator) and `SyncSubscription` (plain iterator, on websockets' blocking client: no event loop
+and no thread of its own). Both reconnect by themselves and resume after the last entry they
+delivered, so a dropped connection loses nothing still in the server's recent cap; both yield
+`harclip.wire.PredictionMessage`s (`.id` is the resume position).
+
+`_Resumer` holds what the two share: positions, de-duplication after a reconnect, drop counts,
+the URL to (re)connect to and the reading of server messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from harclip.client._requests import ws_url
+from harclip.client.errors import ConnectionFailed, error_for, error_from_message
+from harclip.wire import ApiError, Dropped, ErrorMessage, PredictionMessage, parse_server_message
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection as AsyncConnection
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import ClientConnection
+
+MAX_MESSAGE_BYTES = 2**24  # largest WebSocket message accepted from the server
+_BACKOFF_S = (0.2, 5.0)  # pause before the first reconnect, and the longest, seconds
+
+
+def refused(e: InvalidStatus) -> ApiError:
+    """The error of a handshake the server answered with an HTTP error (401, 403, 429, ...)."""
+    r = e.response
+    return error_for(r.status_code, bytes(r.body or b""), dict(r.headers.raw_items()))
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class _Resumer:
+    """The protocol state of one subscription, whatever drives its connections."""
+
+    def __init__(
+        self,
+        base_url: str,
+        path: str,
+        stream_id: str | None,
+        after: str | Mapping[str, str] | None,
+        max_reconnects: int,
+    ) -> None:
+        self.base_url = base_url
+        self.path = path
+        self.stream_id = stream_id
+        self.positions: dict[str, str] = {}
+        if isinstance(after, str):
+            if stream_id is None:
+                raise ValueError("give `after` per stream ({stream: entry id}) for all streams")
+            self.positions[stream_id] = after
+        elif after is not None:
+            self.positions.update(after)
+        self.max_reconnects = max_reconnects
+        self.dropped = 0
+        self.reconnects = 0
+        self.failures = 0  # in a row
+
+    def url(self) -> str:
+        """Where to (re)connect: resuming after the last entry delivered, if any."""
+        query: dict[str, str] = {}
+        if self.stream_id and self.stream_id in self.positions:
+            query["after"] = self.positions[self.stream_id]
+        elif not self.stream_id and self.positions:
+            query["after"] = json.dumps(self.positions)
+        return ws_url(self.base_url, self.path, query)
+
+    def read(self, raw: str | bytes) -> PredictionMessage | None:
+        """A server message: the prediction to deliver, or None (control messages, or an entry
+        already delivered before a reconnect). An `error` message raises its `ApiError`."""
+        message = parse_server_message(raw)
+        if isinstance(message, PredictionMessage):
+            last = self.positions.get(message.stream_id)
+            if last is not None and _entry_key(message.id) <= _entry_key(last):
+                return None
+            self.positions[message.stream_id] = message.id
+            return message
+        if isinstance(message, Dropped):
+            self.dropped += message.count
+        elif isinstance(message, ErrorMessage):
+            raise error_from_message(message)
+        return None
+
+    def lost(self, e: Exception) -> float:
+        """Count a lost connection; the pause before reconnecting (seconds), or
+        `ConnectionFailed` after `max_reconnects` failures in a row."""
+        self.failures += 1
+        if self.failures > self.max_reconnects:
+            raise ConnectionFailed(f"subscription lost: {e!r}") from None
+        self.reconnects += 1
+        return min(_BACKOFF_S[1], _BACKOFF_S[0] * 2.0 ** (self.failures - 1))
+
+
+class Subscription:
+    """Async iterator of `PredictionMessage`s that reconnects and resumes by itself.
+
+    `positions` holds the last entry id delivered per stream; `dropped` counts predictions the
+    server dropped because this client read too slowly; `reconnects` counts reconnections.
+    `close()` (or leaving `async with`) ends the iteration.
+    """
+
+    def __init__(self, resumer: _Resumer, headers: Mapping[str, str]) -> None:
+        self._r = resumer
+        self._headers = dict(headers)
+        self._socket: AsyncConnection | None = None
+        self._closed = False
+
+    @property
+    def positions(self) -> dict[str, str]:
+        return self._r.positions
+
+    @property
+    def dropped(self) -> int:
+        return self._r.dropped
+
+    @property
+    def reconnects(self) -> int:
+        return self._r.reconnects
+
+    def __aiter__(self) -> AsyncIterator[PredictionMessage]:
+        return self._iterate()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._socket is not None:
+            await self._socket.close()
+
+    async def _iterate(self) -> AsyncIterator[PredictionMessage]:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+        while not self._closed:
+            try:
+                async with connect(
+                    self._r.url(), additional_headers=self._headers, max_size=MAX_MESSAGE_BYTES
+                ) as socket:
+                    self._socket = socket
+                    self._r.failures = 0
+                    async for raw in socket:
+                        message = self._r.read(raw)
+                        if message is not None:
+                            yield message
+                    return  # the server closed normally
+            except InvalidStatus as e:
+                raise refused(e) from None
+            except (ConnectionClosed, OSError, TimeoutError) as e:
+                if self._closed:
+                    return
+                await asyncio.sleep(self._r.lost(e))  # backoff before reconnecting
+            finally:
+                self._socket = None
+
+
+class SyncSubscription:
+    """Blocking iterator of `PredictionMessage`s, like `Subscription` (same attributes); it runs
+    on websockets' blocking client in the caller's thread. `close()` may be called from another
+    thread to end an iteration that waits for the next message."""
+
+    def __init__(self, resumer: _Resumer, headers: Mapping[str, str]) -> None:
+        self._r = resumer
+        self._headers = dict(headers)
+        self._socket: ClientConnection | None = None
+        self._closed = False
+
+    @property
+    def positions(self) -> dict[str, str]:
+        return self._r.positions
+
+    @property
+    def dropped(self) -> int:
+        return self._r.dropped
+
+    @property
+    def reconnects(self) -> int:
+        return self._r.reconnects
+
+    def __iter__(self) -> Iterator[PredictionMessage]:
+        return self._iterate()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        socket = self._socket
+        if socket is not None:
+            socket.close()
+
+    def _iterate(self) -> Iterator[PredictionMessage]:
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        from websockets.sync.client import connect
+
+        while not self._closed:
+            try:
+                with connect(
+                    self._r.url(), additional_headers=self._headers, max_size=MAX_MESSAGE_BYTES
+                ) as socket:
+                    self._socket = socket
+                    self._r.failures = 0
+                    for raw in socket:
+                        message = self._r.read(raw)
+                        if message is not None:
+                            yield message
+                    return  # the server (or close()) closed normally
+            except InvalidStatus as e:
+                raise refused(e) from None
+            except (ConnectionClosed, OSError, TimeoutError) as e:
+                if self._closed:
+                    return
+                time.sleep(self._r.lost(e))  # backoff before reconnecting
+            finally:
+                self._socket = None
