@@ -17,12 +17,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import uvicorn
 
 from api.app import create_app
 from harclip.client import AsyncClient
-from harclip.config import Settings
+from harclip.config import ElasticsearchSettings, Settings
 from harclip.io import store
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 from harclip.model.bundle import Bundle
@@ -198,3 +199,24 @@ def worker(unique: Unique, tiny_bundle: Path) -> Iterator[subprocess.Popen[bytes
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+async def index_history(
+    es_settings: ElasticsearchSettings, bundle: Path, items: list[tuple[Prediction, np.ndarray]]
+) -> None:
+    """Index `items` (each a keyframe with its embedding) in `bundle`'s embedding space, visible."""
+    from harclip.io import search
+    from harclip.io.es import make_es
+    from harclip.io.indices import EmbeddingSpace, ensure_templates
+    from harclip.model.bundle import Bundle
+
+    m = Bundle.load(bundle).manifest
+    space = EmbeddingSpace(m.name, str(m.version), m.embed_dim)
+    es = make_es(es_settings)
+    try:
+        await ensure_templates(es, es_settings, space)
+        rows = [search.Indexed(p, v, p.frame_id) for p, v in items]
+        await search.index_predictions(es, es_settings, space, rows)
+        await es.indices.refresh(index=es_settings.predictions_index)
+    finally:
+        await es.close()

@@ -13,7 +13,6 @@ from typing import Any, Literal
 import pytest
 
 from harclip.client import AsyncClient, BadRequest, Client, NotFound, Subscription, SyncSubscription
-from harclip.io import search
 from harclip.model.bundle import Bundle
 from harclip.wire import (
     Ack,
@@ -26,7 +25,13 @@ from harclip.wire import (
     ServiceInfo,
     StreamList,
 )
-from tests.integration.api.conftest import Serve, prediction, wait_subscribed, write_redis
+from tests.integration.api.conftest import (
+    Serve,
+    index_history,
+    prediction,
+    wait_subscribed,
+    write_redis,
+)
 from tests.integration.conftest import Unique
 
 Kind = Literal["async", "sync"]
@@ -124,17 +129,10 @@ async def test_predict_info_labels(
         assert e.value.status == 422
 
 
-async def _index(unique: Unique, bundle: Bundle, preds: list[Prediction]) -> None:
-    vectors = bundle.text_encoder().encode(["a photo of a person riding a bike."])  # [1, D]
-    es = search.make_es(unique.settings.elasticsearch)
-    try:
-        await search.ensure_templates(es, unique.settings.elasticsearch, bundle.manifest.embed_dim)
-        await search.index_predictions(
-            es, unique.settings.elasticsearch, [(p, vectors[0]) for p in preds]
-        )
-        await es.indices.refresh(index=unique.settings.elasticsearch.predictions_index)
-    finally:
-        await es.close()
+async def _index(unique: Unique, bundle: Path, preds: list[Prediction]) -> None:
+    encoder = Bundle.load(bundle).text_encoder()
+    vectors = encoder.encode(["a photo of a person riding a bike."])  # [1, D]
+    await index_history(unique.settings.elasticsearch, bundle, [(p, vectors[0]) for p in preds])
 
 
 @pytest.mark.parametrize("kind", FACES)
@@ -144,7 +142,7 @@ async def test_reads(
     jpeg = sample_photos[0].read_bytes()
     preds = [prediction("cam-r", i, "cycling", 0.5 + 0.01 * i) for i in range(5)]
     await write_redis(unique, preds, jpeg)
-    await _index(unique, Bundle.load(tiny_bundle), preds)
+    await _index(unique, tiny_bundle, preds)
     async with serve() as api, face(kind, api) as c:
         streams = await c("streams", limit=10)
         assert isinstance(streams, StreamList)

@@ -10,12 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from harclip.io import search
-from harclip.io.es import make_es
-from harclip.io.indices import EmbeddingSpace, ensure_templates
 from harclip.model.bundle import Bundle
 from harclip.wire import Dropped, PredictionMessage
-from tests.integration.api.conftest import T0, Serve, prediction, wait_subscribed, write_redis
+from tests.integration.api.conftest import (
+    T0,
+    Serve,
+    index_history,
+    prediction,
+    wait_subscribed,
+    write_redis,
+)
 from tests.integration.conftest import Unique
 
 
@@ -44,16 +48,8 @@ async def test_history_and_text_search(serve: Serve, unique: Unique, tiny_bundle
     vectors = encoder.encode(texts)  # [2, D]
     labels = ["cycling", "sleeping"]
     preds = [prediction("cam-h", i, labels[i % 2], 0.3 + 0.05 * i) for i in range(10)]
-    es = make_es(unique.settings.elasticsearch)
-    try:
-        m = bundle.manifest
-        space = EmbeddingSpace(m.name, str(m.version), m.embed_dim)
-        await ensure_templates(es, unique.settings.elasticsearch, space)
-        items = [search.Indexed(p, vectors[i % 2], p.frame_id) for i, p in enumerate(preds)]
-        await search.index_predictions(es, unique.settings.elasticsearch, space, items)
-        await es.indices.refresh(index=unique.settings.elasticsearch.predictions_index)
-    finally:
-        await es.close()
+    items = [(p, vectors[i % 2]) for i, p in enumerate(preds)]
+    await index_history(unique.settings.elasticsearch, tiny_bundle, items)
     async with serve() as client:
         page = await client.history("cam-h", size=4)
         assert [p.seq for p in page.items] == [9, 8, 7, 6] and page.next
