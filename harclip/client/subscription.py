@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from harclip.client._requests import ws_url
 from harclip.client.errors import ConnectionFailed, error_for, error_from_message
-from harclip.wire import ApiError, Dropped, ErrorMessage, PredictionMessage, parse_server_message
+from harclip.wire import (
+    ApiError,
+    Dropped,
+    ErrorMessage,
+    PredictionMessage,
+    Subscribed,
+    parse_server_message,
+)
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection as AsyncConnection
@@ -63,6 +71,7 @@ class _Resumer:
         elif after is not None:
             self.positions.update(after)
         self.max_reconnects = max_reconnects
+        self.on_subscribed: Callable[[], None] = lambda: None  # set by the face
         self.dropped = 0
         self.reconnects = 0
         self.failures = 0  # in a row
@@ -86,7 +95,9 @@ class _Resumer:
                 return None
             self.positions[message.stream_id] = message.id
             return message
-        if isinstance(message, Dropped):
+        if isinstance(message, Subscribed):
+            self.on_subscribed()
+        elif isinstance(message, Dropped):
             self.dropped += message.count
         elif isinstance(message, ErrorMessage):
             raise error_from_message(message)
@@ -106,8 +117,9 @@ class Subscription:
     """Async iterator of `PredictionMessage`s that reconnects and resumes by itself.
 
     `positions` holds the last entry id delivered per stream; `dropped` counts predictions the
-    server dropped because this client read too slowly; `reconnects` counts reconnections.
-    `close()` (or leaving `async with`) ends the iteration.
+    server dropped because this client read too slowly; `reconnects` counts reconnections;
+    `subscribed` is set once the server reads for this client (every prediction written after
+    that is delivered). `close()` (or leaving `async with`) ends the iteration.
     """
 
     def __init__(self, resumer: _Resumer, headers: Mapping[str, str]) -> None:
@@ -115,6 +127,8 @@ class Subscription:
         self._headers = dict(headers)
         self._socket: AsyncConnection | None = None
         self._closed = False
+        self.subscribed = asyncio.Event()
+        resumer.on_subscribed = self.subscribed.set
 
     @property
     def positions(self) -> dict[str, str]:
@@ -180,6 +194,8 @@ class SyncSubscription:
         self._headers = dict(headers)
         self._socket: ClientConnection | None = None
         self._closed = False
+        self.subscribed = threading.Event()  # as Subscription.subscribed, for other threads
+        resumer.on_subscribed = self.subscribed.set
 
     @property
     def positions(self) -> dict[str, str]:

@@ -8,11 +8,16 @@ Each test gets its own topic prefix, consumer group, index names and Redis key p
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,3 +122,56 @@ async def _delete_topics(bootstrap: str, suffix: str) -> None:
             await admin.delete_topics(topics)
     finally:
         await admin.close()
+
+
+class LogWatch:
+    """The log lines of a child process (its stderr, merged stdout), read by a thread, so a test
+    can wait for a line that says something happened instead of polling for it."""
+
+    def __init__(self, cmd: list[str], **popen: Any) -> None:
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            sys.stderr.write(line)  # still visible in the test's captured output
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def _wait(self, pattern: str, timeout_s: float) -> str:
+        found = re.compile(pattern)
+        with self._changed:
+            seen = 0
+            while True:
+                for line in self.lines[seen:]:
+                    if found.search(line):
+                        return line
+                seen = len(self.lines)
+                if self.proc.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(f"exited ({self.proc.returncode}) before: {pattern}")
+                if not self._changed.wait(timeout_s):
+                    raise AssertionError(f"no log line {pattern!r} within {timeout_s:g} s")
+
+    async def wait(self, pattern: str, timeout_s: float = 120.0) -> str:
+        """The first line (since the start) that matches the regex `pattern`."""
+        return await asyncio.to_thread(self._wait, pattern, timeout_s)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()

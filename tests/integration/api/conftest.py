@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from harclip.client import AsyncClient
+from harclip.client import AsyncClient, Subscription, SyncSubscription
 from harclip.config import ElasticsearchSettings, Settings
 from harclip.io import store
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
@@ -107,14 +107,12 @@ async def write_redis(unique: Unique, preds: list[Prediction], frame: bytes | No
         await r.aclose()
 
 
-async def wait_subscribed(client: AsyncClient, n: int) -> None:
-    """Wait until the server counts `n` subscribers (its own gauge), without sleeping blindly."""
-    for _ in range(500):
-        metrics = (await client._http.get("/metrics")).text
-        if f'harclip_ws_clients{{kind="subscribe"}} {float(n)}' in metrics:
-            return
-        await asyncio.sleep(0.01)  # a condition poll, bounded
-    raise AssertionError("subscription did not start")
+async def wait_subscribed(sub: Subscription | SyncSubscription, timeout_s: float = 30.0) -> None:
+    """Until the server said `subscribed` to `sub` (it reads for it from then on)."""
+    if isinstance(sub, Subscription):
+        await asyncio.wait_for(sub.subscribed.wait(), timeout_s)
+    elif not await asyncio.to_thread(sub.subscribed.wait, timeout_s):
+        raise AssertionError("the subscription did not start")
 
 
 class ImageHandler(http.server.BaseHTTPRequestHandler):

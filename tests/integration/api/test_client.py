@@ -184,7 +184,7 @@ async def test_subscribe_ingest_set_labels(
     async with serve() as api, face(kind, api) as c:
         sub = c.client.subscribe("cam-s")
         receiving = asyncio.ensure_future(c.take(sub, 3))
-        await wait_subscribed(api, 1)
+        await wait_subscribed(sub)
         batch1 = [prediction("cam-s", i, "running", 0.5) for i in range(3)]
         await write_redis(unique, batch1)
         got = await receiving

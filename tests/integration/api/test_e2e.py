@@ -5,31 +5,35 @@ history and text search find them in Elasticsearch, and a label change reaches p
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
+from consumers.worker import Worker
 from harclip.client import AsyncClient, Subscription
 from harclip.config import ElasticsearchSettings
 from harclip.io.es import make_es
 from harclip.wire import PredictionMessage
 from tests.integration.api.conftest import Serve, wait_subscribed
 from tests.integration.conftest import Unique
+from tests.integration.consumers.conftest import predicted, running_worker, worker_settings
 
 
-async def _wait_indexed(es_settings: ElasticsearchSettings, ids: list[str]) -> None:
-    """Until every id is searchable in the predictions index (refreshing), at most 30 s."""
+@pytest.fixture
+async def worker(unique: Unique, tiny_bundle: Path) -> AsyncIterator[Worker]:
+    """A worker in this process (so the test can wait on its own counters), on the test's names;
+    frames sent while it still joins its group must not be dropped as too old."""
+    async with running_worker(
+        worker_settings(unique.settings, tiny_bundle, max_age_ms=600_000)
+    ) as w:
+        yield w
+
+
+async def _refresh(es_settings: ElasticsearchSettings) -> None:
     es = make_es(es_settings)
-    index = es_settings.predictions_index
-    deadline = asyncio.get_running_loop().time() + 30
     try:
-        while True:
-            await es.indices.refresh(index=index)
-            found = (await es.count(index=index, query={"ids": {"values": ids}}))["count"]
-            if found == len(ids):
-                return
-            assert asyncio.get_running_loop().time() < deadline, f"{found}/{len(ids)} indexed"
-            await asyncio.sleep(0.05)  # a bounded condition poll
+        await es.indices.refresh(index=es_settings.predictions_index)
     finally:
         await es.close()
 
@@ -44,23 +48,23 @@ async def _take(it: AsyncIterator[PredictionMessage], n: int) -> list[Prediction
 
 
 async def _ingest_and_receive(
-    client: AsyncClient, sub: Subscription, photos: list[Path], n_subscribed: int
+    client: AsyncClient, sub: Subscription, photos: list[Path]
 ) -> tuple[list[str], list[PredictionMessage]]:
     it = aiter(sub)
     receiving = asyncio.ensure_future(_take(it, len(photos)))
-    await wait_subscribed(client, n_subscribed)
+    await wait_subscribed(sub)
     acks = await client.ingest("cam-e2e", [p.read_bytes() for p in photos])
     assert [a.seq for a in acks] == list(range(len(photos)))
     return [a.frame_id for a in acks], await receiving
 
 
 async def test_ingest_subscribe_resume_history_search_labels(
-    serve: Serve, unique: Unique, worker: subprocess.Popen[bytes], sample_photos: list[Path]
+    serve: Serve, unique: Unique, worker: Worker, sample_photos: list[Path]
 ) -> None:
     photos = sample_photos[::60]  # one or two of each class
     async with serve() as client:
         sub = client.subscribe("cam-e2e")
-        ids, got = await _ingest_and_receive(client, sub, photos[:4], 1)
+        ids, got = await _ingest_and_receive(client, sub, photos[:4])
         assert len(set(ids)) == 4
         assert [u.prediction.frame_id for u in got] == ids  # per-stream order is kept
         await sub.close()
@@ -76,8 +80,10 @@ async def test_ingest_subscribe_resume_history_search_labels(
         await resumed.close()
 
         # History and text search see every indexed frame. The sinks are flushed concurrently, so
-        # a prediction seen in Redis may still be on its way into Elasticsearch: wait for it.
-        await _wait_indexed(unique.settings.elasticsearch, ids + more)
+        # a prediction seen in Redis may still be on its way into Elasticsearch: the worker counts
+        # a frame once every sink acknowledged it.
+        await worker.wait_for(lambda: predicted(worker) >= len(ids + more), 60)
+        await _refresh(unique.settings.elasticsearch)
         page = await client.history("cam-e2e", size=100)
         assert {p.frame_id for p in page.items} == set(ids + more)
         found = await client.search("a photo of a person riding a bike.", k=7, stream_id="cam-e2e")
@@ -100,7 +106,7 @@ async def test_ingest_subscribe_resume_history_search_labels(
                 await received.put(u)
 
         pumping = asyncio.ensure_future(pump())
-        await wait_subscribed(client, 1)
+        await wait_subscribed(sub2)
         versions = []
         for i in range(40):
             await client.ingest("cam-e2e", [photos[i % len(photos)].read_bytes()])

@@ -4,20 +4,19 @@ end on the same, newest head (the largest version), whichever record Kafka took 
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harclip.client import AsyncClient, ConnectionFailed
+from harclip.client import AsyncClient
 from harclip.wire import LabelSet, PredictionMessage
 from tests.integration.api.conftest import ROOT, settings_env, wait_subscribed
-from tests.integration.conftest import Unique
+from tests.integration.conftest import LogWatch, Unique
 
 _DEADLINE_S = 120.0  # longest wait for a process to come up or a head to spread, seconds
 
@@ -29,56 +28,32 @@ def _free_port() -> int:
         return port
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture
-def two_apis(unique: Unique, tiny_bundle: Path) -> Iterator[list[str]]:
-    """Two `python -m api` processes on the test's names; their base URLs."""
+def two_apis(unique: Unique, tiny_bundle: Path) -> Iterator[list[tuple[str, LogWatch]]]:
+    """Two `python -m api` processes on the test's names: their base URLs and logs."""
     env = {**os.environ, **settings_env(unique.settings)}
-    urls, procs = [], []
+    apis: list[tuple[str, LogWatch]] = []
     try:
         for _ in range(2):
             port = _free_port()
             cmd = [sys.executable, "-m", "api", "--bundle", str(tiny_bundle), "--port", str(port)]
-            procs.append(subprocess.Popen([*cmd, "--host", "127.0.0.1"], cwd=ROOT, env=env))
-            urls.append(f"http://127.0.0.1:{port}")
-        yield urls
+            watch = LogWatch([*cmd, "--host", "127.0.0.1"], cwd=ROOT, env=env)
+            apis.append((f"http://127.0.0.1:{port}", watch))
+        yield apis
     finally:
-        for proc in procs:
-            _stop(proc)
-
-
-async def _until(what: str, check: Callable[[], Awaitable[bool]]) -> None:
-    """Return once `check()` holds, polling (bounded); fail naming `what` after the deadline."""
-    deadline = asyncio.get_running_loop().time() + _DEADLINE_S
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)  # a condition poll
-
-
-async def _answers(client: AsyncClient) -> bool:
-    try:
-        await client.info()
-        return True
-    except ConnectionFailed:
-        return False
+        for _, watch in apis:
+            watch.stop()
 
 
 async def test_two_replicas_publishing_at_once_converge_on_the_newest_head(
-    two_apis: list[str],
+    two_apis: list[tuple[str, LogWatch]],
     worker: subprocess.Popen[bytes],
     sample_photos: list[Path],
 ) -> None:
-    async with AsyncClient(two_apis[0]) as one, AsyncClient(two_apis[1]) as two:
-        for c in (one, two):
-            await _until(f"the API at {c.url}", functools.partial(_answers, c))
+    (url_one, log_one), (url_two, log_two) = two_apis
+    async with AsyncClient(url_one) as one, AsyncClient(url_two) as two:
+        for log in (log_one, log_two):
+            await log.wait("Application startup complete", _DEADLINE_S)
         a, b = await asyncio.gather(
             one.set_labels(["cycling", "running"]),
             two.set_labels(["sleeping", "eating", "drinking"]),
@@ -86,11 +61,9 @@ async def test_two_replicas_publishing_at_once_converge_on_the_newest_head(
         assert a.version != b.version
         newest: LabelSet = a if a.version > b.version else b
 
-        async def on_newest(c: AsyncClient) -> bool:
-            return await c.labels() == newest
-
-        for c in (one, two):
-            await _until(f"{c.url} on head v{newest.version}", functools.partial(on_newest, c))
+        for log in (log_one, log_two):  # each API logs the head it switches to
+            await log.wait(rf"head version {newest.version} in use", _DEADLINE_S)
+        assert await one.labels() == newest and await two.labels() == newest
 
         # The worker: its predictions name the head they used. Send frames one at a time until one
         # carries the newest head; a head only moves forward, so every later one must too.
@@ -102,7 +75,7 @@ async def test_two_replicas_publishing_at_once_converge_on_the_newest_head(
                 await received.put(m)
 
         pumping = asyncio.ensure_future(pump())
-        await wait_subscribed(one, 1)
+        await wait_subscribed(sub)
         photo = sample_photos[0].read_bytes()
         versions: list[int] = []
         while not versions or versions[-1] != newest.version:

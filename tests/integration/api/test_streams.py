@@ -83,7 +83,7 @@ async def test_subscribe_resume_without_gap(serve: Serve, unique: Unique) -> Non
         it = aiter(sub)
         first = asyncio.ensure_future(_take(it, 3))
         # The subscription starts "from now": write once the server holds our position.
-        await wait_subscribed(client, 1)
+        await wait_subscribed(sub)
         batch1 = [prediction("cam-ws", i, "running", 0.5) for i in range(3)]
         await write_redis(unique, batch1)
         got = await first
