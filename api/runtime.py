@@ -55,17 +55,19 @@ class _Done:
 
     top_k: list[tuple[str, float]]  # best first
     model: ModelRef  # the model and head of the batch
+    embedding: np.ndarray  # float32 [D], L2-normalised
     batch_start: float  # perf_counter seconds
     infer_ms: float
 
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """One image's prediction: top-k (best first), the model and head that made it, and the
-    timings the API reports (ms)."""
+    """One image's prediction: top-k (best first), the model and head that made it, its
+    embedding, and the timings the API reports (ms)."""
 
     top_k: list[tuple[str, float]]
     model: ModelRef
+    embedding: np.ndarray  # float32 [D]
     decode_ms: float
     queue_ms: float
     infer_ms: float
@@ -170,16 +172,15 @@ class Runtime:
         top = in_use.head.top_k(emb, max(j.k for j in jobs))  # [N, D] -> N × k_max, best first
         infer_ms = (time.perf_counter() - start) * 1000
         return [
-            _Done(row[: j.k], in_use.model, start, infer_ms)
-            for j, row in zip(jobs, top, strict=True)
+            _Done(row[: j.k], in_use.model, e, start, infer_ms)
+            for j, row, e in zip(jobs, top, emb, strict=True)
         ]
 
     async def predict(self, images: Sequence[tuple[str, bytes]], k: int) -> list[Scored]:
         """Named encoded images -> one result each (its `k` best labels), in order; the whole
-        request fails (422/415 naming the image) if any image is not usable."""
+        request fails (422/415 naming the image) if any image is not usable. Header checks and
+        decoding run in the decode pool, never on the event loop."""
         size, max_pixels = self.bundle.manifest.image_size, self.settings.model.max_pixels
-        for name, data in images:
-            check_image(data, max_pixels=max_pixels, name=name)
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         decoded = await asyncio.gather(
@@ -193,8 +194,8 @@ class Runtime:
         decode_ms = (submitted - start) * 1000
         self.metrics.images.inc(len(images))
         return [
-            Scored(d.top_k, d.model, decode_ms, max(0.0, (d.batch_start - submitted) * 1000),
-                   d.infer_ms)
+            Scored(d.top_k, d.model, d.embedding, decode_ms,
+                   max(0.0, (d.batch_start - submitted) * 1000), d.infer_ms)
             for d in done
         ]  # fmt: skip
 
@@ -265,8 +266,10 @@ class Runtime:
 
 
 def _decode(name: str, data: bytes, size: int, max_pixels: int) -> np.ndarray:
+    """Check and decode one image (in the decode pool); `ApiError` 415/422 naming it."""
     from harclip.model.preprocess import decode_image
 
+    check_image(data, max_pixels=max_pixels, name=name)
     try:
         return decode_image(data, size, max_pixels=max_pixels)
     except DecodeError as e:

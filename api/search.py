@@ -1,18 +1,21 @@
-"""GET /search?q=TEXT: the CLIP text embedding of the query (ONNX text encoder, no torch) against
-the frame embeddings in Elasticsearch (kNN), with the history filters."""
+"""Search the history by meaning: `GET /search?q=TEXT` (the CLIP text embedding of the query, from
+the ONNX text encoder, no torch) and `POST /search/similar` (a frame's stored embedding, or an
+uploaded image's), against the keyframe embeddings in Elasticsearch (kNN), with the history
+filters. Only the embedding space of this API's model is searched: vectors of other models are
+not comparable; the response names the space."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, File, Query, UploadFile
 
 from api.auth import requires
 from api.errors import error_responses
 from api.runtime import RuntimeDep
 from api.streams import EndMs, LabelQ, MinScore, StartMs
-from harclip.wire import SearchResponse
+from harclip.wire import ApiError, SearchResponse
 
 router = APIRouter(tags=["search"], dependencies=[Depends(requires("read"))])
 
@@ -47,15 +50,58 @@ async def search_text(
     encoder = await rt.text_encoder()
     vector = (await asyncio.to_thread(encoder.encode, [q]))[0]  # [1, D] -> [D]
     hits = await search.knn(
-        await rt.search_client(),
-        rt.settings.elasticsearch,
-        rt.space,
-        vector,
-        k=k,
-        stream_id=stream_id,
-        start_ms=start_ms,
-        end_ms=end_ms,
-        label=label,
-        min_score=min_score,
-    )
+        await rt.search_client(), rt.settings.elasticsearch, rt.space, vector, k=k,
+        stream_id=stream_id, start_ms=start_ms, end_ms=end_ms, label=label, min_score=min_score,
+    )  # fmt: skip
     return SearchResponse(query=q, space=rt.space.slug, hits=hits)
+
+
+@router.post(
+    "/search/similar",
+    response_model=SearchResponse,
+    summary="Frames that look like a stored frame or an uploaded image",
+    responses=error_responses(401, 403, 404, 413, 415, 422, 429, 503),
+)
+async def search_similar(
+    rt: RuntimeDep,
+    frame_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="a frame from the history (`frame_id`)"),
+    ] = None,
+    file: Annotated[
+        UploadFile | None, File(description="an image to look for (same limits as /predict)")
+    ] = None,
+    k: Annotated[int, Query(ge=1, le=100, description="hits to return")] = 10,
+    stream_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    start_ms: StartMs = None,
+    end_ms: EndMs = None,
+    label: LabelQ = None,
+    min_score: MinScore = None,
+) -> SearchResponse:
+    """Give exactly one of `frame_id` (a frame in the history of this API's model: its own
+    embedding if it is a keyframe, else its keyframe's) or `file` (multipart, embedded by this
+    API's model, as /predict/image). Best matches first, with the history filters."""
+    from harclip.io import search
+
+    if (frame_id is None) == (file is None):
+        raise ApiError(422, "invalid_request", "give exactly one of 'frame_id' or a 'file'")
+    es = await rt.search_client()
+    if frame_id is not None:
+        found = await search.frame_embedding(es, rt.settings.elasticsearch, rt.space, frame_id)
+        if found is None:
+            raise ApiError(
+                404, "not_found",
+                f"frame {frame_id!r} is not in the history of model {rt.space.slug} (unknown, "
+                "removed by retention, or made by another model)",
+            )  # fmt: skip
+        vector, query = found[1], f"frame:{frame_id}"
+    else:
+        assert file is not None
+        name = file.filename or "file"
+        (scored,) = await rt.predict([(name, await file.read())], 1)
+        vector, query = scored.embedding, f"image:{name}"
+    hits = await search.knn(
+        es, rt.settings.elasticsearch, rt.space, vector, k=k, stream_id=stream_id,
+        start_ms=start_ms, end_ms=end_ms, label=label, min_score=min_score,
+    )  # fmt: skip
+    return SearchResponse(query=query, space=rt.space.slug, hits=hits)

@@ -177,6 +177,26 @@ def search(
     return Call("GET", "/search", _model(SearchResponse), params=params)
 
 
+def search_similar(
+    frame_id: str | None = None,
+    image: bytes | None = None,
+    *,
+    filename: str = "image",
+    k: int | None = None,
+    stream_id: str | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    label: str | None = None,
+    min_score: float | None = None,
+) -> Call[SearchResponse]:
+    params = _query(
+        frame_id=frame_id, k=k, stream_id=stream_id, start_ms=start_ms, end_ms=end_ms,
+        label=label, min_score=min_score,
+    )  # fmt: skip
+    files = None if image is None else {"file": (filename, image)}
+    return Call("POST", "/search/similar", _model(SearchResponse), params=params, files=files)
+
+
 # -- labels ------------------------------------------------------------------------------------
 
 

@@ -135,6 +135,27 @@ class Client:
             )
         )  # fmt: skip
 
+    def search_similar(
+        self,
+        frame_id: str | None = None,
+        image: bytes | None = None,
+        *,
+        filename: str = "image",
+        k: int | None = None,
+        stream_id: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        label: str | None = None,
+        min_score: float | None = None,
+    ) -> SearchResponse:
+        """The `k` keyframes nearest to a stored frame (`frame_id`) or to an image (`image`,
+        encoded bytes), best first, with the history filters; give exactly one of them."""
+        call = _requests.search_similar(
+            frame_id, image, filename=filename, k=k, stream_id=stream_id, start_ms=start_ms,
+            end_ms=end_ms, label=label, min_score=min_score,
+        )  # fmt: skip
+        return self._send(call)
+
     # -- labels ------------------------------------------------------------------------------
 
     def labels(self) -> LabelSet:

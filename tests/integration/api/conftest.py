@@ -200,9 +200,13 @@ def worker(unique: Unique, tiny_bundle: Path) -> Iterator[subprocess.Popen[bytes
 
 
 async def index_history(
-    es_settings: ElasticsearchSettings, bundle: Path, items: list[tuple[Prediction, np.ndarray]]
+    es_settings: ElasticsearchSettings,
+    bundle: Path,
+    items: list[tuple[Prediction, np.ndarray]],
+    extra: list[Any] | None = None,
 ) -> None:
-    """Index `items` (each a keyframe with its embedding) in `bundle`'s embedding space, visible."""
+    """Index `items` (each a keyframe with its embedding) and `extra` (`search.Indexed`, e.g.
+    frames behind a keyframe) in `bundle`'s embedding space, visible."""
     from harclip.io import search
     from harclip.io.es import make_es
     from harclip.io.indices import EmbeddingSpace, ensure_templates
@@ -213,7 +217,7 @@ async def index_history(
     es = make_es(es_settings)
     try:
         await ensure_templates(es, es_settings, space)
-        rows = [search.Indexed(p, v, p.frame_id) for p, v in items]
+        rows = [search.Indexed(p, v, p.frame_id) for p, v in items] + list(extra or [])
         await search.index_predictions(es, es_settings, space, rows)
         await es.indices.refresh(index=es_settings.predictions_index)
     finally:

@@ -8,8 +8,10 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from harclip.client import BadRequest, NotFound
 from harclip.model.bundle import Bundle
 from harclip.wire import Dropped, PredictionMessage
 from tests.integration.api.conftest import (
@@ -75,6 +77,44 @@ async def _take(it: AsyncIterator[PredictionMessage], n: int) -> list[Prediction
         if len(out) == n:
             break
     return out
+
+
+async def test_search_by_example_from_a_frame_or_an_upload(
+    serve: Serve, unique: Unique, tiny_bundle: Path, sample_photos: list[Path]
+) -> None:
+    from harclip.engines import create_engine
+    from harclip.io import search
+    from harclip.model.preprocess import decode_image
+
+    bundle = Bundle.load(tiny_bundle)
+    photos = [sample_photos[i].read_bytes() for i in (0, 100, 200)]
+    engine = create_engine(bundle, "onnx", unique.settings.model)
+    try:
+        pixels = [decode_image(d, bundle.manifest.image_size, max_pixels=10**7) for d in photos]
+        vectors = engine.embed(np.stack(pixels))  # [3, D], as the API embeds an upload
+    finally:
+        engine.close()
+    keys = [prediction("cam-x", i, "running", 0.5) for i in range(3)]
+    follower = prediction("cam-x", 3, "running", 0.5)  # stands behind the last keyframe
+    behind_last = search.Indexed(follower, None, keys[2].frame_id)
+    items = list(zip(keys, vectors, strict=True))
+    await index_history(unique.settings.elasticsearch, tiny_bundle, items, extra=[behind_last])
+    async with serve() as client:
+        by_frame = await client.search_similar(keys[0].frame_id, k=3)
+        assert by_frame.hits[0].prediction == keys[0] and by_frame.query.startswith("frame:")
+        assert by_frame.space == f"{bundle.manifest.name}-v1-{bundle.manifest.embed_dim}d"
+        behind = await client.search_similar(follower.frame_id, k=1)
+        assert behind.hits[0].prediction == keys[2] and behind.hits[0].frames == 2
+        upload = await client.search_similar(image=photos[1], filename="b.jpg", k=3)
+        assert upload.hits[0].prediction == keys[1] and upload.hits[0].similarity > 0.98
+        assert upload.query == "image:b.jpg"
+        with pytest.raises(NotFound, match="not in the history of model"):
+            await client.search_similar("no-such-frame")
+        with pytest.raises(BadRequest) as bad:
+            await client.search_similar(image=b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
+        assert bad.value.status in (415, 422)
+        with pytest.raises(BadRequest, match="exactly one"):
+            await client.search_similar()
 
 
 async def test_subscribe_resume_without_gap(serve: Serve, unique: Unique) -> None:
