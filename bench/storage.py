@@ -192,12 +192,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             out[f"kb_per_frame{'' if on else '_all'}"] = round(size / docs / 1024, 3)
             out[f"seconds_{name}"] = round(seconds, 1)
             out[f"docs_{name}"] = docs
+            console.print(f"{name}: {size / docs / 1024:.3f} KB/frame, {seconds:.0f} s")
         encoder = bundle.text_encoder()
         queries = encoder.encode(QUERIES)  # [Q, D]
         all_docs = await stored(runs["all"], space)
-        key_docs = {d["frame_id"]: d for d in await stored(runs["keyframes"], space)}
-        index = {d["frame_id"]: i for i, d in enumerate(all_docs)}
-        actual = [index[key_docs[d["frame_id"]]["keyframe_id"]] for d in all_docs]
+        # the two runs sent the same frames under new frame ids: match them by (stream, seq)
+        key_run = await stored(runs["keyframes"], space)
+        where = {d["frame_id"]: (d["stream_id"], d["seq"]) for d in key_run}
+        key_of = {(d["stream_id"], d["seq"]): where[d["keyframe_id"]] for d in key_run}
+        index = {(d["stream_id"], d["seq"]): i for i, d in enumerate(all_docs)}
+        actual = [index[key_of[(d["stream_id"], d["seq"])]] for d in all_docs]
         out["keyframe_share"] = round(len(set(actual)) / len(actual), 4)
         out["recall_at_10"] = round(recall(all_docs, actual, queries), 4)
         sweep = []

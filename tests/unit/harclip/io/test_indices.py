@@ -64,3 +64,15 @@ def test_expired_keeps_the_last_days_of_each_family() -> None:
     assert [i.name for i in indices.expired(found, s, today)] == [
         found[2].name, found[4].name,
     ]  # fmt: skip
+
+
+def test_the_ilm_template_for_other_clusters_maps_as_the_daily_indices() -> None:
+    import json
+    from pathlib import Path
+
+    infra = Path(__file__).parents[4] / "infra" / "elasticsearch"
+    template = json.loads((infra / "index-template-ilm.json").read_text())
+    assert template["template"]["mappings"] == indices.predictions_mappings(512)
+    assert template["template"]["aliases"] == {"harclip-predictions": {}}
+    policy = json.loads((infra / "ilm-policy.json").read_text())
+    assert set(policy["policy"]["phases"]) == {"hot", "warm", "delete"}
