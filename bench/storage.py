@@ -53,7 +53,7 @@ QUERIES = [f"a photo of a person {c.replace('_', ' ')}." for c in HAR_CLASSES] +
     "someone riding a bike", "a crowd of people", "a person alone in a room",
     "people sitting at a table", "a person with a phone",
 ]  # fmt: skip
-SWEEP = [(d, e) for d in (0.01, 0.02, 0.05, 0.1, 0.2) for e in (5.0, 10.0, 30.0)]
+SWEEP = [(d, e) for d in (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1) for e in (5.0, 10.0, 30.0)]
 
 
 def video_frames(path: Path, fps: float, loops: int) -> list[tuple[int, bytes]]:

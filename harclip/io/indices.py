@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from harclip.config import ElasticsearchSettings
@@ -87,41 +88,46 @@ def retention_days(s: ElasticsearchSettings, family: Family) -> int:
 
 
 def predictions_mappings(dims: int) -> dict[str, Any]:
-    """The Prediction JSON plus `keyframe` / `keyframe_id` and, on keyframes, `embedding`.
+    """The Prediction JSON plus `keyframe_id` and, on keyframes, `embedding`.
 
-    `dynamic: false` keeps a field added to Prediction in `_source` without failing the writes
-    of a worker newer than the index. Fields nobody filters on (`top_k`, latencies) are kept in
-    `_source` only, which is most of the per-frame saving after the embedding.
+    Only what is searched, filtered, sorted or aggregated is indexed; the rest (`seq`, `top_k`,
+    latencies, head version) is kept in `_source`, and fields looked up by id only keep doc
+    values (a doc-values-only keyword still answers term queries). The embedding is stored as
+    int8 (`element_type: byte`, each vector scaled by 127 / its largest component: cosine is
+    scale-free, ranking agrees with float32): 512 bytes instead of 2048. `dynamic: false` keeps a
+    field added to Prediction in `_source` without failing the writes of a newer worker.
     """
+    source_only = {"type": "object", "enabled": False}
     return {
         "dynamic": False,
         "properties": {
-            "frame_id": {"type": "keyword"},
+            "frame_id": {"type": "keyword", "index": False},  # = _id; doc values: sort ties
             "stream_id": {"type": "keyword"},
-            "seq": {"type": "long"},
+            "seq": {"type": "long", "index": False, "doc_values": False},
             "captured_at": _EPOCH_MS,
             "label": {"type": "keyword"},
             "score": {"type": "float"},
-            "top_k": {"type": "object", "enabled": False},
-            "latency_ms": {"type": "object", "enabled": False},
-            "model": {
-                "properties": {
-                    "name": {"type": "keyword"},
-                    "version": {"type": "keyword"},
-                    "head_version": {"type": "long"},
-                }
-            },
-            "keyframe": {"type": "boolean"},
-            "keyframe_id": {"type": "keyword"},
-            # Embeddings are L2-normalised; cosine also tolerates the small drift of fp16 engines.
+            "top_k": source_only,
+            "latency_ms": source_only,
+            "model": {"properties": {"name": {"type": "keyword"}}},
+            "keyframe_id": {"type": "keyword", "index": False},  # terms on doc values
             EMBEDDING: {
                 "type": "dense_vector",
                 "dims": dims,
+                "element_type": "byte",
                 "index": True,
                 "similarity": "cosine",
             },
         },
     }
+
+
+def quantize(vector: np.ndarray) -> np.ndarray:
+    """float32 [D] -> int8 [D] for the `byte` embedding: scaled by 127 / max |x| (cosine, the
+    only similarity used, does not change with the scale)."""
+    peak = float(np.abs(vector).max())
+    scale = 127.0 / peak if peak > 0 else 0.0
+    return np.clip(np.rint(vector * scale), -127, 127).astype(np.int8)
 
 
 def events_mappings() -> dict[str, Any]:

@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from harclip.config import ElasticsearchSettings
 from harclip.errors import MessageError, SinkRefused, SinkUnavailable
 from harclip.io.es import TRANSIENT_TYPES, es_errors, transient_status
-from harclip.io.indices import EMBEDDING, EmbeddingSpace, predictions_index, space_pattern
+from harclip.io.indices import (
+    EMBEDDING,
+    EmbeddingSpace,
+    predictions_index,
+    quantize,
+    space_pattern,
+)
 from harclip.messages import Prediction
 from harclip.wire import PredictionPage, SearchHit
 
@@ -58,10 +64,9 @@ async def index_predictions(
     for item in items:
         pred, emb = item.prediction, item.embedding
         doc = pred.to_dict()
-        doc["keyframe"] = item.keyframe_id == pred.frame_id
         doc["keyframe_id"] = item.keyframe_id
         if emb is not None:  # a wrong size is refused by Elasticsearch, naming the frame
-            doc[EMBEDDING] = np.ascontiguousarray(emb, dtype=np.float32)
+            doc[EMBEDDING] = quantize(emb)
         index = predictions_index(s, space, pred.captured_at)
         ops.append({"index": {"_index": index, "_id": pred.frame_id}})
         ops.append(doc)
@@ -138,7 +143,7 @@ def _filters(
 
 
 def _prediction(source: dict[str, Any]) -> Prediction:
-    for field in (EMBEDDING, "keyframe", "keyframe_id"):  # stored with it, not part of it
+    for field in (EMBEDDING, "keyframe_id"):  # stored with it, not part of it
         source.pop(field, None)
     try:
         return Prediction.model_validate(source)
@@ -225,7 +230,7 @@ async def knn(
         allow_no_indices=True,
         knn={
             "field": EMBEDDING,
-            "query_vector": vector.astype(np.float32).tolist(),
+            "query_vector": quantize(vector).tolist(),
             "k": k,
             "num_candidates": candidates,
             "filter": _filters(stream_id, start_ms, end_ms, label, min_score),

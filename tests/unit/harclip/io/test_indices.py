@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
+
 from harclip.config import ElasticsearchSettings
 from harclip.io import indices
 from harclip.io.indices import DatedIndex, EmbeddingSpace
@@ -26,14 +28,28 @@ def test_names_carry_the_space_and_the_capture_day() -> None:
 def test_predictions_mapping_types_every_prediction_field() -> None:
     props = indices.predictions_mappings(512)["properties"]
     fields = {f.alias or name for name, f in Prediction.model_fields.items()}
-    assert set(props) - {"embedding", "keyframe", "keyframe_id"} <= fields
+    assert set(props) - {"embedding", "keyframe_id"} <= fields
     assert props["embedding"] == {
-        "type": "dense_vector", "dims": 512, "index": True, "similarity": "cosine",
+        "type": "dense_vector", "dims": 512, "element_type": "byte", "index": True,
+        "similarity": "cosine",
     }  # fmt: skip
     assert props["captured_at"] == {"type": "date", "format": "epoch_millis"}
-    for keyword in ("frame_id", "stream_id", "label", "keyframe_id"):
+    for keyword in ("stream_id", "label"):
         assert props[keyword] == {"type": "keyword"}
+    for by_id in ("frame_id", "keyframe_id"):  # doc values only
+        assert props[by_id] == {"type": "keyword", "index": False}
     assert props["top_k"] == {"type": "object", "enabled": False}  # kept, not indexed
+
+
+def test_quantized_embeddings_keep_their_direction() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((200, 512)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    q = np.stack([indices.quantize(x) for x in v]).astype(np.float32)
+    assert q.dtype == np.float32 and np.abs(q).max() == 127
+    cos = (v * q).sum(axis=1) / np.linalg.norm(q, axis=1)
+    assert cos.min() > 0.9999
+    assert not indices.quantize(np.zeros(4, np.float32)).any()
 
 
 def test_templates_alias_their_family_and_more_specific_patterns_win() -> None:
