@@ -109,7 +109,7 @@ class ElasticsearchSettings(_Section):
     logs_retention_days: int = Field(14, ge=1)
     keyframes: bool = Field(True, description="store embeddings of keyframes only")
     keyframe_distance: float = Field(
-        0.05,
+        0.015,
         ge=0.0,
         le=2.0,
         description="a frame this far (1 - cosine) from the last keyframe is one",
