@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from harclip.config import ElasticsearchSettings
 from harclip.errors import ConfigError, MessageError, SinkUnavailable
+from harclip.events import Event
 from harclip.messages import Prediction
 
 EMBEDDING = "embedding"  # the dense_vector field of the predictions index
@@ -138,7 +139,7 @@ def predictions_mappings(embed_dim: int) -> dict[str, Any]:
 
 
 def events_mappings() -> dict[str, Any]:
-    """Mappings of the events index: ids, labels and times typed; strings added by `stream/`
+    """Mappings of the events index: the `harclip.event/1` Event (harclip.events); strings added
     later become keywords."""
     return {
         "dynamic": True,
@@ -148,13 +149,26 @@ def events_mappings() -> dict[str, Any]:
         "properties": {
             "schema": {"type": "keyword"},
             "event_id": {"type": "keyword"},
+            "type": {"type": "keyword"},
             "stream_id": {"type": "keyword"},
-            "kind": {"type": "keyword"},
             "label": {"type": "keyword"},
-            "score": {"type": "float"},
             "start": _EPOCH_MS,
             "end": _EPOCH_MS,
-            "created_at": _EPOCH_MS,
+            "first_seq": {"type": "long"},
+            "last_seq": {"type": "long"},
+            "frames": {"type": "integer"},
+            "score_mean": {"type": "float"},
+            "score_max": {"type": "float"},
+            "rule": {"type": "keyword"},
+            "severity": {"type": "keyword"},
+            "model": {
+                "properties": {
+                    "name": {"type": "keyword"},
+                    "version": {"type": "keyword"},
+                    "head_version": {"type": "integer"},
+                }
+            },
+            "emitted_at": _EPOCH_MS,
         },
     }
 
@@ -194,6 +208,15 @@ async def ensure_templates(
         await es.indices.put_index_template(**_template(index, s, mappings))
         if not await es.indices.exists(index=index):
             await _create_index(es, index)
+
+
+@_sink_errors
+async def ensure_events_index(es: AsyncElasticsearch, s: ElasticsearchSettings) -> None:
+    """Put the events index template and create the events index if missing (what the events
+    app needs; it knows no embedding size). Idempotent."""
+    await es.indices.put_index_template(**_template(s.events_index, s, events_mappings()))
+    if not await es.indices.exists(index=s.events_index):
+        await _create_index(es, s.events_index)
 
 
 async def _create_index(es: AsyncElasticsearch, index: str) -> None:
@@ -247,6 +270,25 @@ async def index_predictions(
     )
     if resp.get("errors"):
         _raise_first_item_error(resp.body, len(items))
+
+
+@_sink_errors
+async def index_events(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, events: Sequence[Event]
+) -> None:
+    """Bulk-index events; `_id` = event_id, so a replayed or re-emitted event overwrites its own
+    document. `SinkUnavailable` naming the first failed document if any failed."""
+    if not events:
+        return
+    ops: list[dict[str, Any]] = []
+    for e in events:
+        ops.append({"index": {"_index": s.events_index, "_id": e.event_id}})
+        ops.append(e.to_dict())
+    resp = await es.bulk(
+        operations=ops, filter_path="errors,items.*.error,items.*._id,items.*.status"
+    )
+    if resp.get("errors"):
+        _raise_first_item_error(resp.body, len(events))
 
 
 def _raise_first_item_error(body: dict[str, Any], total: int) -> None:
