@@ -263,6 +263,7 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
     # its partitions, so a restarted or rebalanced worker first catches up on its backlog.
     assigned_at = [now_ms()]
     ticked: dict[str, tuple[int, set[int]]] = {}  # stream -> (last_wall, thresholds ticked)
+    processed: dict[int, int] = {}  # predictions partition -> offset of the last record handled
 
     def load(stream_id: str) -> StreamState | None:
         st = cache.get(stream_id)
@@ -326,6 +327,7 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
                 await on_tick(ev.key)
             else:
                 await on_prediction(ev.value, ev.key, msg.timestamp)
+                processed[msg.partition] = msg.offset
 
     @app.agent(events_topic, name="stream.outputs")
     async def outputs(stream: faust.StreamT[bytes]) -> None:
@@ -356,27 +358,44 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
             stats.dirty |= dirty  # next time
 
     async def idle_check() -> None:
-        """Tick the streams of this worker's partitions that went quiet past a threshold."""
+        """Tick the streams of this worker's partitions that went quiet past a threshold.
+        Only partitions whose records are all processed count: a stream is quiet when Kafka
+        holds nothing more for it, not while this worker is behind or rebalancing."""
+        if app.rebalancing:
+            return
         actives = app.assignor.assigned_actives()
+        mine = [tp for tp in actives if tp.topic == t.predictions]
+        if not mine:
+            return
+        ends = await app.consumer.highwaters(*mine)
+        caught_up: set[int] = set()
+        for tp in mine:
+            done = processed.get(tp.partition)
+            if done is None:  # nothing processed since the assignment: where it starts
+                start = await app.consumer.position(tp)
+                done = -1 if start is None else start - 1
+            if done + 1 >= ends.get(tp, 0):
+                caught_up.add(tp.partition)
         now = now_ms()
         owned = 0
         for key, stored in list(states.items()):
-            if TP(t.predictions, (murmur2(key) & 0x7FFFFFFF) % rt.partitions) not in actives:
+            partition = (murmur2(key) & 0x7FFFFFFF) % rt.partitions
+            if TP(t.predictions, partition) not in actives:
                 continue
             owned += 1
+            if partition not in caught_up:
+                continue
             sid = key.decode()
             st = cache.get(sid) or StreamState.from_bytes(stored)
             idle = now - max(st.last_wall, assigned_at[0])
-            last_wall, done = ticked.get(sid, (st.last_wall, set()))
+            last_wall, done_ms = ticked.get(sid, (st.last_wall, set()))
             if last_wall != st.last_wall:
-                done = set()
-            due = [th for th in tracker.idle_thresholds_ms(sid) if idle >= th and th not in done]
-            if st.down and not due:
-                continue
+                done_ms = set()
+            due = [th for th in tracker.idle_thresholds_ms(sid) if idle >= th and th not in done_ms]
             if due:
-                done.update(due)
+                done_ms.update(due)
                 await ticks.send(key=key, value=orjson.dumps({"tick": "idle", "at": now}))
-            ticked[sid] = (st.last_wall, done)
+            ticked[sid] = (st.last_wall, done_ms)
         m.streams.set(owned)
 
     async def started() -> None:
@@ -389,9 +408,11 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
     async def revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         cache.clear()
         ticked.clear()
+        processed.clear()
 
     async def assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
         cache.clear()
+        processed.clear()
         assigned_at[0] = now_ms()
 
     app.timer(_STATS_FLUSH_S)(flush_stats)

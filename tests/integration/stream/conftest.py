@@ -42,20 +42,22 @@ def prediction(stream_id: str, seq: int, at: int, scores: dict[str, float]) -> P
 
 
 def script(
-    stream_id: str, *, first: str = "running", second: str = "fighting", seconds: float = 10.0,
+    stream_id: str, *, phases: tuple[str, ...] = ("running", "fighting"), seconds: float = 10.0,
     fps: float = 5.0, flicker: tuple[int, ...] = (10, 23, 37, 70),
 ) -> list[Prediction]:  # fmt: skip
-    """`seconds` of `first` then `seconds` of `second` at `fps`, with single frames of the other
-    label at the `flicker` indices (the known truth: two segments, switching at `seconds`)."""
+    """`seconds` of each label of `phases` in turn at `fps`, with single frames of another label
+    at the `flicker` indices (the known truth: one segment per phase, switching every
+    `seconds`)."""
     n = int(seconds * fps)
     out = []
-    for i in range(2 * n):
-        label = first if i < n else second
+    for i in range(len(phases) * n):
+        label = phases[i // n]
         if i in flicker:
-            label = second if label == first else first
-        other = second if label == first else first
+            label = next(p for p in (*phases, "sitting") if p != label)
+        others = [p for p in (*phases, "sitting") if p != label][:2]
         at = T0 + int(i * 1000 / fps)
-        out.append(prediction(stream_id, i, at, {label: 0.8, other: 0.1, "sitting": 0.05}))
+        scores = {label: 0.8, others[0]: 0.1, others[1]: 0.05}
+        out.append(prediction(stream_id, i, at, scores))
     return out
 
 
@@ -100,7 +102,7 @@ def app_env(settings: Settings, datadir: Path, **stream: object) -> dict[str, st
         "HARCLIP_STREAM__DATADIR": str(datadir),
         "HARCLIP_STREAM__PORT": "0",
         "HARCLIP_STREAM__COMMIT_INTERVAL_S": "0.5",
-        "HARCLIP_STREAM__SESSION_TIMEOUT_S": "6",
+        "HARCLIP_STREAM__SESSION_TIMEOUT_S": "10",
         "HARCLIP_LOG_LEVEL": "INFO",
     }
     env |= {f"HARCLIP_STREAM__{k.upper()}": str(v) for k, v in stream.items()}
