@@ -22,6 +22,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("harclip.model.cli_export", "export a CLIP into a model bundle (ONNX, INT8, ...)"),
     "predict": ("harclip.cli_predict", "predict the action in images or folders of images"),
     "labels": ("harclip.cli_labels", "show or change a bundle's label set (no torch needed)"),
+    "rules": ("harclip.cli_rules", "show or set the events app's alert rules (harclip.control)"),
 }
 
 

@@ -218,7 +218,7 @@ async def _read_control(s: KafkaSettings) -> list[bytes]:
     try:
         await consumer.start()
         tp = TopicPartition(topic, 0)  # the control topic has one partition
-        if not consumer.partitions_for_topic(topic):
+        if topic not in await consumer.topics():  # metadata of all topics: creates none
             return []
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
