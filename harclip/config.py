@@ -203,6 +203,8 @@ class StreamSettings(_Section):
         30.0, ge=6, le=300, description="a silent app worker leaves the group after this, s"
     )
     stats_expires_s: int = Field(7200, ge=3600, description="windowed statistics kept, seconds")
+    track_batch: int = Field(500, ge=1, description="predictions applied per state write")
+    track_wait_ms: float = Field(10.0, gt=0, description="wait for more predictions, ms")
     sink_batch: int = Field(500, ge=1, description="events per Redis/Elasticsearch write")
     sink_wait_ms: float = Field(20.0, ge=0, description="wait for more events before a write")
     webhooks: tuple[str, ...] = Field((), description="URLs that alerts are POSTed to")

@@ -280,7 +280,10 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         for e in events:
             m.events.labels(e.type).inc()
 
-    async def on_prediction(value: bytes | None, key: bytes | None, arrived_s: float) -> None:
+    def on_prediction(
+        value: bytes | None, key: bytes | None, arrived_s: float, out: list[Event]
+    ) -> StreamState | None:
+        """Apply one prediction; the changed state (None if ignored), its events into `out`."""
         try:
             p = Prediction.from_json(value or b"")
             if key is not None and key != p.stream_id.encode():
@@ -288,46 +291,92 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         except MessageError as e:
             m.ignored.labels("malformed").inc()
             log.warning("ignoring a malformed prediction: %s", e)
-            return
+            return None
         wall = now_ms()
         result = tracker.on_prediction(load(p.stream_id), p, wall)
         if result is None:
             m.ignored.labels("stale").inc()
-            return
+            return None
         st, events = result
-        try:
-            if events:
-                await emit(events)
-            states[p.stream_id.encode()] = st.to_bytes()
-        except BaseException:
-            cache.pop(p.stream_id, None)  # the table keeps the last stored state
-            raise
         cache[p.stream_id] = st
+        out += events
         m.predictions.inc()
         m.lag.observe(max(0.0, wall / 1000 - arrived_s))
+        return st
 
-    async def on_tick(key: bytes | None) -> None:
+    def on_tick(key: bytes | None, out: list[Event]) -> StreamState | None:
         st = load(key.decode()) if key else None
         if st is None:
-            return
-        events = tracker.on_idle(st, now_ms(), quiet_since=max(st.last_wall, assigned_at[0]))
-        try:
-            if events:
-                await emit(events)
-            states[key] = st.to_bytes()
-        except BaseException:
-            cache.pop(st.stream_id, None)
-            raise
+            return None
+        out += tracker.on_idle(st, now_ms(), quiet_since=max(st.last_wall, assigned_at[0]))
+        return st
+
+    # State writes are coalesced: one changelog record per stream per flush (every
+    # `track_batch` records or `track_wait_ms`), not per prediction. Records are acked (so their
+    # offsets can be committed) only once the state they led to is written; a step that emits
+    # events writes its stream's state right after Kafka acknowledged the events.
+    dirty: dict[str, tuple[StreamState, Any]] = {}  # stream -> (state, its newest record)
+    unacked: list[Any] = []
+    flushing = asyncio.Lock()
+    track_stream: list[Any] = []  # the agent's (manual-ack) stream, once it runs
+
+    def write_state(st: StreamState, ev: Any) -> None:
+        # the table (and RocksDB) find the key's partition through the current event
+        track_stream[0]._set_current_event(ev)
+        states[st.stream_id.encode()] = st.to_bytes()
+
+    async def flush() -> None:
+        for st, ev in dirty.values():
+            write_state(st, ev)
+        dirty.clear()
+        acks, unacked[:] = list(unacked), []
+        for ev in acks:
+            await track_stream[0].ack(ev)
+
+    async def flush_soon() -> None:
+        """Flush what the agent left when no more records came for `track_wait_ms`."""
+        wait_s = rt.settings.stream.track_wait_ms / 1000
+        while True:
+            await asyncio.sleep(wait_s)
+            if unacked and not flushing.locked():
+                async with flushing:
+                    try:
+                        await flush()
+                    except BaseException:
+                        cache.clear()
+                        raise
 
     @app.agent(inputs, name="stream.track")
     async def track(stream: faust.StreamT[bytes]) -> None:
-        async for ev in stream.events():
-            msg = ev.message
-            if msg.topic == rt.ticks_topic:
-                await on_tick(ev.key)
-            else:
-                await on_prediction(ev.value, ev.key, msg.timestamp)
-                processed[msg.partition] = msg.offset
+        manual = stream.noack()  # type: ignore[attr-defined]
+        track_stream[:] = [manual]
+        batch = rt.settings.stream.track_batch
+        async for ev in manual.events():
+            async with flushing:
+                try:
+                    msg = ev.message
+                    track_stream[0]._set_current_event(ev)  # reads find the right partition
+                    out: list[Event] = []
+                    if msg.topic == rt.ticks_topic:
+                        st = on_tick(ev.key, out)
+                    else:
+                        st = on_prediction(ev.value, ev.key, msg.timestamp, out)
+                        processed[msg.partition] = msg.offset
+                    unacked.append(ev)
+                    if st is not None:
+                        if out:
+                            await emit(out)  # acknowledged before the state that follows
+                            dirty.pop(st.stream_id, None)
+                            write_state(st, ev)
+                        else:
+                            dirty[st.stream_id] = (st, ev)
+                    if len(unacked) >= batch:
+                        await flush()
+                except BaseException:
+                    cache.clear()  # the table keeps the last written states
+                    dirty.clear()
+                    unacked.clear()
+                    raise
 
     @app.agent(events_topic, name="stream.outputs")
     async def outputs(stream: faust.StreamT[bytes]) -> None:
@@ -403,12 +452,14 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         log.info("events app ready: %d partitions, store %s, rules %d",
                  rt.partitions, rt.settings.stream.store, len(rt.rules.rules))  # fmt: skip
         follow = asyncio.create_task(rt.follower.run(), name="rules-follower")
-        rt._tasks.append(follow)
+        rt._tasks += [follow, asyncio.create_task(flush_soon(), name="state-flush")]
 
     async def revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         cache.clear()
         ticked.clear()
         processed.clear()
+        dirty.clear()  # revoked records are not acked: the next owner reads them again
+        unacked.clear()
 
     async def assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
         cache.clear()

@@ -139,9 +139,15 @@ async def _drain(app: App) -> None:
 
 
 async def stop_app(app: App, *, kill: bool = False) -> int:
+    """SIGTERM (or SIGKILL) and wait; a process that does not stop in 60 s is killed."""
     if app.proc.returncode is None:
         app.proc.kill() if kill else app.proc.terminate()
-    return await asyncio.wait_for(app.proc.wait(), 60)
+    try:
+        return await asyncio.wait_for(app.proc.wait(), 60)
+    except TimeoutError:
+        app.proc.kill()
+        await app.proc.wait()
+        raise
 
 
 @pytest.fixture
