@@ -64,8 +64,13 @@ class StreamApp(faust.App):
             raise
 
     async def on_stop(self) -> None:
-        await self.runtime.close()
+        await self.runtime.stop_tasks()  # the state flusher and the rules follower
         await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        # after the agents and tables stopped: an agent may still be writing until then
+        await super().on_shutdown()
+        await self.runtime.close()
 
 
 class Runtime:
@@ -129,10 +134,14 @@ class Runtime:
         await self.outputs.start()
         await self.webhooks.start()
 
-    async def close(self) -> None:
+    async def stop_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def close(self) -> None:
+        await self.stop_tasks()
         await self.webhooks.stop()
         await self.outputs.stop()
         await self.follower.stop()
