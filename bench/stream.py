@@ -96,8 +96,8 @@ def scoped(base: Settings, suffix: str, store_: str, min_segment_ms: int) -> dic
 
 
 class AppProc:
-    def __init__(self, env: dict[str, str], profile: Path | None) -> None:
-        self.env, self.profile = env, profile
+    def __init__(self, env: dict[str, str], profile: Path | None, log: Path) -> None:
+        self.env, self.profile, self.log = env, profile, log
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
         self._drain: asyncio.Task[None] | None = None
@@ -109,22 +109,33 @@ class AppProc:
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert self.proc.stderr is not None
+        out = self.log.open("a")
         async with asyncio.timeout(120):
             while True:
                 line = (await self.proc.stderr.readline()).decode()
+                out.write(line)
                 if not line:
                     raise RuntimeError(f"app exited with {await self.proc.wait()}")
                 if m := _PORT.search(line):
                     self.port = int(m.group(1))
                 if "events app ready" in line:
                     break
-        self._drain = asyncio.create_task(self._read_rest())
+        out.flush()
+        self._drain = asyncio.create_task(self._read_rest(out))
 
-    async def _read_rest(self) -> None:
+    async def _read_rest(self, out: Any) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         while line := await self.proc.stderr.readline():
+            out.write(line.decode())
+            out.flush()
             if b"ERROR" in line or b"CRITICAL" in line:
                 console.print(f"[red]app: {line.decode().rstrip()}")
+
+    def cpu_s(self) -> float:
+        """CPU seconds the app process has used (user + system)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     async def applied(self, client: httpx.AsyncClient) -> float:
         text = (await client.get(f"http://127.0.0.1:{self.port}/metrics")).text
@@ -134,7 +145,12 @@ class AppProc:
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(self.proc.wait(), 120)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 120)
+            except TimeoutError:
+                console.print(f"[red]the app did not stop in 120 s; killed (log {self.log})")
+                self.proc.kill()
+                await self.proc.wait()
 
 
 async def produce_backlog(s: Settings, env: dict[str, str], streams: int, total: int) -> None:
@@ -156,21 +172,23 @@ async def produce_backlog(s: Settings, env: dict[str, str], streams: int, total:
         await p.stop()
 
 
-async def throughput(app: AppProc, total: int) -> tuple[float, float]:
-    """(predictions/s, seconds) from the first to the last prediction applied."""
+async def throughput(app: AppProc, total: int) -> tuple[float, float, float]:
+    """(predictions/s, seconds, CPU seconds of the app) from the first to the last prediction
+    applied."""
     async with httpx.AsyncClient(timeout=10) as c:
         first_t = None
         while True:
             n = await app.applied(c)
             now = time.perf_counter()
             if n > 0 and first_t is None:
-                first_t, first_n = now, n
+                first_t, first_n, first_cpu = now, n, app.cpu_s()
             if n >= total:
                 break
             await asyncio.sleep(0.5)  # polling a condition
     assert first_t is not None
     elapsed = max(1e-6, now - first_t)
-    return (total - first_n) / elapsed, elapsed
+    cpu = max(1e-6, app.cpu_s() - first_cpu)
+    return (total - first_n) / elapsed, elapsed, cpu / (total - first_n)
 
 
 async def latency(s: Settings, env: dict[str, str], streams: int, rate: float, seconds: float,
@@ -277,13 +295,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     env = scoped(s, suffix, args.store, args.min_segment_ms)
     topics = s.kafka.topics.with_prefix(f"bench-{suffix}.")
     await ensure_topics(s.kafka.model_copy(update={"topics": topics}), partitions=PARTITIONS)
-    app = AppProc(env, args.profile)
+    log = Path(f"/tmp/harclip-bench-stream-{suffix}.log")
+    console.print(f"app log: {log}")
+    app = AppProc(env, args.profile, log)
     try:
         console.print(f"backlog: {args.backlog} predictions for {args.streams} streams")
         await produce_backlog(s, env, args.streams, args.backlog)
         await app.start()
-        rate, elapsed = await throughput(app, args.backlog)
-        console.print(f"throughput: {rate:,.0f} predictions/s ({elapsed:.1f} s)")
+        rate, elapsed, cpu_per = await throughput(app, args.backlog)
+        console.print(f"throughput: {rate:,.0f} predictions/s ({elapsed:.1f} s, "
+                      f"{cpu_per * 1e6:.0f} us of app CPU each)")  # fmt: skip
         half = rate / 2
         console.print(f"latency: {half:,.0f} predictions/s for {args.latency_seconds:g} s")
         from_first, from_confirm = await latency(
@@ -296,6 +317,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     fc = np.array(from_confirm) if from_confirm else np.array([np.nan])
     return {
         "events_throughput": round(rate, 1),
+        "app_cpu_us_per_prediction": round(cpu_per * 1e6, 1),
+        "throughput_per_app_cpu_s": round(1 / cpu_per, 1),
+        "load_average": round(os.getloadavg()[0], 1),
         "p99_event_ms": round(float(np.percentile(ff, 99)), 1),
         "p50_event_ms": round(float(np.percentile(ff, 50)), 1),
         "p99_confirm_ms": round(float(np.percentile(fc, 99)), 1),
@@ -328,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     for col in ("metric", "value", "goal"):
         t.add_column(col)
     t.add_row("throughput (predictions/s)", f"{result['events_throughput']:,.0f}", ">= 2,000")
+    t.add_row("  app CPU per prediction (us) / per app CPU-second",
+              f"{result['app_cpu_us_per_prediction']:.0f} / "
+              f"{result['throughput_per_app_cpu_s']:,.0f}", "")  # fmt: skip
+    t.add_row("  machine load average (1 min)", f"{result['load_average']}", "")
     t.add_row(f"prediction -> segment.start p50 / p99 at {result['latency_rate']:,.0f}/s (ms)",
               f"{result['p50_event_ms']:.0f} / {result['p99_event_ms']:.0f}",
               f"p99 <= {result['goal_p99_event_ms']}")  # fmt: skip

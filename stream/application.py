@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -63,12 +64,9 @@ class StreamApp(faust.App):
             self.runtime.crashed = e
             raise
 
-    async def on_stop(self) -> None:
-        await self.runtime.stop_tasks()  # the state flusher and the rules follower
-        await super().on_stop()
-
     async def on_shutdown(self) -> None:
-        # after the agents and tables stopped: an agent may still be writing until then
+        # after the agents stopped: until then they may write, and Faust waits for the state
+        # flusher to ack the records they took ("Wait for streams")
         await super().on_shutdown()
         await self.runtime.close()
 
@@ -326,6 +324,8 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
     # events writes its stream's state right after Kafka acknowledged the events.
     dirty: dict[str, tuple[StreamState, Any]] = {}  # stream -> (state, its newest record)
     unacked: list[Any] = []
+    last_record = [0.0]  # monotonic time the agent took its newest record
+    first_unacked = [0.0]  # ... and the oldest unacked one
     flushing = asyncio.Lock()
     track_stream: list[Any] = []  # the agent's (manual-ack) stream, once it runs
 
@@ -343,17 +343,23 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
             await track_stream[0].ack(ev)
 
     async def flush_soon() -> None:
-        """Flush what the agent left when no more records came for `track_wait_ms`."""
+        """Flush what the agent left once no record came for `track_wait_ms`, or when the
+        oldest unacked record has waited a quarter of the commit interval."""
         wait_s = rt.settings.stream.track_wait_ms / 1000
+        max_age_s = rt.settings.stream.commit_interval_s / 4
         while True:
             await asyncio.sleep(wait_s)
-            if unacked and not flushing.locked():
-                async with flushing:
-                    try:
-                        await flush()
-                    except BaseException:
-                        cache.clear()
-                        raise
+            if not unacked or flushing.locked():
+                continue
+            now = time.monotonic()
+            if now - last_record[0] < wait_s and now - first_unacked[0] < max_age_s:
+                continue
+            async with flushing:
+                try:
+                    await flush()
+                except BaseException:
+                    cache.clear()
+                    raise
 
     @app.agent(inputs, name="stream.track")
     async def track(stream: faust.StreamT[bytes]) -> None:
@@ -371,7 +377,10 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
                     else:
                         st = on_prediction(ev.value, ev.key, msg.timestamp, out)
                         processed[msg.partition] = msg.offset
+                    if not unacked:
+                        first_unacked[0] = time.monotonic()
                     unacked.append(ev)
+                    last_record[0] = time.monotonic()
                     if st is not None:
                         if out:
                             await emit(out)  # acknowledged before the state that follows

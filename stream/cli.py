@@ -14,6 +14,7 @@ from typing import Any
 from harclip.config import Settings, load_settings
 from harclip.errors import ConfigError, HarclipError
 from harclip.log import setup_logging
+from harclip.rules import Rules, load_rules_file
 
 log = logging.getLogger("stream")
 
@@ -57,11 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet = max(logging.WARNING, logging.getLogger().level)
         for noisy in ("faust", "mode"):  # Faust's INFO is a page per rebalance
             logging.getLogger(noisy).setLevel(quiet)
-        from faust import Worker
+        rules = Rules() if settings.stream.rules is None else load_rules_file(settings.stream.rules)
+        from faust import Worker  # after the checks that need no Faust: they answer fast
 
-        from stream.application import create_app, load_rules
+        from stream.application import create_app
 
-        rules = load_rules(settings)
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         partitions = loop.run_until_complete(_partitions(settings))

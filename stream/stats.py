@@ -1,6 +1,8 @@
-"""Per-stream statistics in Faust windowed tables: seconds spent in each action and segments
-started per label, in tumbling 1-minute windows and a rolling hour (hopping windows of one hour
-that advance by a minute). Windows are in capture time (seconds since the epoch).
+"""Per-stream statistics in a Faust windowed table: seconds spent in each action and segments
+started per label, in tumbling 1-minute windows; the rolling hour is the sum of the 60 minute
+windows that end with the newest one (a hopping table of 1 h every minute would hold the same
+numbers at 60 changelog records per update). Windows are in capture time (seconds since the
+epoch).
 
 A segment's time is added when its `segment.end` arrives, split at minute boundaries; a segment
 is counted when its `segment.start` arrives, in the window of its start.
@@ -12,7 +14,7 @@ import math
 from typing import Any
 
 import orjson
-from faust.windows import HoppingWindow, TumblingWindow
+from faust.windows import TumblingWindow
 
 from harclip.events import Event, StreamStats, WindowStats
 
@@ -44,12 +46,8 @@ class Stats:
 
     def __init__(self, app: Any, expires_s: int) -> None:
         self._minute_window = TumblingWindow(MINUTE_S)
-        self._hour_window = HoppingWindow(HOUR_S, MINUTE_S)
         self.minutes = app.Table("stats-minute", default=float, help="per minute").tumbling(
             MINUTE_S, expires=expires_s
-        )
-        self.hours = app.Table("stats-hour", default=float, help="rolling hour").hopping(
-            HOUR_S, MINUTE_S, expires=expires_s
         )
         self.labels = app.Table("stats-labels", key_type=bytes, value_type=bytes,
                                 help="labels each stream has had")  # fmt: skip
@@ -79,9 +77,7 @@ class Stats:
         return True
 
     def _add(self, stream_id: str, label: str, kind: str, value: float, at_s: float) -> None:
-        k = stat_key(stream_id, label, kind)
-        self.minutes.relative_to(float(at_s))[k] += value
-        self.hours.relative_to(float(at_s))[k] += value
+        self.minutes.relative_to(float(at_s))[stat_key(stream_id, label, kind)] += value
 
     def snapshot(self, stream_id: str, wall_ms: int) -> StreamStats | None:
         """The stream's minute windows of the last hour (newest first, empty ones left out) and
@@ -93,12 +89,20 @@ class Stats:
         labels: list[str] = orjson.loads(raw)
         minutes: list[WindowStats] = []
         first = self._minute_window.current(t)[0]
+        hour_s: dict[str, float] = {}
+        hour_n: dict[str, int] = {}
         for i in range(int(HOUR_S / MINUTE_S)):
             rng = self._minute_window.current(first - i * MINUTE_S)
             w = self._window(self.minutes, stream_id, labels, rng)
             if w.seconds or w.segments:
                 minutes.append(w)
-        hour = self._window(self.hours, stream_id, labels, self._hour_window.earliest(t))
+                for lb, v in w.seconds.items():
+                    hour_s[lb] = round(hour_s.get(lb, 0.0) + v, 3)
+                for lb, n in w.segments.items():
+                    hour_n[lb] = hour_n.get(lb, 0) + n
+        end_ms = int((first + MINUTE_S) * 1000)
+        hour = WindowStats(start=end_ms - int(HOUR_S * 1000), end=end_ms, seconds=hour_s,
+                           segments=hour_n)  # fmt: skip
         return StreamStats(stream_id=stream_id, minutes=minutes, hour=hour, updated_at=wall_ms)
 
     @staticmethod
