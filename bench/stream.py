@@ -305,7 +305,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         rate, elapsed, cpu_per = await throughput(app, args.backlog)
         console.print(f"throughput: {rate:,.0f} predictions/s ({elapsed:.1f} s, "
                       f"{cpu_per * 1e6:.0f} us of app CPU each)")  # fmt: skip
-        half = rate / 2
+        half = args.latency_rate or rate / 2
         console.print(f"latency: {half:,.0f} predictions/s for {args.latency_seconds:g} s")
         from_first, from_confirm = await latency(
             s, env, args.streams, half, args.latency_seconds, args.backlog // args.streams
@@ -345,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-segment-ms", type=int, default=600,
                     help="600 = min_hold_ms: a segment.start is due when the hold is (see docs)")
     ap.add_argument("--store", choices=("rocksdb", "memory"), default="rocksdb")
+    ap.add_argument("--latency-rate", type=float,
+                    help="predictions/s of the latency phase (default: half the throughput)")
     ap.add_argument("--profile", type=Path, help="run the app under cProfile, stats to this file")
     args = ap.parse_args(argv)
     result = asyncio.run(main_async(args))

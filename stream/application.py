@@ -168,18 +168,29 @@ async def prepare_kafka(settings: Settings, partitions: int, ticks_topic: str) -
                 f"topic {topic} has {n} partitions but the events app's tables have "
                 f"{partitions}: set HARCLIP_KAFKA__PARTITIONS={n}"
             )
+    app_id = settings.stream.app_id
+    expires_ms = str((settings.stream.stats_expires_s + 120) * 1000)
+    compact = {"cleanup.policy": "compact"}
+    windowed = {"cleanup.policy": "compact,delete", "retention.ms": expires_ms}
+    # Faust declares its changelog topics itself, but a slow declaration left a table with a
+    # "0 partitions" changelog here once (its agent crashed on every event): create them first.
+    wanted = {
+        ticks_topic: {"retention.ms": "3600000"},
+        f"{app_id}-states-changelog": compact,
+        f"{app_id}-stats-labels-changelog": compact,
+        f"{app_id}-stats-minute-changelog": windowed,
+    }
     admin = make_admin(k)
     try:
         await admin.start()
-        if ticks_topic not in set(await admin.list_topics()):
-            spec = NewTopic(ticks_topic, partitions, k.replication_factor,
-                            topic_configs={"retention.ms": "3600000"})  # fmt: skip
-            await admin.create_topics([spec], timeout_ms=k.request_timeout_ms)
+        existing = set(await admin.list_topics())
+        specs = [NewTopic(name, partitions, k.replication_factor, topic_configs=cfg)
+                 for name, cfg in wanted.items() if name not in existing]  # fmt: skip
+        if specs:
+            await admin.create_topics(specs, timeout_ms=k.request_timeout_ms)
     except KafkaError as e:
         if "TopicAlreadyExists" not in repr(e):
-            raise SinkUnavailable(
-                f"Kafka at {k.bootstrap}: cannot create {ticks_topic}: {e!r}"
-            ) from e
+            raise SinkUnavailable(f"Kafka at {k.bootstrap}: cannot create topics: {e!r}") from e
     finally:
         await admin.close()
 
