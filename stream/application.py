@@ -330,13 +330,13 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         return st
 
     # State writes are coalesced: one changelog record per stream per flush (every
-    # `track_batch` records or `track_wait_ms`), not per prediction. Records are acked (so their
-    # offsets can be committed) only once the state they led to is written; a step that emits
-    # events writes its stream's state right after Kafka acknowledged the events.
+    # `track_batch` records, or when the oldest unacked record is 250 ms old), not per
+    # prediction. Records are acked (so their offsets can be committed) only once the state they
+    # led to is written; a step that emits events writes its stream's state right after Kafka
+    # acknowledged the events.
     dirty: dict[str, tuple[StreamState, Any]] = {}  # stream -> (state, its newest record)
     unacked: list[Any] = []
-    last_record = [0.0]  # monotonic time the agent took its newest record
-    first_unacked = [0.0]  # ... and the oldest unacked one
+    first_unacked = [0.0]  # monotonic time the agent took the oldest unacked record
     flushing = asyncio.Lock()
     track_stream: list[Any] = []  # the agent's (manual-ack) stream, once it runs
 
@@ -354,16 +354,15 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
             await track_stream[0].ack(ev)
 
     async def flush_soon() -> None:
-        """Flush what the agent left once no record came for `track_wait_ms`, or when the
-        oldest unacked record has waited a quarter of the commit interval."""
+        """Flush once the oldest unacked record has waited a quarter of the commit interval
+        (at most 250 ms): acks, and so commits, wait that long; events never do."""
         wait_s = rt.settings.stream.track_wait_ms / 1000
-        max_age_s = rt.settings.stream.commit_interval_s / 4
+        max_age_s = min(0.25, rt.settings.stream.commit_interval_s / 4)
         while True:
             await asyncio.sleep(wait_s)
             if not unacked or flushing.locked():
                 continue
-            now = time.monotonic()
-            if now - last_record[0] < wait_s and now - first_unacked[0] < max_age_s:
+            if time.monotonic() - first_unacked[0] < max_age_s:
                 continue
             async with flushing:
                 try:
@@ -391,7 +390,6 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
                     if not unacked:
                         first_unacked[0] = time.monotonic()
                     unacked.append(ev)
-                    last_record[0] = time.monotonic()
                     if st is not None:
                         if out:
                             await emit(out)  # acknowledged before the state that follows
