@@ -27,7 +27,6 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from consumers.delivery import Delivery
-from consumers.health import HealthServer
 from consumers.inference import run_batch
 from consumers.keyframes import KeyframePolicy
 from consumers.metrics import WorkerMetrics
@@ -46,6 +45,7 @@ from harclip.config import Settings
 from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
 from harclip.engines import Engine, create_engine
 from harclip.errors import ModelError, Unavailable
+from harclip.health import HealthServer
 from harclip.io.indices import EmbeddingSpace
 from harclip.io.kafka import make_consumer
 from harclip.io.topics import ensure_topics

@@ -212,6 +212,43 @@ class MetricsSettings(_Section):
     host: str = "127.0.0.1"
 
 
+class StreamSettings(_Section):
+    """The events app (`stream/`, faust-streaming): smoothing, segments, rules, outputs."""
+
+    app_id: str = Field("harclip-stream", description="Faust app id = Kafka consumer group")
+    store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb", description="table store; the changelog topics are the truth either way"
+    )
+    datadir: Path = Field(Path("state/stream"), description="Faust's local data (RocksDB)")
+    host: str = "127.0.0.1"
+    port: int = Field(9310, ge=0, le=65535, description="/health /ready /metrics; 0: any free")
+    rules: Path | None = Field(None, description="alert rules YAML (HARCLIP_STREAM__RULES)")
+    smoothing_ms: float = Field(
+        400.0, gt=0, description="EMA time constant of the class scores, ms of capture time"
+    )
+    min_hold_ms: int = Field(600, ge=0, description="a new label must lead this long, ms")
+    min_segment_ms: int = Field(1000, ge=0, description="shorter segments are merged, ms")
+    idle_timeout_s: float = Field(10.0, gt=0, description="no prediction this long: stream.down")
+    events_maxlen: int = Field(1000, ge=10, description="cap of each stream's Redis events")
+    commit_interval_s: float = Field(1.0, gt=0, description="Kafka offset commits, seconds")
+    standby_replicas: int = Field(1, ge=0, description="standby copies of each table partition")
+    session_timeout_s: float = Field(
+        30.0, ge=6, le=300, description="a silent app worker leaves the group after this, s"
+    )
+    stats_expires_s: int = Field(7200, ge=3600, description="windowed statistics kept, seconds")
+    track_batch: int = Field(500, ge=1, description="predictions applied per state write")
+    track_wait_ms: float = Field(10.0, gt=0, description="state flush check interval, ms")
+    sink_batch: int = Field(500, ge=1, description="events per Redis/Elasticsearch write")
+    sink_wait_ms: float = Field(20.0, ge=0, description="wait for more events before a write")
+    webhooks: tuple[str, ...] = Field((), description="URLs that alerts are POSTed to")
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_retries: int = Field(3, ge=0, description="retries after the first try (backoff)")
+    webhook_queue: int = Field(1000, ge=1, description="undelivered alerts kept; oldest dropped")
+    webhook_allow_loopback: bool = Field(
+        False, description="tests only: let webhooks reach 127.0.0.1/::1 (private stays refused)"
+    )
+
+
 class ServicesSettings(_Section):
     """The local Kafka / Redis / Elasticsearch that `harclip services up` runs (tests, demo)."""
 
@@ -251,6 +288,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
     metrics: MetricsSettings = MetricsSettings()
+    stream: StreamSettings = StreamSettings()
     services: ServicesSettings = ServicesSettings()
     sample_data: Path | None = Field(None, description="HARCLIP_SAMPLE_DATA: shared/data folder")
     log_format: Literal["ecs", "text"] = "text"

@@ -1,6 +1,7 @@
-"""`make demo`: the streaming pipeline on this machine - a worker, a camera producer and the API
-against the local services, with a live terminal view of the latest prediction per stream (from
-Redis). The API runs with API keys on; the demo's admin key is made once into state/demo-api-key.
+"""`make demo`: the streaming pipeline on this machine - a worker, the events app, a camera producer
+and the API against the local services, with a live terminal view of the latest prediction and the
+current (smoothed) action per stream (from Redis). The API runs with API keys on; the demo's
+admin key is made once into state/demo-api-key.
 
 The camera is the webcam if /dev/video0 exists, else a video file (`--video`, default the shared
 sample video), else a generated test pattern. The model bundle is a random tiny CLIP made once
@@ -28,8 +29,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from harclip import events
 from harclip.config import Settings, load_settings
 from harclip.errors import HarclipError
+from harclip.events import StreamAction
 from harclip.io import store
 from harclip.messages import Prediction
 
@@ -68,18 +71,33 @@ def pick_source(s: Settings, video: Path | None) -> tuple[str, str]:
     return "pattern", "generated test pattern (no webcam, no video file)"
 
 
-def table(rows: list[tuple[str, Prediction | None]], elapsed_s: float) -> Table:
-    t = Table(title=f"harclip demo - latest prediction per stream ({elapsed_s:.0f} s)")
-    for col in ("stream", "seq", "label", "score", "top 3", "latency ms (queue/infer/total)",
-                "head"):  # fmt: skip
+Row = tuple[str, Prediction | None, StreamAction | None]
+
+
+def _action(a: StreamAction | None, p: Prediction | None) -> str:
+    """The stream's current action from the events app, and for how long (capture time)."""
+    if a is None:
+        return "-"
+    if a.state == "down":
+        return "down"
+    if a.label is None or a.since is None:
+        return "starting"
+    held = f" for {(p.captured_at - a.since) / 1000:.0f} s" if p is not None else ""
+    return f"{a.label}{held}"
+
+
+def table(rows: list[Row], elapsed_s: float) -> Table:
+    t = Table(title=f"harclip demo - latest prediction and current action ({elapsed_s:.0f} s)")
+    for col in ("stream", "seq", "label", "score", "action (smoothed)", "top 3",
+                "latency ms (queue/infer/total)", "head"):  # fmt: skip
         t.add_column(col)
-    for sid, p in rows:
+    for sid, p, a in rows:
         if p is None:
-            t.add_row(sid, "-", "waiting", "", "", "", "")
+            t.add_row(sid, "-", "waiting", "", _action(a, p), "", "", "")
             continue
         top = ", ".join(f"{x.label} {x.score:.2f}" for x in p.top_k[:3])
         lat = p.latency_ms
-        t.add_row(sid, str(p.seq), p.label, f"{p.score:.3f}", top,
+        t.add_row(sid, str(p.seq), p.label, f"{p.score:.3f}", _action(a, p), top,
                   f"{lat.queue:.0f} / {lat.infer:.0f} / {lat.total:.0f}",
                   f"v{p.model.head_version}")  # fmt: skip
     return t
@@ -106,9 +124,13 @@ async def watch(s: Settings, seconds: float | None, procs: list[subprocess.Popen
                     console.print(f"[red]{name} exited with {dead[0].returncode}")
                     return 1
                 streams = [sid for sid, _ in await store.list_streams(r, s.redis, limit=20)]
-                rows = [(sid, await store.read_latest(r, s.redis, sid)) for sid in streams]
-                seen = max(seen, max((p.seq + 1 for _, p in rows if p), default=0))
-                live.update(table(rows or [(STREAM_ID, None)], elapsed))
+                rows: list[Row] = [
+                    (sid, await store.read_latest(r, s.redis, sid),
+                     await events.read_action(r, s.redis, sid))
+                    for sid in streams
+                ]  # fmt: skip
+                seen = max(seen, max((p.seq + 1 for _, p, _ in rows if p), default=0))
+                live.update(table(rows or [(STREAM_ID, None, None)], elapsed))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _REFRESH_S)
     finally:
@@ -180,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source, what = pick_source(s, args.video)
         console.print(f"camera source: {what}")
         worker = spawn(["-m", "consumers", "--bundle", str(bundle)], logs / "demo-worker.log")
+        events_app = spawn(["-m", "stream"], logs / "demo-stream.log")
         camera_args = ["-m", "producers", "camera", "--source", source, "--stream-id", STREAM_ID,
                        "--fps", str(args.fps)]  # fmt: skip
         if source not in ("0", "pattern"):
@@ -191,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(
             f"worker pid {worker.pid} (log {logs / 'demo-worker.log'}, metrics "
             f"http://{s.metrics.host}:{s.metrics.port}/metrics), camera pid {camera.pid}, "
-            f"API pid {api.pid} (log {logs / 'demo-api.log'})"
+            f"API pid {api.pid} (log {logs / 'demo-api.log'}), events app pid {events_app.pid} "
+            f"(log {logs / 'demo-stream.log'}, metrics "
+            f"http://{s.stream.host}:{s.stream.port}/metrics)"
         )
         ready = wait_api(url, 60.0, api)
         console.print(
@@ -200,10 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  curl -H 'X-API-Key: {key}' {url}/streams/{STREAM_ID}/latest"
         )
         try:
-            code = asyncio.run(watch(s, args.seconds, [worker, camera, api]))
+            code = asyncio.run(watch(s, args.seconds, [worker, camera, api, events_app]))
         finally:
-            console.print("stopping camera, API and worker ...")
-            stop_all([camera, api, worker])
+            console.print("stopping camera, API, worker and events app ...")
+            stop_all([camera, api, worker, events_app])
         return code
     except (HarclipError, subprocess.CalledProcessError) as e:
         console.print(f"[red]demo: error:[/red] {e}")

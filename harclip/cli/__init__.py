@@ -24,6 +24,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "labels": ("harclip.cli.labels", "show or change a bundle's label set (no torch needed)"),
     "topics": ("harclip.cli.topics", "create or describe the Kafka topics (partitions, configs)"),
     "retention": ("harclip.cli.retention", "show or delete expired daily Elasticsearch indices"),
+    "rules": ("harclip.cli.rules", "show or set the events app's alert rules (harclip.control)"),
 }
 
 

@@ -131,7 +131,7 @@ def quantize(vector: np.ndarray) -> np.ndarray:
 
 
 def events_mappings() -> dict[str, Any]:
-    """Ids, labels and times typed; strings added later by `stream/` become keywords."""
+    """The `harclip.event/1` Event (harclip.events); strings added later become keywords."""
     return {
         "dynamic": True,
         "dynamic_templates": [
@@ -143,11 +143,23 @@ def events_mappings() -> dict[str, Any]:
             "type": {"type": "keyword"},
             "stream_id": {"type": "keyword"},
             "label": {"type": "keyword"},
-            "severity": {"type": "keyword"},
+            "start": _EPOCH_MS,
+            "end": _EPOCH_MS,
+            "first_seq": {"type": "long"},
+            "last_seq": {"type": "long"},
+            "frames": {"type": "integer"},
+            "score_mean": {"type": "float"},
+            "score_max": {"type": "float"},
             "rule": {"type": "keyword"},
-            "start_at": _EPOCH_MS,
-            "end_at": _EPOCH_MS,
-            "at": _EPOCH_MS,
+            "severity": {"type": "keyword"},
+            "model": {
+                "properties": {
+                    "name": {"type": "keyword"},
+                    "version": {"type": "keyword"},
+                    "head_version": {"type": "long"},
+                }
+            },
+            "emitted_at": _EPOCH_MS,
         },
     }
 

@@ -16,10 +16,12 @@ from pydantic import ValidationError
 
 from harclip.config import ElasticsearchSettings
 from harclip.errors import MessageError, SinkRefused, SinkUnavailable
+from harclip.events import Event
 from harclip.io.es import TRANSIENT_TYPES, es_errors, transient_status
 from harclip.io.indices import (
     EMBEDDING,
     EmbeddingSpace,
+    daily_index,
     predictions_index,
     quantize,
     space_pattern,
@@ -75,6 +77,27 @@ async def index_predictions(
     )
     if resp.get("errors"):
         _raise_item_errors(resp.body, len(items))
+
+
+@es_errors("write")
+async def index_events(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, events: Sequence[Event]
+) -> None:
+    """Bulk-index events into the daily index of their start (captured_at; the same day on a
+    replay), `_id` = event_id, so a replayed or re-emitted event overwrites its own document.
+    `SinkUnavailable` / `SinkRefused` as for predictions."""
+    if not events:
+        return
+    ops: list[dict[str, Any]] = []
+    for e in events:
+        at = e.start if e.start is not None else e.emitted_at
+        ops.append({"index": {"_index": daily_index(s, "events", at), "_id": e.event_id}})
+        ops.append(e.to_dict())
+    resp = await es.bulk(
+        operations=ops, filter_path="errors,items.*.error,items.*._id,items.*.status"
+    )
+    if resp.get("errors"):
+        _raise_item_errors(resp.body, len(events))
 
 
 def _raise_item_errors(body: dict[str, Any], total: int) -> None:

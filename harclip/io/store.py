@@ -125,16 +125,16 @@ def _not_now(e: RedisError) -> bool:
     )
 
 
-_redis = mapped("Redis", _classify)
+redis_errors = mapped("Redis", _classify)  # the one Redis error mapping (also harclip.events)
 
 
-@_redis("read")
+@redis_errors("read")
 async def ping(r: aioredis.Redis) -> None:
     """Raise `ReadUnavailable` unless Redis answers PING."""
     await r.ping()
 
 
-@_redis("write")
+@redis_errors("write")
 async def write_predictions(
     r: aioredis.Redis,
     s: RedisSettings,
@@ -170,21 +170,21 @@ async def write_predictions(
     await pipe.execute()
 
 
-@_redis("read")
+@redis_errors("read")
 async def read_latest(r: aioredis.Redis, s: RedisSettings, stream_id: str) -> Prediction | None:
     """The latest Prediction of `stream_id`, or None if there is none."""
     raw = await r.get(keys(s).latest(stream_id))
     return None if raw is None else Prediction.from_json(raw)
 
 
-@_redis("read")
+@redis_errors("read")
 async def read_frame(r: aioredis.Redis, s: RedisSettings, stream_id: str) -> bytes | None:
     """The latest frame (encoded image) of `stream_id`, or None once its TTL has passed."""
     raw: Any = await r.get(keys(s).frame(stream_id))
     return None if raw is None else bytes(raw)
 
 
-@_redis("read")
+@redis_errors("read")
 async def list_streams(
     r: aioredis.Redis, s: RedisSettings, *, since_ms: int | None = None, limit: int = 1000
 ) -> list[tuple[str, int]]:
@@ -197,7 +197,7 @@ async def list_streams(
     return [(sid.decode(), int(score)) for sid, score in rows]
 
 
-@_redis("read")
+@redis_errors("read")
 async def tail_positions(
     r: aioredis.Redis, s: RedisSettings, stream_ids: Sequence[str]
 ) -> dict[str, str]:
@@ -214,7 +214,7 @@ async def tail_positions(
     }
 
 
-@_redis("read")
+@redis_errors("read")
 async def read_recent(
     r: aioredis.Redis,
     s: RedisSettings,

@@ -10,12 +10,12 @@ import pytest
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from consumers.health import HealthServer
 from consumers.inference import run_batch
 from consumers.work import BULK, LIVE, decode_records
 from harclip.batching import Batch
 from harclip.control import HeadInUse
 from harclip.errors import ConfigError
+from harclip.health import HealthServer
 from harclip.messages import Frame, ModelRef, new_frame_id, now_ms
 from harclip.model.head import Head
 

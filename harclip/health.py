@@ -1,6 +1,6 @@
-"""The worker's HTTP side: `/health` (process up), `/ready` (model loaded, partitions assigned,
-sinks answering) and Prometheus `/metrics`, on a plain asyncio server (no web framework needed
-for three GET routes)."""
+"""The HTTP side of a process without a web framework (the worker, the events app): `/health`
+(process up), `/ready` (what its `not_ready()` check says) and Prometheus `/metrics`, on a plain
+asyncio server (no web framework needed for three GET routes)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,15 @@ class HealthServer:
     """Serve /health, /ready, /metrics on host:port (port 0: pick a free one, see `.port`)."""
 
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, not_ready: ReadyCheck
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        not_ready: ReadyCheck,
+        *,
+        how_to_move: str = "--metrics-port N (0: any free port) or HARCLIP_METRICS__PORT",
     ) -> None:
+        self._how_to_move = how_to_move  # for the message when the port is taken
         self._host, self.port = host, port
         self._registry = registry
         self._not_ready = not_ready
@@ -39,8 +46,8 @@ class HealthServer:
                 raise
             raise ConfigError(
                 f"port {self.port} on {self._host} (/health /ready /metrics) is already in use, "
-                "maybe by another worker: give each worker its own with --metrics-port N "
-                "(0: any free port) or HARCLIP_METRICS__PORT"
+                f"maybe by another process of the same kind: give each its own with "
+                f"{self._how_to_move}"
             ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("health and metrics on http://%s:%d/{health,ready,metrics}", self._host, self.port)

@@ -1,0 +1,388 @@
+"""Events-app benchmark on the real local services (`harclip services up`).
+
+    python bench/stream.py [--streams 50] [--backlog 20000] [--latency-seconds 20]
+                           [--min-segment-ms 600] [--store rocksdb] [--profile app.prof]
+
+One `python -m stream` worker (its own topics, group, index and Redis keys):
+  throughput  a backlog of predictions for N streams (each switching action every 5 s of
+              capture time, with single-frame flicker) is on harclip.predictions before the app
+              starts; predictions/s from the first to the last one applied (/metrics).
+  latency     live predictions at half that rate (capture time = now), each stream switching
+              every 3 s; for every segment.start on harclip.events: receipt time minus the
+              arrival (producer acknowledgement) of the segment's first prediction
+              (`p99_event_ms`, includes the hold the rules require), and minus the arrival of the
+              prediction that confirmed it (`p99_confirm_ms`: the app's own delay).
+--profile runs the app under cProfile and prints its top functions.
+The last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import pstats
+import re
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harclip.config import Settings, load_settings  # noqa: E402
+from harclip.events import Event  # noqa: E402
+from harclip.io.kafka import ensure_topics, make_producer  # noqa: E402
+from harclip.messages import Prediction, now_ms  # noqa: E402
+
+console = Console(stderr=True)
+PARTITIONS = 3
+LABELS = ("running", "fighting", "sitting", "dancing", "walking", "cycling")
+_PORT = re.compile(r"health and metrics on http://[\d.]+:(\d+)/")
+
+
+def _prediction(sid: str, seq: int, at: int, label: str) -> bytes:
+    others = [lb for lb in LABELS if lb != label][:4]
+    top = [(label, 0.7), *((lb, 0.3 / (2 + i)) for i, lb in enumerate(others))]
+    return Prediction.model_validate({
+        "frame_id": f"{sid}-{seq:08d}", "stream_id": sid, "seq": seq, "captured_at": at,
+        "inferred_at": at, "label": label, "score": 0.7,
+        "top_k": [{"label": lb, "score": sc} for lb, sc in top],
+        "model": {"name": "bench", "version": "1", "head_version": 1},
+        "latency_ms": {"queue": 1.0, "infer": 1.0, "total": 2.0},
+    }).to_json()  # fmt: skip
+
+
+def _label(stream: int, seq: int, frames_per_phase: int) -> str:
+    label = LABELS[(stream + seq // frames_per_phase) % len(LABELS)]
+    if seq % 37 == 11:  # single-frame flicker
+        label = LABELS[(stream + seq // frames_per_phase + 1) % len(LABELS)]
+    return label
+
+
+def scoped(base: Settings, suffix: str, store_: str, min_segment_ms: int) -> dict[str, str]:
+    """HARCLIP_* for the app with names of its own."""
+    k, r, e = base.kafka, base.redis, base.elasticsearch
+    prefix = f"bench-{suffix}."
+    env = {f"HARCLIP_KAFKA__TOPICS__{n.upper()}": prefix + t
+           for n, t in k.topics.model_dump().items()}  # fmt: skip
+    env |= {
+        "HARCLIP_KAFKA__BOOTSTRAP": k.bootstrap,
+        "HARCLIP_KAFKA__PARTITIONS": str(PARTITIONS),
+        "HARCLIP_REDIS__URL": r.url,
+        "HARCLIP_REDIS__KEY_PREFIX": f"bench-{suffix}",
+        "HARCLIP_ELASTICSEARCH__URL": e.url,
+        "HARCLIP_ELASTICSEARCH__EVENTS_INDEX": f"bench-events-{suffix}",
+        "HARCLIP_STREAM__APP_ID": f"bench-stream-{suffix}",
+        "HARCLIP_STREAM__DATADIR": f"/tmp/harclip-bench-stream-{suffix}",
+        "HARCLIP_STREAM__PORT": "0",
+        "HARCLIP_STREAM__STORE": store_,
+        "HARCLIP_STREAM__MIN_SEGMENT_MS": str(min_segment_ms),
+        "HARCLIP_STREAM__IDLE_TIMEOUT_S": "600",
+    }
+    return env
+
+
+class AppProc:
+    def __init__(self, env: dict[str, str], profile: Path | None, log: Path) -> None:
+        self.env, self.profile, self.log = env, profile, log
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+        self._drain: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        pre = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, *pre, "-m", "stream", cwd=ROOT, env={**os.environ, **self.env},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        out = self.log.open("a")
+        async with asyncio.timeout(120):
+            while True:
+                line = (await self.proc.stderr.readline()).decode()
+                out.write(line)
+                if not line:
+                    raise RuntimeError(f"app exited with {await self.proc.wait()}")
+                if m := _PORT.search(line):
+                    self.port = int(m.group(1))
+                if "events app ready" in line:
+                    break
+        out.flush()
+        self._drain = asyncio.create_task(self._read_rest(out))
+
+    async def _read_rest(self, out: Any) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            out.write(line.decode())
+            out.flush()
+            if b"ERROR" in line or b"CRITICAL" in line:
+                console.print(f"[red]app: {line.decode().rstrip()}")
+
+    def cpu_s(self) -> float:
+        """CPU seconds the app process has used (user + system)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def applied(self, client: httpx.AsyncClient) -> float:
+        text = (await client.get(f"http://127.0.0.1:{self.port}/metrics")).text
+        m = re.search(r"^harclip_stream_predictions_total ([\d.e+]+)$", text, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 120)
+            except TimeoutError:
+                console.print(f"[red]the app did not stop in 120 s; killed (log {self.log})")
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def produce_backlog(s: Settings, env: dict[str, str], streams: int, total: int) -> None:
+    topic = env["HARCLIP_KAFKA__TOPICS__PREDICTIONS"]
+    p = make_producer(s.kafka, role="bulk")
+    await p.start()
+    try:
+        per = total // streams
+        at0 = now_ms() - per * 25
+        futures = []
+        for seq in range(per):  # 40 fps of capture time, a switch every 5 s (200 frames)
+            for i in range(streams):
+                sid = f"bench-{i:03d}"
+                futures.append(await p.send(topic, _prediction(sid, seq, at0 + seq * 25,
+                                                              _label(i, seq, 200)),
+                                            key=sid.encode()))  # fmt: skip
+        await asyncio.gather(*futures)
+    finally:
+        await p.stop()
+
+
+async def throughput(app: AppProc, total: int) -> tuple[float, float, float]:
+    """(predictions/s, seconds, CPU seconds of the app) from the first to the last prediction
+    applied."""
+    async with httpx.AsyncClient(timeout=10) as c:
+        first_t = None
+        while True:
+            n = await app.applied(c)
+            now = time.perf_counter()
+            if n > 0 and first_t is None:
+                first_t, first_n, first_cpu = now, n, app.cpu_s()
+            if n >= total:
+                break
+            await asyncio.sleep(0.5)  # polling a condition
+    assert first_t is not None
+    elapsed = max(1e-6, now - first_t)
+    cpu = max(1e-6, app.cpu_s() - first_cpu)
+    return (total - first_n) / elapsed, elapsed, cpu / (total - first_n)
+
+
+async def latency(s: Settings, env: dict[str, str], streams: int, rate: float, seconds: float,
+                  start_seq: int) -> tuple[list[float], list[float]]:  # fmt: skip
+    """Live predictions at `rate`/s; per segment.start: (from its first prediction, from the
+    prediction that confirmed it), ms."""
+    topic = env["HARCLIP_KAFKA__TOPICS__PREDICTIONS"]
+    events_topic = env["HARCLIP_KAFKA__TOPICS__EVENTS"]
+    consumer = AIOKafkaConsumer(events_topic, bootstrap_servers=s.kafka.bootstrap,
+                                group_id=None, auto_offset_reset="latest")  # fmt: skip
+    await consumer.start()
+    await consumer.seek_to_end()
+    arrival: dict[tuple[str, int], float] = {}
+    received: list[tuple[Event, float]] = []
+    stop = asyncio.Event()
+
+    async def read() -> None:
+        while not stop.is_set():
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                t = time.time() * 1000
+                for r in records:
+                    e = Event.from_json(r.value)
+                    if e.type == "segment.start":
+                        received.append((e, t))
+
+    reader = asyncio.create_task(read())
+    p = make_producer(s.kafka, role="live")
+    await p.start()
+    fps = rate / streams
+    per_phase = max(1, int(3 * fps))  # a switch every 3 s
+    t0 = time.perf_counter()
+    try:
+        tick = 0
+        while (elapsed := time.perf_counter() - t0) < seconds:
+            seq = start_seq + tick
+            at = now_ms()
+            sends = []
+            for i in range(streams):
+                sid = f"bench-{i:03d}"
+                label = _label(i + 1, tick, per_phase)
+                sends.append((sid, await p.send(topic, _prediction(sid, seq, at, label),
+                                                key=sid.encode())))  # fmt: skip
+            for sid, fut in sends:
+                fut.add_done_callback(
+                    lambda f, k=(sid, seq): arrival.__setitem__(k, time.time() * 1000)
+                )
+            tick += 1
+            await asyncio.sleep(max(0.0, tick / fps - (time.perf_counter() - t0)))
+        await p.flush()
+        await asyncio.sleep(2.0)  # let the last confirmations arrive (bench, not a test)
+    finally:
+        stop.set()
+        await reader
+        await p.stop()
+        await consumer.stop()
+    from_first, from_confirm = [], []
+    for e, t in received:
+        a = arrival.get((e.stream_id, e.first_seq or -1))
+        c = arrival.get((e.stream_id, e.last_seq or -1))
+        if a is not None and (e.first_seq or 0) >= start_seq:
+            from_first.append(t - a)
+        if c is not None and (e.last_seq or 0) >= start_seq:
+            from_confirm.append(t - c)
+    _ = elapsed
+    return from_first, from_confirm
+
+
+def top_functions(path: Path, n: int = 15) -> list[tuple[str, float, float]]:
+    st = pstats.Stats(str(path))
+    rows = []
+    for (file, line, fn), (_cc, _nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        rows.append((f"{Path(file).name}:{line}:{fn}", tt, ct))
+    rows.sort(key=lambda r: -r[1])
+    return rows[:n]
+
+
+async def cleanup(s: Settings, suffix: str) -> None:
+    import redis.asyncio as aioredis
+    from aiokafka.admin import AIOKafkaAdminClient
+    from elasticsearch import AsyncElasticsearch
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if suffix in t]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+    async with AsyncElasticsearch(s.elasticsearch.url) as es:
+        await es.indices.delete(index=f"*{suffix}*", ignore_unavailable=True,
+                                allow_no_indices=True)  # fmt: skip
+        await es.options(ignore_status=404).indices.delete_index_template(name=f"*{suffix}*")
+    r = aioredis.Redis.from_url(s.redis.url)
+    keys = [k async for k in r.scan_iter(match=f"*{suffix}*", count=1000)]
+    if keys:
+        await r.delete(*keys)
+    await r.aclose()
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    s = load_settings()
+    suffix = uuid.uuid4().hex[:10]
+    env = scoped(s, suffix, args.store, args.min_segment_ms)
+    topics = s.kafka.topics.with_prefix(f"bench-{suffix}.")
+    await ensure_topics(s.kafka.model_copy(update={"topics": topics}), partitions=PARTITIONS)
+    log = Path(f"/tmp/harclip-bench-stream-{suffix}.log")
+    console.print(f"app log: {log}")
+    app = AppProc(env, args.profile, log)
+    try:
+        console.print(f"backlog: {args.backlog} predictions for {args.streams} streams")
+        await produce_backlog(s, env, args.streams, args.backlog)
+        await app.start()
+        rate, elapsed, cpu_per = await throughput(app, args.backlog)
+        console.print(f"throughput: {rate:,.0f} predictions/s ({elapsed:.1f} s, "
+                      f"{cpu_per * 1e6:.0f} us of app CPU each)")  # fmt: skip
+        half = args.latency_rate or rate / 2
+        console.print(f"latency: {half:,.0f} predictions/s for {args.latency_seconds:g} s")
+        from_first, from_confirm = await latency(
+            s, env, args.streams, half, args.latency_seconds, args.backlog // args.streams
+        )
+    finally:
+        await app.stop()
+        await cleanup(s, suffix)
+    ff = np.array(from_first) if from_first else np.array([np.nan])
+    fc = np.array(from_confirm) if from_confirm else np.array([np.nan])
+    return {
+        "events_throughput": round(rate, 1),
+        "app_cpu_us_per_prediction": round(cpu_per * 1e6, 1),
+        "throughput_per_app_cpu_s": round(1 / cpu_per, 1),
+        "load_average": round(os.getloadavg()[0], 1),
+        "p99_event_ms": round(float(np.percentile(ff, 99)), 1),
+        "p50_event_ms": round(float(np.percentile(ff, 50)), 1),
+        "p99_confirm_ms": round(float(np.percentile(fc, 99)), 1),
+        "p50_confirm_ms": round(float(np.percentile(fc, 50)), 1),
+        "segment_starts_measured": len(from_first),
+        "latency_rate": round(half, 1),
+        "streams": args.streams,
+        "backlog": args.backlog,
+        "min_hold_ms": s.stream.min_hold_ms,
+        "min_segment_ms": args.min_segment_ms,
+        "store": args.store,
+        "goal_throughput": 2000,
+        "goal_p99_event_ms": s.stream.min_hold_ms + 300,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench/stream.py", description=__doc__.splitlines()[0])
+    ap.add_argument("--streams", type=int, default=50)
+    ap.add_argument("--backlog", type=int, default=20_000)
+    ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument(
+        "--min-segment-ms",
+        type=int,
+        default=600,
+        help="600 = min_hold_ms: a segment.start is due when the hold is (see docs)",
+    )
+    ap.add_argument("--store", choices=("rocksdb", "memory"), default="rocksdb")
+    ap.add_argument(
+        "--latency-rate",
+        type=float,
+        help="predictions/s of the latency phase (default: half the throughput)",
+    )
+    ap.add_argument("--profile", type=Path, help="run the app under cProfile, stats to this file")
+    args = ap.parse_args(argv)
+    result = asyncio.run(main_async(args))
+    t = Table(title=f"events app, one worker, {args.streams} streams ({result['machine']})")
+    for col in ("metric", "value", "goal"):
+        t.add_column(col)
+    t.add_row("throughput (predictions/s)", f"{result['events_throughput']:,.0f}", ">= 2,000")
+    t.add_row("  app CPU per prediction (us) / per app CPU-second",
+              f"{result['app_cpu_us_per_prediction']:.0f} / "
+              f"{result['throughput_per_app_cpu_s']:,.0f}", "")  # fmt: skip
+    t.add_row("  machine load average (1 min)", f"{result['load_average']}", "")
+    t.add_row(f"prediction -> segment.start p50 / p99 at {result['latency_rate']:,.0f}/s (ms)",
+              f"{result['p50_event_ms']:.0f} / {result['p99_event_ms']:.0f}",
+              f"p99 <= {result['goal_p99_event_ms']}")  # fmt: skip
+    t.add_row("confirming prediction -> segment.start p50 / p99 (ms)",
+              f"{result['p50_confirm_ms']:.0f} / {result['p99_confirm_ms']:.0f}", "")  # fmt: skip
+    t.add_row("segment starts measured", str(result["segment_starts_measured"]), "")
+    Console().print(t)
+    if args.profile:
+        with contextlib.suppress(OSError, TypeError):
+            p = Table(title=f"app profile (cProfile, top by own time): {args.profile}")
+            for col in ("function", "own s", "cumulative s"):
+                p.add_column(col)
+            for name, tt, ct in top_functions(args.profile):
+                p.add_row(name, f"{tt:.2f}", f"{ct:.2f}")
+            Console().print(p)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,530 @@
+"""The Faust app of `stream/`: its topics, tables and agents, one agent per concern.
+
+- `track` (harclip.predictions + the app's ticks topic): each stream's state (`states` table) ->
+  `Tracker` -> events to harclip.events. The events of a step are acknowledged by Kafka before
+  the state that follows from them goes to the changelog, so a recovered state never skips an
+  event that was lost.
+- `outputs` (harclip.events): batches to Elasticsearch and Redis.
+- `stats` (harclip.events): windowed statistics, flushed to Redis by a timer.
+- `alerts` (harclip.events): alerts to the webhooks (queued, never waits).
+- the idle timer: a stream of this worker's partitions that has been quiet for a threshold gets a
+  tick on the ticks topic (same key, so the same partition and owner as its predictions), which
+  `track` turns into `stream.down` and stream-down alerts.
+
+`create_app(settings)` builds an app; `stream/app.py` holds the one `faust -A stream.app worker`
+runs, `python -m stream` builds its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+import orjson
+from aiokafka.admin import NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+from faust.types import TP
+
+from harclip.config import Settings
+from harclip.control import RULES_KEY, ControlFollower
+from harclip.errors import ConfigError, HarclipError, MessageError, SinkUnavailable
+from harclip.events import Event
+from harclip.health import HealthServer
+from harclip.io.es import make_es
+from harclip.io.indices import ensure_templates
+from harclip.io.kafka import ensure_topics, make_admin
+from harclip.messages import Prediction, now_ms
+from harclip.rules import Rules, RulesError, describe, load_rules_file
+from stream.metrics import StreamMetrics
+from stream.outputs import Outputs
+from stream.stats import Stats
+from stream.tracker import StreamState, Tracker, TrackerConfig
+from stream.webhooks import Webhooks
+
+log = logging.getLogger("stream")
+
+_STATS_FLUSH_S = 1.0  # statistics to Redis at most this often, seconds
+
+
+class StreamApp(faust.App):
+    """A Faust app that prepares topics, the events index and its side services before Faust
+    starts its consumer, and closes them when it stops."""
+
+    runtime: Runtime
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        try:
+            await self.runtime.prepare()
+        except HarclipError as e:
+            self.runtime.crashed = e
+            raise
+
+    async def on_shutdown(self) -> None:
+        # after the agents stopped: until then they may write, and Faust waits for the state
+        # flusher to ack the records they took ("Wait for streams")
+        await super().on_shutdown()
+        await self.runtime.close()
+
+
+class Runtime:
+    """What the app needs besides Faust: settings, the tracker, metrics, outputs, webhooks, the
+    rules follower and the health server."""
+
+    def __init__(self, settings: Settings, rules: Rules, partitions: int) -> None:
+        s = settings.stream
+        self.settings = settings
+        self.partitions = partitions
+        self.ticks_topic = f"{s.app_id}-ticks"
+        self.tracker = Tracker(
+            TrackerConfig(smoothing_ms=s.smoothing_ms, min_hold_ms=s.min_hold_ms,
+                          min_segment_ms=s.min_segment_ms,
+                          idle_timeout_ms=int(s.idle_timeout_s * 1000)),
+            rules,
+        )  # fmt: skip
+        self.metrics = StreamMetrics()
+        self.metrics.rules.set(len(rules.rules))
+        self.rules = rules
+        self.outputs = Outputs(settings, self.metrics)
+        self.webhooks = Webhooks(s, self.metrics)
+        self.follower = ControlFollower(settings.kafka, {RULES_KEY: self.on_rules_record})
+        self._follow_stop = asyncio.Event()
+        self.health = HealthServer(
+            s.host, s.port, self.metrics.registry, self.not_ready,
+            how_to_move="--port N (0: any free port) or HARCLIP_STREAM__PORT",
+        )  # fmt: skip
+        self.started = False
+        self.crashed: HarclipError | None = None
+        self.app: StreamApp | None = None
+        self._prepared = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def crash_reason(self) -> str | None:
+        """Why start-up failed, if it did (for a one-line message)."""
+        return None if self.crashed is None else str(self.crashed)
+
+    def set_rules(self, rules: Rules) -> None:
+        self.rules = rules
+        self.tracker.set_rules(rules)
+        self.metrics.rules.set(len(rules.rules))
+        log.info("rules in force: %d%s", len(rules.rules),
+                 "".join(f"\n  {line}" for line in describe(rules.rules)))  # fmt: skip
+
+    def refuse_rules(self, message: str) -> None:
+        self.metrics.rules_refused.inc()
+        log.error("%s; the rules in force stay", message)
+
+    def on_rules_record(self, raw: bytes) -> None:
+        """A `rules` record of harclip.control: applied if valid, else refused (rules stay)."""
+        try:
+            rules = Rules.from_control(raw)
+        except RulesError as e:
+            self.refuse_rules(f"rules change on {self.settings.kafka.topics.control} refused: {e}")
+            return
+        self.set_rules(rules)
+
+    async def prepare(self) -> None:
+        """Topics (the project's six and the ticks topic) with the partition count the tables
+        need, the events index, the rules on harclip.control, outputs, webhooks, /health."""
+        if self._prepared:
+            return
+        self._prepared = True
+        await self.health.start()
+        await prepare_kafka(self.settings, self.partitions, self.ticks_topic)
+        if self.settings.elasticsearch.enabled:
+            es = make_es(self.settings.elasticsearch)
+            try:
+                await ensure_templates(es, self.settings.elasticsearch)
+            finally:
+                await es.close()
+        await self.follower.catch_up()  # the newest valid rules win over the file
+        await self.outputs.start()
+        await self.webhooks.start()
+
+    async def stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def close(self) -> None:
+        self._follow_stop.set()
+        await self.stop_tasks()
+        await self.webhooks.stop()
+        await self.outputs.stop()
+        await self.follower.stop()
+        await self.health.stop()
+
+    def not_ready(self) -> list[str]:
+        missing = []
+        if not self.started:
+            missing.append("starting (table recovery)")
+        elif self.app is not None and self.app.rebalancing:
+            missing.append("rebalancing")
+        missing += [f"{sink}: {err}" for sink, err in self.outputs.failing.items()]
+        self.metrics.ready.set(0 if missing else 1)
+        return missing
+
+
+async def prepare_kafka(settings: Settings, partitions: int, ticks_topic: str) -> None:
+    """Create the project's topics and the ticks topic if missing; `ConfigError` when the
+    predictions or events topic has another partition count than the app's tables."""
+    k = settings.kafka
+    await ensure_topics(k, partitions=partitions)
+    counts = await topic_partitions(settings, [k.topics.predictions, k.topics.events])
+    for topic, n in counts.items():
+        if n != partitions:
+            raise ConfigError(
+                f"topic {topic} has {n} partitions but the events app's tables have "
+                f"{partitions}: set HARCLIP_KAFKA__PARTITIONS={n}"
+            )
+    app_id = settings.stream.app_id
+    expires_ms = str((settings.stream.stats_expires_s + 120) * 1000)
+    compact = {"cleanup.policy": "compact"}
+    windowed = {"cleanup.policy": "compact,delete", "retention.ms": expires_ms}
+    # Faust declares its changelog topics itself, but a slow declaration left a table with a
+    # "0 partitions" changelog here once (its agent crashed on every event): create them first.
+    wanted = {
+        ticks_topic: {"retention.ms": "3600000"},
+        f"{app_id}-states-changelog": compact,
+        f"{app_id}-stats-labels-changelog": compact,
+        f"{app_id}-stats-minute-changelog": windowed,
+    }
+    admin = make_admin(k)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        specs = [NewTopic(name, partitions, k.replication_factor, topic_configs=cfg)
+                 for name, cfg in wanted.items() if name not in existing]  # fmt: skip
+        if specs:
+            await admin.create_topics(specs, timeout_ms=k.request_timeout_ms)
+    except KafkaError as e:
+        if "TopicAlreadyExists" not in repr(e):
+            raise SinkUnavailable(f"Kafka at {k.bootstrap}: cannot create topics: {e!r}") from e
+    finally:
+        await admin.close()
+
+
+async def topic_partitions(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Partition count of each existing topic (missing topics are left out)."""
+    admin = make_admin(settings.kafka)
+    try:
+        await admin.start()
+        # only existing ones: a metadata request for a missing topic may auto-create it
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topics if t in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
+    except KafkaError as e:
+        raise SinkUnavailable(f"Kafka at {settings.kafka.bootstrap}: {e!r}") from e
+    finally:
+        await admin.close()
+    return {d["topic"]: len(d["partitions"]) for d in described if d.get("error_code", 0) == 0}
+
+
+def load_rules(settings: Settings) -> Rules:
+    """The rules file's rules (none without a file); `RulesError` naming the rule and field."""
+    path = settings.stream.rules
+    return Rules() if path is None else load_rules_file(Path(path))
+
+
+def ecs_logging_config(level: str) -> dict[str, Any]:
+    """dictConfig for ECS JSON logs on stdout (used when Faust's own worker sets up logging)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"ecs": {"()": "harclip.log.EcsFormatter", "service": "harclip-stream"}},
+        "handlers": {
+            "out": {
+                "class": "logging.StreamHandler",
+                "formatter": "ecs",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"handlers": ["out"], "level": level.upper()},
+    }
+
+
+def create_app(settings: Settings, *, rules: Rules | None = None,
+               partitions: int | None = None) -> StreamApp:  # fmt: skip
+    """The events app for `settings`: tables with `partitions` partitions (default
+    `kafka.partitions`; it must match harclip.predictions and harclip.events)."""
+    s, k = settings.stream, settings.kafka
+    n = partitions or k.partitions
+    runtime = Runtime(settings, rules if rules is not None else load_rules(settings), n)
+    app = StreamApp(
+        s.app_id,
+        broker=[f"kafka://{h.strip()}" for h in k.bootstrap.split(",")],
+        broker_client_id=f"{k.client_id}-stream",
+        store=f"{s.store}://",
+        datadir=str(s.datadir),
+        topic_partitions=n,
+        topic_replication_factor=k.replication_factor,
+        table_standby_replicas=s.standby_replicas,
+        broker_commit_interval=s.commit_interval_s,
+        broker_session_timeout=s.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=k.producer_linger_ms,
+        producer_max_request_size=k.max_message_bytes,
+        web_enabled=False,
+        autodiscover=False,
+        env={},
+        logging_config=ecs_logging_config(settings.log_level)
+        if settings.log_format == "ecs" else None,
+    )  # fmt: skip
+    app.runtime = runtime
+    runtime.app = app
+    _wire(app, runtime)
+    return app
+
+
+def _wire(app: StreamApp, rt: Runtime) -> None:
+    t = rt.settings.kafka.topics
+    m = rt.metrics
+    tracker = rt.tracker
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+                           "value_serializer": "raw", "allow_empty": True}  # fmt: skip
+    inputs = app.topic(t.predictions, rt.ticks_topic, **raw)
+    ticks = app.topic(rt.ticks_topic, **raw)
+    events_topic = app.topic(t.events, **raw)
+    states = app.Table("states", key_type=bytes, value_type=bytes, help="per-stream state")
+    stats = Stats(app, rt.settings.stream.stats_expires_s)
+    cache: dict[str, StreamState] = {}  # states of this worker's partitions, as objects
+    # Silence is counted from the later of a stream's last prediction and this worker getting
+    # its partitions, so a restarted or rebalanced worker first catches up on its backlog.
+    assigned_at = [now_ms()]
+    ticked: dict[str, tuple[int, set[int]]] = {}  # stream -> (last_wall, thresholds ticked)
+    processed: dict[int, int] = {}  # predictions partition -> offset of the last record handled
+
+    def load(stream_id: str) -> StreamState | None:
+        st = cache.get(stream_id)
+        if st is None:
+            stored = states.get(stream_id.encode())
+            if stored is not None:
+                st = cache[stream_id] = StreamState.from_bytes(stored)
+        return st
+
+    async def emit(events: list[Event]) -> None:
+        futures = [await events_topic.send(key=e.stream_id.encode(), value=e.to_json())
+                   for e in events]  # fmt: skip
+        await asyncio.gather(*futures)  # acknowledged before the state that follows is stored
+        for e in events:
+            m.events.labels(e.type).inc()
+
+    def on_prediction(
+        value: bytes | None, key: bytes | None, arrived_s: float, out: list[Event]
+    ) -> StreamState | None:
+        """Apply one prediction; the changed state (None if ignored), its events into `out`."""
+        try:
+            p = Prediction.from_json(value or b"")
+            if key is not None and key != p.stream_id.encode():
+                raise MessageError(f"record key {key!r} is not its stream_id {p.stream_id!r}")
+        except MessageError as e:
+            m.ignored.labels("malformed").inc()
+            log.warning("ignoring a malformed prediction: %s", e)
+            return None
+        wall = now_ms()
+        result = tracker.on_prediction(load(p.stream_id), p, wall)
+        if result is None:
+            m.ignored.labels("stale").inc()
+            return None
+        st, events = result
+        cache[p.stream_id] = st
+        out += events
+        m.predictions.inc()
+        m.lag.observe(max(0.0, wall / 1000 - arrived_s))
+        return st
+
+    def on_tick(key: bytes | None, out: list[Event]) -> StreamState | None:
+        st = load(key.decode()) if key else None
+        if st is None:
+            return None
+        out += tracker.on_idle(st, now_ms(), quiet_since=max(st.last_wall, assigned_at[0]))
+        return st
+
+    # State writes are coalesced: one changelog record per stream per flush (every
+    # `track_batch` records, or when the oldest unacked record is 250 ms old), not per
+    # prediction. Records are acked (so their offsets can be committed) only once the state they
+    # led to is written; a step that emits events writes its stream's state right after Kafka
+    # acknowledged the events.
+    dirty: dict[str, tuple[StreamState, Any]] = {}  # stream -> (state, its newest record)
+    unacked: list[Any] = []
+    first_unacked = [0.0]  # monotonic time the agent took the oldest unacked record
+    flushing = asyncio.Lock()
+    track_stream: list[Any] = []  # the agent's (manual-ack) stream, once it runs
+
+    def write_state(st: StreamState, ev: Any) -> None:
+        # the table (and RocksDB) find the key's partition through the current event
+        track_stream[0]._set_current_event(ev)
+        states[st.stream_id.encode()] = st.to_bytes()
+
+    async def flush() -> None:
+        for st, ev in dirty.values():
+            write_state(st, ev)
+        dirty.clear()
+        acks, unacked[:] = list(unacked), []
+        for ev in acks:
+            await track_stream[0].ack(ev)
+
+    async def flush_soon() -> None:
+        """Flush once the oldest unacked record has waited a quarter of the commit interval
+        (at most 250 ms): acks, and so commits, wait that long; events never do."""
+        wait_s = rt.settings.stream.track_wait_ms / 1000
+        max_age_s = min(0.25, rt.settings.stream.commit_interval_s / 4)
+        while True:
+            await asyncio.sleep(wait_s)
+            if not unacked or flushing.locked():
+                continue
+            if time.monotonic() - first_unacked[0] < max_age_s:
+                continue
+            async with flushing:
+                try:
+                    await flush()
+                except BaseException:
+                    cache.clear()
+                    raise
+
+    @app.agent(inputs, name="stream.track")
+    async def track(stream: faust.StreamT[bytes]) -> None:
+        manual = stream.noack()  # type: ignore[attr-defined]
+        track_stream[:] = [manual]
+        batch = rt.settings.stream.track_batch
+        async for ev in manual.events():
+            async with flushing:
+                try:
+                    msg = ev.message
+                    track_stream[0]._set_current_event(ev)  # reads find the right partition
+                    out: list[Event] = []
+                    if msg.topic == rt.ticks_topic:
+                        st = on_tick(ev.key, out)
+                    else:
+                        st = on_prediction(ev.value, ev.key, msg.timestamp, out)
+                        processed[msg.partition] = msg.offset
+                    if not unacked:
+                        first_unacked[0] = time.monotonic()
+                    unacked.append(ev)
+                    if st is not None:
+                        if out:
+                            await emit(out)  # acknowledged before the state that follows
+                            dirty.pop(st.stream_id, None)
+                            write_state(st, ev)
+                        else:
+                            dirty[st.stream_id] = (st, ev)
+                    if len(unacked) >= batch:
+                        await flush()
+                except BaseException:
+                    cache.clear()  # the table keeps the last written states
+                    dirty.clear()
+                    unacked.clear()
+                    raise
+
+    @app.agent(events_topic, name="stream.outputs")
+    async def outputs(stream: faust.StreamT[bytes]) -> None:
+        wait_s = rt.settings.stream.sink_wait_ms / 1000
+        async for values in stream.take(rt.settings.stream.sink_batch, within=wait_s):
+            await rt.outputs.write(_parse_events(values))
+
+    @app.agent(events_topic, name="stream.stats")
+    async def stats_agent(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            for e in _parse_events([value]):
+                stats.apply(e)
+
+    @app.agent(events_topic, name="stream.alerts")
+    async def alerts(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            for e in _parse_events([value]):
+                if e.type == "alert":
+                    rt.webhooks.offer(e)
+
+    async def flush_stats() -> None:
+        if not stats.dirty:
+            return
+        dirty, stats.dirty = stats.dirty, set()
+        wall = now_ms()
+        docs = [d for sid in dirty if (d := stats.snapshot(sid, wall)) is not None]
+        if not await rt.outputs.write_stats(docs):
+            stats.dirty |= dirty  # next time
+
+    async def idle_check() -> None:
+        """Tick the streams of this worker's partitions that went quiet past a threshold.
+        Only partitions whose records are all processed count: a stream is quiet when Kafka
+        holds nothing more for it, not while this worker is behind or rebalancing."""
+        if app.rebalancing:
+            return
+        actives = app.assignor.assigned_actives()
+        mine = [tp for tp in actives if tp.topic == t.predictions]
+        if not mine:
+            return
+        ends = await app.consumer.highwaters(*mine)
+        caught_up: set[int] = set()
+        for tp in mine:
+            done = processed.get(tp.partition)
+            if done is None:  # nothing processed since the assignment: where it starts
+                start = await app.consumer.position(tp)
+                done = -1 if start is None else start - 1
+            if done + 1 >= ends.get(tp, 0):
+                caught_up.add(tp.partition)
+        now = now_ms()
+        owned = 0
+        for key, stored in list(states.items()):
+            partition = (murmur2(key) & 0x7FFFFFFF) % rt.partitions
+            if TP(t.predictions, partition) not in actives:
+                continue
+            owned += 1
+            if partition not in caught_up:
+                continue
+            sid = key.decode()
+            st = cache.get(sid) or StreamState.from_bytes(stored)
+            idle = now - max(st.last_wall, assigned_at[0])
+            last_wall, done_ms = ticked.get(sid, (st.last_wall, set()))
+            if last_wall != st.last_wall:
+                done_ms = set()
+            due = [th for th in tracker.idle_thresholds_ms(sid) if idle >= th and th not in done_ms]
+            if due:
+                done_ms.update(due)
+                await ticks.send(key=key, value=orjson.dumps({"tick": "idle", "at": now}))
+            ticked[sid] = (st.last_wall, done_ms)
+        m.streams.set(owned)
+
+    async def started() -> None:
+        rt.started = True
+        log.info("events app ready: %d partitions, store %s, rules %d",
+                 rt.partitions, rt.settings.stream.store, len(rt.rules.rules))  # fmt: skip
+        follow = asyncio.create_task(rt.follower.run(rt._follow_stop), name="rules-follower")
+        rt._tasks += [follow, asyncio.create_task(flush_soon(), name="state-flush")]
+
+    async def revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        cache.clear()
+        ticked.clear()
+        processed.clear()
+        dirty.clear()  # revoked records are not acked: the next owner reads them again
+        unacked.clear()
+
+    async def assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+        cache.clear()
+        processed.clear()
+        assigned_at[0] = now_ms()
+
+    app.timer(_STATS_FLUSH_S)(flush_stats)
+    app.timer(min(1.0, rt.settings.stream.idle_timeout_s / 4))(idle_check)
+    app.task(started)
+    app.on_partitions_revoked.connect(cast(Any, revoked))  # faust's stubs want a sync signature
+    app.on_partitions_assigned.connect(cast(Any, assigned))
+    del track, outputs, stats_agent, alerts
+
+
+def _parse_events(values: list[bytes]) -> list[Event]:
+    out = []
+    for v in values:
+        try:
+            out.append(Event.from_json(v))
+        except MessageError as e:
+            log.warning("ignoring a malformed event on harclip.events: %s", e)
+    return out

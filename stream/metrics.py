@@ -1,0 +1,53 @@
+"""The events app's Prometheus metrics (`harclip_` prefix, base units), in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class StreamMetrics:
+    """Counters, gauges and histograms of one app worker."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.predictions = Counter(
+            "harclip_stream_predictions", "predictions applied to a stream's state", registry=r
+        )
+        self.ignored = Counter(
+            "harclip_stream_predictions_ignored",
+            "predictions ignored: stale (seq and captured_at not newer) or malformed",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.events = Counter(
+            "harclip_stream_events", "events emitted to harclip.events", ["type"], registry=r
+        )
+        self.outputs = Counter(
+            "harclip_stream_outputs_written", "events written to Redis and Elasticsearch",
+            registry=r,
+        )  # fmt: skip
+        self.sink_errors = Counter(
+            "harclip_stream_sink_errors", "failed output writes (retried)", ["sink"], registry=r
+        )
+        self.alerts_delivered = Counter(
+            "harclip_stream_alert_deliveries", "alerts POSTed to a webhook (2xx)", registry=r
+        )
+        self.alerts_failed = Counter(
+            "harclip_stream_alert_delivery_failures",
+            "webhook deliveries given up (after retries), refused by the URL guard or dropped "
+            "from a full queue", ["reason"], registry=r,
+        )  # fmt: skip
+        self.lag = Histogram(
+            "harclip_stream_processing_lag_seconds",
+            "a prediction's arrival on Kafka (record timestamp) -> applied to its stream",
+            buckets=_LAG_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.rules = Gauge("harclip_stream_rules", "alert rules in force", registry=r)
+        self.rules_refused = Counter(
+            "harclip_stream_rules_refused", "rules changes refused as invalid", registry=r
+        )
+        self.streams = Gauge(
+            "harclip_stream_streams", "streams whose partitions this worker owns", registry=r
+        )
+        self.ready = Gauge("harclip_ready", "1 when the app is ready", registry=r)
