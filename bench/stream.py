@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from harclip.config import Settings, load_settings  # noqa: E402
 from harclip.events import Event  # noqa: E402
-from harclip.io.kafka import ensure_topics, make_producer  # noqa: E402
+from harclip.io.kafka import make_producer  # noqa: E402
+from harclip.io.topics import ensure_topics  # noqa: E402
 from harclip.messages import Prediction, now_ms  # noqa: E402
 
 console = Console(stderr=True)

@@ -37,7 +37,8 @@ from harclip.events import Event
 from harclip.health import HealthServer
 from harclip.io.es import make_es
 from harclip.io.indices import ensure_templates
-from harclip.io.kafka import ensure_topics, make_admin
+from harclip.io.kafka import make_admin
+from harclip.io.topics import ensure_topics
 from harclip.messages import Prediction, now_ms
 from harclip.rules import Rules, RulesError, describe, load_rules_file
 from stream.metrics import StreamMetrics

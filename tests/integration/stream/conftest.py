@@ -17,7 +17,8 @@ from aiokafka import AIOKafkaProducer
 
 from harclip.config import Settings
 from harclip.events import Event
-from harclip.io.kafka import ensure_topics, make_producer
+from harclip.io.kafka import make_producer
+from harclip.io.topics import ensure_topics
 from harclip.messages import Prediction
 from tests.integration.conftest import Unique
 from tests.integration.streaming.conftest import read_topic, worker_env

@@ -64,7 +64,7 @@ async def test_a_killed_worker_s_streams_continue_on_the_others(
     def all_have(type_: str, label: str | None = None):  # type: ignore[no-untyped-def]
         return lambda evs: (
             {e.stream_id for e in evs if e.type == type_ and e.label == label} >= set(streams)
-        )  # noqa: E501
+        )
 
     a = await start_app(env)
     b = await start_app({**env, "HARCLIP_STREAM__DATADIR": str(tmp_path / "b")})

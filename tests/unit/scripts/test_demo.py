@@ -11,7 +11,7 @@ from harclip.events import StreamAction
 from harclip.messages import Prediction
 
 _spec = importlib.util.spec_from_file_location(
-    "demo", Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
+    "demo", Path(__file__).resolve().parents[3] / "scripts" / "demo.py"
 )
 assert _spec is not None and _spec.loader is not None
 demo = importlib.util.module_from_spec(_spec)

@@ -13,7 +13,7 @@ T0 = 1_764_000_000_000
 
 def pred(
     seq: int, label: str, *, at: int | None = None, sid: str = "cam", score: float = 0.8
-) -> Prediction:  # noqa: E501
+) -> Prediction:
     other = "fighting" if label != "fighting" else "running"
     top = [(label, score), (other, 0.1), ("sitting", 0.05)]
     return Prediction.model_validate({
