@@ -129,6 +129,7 @@ class Worker:
         self._engine = await asyncio.to_thread(
             create_engine, self.bundle, self.engine_name, s.model
         )
+        self.heads.use_engine(self._engine.label)  # every Prediction names the engine
         if self._engine.embed_dim != self.heads.head.embed_dim:
             raise ModelError(f"the head is {self.heads.head.embed_dim}-dim, the engine makes "
                              f"{self._engine.embed_dim}")  # fmt: skip
@@ -155,7 +156,7 @@ class Worker:
         self.started.set()
         self.metrics.ready.set(1)
         log.info("worker up: engine %s, model %s v%s, head v%d, batch <= %d, wait %g ms",
-                 self.engine_name, self.bundle.manifest.name, self.bundle.manifest.version,
+                 self._engine.label, self.bundle.manifest.name, self.bundle.manifest.version,
                  self.heads.head.version, s.batching.max_batch, s.batching.max_wait_ms)  # fmt: skip
 
     async def _loop(self, stop: asyncio.Event) -> None:

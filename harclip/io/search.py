@@ -109,6 +109,7 @@ def predictions_mappings(embed_dim: int) -> dict[str, Any]:
                     "name": {"type": "keyword"},
                     "version": {"type": "keyword"},
                     "head_version": {"type": "long"},
+                    "engine": {"type": "keyword"},
                 }
             },
             "latency_ms": {
