@@ -36,6 +36,7 @@ from harclip.batching import TwoLaneQueue, collect_batch
 from harclip.config import Settings
 from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
 from harclip.engines import Engine, create_engine
+from harclip.engines.gpu_decode import TorchDecoder, decoder_for
 from harclip.errors import ModelError, Unavailable
 from harclip.io.kafka import make_consumer
 from harclip.io.topics import ensure_topics
@@ -70,6 +71,7 @@ class Worker:
         self._last_committed: dict[TopicPartition, int] = {}
         self._decode_pool = ThreadPoolExecutor(b.decode_threads, thread_name_prefix="decode")
         self._engine: Engine | None = None
+        self._decoder: TorchDecoder | None = None  # JPEGs decoded on the engine's GPU
         self._consumer: AIOKafkaConsumer | None = None
         self._sinks: list[Sink] = []
         self._delivery: Delivery | None = None
@@ -130,6 +132,10 @@ class Worker:
             create_engine, self.bundle, self.engine_name, s.model
         )
         self.heads.use_engine(self._engine.label)  # every Prediction names the engine
+        size = self.bundle.manifest.image_size
+        self._decoder = decoder_for(
+            self._engine, size, max_pixels=s.model.max_pixels, enabled=s.model.gpu_decode
+        )
         if self._engine.embed_dim != self.heads.head.embed_dim:
             raise ModelError(f"the head is {self.heads.head.embed_dim}-dim, the engine makes "
                              f"{self._engine.embed_dim}")  # fmt: skip
@@ -220,7 +226,7 @@ class Worker:
                 lane = LIVE if tp.topic == frames_topic else BULK
                 self.metrics.consumed.labels(tp.topic).inc(len(records))
                 works = await decode_in_pool(
-                    self._decode_pool, threads, records, lane, size, max_pixels
+                    self._decode_pool, threads, records, lane, size, max_pixels, self._decoder
                 )
                 if tp not in c.assignment():
                     continue  # revoked meanwhile: the new owner reads them again
