@@ -65,7 +65,7 @@ def _measure(
             engine = create_engine(
                 Bundle.load(bundle),
                 name,  # type: ignore[arg-type]
-                ModelSettings(intra_op_threads=threads),
+                ModelSettings(intra_op_threads=threads, device="cpu"),  # a CPU benchmark
             )
         fn = engine.embed
     emb = fn(check)

@@ -89,13 +89,7 @@ class CudaRunner:
         with torch.inference_mode():
             staged = None if on_device else self._stage(images, chunks[0], 0)
             for k, (start, rows, batch) in enumerate(chunks):
-                if on_device:
-                    x = images[start : start + rows]
-                else:
-                    assert staged is not None
-                    x = staged
-                    if k + 1 < len(chunks):  # copy the next chunk while this one computes
-                        staged = self._stage(images, chunks[k + 1], (k + 1) % 2)
+                x = images[start : start + rows] if on_device else staged
                 with torch.cuda.stream(self._compute):
                     if not on_device:
                         self._compute.wait_event(self._copied[k % 2])
@@ -103,6 +97,8 @@ class CudaRunner:
                     if not on_device:
                         self._consumed[k % 2].record(self._compute)
                     out[start : start + rows].copy_(y, non_blocking=True)
+                if not on_device and k + 1 < len(chunks):  # staged while chunk k computes
+                    staged = self._stage(images, chunks[k + 1], (k + 1) % 2)
             self._compute.synchronize()
         result: np.ndarray = out.numpy().copy()
         return result

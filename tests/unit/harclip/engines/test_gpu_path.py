@@ -149,3 +149,83 @@ def test_nvjpeg_decoder_matches_the_cpu_one(photos: list[bytes]) -> None:
     assert errors == [None] * len(photos) and gpu.is_cuda
     diff = (gpu.cpu().to(torch.int16) - cpu.to(torch.int16)).abs()
     assert float(diff.float().mean()) <= 2.0  # nvJPEG's IDCT and colour conversion differ a bit
+
+
+class _FakeCuda:
+    """Enough of `torch.cuda` to drive CudaRunner's chunking, slots and copies on the CPU."""
+
+    class Stream:
+        def __init__(self, device: object = None) -> None:
+            pass
+
+        def synchronize(self) -> None:
+            pass
+
+        def wait_event(self, event: object) -> None:
+            pass
+
+    class Event:
+        def record(self, stream: object = None) -> None:
+            pass
+
+        def synchronize(self) -> None:
+            pass
+
+    class CUDAGraph:
+        pass
+
+    @staticmethod
+    def stream(stream: object) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def graph(graph: object, stream: object = None) -> Any:
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+class _FakeTorch:
+    """torch, with CUDA streams, events and pinned memory as CPU no-ops."""
+
+    cuda = _FakeCuda
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    def device(self, name: str) -> Any:
+        return torch.device("cpu")
+
+    def empty(self, *shape: Any, pin_memory: bool = False, **kw: Any) -> Any:
+        return torch.empty(*shape, **kw)
+
+
+class _MeanColour(torch.nn.Module):
+    """uint8 [N, S, S, 3] -> L2-normalised [N, 4]: rows independent, as the image towers."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        m = pixels.float().mean(dim=(1, 2))  # [N, 3]
+        y = torch.cat([m, m[:, :1] * 0.5 + 1], dim=1)
+        return torch.nn.functional.normalize(y, dim=-1)
+
+
+@pytest.mark.parametrize("n", [1, 5, 16, 40])
+def test_cuda_runner_chunks_stages_and_falls_back_to_eager(
+    n: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runner's orchestration (chunks, double-buffered slots, output assembly) with CUDA
+    replaced by no-ops; graph capture fails here, so it must warn once and run eagerly."""
+    from harclip.engines._cuda import CudaRunner
+
+    module = _MeanColour()
+    runner = CudaRunner(_FakeTorch(), module, image_size=8, embed_dim=4, device="cuda",
+                        sizes=(1, 8, 16))  # fmt: skip
+    images = np.random.default_rng(n).integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    with caplog.at_level("WARNING", logger="harclip.engines._cuda"):
+        out = runner.run(images)
+        again = runner.run(images[::-1].copy())
+    expected = module(torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    np.testing.assert_allclose(again, expected[::-1], atol=1e-6)
+    assert not runner.graphs_enabled
+    assert sum("running eagerly" in r.message for r in caplog.records) == 1
