@@ -18,10 +18,10 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
 print("torchvision", torchvision.__version__, "onnxruntime", onnxruntime.__version__,
       onnxruntime.get_available_providers())
 EOF
-timeout 150 "$py" -m pytest -q -p no:cacheprovider \
+timeout 120 "$py" -m pytest -q -p no:cacheprovider \
   tests/unit/harclip/engines/test_gpu_path.py \
   "tests/unit/harclip/engines/test_bundle_engines.py::test_torch_on_cuda" \
   tests/unit/harclip/engines/test_auto.py 2>&1 | tail -25 | tee "$out/tests.txt"
-timeout 240 "$py" bench/gpu.py --device cuda --seconds 1.5 --json-out "$out/gpu.json" \
+timeout 270 "$py" bench/gpu.py --device cuda --seconds 1.5 --json-out "$out/gpu.json" \
   2>"$out/gpu.err" | tee "$out/gpu.txt"
 tail -5 "$out/gpu.err"

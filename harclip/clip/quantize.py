@@ -82,7 +82,8 @@ def quantize_static_int8(
     src: Path, dst: Path, images: np.ndarray, per_channel: bool = False
 ) -> None:
     """Static QDQ INT8 calibrated on `images` (uint8 [N, S, S, 3], preprocessed as served):
-    uint8 activations (x86's U8S8 kernels), int8 weights, MinMax ranges."""
+    uint8 activations (x86's U8S8 kernels), int8 weights, MinMax ranges; MatMul inputs quantized
+    with the calibrated scales, their outputs left in float."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -106,9 +107,13 @@ def quantize_static_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            # only weight MatMuls: the attention products stay float. (MinMax keeps one
-            # min/max pair per tensor and batch, so calibration memory stays small.)
-            extra_options={"MatMulConstBOnly": True},
+            # Only weight MatMuls (the attention products stay float), and their outputs stay
+            # float: a Q/DQ pair after every MatMul measured ~20 % slower here. (MinMax keeps
+            # one min/max pair per tensor and batch, so calibration memory stays small.)
+            extra_options={
+                "MatMulConstBOnly": True,
+                "OpTypesToExcludeOutputQuantization": _OPS,
+            },
         )
 
 
@@ -185,19 +190,35 @@ def pick_int8(figures: dict[Int8Kind, Int8Figures], images: int) -> tuple[Int8Ki
     return better, f"{better} agrees better with PyTorch"
 
 
-def time_onnx_file(
-    path: Path, size: int, dim: int, batch: int, seconds: float, threads: int
-) -> dict[str, float]:
-    """img/s and ms/batch of an ONNX image tower on the CPU (run it in a fresh process)."""
-    from harclip.clip.validate import generated_images, time_batches
+def time_onnx_files(
+    paths: Sequence[Path], size: int, dim: int, batch: int, seconds: float, threads: int
+) -> list[dict[str, float]]:
+    """img/s and ms/batch (medians) of ONNX image towers on the CPU, timed in turns: one batch of
+    each per round, so a machine whose load changes during the run slows all of them alike (run
+    it in a fresh process: no torch threads there)."""
+    import time
+
+    from harclip.clip.validate import generated_images
     from harclip.engines.onnx import OnnxEngine
 
-    engine = OnnxEngine(path, name="onnx-int8", image_size=size, embed_dim=dim,
-                        intra_op_threads=threads)  # fmt: skip
+    engines = [OnnxEngine(p, name="onnx-int8", image_size=size, embed_dim=dim,
+                          intra_op_threads=threads) for p in paths]  # fmt: skip
+    images = generated_images(batch, size)
     try:
-        return time_batches(engine.embed, generated_images(batch, size), seconds)
+        for e in engines:
+            e.embed(images)  # warm-up
+        times: list[list[float]] = [[] for _ in engines]
+        start = time.perf_counter()
+        while len(times[0]) < 3 or time.perf_counter() - start < seconds * len(engines):
+            for e, t in zip(engines, times, strict=True):
+                t0 = time.perf_counter()
+                e.embed(images)
+                t.append(time.perf_counter() - t0)
+        medians = [float(np.median(t)) for t in times]
+        return [{"img_per_s": batch / m, "ms_per_batch": 1000 * m} for m in medians]
     finally:
-        engine.close()
+        for e in engines:
+            e.close()
 
 
 def embed_onnx_file(path: Path, images: np.ndarray, size: int, dim: int) -> np.ndarray:
@@ -225,10 +246,9 @@ def build_int8(
     max_pixels: int = 40_000_000,
 ) -> dict[str, Any]:
     """Dynamic and static INT8 of `src`, both checked against PyTorch (`clip`, scored by `head`)
-    on photos of
-    `calibration` that the calibration did not see, and timed at `batch` in a fresh process;
-    the one `pick_int8` keeps is written to `dst`. Returns the record for `manifest.json`
-    (`metrics.int8`): both candidates' figures, which was kept and why."""
+    on photos of `calibration` that the calibration did not see, and timed at `batch` in turns in
+    a fresh process; the one `pick_int8` keeps is written to `dst`. Returns the record for
+    `manifest.json` (`metrics.int8`): both candidates' figures, which was kept and why."""
     from harclip.clip.validate import in_fresh_process, torch_embeddings
     from harclip.model.imageio import iter_image_paths
 
@@ -251,9 +271,10 @@ def build_int8(
     ref = torch_embeddings(clip, check)
     ref_top = head.logits(ref).argmax(axis=1)
     figures: dict[Int8Kind, Int8Figures] = {}
-    for kind, path in files.items():
+    kinds = list(files)
+    speeds = in_fresh_process(time_onnx_files, list(files.values()), size, dim, batch, seconds, 0)
+    for kind, path, speed in zip(kinds, files.values(), speeds, strict=True):
         emb = embed_onnx_file(path, check, size, dim)
-        speed = in_fresh_process(time_onnx_file, path, size, dim, batch, seconds, 0)
         figures[kind] = Int8Figures(
             img_per_s=speed["img_per_s"],
             ms_per_batch=speed["ms_per_batch"],
