@@ -113,6 +113,7 @@ class Runtime:
 
         s = self.settings
         self.engine = await asyncio.to_thread(create_engine, self.bundle, s.model.engine, s.model)
+        self.heads.use_engine(self.engine.label)  # `auto` resolved: Predictions name the engine
         self._batcher = MicroBatcher(
             self._run_batch,
             max_size=s.batching.max_batch,

@@ -1,7 +1,8 @@
 """Engine throughput on a ViT-B/32-shaped random CLIP: PyTorch eager fp32, ONNX fp32, ONNX INT8
-and TorchScript at batch 1, 8 and 32, through the same engines the services use.
+(dynamic, and static QDQ calibrated on the sample photos: `onnx-int8-static`) and TorchScript at
+batch 1, 8 and 32, through the same engines the services use.
 
-    python bench/engine.py [--threads 2] [--seconds 3] [--per-channel]
+    python bench/engine.py [--threads 2] [--seconds 3] [--per-channel] [--engines ...]
 
 The model is written once by `init-model --arch vit-b-32` into --model-dir (cached) and exported
 to a fresh bundle each run. Prints a table; the last stdout line is one JSON object.
@@ -23,7 +24,8 @@ import numpy as np
 from harclip.config import ModelSettings, load_settings
 from harclip.model.bundle import Bundle
 
-ENGINES = ("pytorch", "onnx", "onnx-int8", "torchscript")
+ENGINES = ("pytorch", "onnx", "onnx-int8", "onnx-int8-static", "torchscript")
+STATIC_FILE = "encoder.int8.static.onnx"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -34,6 +36,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=3.0, help="timing per engine and batch")
     p.add_argument("--per-channel", action="store_true", help="INT8 weights per channel")
     p.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="photos for static INT8 (default: the sample photos)")  # fmt: skip
+    p.add_argument("--calibration-images", type=int, default=64)
     return p.parse_args(argv)
 
 
@@ -57,6 +62,12 @@ def _measure(
 
         torch.set_num_threads(threads)
         fn = pytorch_embed(load_clip(model_dir))
+    elif name == "onnx-int8-static":
+        from harclip.engines.onnx import OnnxEngine
+
+        m = Bundle.load(bundle).manifest
+        fn = OnnxEngine(bundle / STATIC_FILE, name="onnx-int8", image_size=m.image_size,
+                        embed_dim=m.embed_dim, intra_op_threads=threads).embed  # fmt: skip
     else:
         from harclip.engines import create_engine
 
@@ -65,13 +76,24 @@ def _measure(
             engine = create_engine(
                 Bundle.load(bundle),
                 name,  # type: ignore[arg-type]
-                ModelSettings(intra_op_threads=threads),
+                ModelSettings(intra_op_threads=threads, device="cpu"),  # a CPU benchmark
             )
         fn = engine.embed
     emb = fn(check)
     size = check.shape[1]
     rates = {b: time_batches(fn, generated_images(b, size), seconds)["img_per_s"] for b in batches}
     return rates, emb
+
+
+def _static(bundle: Path, calibration: Path, n: int, exclude: list[Path], per_channel: bool) -> int:
+    """Static QDQ INT8 of the bundle's encoder.onnx into STATIC_FILE; photos calibrated on."""
+    from harclip.clip.quantize import calibration_images, quantize_static_int8
+
+    b = Bundle.load(bundle)
+    images, _ = calibration_images(calibration, b.manifest.image_size, max_pixels=10**8, n=n,
+                                   exclude=exclude)  # fmt: skip
+    quantize_static_int8(b.engine_file("onnx"), bundle / STATIC_FILE, images, per_channel)
+    return len(images)
 
 
 def _export(model_dir: Path, out: Path, options: object) -> Path:
@@ -101,6 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         bundle = in_fresh_process(_export, args.model_dir, Path(tmp) / "bundle", options)
         print(f"export: {time.perf_counter() - start:.1f} s", file=sys.stderr)
         check, source = validation_images(settings, Bundle.load(bundle).manifest.image_size, 32)
+        calibration = args.calibration or settings.sample_photos
+        if "onnx-int8-static" in args.engines:
+            if calibration is None:
+                raise SystemExit("onnx-int8-static needs --calibration DIR or HARCLIP_SAMPLE_DATA")
+            from harclip.clip.quantize import spread
+
+            photos = settings.sample_photos
+            held = spread(sorted(photos.glob("*/*.jpg")), 32) if photos else []  # the check set
+            n_cal = in_fresh_process(_static, bundle, calibration, args.calibration_images, held,
+                                     args.per_channel)  # fmt: skip
+            print(f"static INT8 calibrated on {n_cal} photos of {calibration}", file=sys.stderr)
         ref = None
         # each engine in its own process, as a worker runs it: torch's OpenMP threads, once
         # they have run in a process, slow ONNX Runtime's threads there about 2x
@@ -130,12 +163,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "per_channel": args.per_channel,
         "img_per_s": {n: {str(b): round(r, 1) for b, r in rates[n].items()} for n in engines},
         "min_cosine_vs_torch": {name: round(c, 6) for name, c in cosine.items()},
-        "int8_cosine_min": round(cosine["onnx-int8"], 6),
+        "int8_cosine_min": round(cosine["onnx-int8"], 6) if "onnx-int8" in cosine else None,
     }
-    if 8 in args.batches:
-        result["onnx_vs_torch_b8"] = round(rates["onnx"][8] / rates["pytorch"][8], 3)
-        result["int8_vs_onnx_b8"] = round(rates["onnx-int8"][8] / rates["onnx"][8], 3)
-        result["torchscript_vs_torch_b8"] = round(rates["torchscript"][8] / rates["pytorch"][8], 3)
+    if "onnx-int8-static" in cosine:
+        result["static_int8_cosine_min"] = round(cosine["onnx-int8-static"], 6)
+
+    def ratio(a: str, b: str, batch: int) -> float | None:
+        if a in rates and b in rates and batch in rates[a]:
+            return round(rates[a][batch] / rates[b][batch], 3)
+        return None
+
+    for key, a, b in (("onnx_vs_torch", "onnx", "pytorch"), ("int8_vs_onnx", "onnx-int8", "onnx"),
+                      ("static_vs_onnx", "onnx-int8-static", "onnx"),
+                      ("static_vs_dynamic", "onnx-int8-static", "onnx-int8"),
+                      ("torchscript_vs_torch", "torchscript", "pytorch")):  # fmt: skip
+        for batch in args.batches:
+            r = ratio(a, b, batch)
+            if r is not None and (batch == 8 or key == "static_vs_dynamic"):
+                result[f"{key}_b{batch}"] = r
     print(json.dumps(result))
     return 0
 

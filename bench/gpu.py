@@ -1,7 +1,15 @@
 """GPU engines on a ViT-B/32-shaped random CLIP: the torch engine in fp32, fp16 and bf16 and the
-TorchScript engine on CUDA at batch 1, 8, 32 and 128, against ONNX Runtime on the CPU cores.
+TorchScript engine on CUDA at batch 1, 8, 32 and 128, against ONNX Runtime on the CPU cores; then
+the hot path end to end.
 
     python bench/gpu.py [--device cuda] [--seconds 2] [--quick]
+
+End to end (`e2e_*` keys): JPEG bytes in memory (the sample photos, repeated) -> decode ->
+resize/crop -> engine (torch fp16 with CUDA graphs) -> head top-k, frames/s at batch 1, 32 and
+128, four ways: `e2e_gpu` (nvJPEG + resize on the GPU, `harclip.engines.gpu_decode`), the same
+with the next batch decoding on a second thread while the engine runs (`e2e_gpu_overlap`, as the
+worker does), `cpu_decode` (OpenCV on every core, then the GPU engine) and `model_only`
+(pre-decoded pixels, engine + head).
 
 The model is written once by `init_model(dir, "vit-b-32")` into --model-dir (cached) and exported
 with `export_bundle` (onnx + torchscript + hf) to a fresh bundle each run. Every engine is timed
@@ -40,12 +48,18 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--ort-threads", type=int, default=0, help="0: every core (os.cpu_count())")
     p.add_argument("--seconds", type=float, default=2.0, help="timing per engine and batch")
     p.add_argument("--check-images", type=int, default=32, help="images compared across engines")
+    p.add_argument("--e2e-batches", type=int, nargs="+", default=[1, 32, 128])
+    p.add_argument("--e2e-dtype", choices=TORCH_DTYPES, default=None,
+                   help="end-to-end precision (default: fp16 on cuda, fp32 on cpu)")  # fmt: skip
     quick = "batches 1 and 8, ONNX Runtime at 8, 0.3 s each: a smoke test on CPU"
     p.add_argument("--quick", action="store_true", help=quick)
     p.add_argument("--json-out", type=Path, default=None, help="also write the JSON here")
     args = p.parse_args(argv)
     if args.quick:
         args.batches, args.ort_batches, args.seconds = [1, 8], [8], 0.3
+        args.e2e_batches = [1, 8]
+    if args.e2e_dtype is None:
+        args.e2e_dtype = "fp16" if args.device.startswith("cuda") else "fp32"
     return args
 
 
@@ -132,6 +146,99 @@ def _measure_gpu(
     return ms, emb, failed
 
 
+def _jpegs(settings: Any, n: int = 64) -> tuple[list[bytes], str]:
+    """Encoded photos to decode: the sample photos' own bytes, else generated JPEGs."""
+    photos = sorted(settings.sample_photos.glob("*/*.jpg")) if settings.sample_photos else []
+    if photos:
+        step = max(1, len(photos) // n)
+        return [p.read_bytes() for p in photos[::step][:n]], "sample photos"
+    import cv2
+
+    from harclip.clip.validate import generated_images
+
+    images = generated_images(n, 320)[:, :, :, ::-1]
+    return [cv2.imencode(".jpg", img)[1].tobytes() for img in images], "generated JPEGs"
+
+
+def _time_calls(fn: Callable[[int], object], seconds: float) -> float:
+    """ms per call of `fn(k)` (k counts calls) after warm-up, over >= 3 calls and `seconds`."""
+    for k in range(WARMUP_CALLS):
+        fn(k)
+    runs, start = 0, time.perf_counter()
+    while runs < 3 or time.perf_counter() - start < seconds:
+        fn(runs)
+        runs += 1
+    return 1000 * (time.perf_counter() - start) / runs
+
+
+def _measure_e2e(
+    bundle_path: Path, device: str, dtype: str, batches: list[int], seconds: float,
+    jpegs: list[bytes],
+) -> dict[str, dict[int, float]]:  # fmt: skip
+    """ms per batch of JPEG bytes -> top-k, per way (see the module docstring) and batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harclip.config import ModelSettings
+    from harclip.engines import create_engine
+    from harclip.engines.gpu_decode import TorchDecoder
+    from harclip.model.bundle import Bundle
+    from harclip.model.preprocess import preprocess_batch
+
+    bundle = Bundle.load(bundle_path)
+    size, head = bundle.manifest.image_size, bundle.load_head()
+    engine: Any = create_engine(bundle, "torch", ModelSettings(torch_dtype=dtype, device=device))
+    decoder = TorchDecoder(size, max_pixels=10**8, device=device)
+    pool = ThreadPoolExecutor(os.cpu_count() or 1)
+    ahead = ThreadPoolExecutor(1)
+    big = (jpegs * (-(-max(batches) * 2 // len(jpegs))))[: max(batches) * 2]
+
+    def chunk(k: int, b: int) -> list[bytes]:
+        start = (k * b) % len(big)
+        return (big[start:] + big)[:b]
+
+    def gpu_decode(data: list[bytes]) -> Any:
+        pixels, _ = decoder.decode(data)
+        return pixels if engine.takes_tensors else pixels.numpy()
+
+    ways = ("e2e-gpu", "e2e-gpu-overlap", "cpu-decode", "model-only")
+    ms: dict[str, dict[int, float]] = {w: {} for w in ways}
+    for b in batches:
+        ready, _ = preprocess_batch(chunk(0, b), size, max_pixels=10**8)
+
+        def model(k: int, ready: Any = ready) -> object:
+            return head.top_k(engine.embed(ready), 5)
+
+        ms["model-only"][b] = _time_calls(model, seconds)
+
+        def cpu(k: int, b: int = b) -> object:
+            pixels, _ = preprocess_batch(chunk(k, b), size, max_pixels=10**8, pool=pool)
+            return head.top_k(engine.embed(pixels), 5)
+
+        ms["cpu-decode"][b] = _time_calls(cpu, seconds)
+
+        def gpu(k: int, b: int = b) -> object:
+            return head.top_k(engine.embed(gpu_decode(chunk(k, b))), 5)
+
+        ms["e2e-gpu"][b] = _time_calls(gpu, seconds)
+        pending = [ahead.submit(gpu_decode, chunk(0, b))]
+
+        def overlap(k: int, b: int = b, pending: list[Any] = pending) -> object:
+            pixels = pending.pop().result()  # decoded while the previous batch ran
+            pending.append(ahead.submit(gpu_decode, chunk(k + 1, b)))
+            return head.top_k(engine.embed(pixels), 5)
+
+        ms["e2e-gpu-overlap"][b] = _time_calls(overlap, seconds)
+        pending.pop().result()
+        for way in ms:
+            t = ms[way][b]
+            print(f"  {way:<16} batch {b:>3}: {b * 1000 / t:9.1f} frames/s {t:8.2f} ms",
+                  file=sys.stderr)  # fmt: skip
+    pool.shutdown()
+    ahead.shutdown()
+    engine.close()
+    return ms
+
+
 def _measure_ort(
     bundle_path: Path, batches: list[int], seconds: float, threads: int, check: np.ndarray
 ) -> tuple[dict[int, float], np.ndarray]:
@@ -165,15 +272,21 @@ def _device_name(device: str) -> str:
 
 
 def _table(
-    ms: dict[str, dict[int, float]], compare: dict[str, tuple[float, float]], batches: list[int]
+    ms: dict[str, dict[int, float]],
+    compare: dict[str, tuple[float, float]] | None,
+    batches: list[int],
+    unit: str = "img/s",
 ) -> str:
-    head = f"{'engine':<18}" + "".join(f"{'b' + str(b):>18}" for b in batches)
-    lines = [head + f"{'max |Δ|':>10}{'min cos':>10}"]
+    head = f"{unit:<18}" + "".join(f"{'b' + str(b):>18}" for b in batches)
+    lines = [head + (f"{'max |Δ|':>10}{'min cos':>10}" if compare is not None else "")]
     for label, per in ms.items():
         cells = "".join(
             f"{b * 1000 / per[b]:9.1f} {per[b]:7.2f}ms" if b in per else f"{'-':>18}"
             for b in batches
         )
+        if compare is None:
+            lines.append(f"{label:<18}{cells}")
+            continue
         diff, cos = compare.get(label, (float("nan"), float("nan")))
         lines.append(f"{label:<18}{cells}{diff:10.2e}{cos:10.6f}")
     return "\n".join(lines)
@@ -211,6 +324,22 @@ def _result(
     return out
 
 
+def _e2e_result(e2e: dict[str, dict[int, float]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for way, per in e2e.items():
+        key = {"cpu-decode": "cpu_decode_gpu_model"}.get(way, way).replace("-", "_")
+        for b, t in per.items():
+            out[f"{key}_b{b}_frames_s"] = round(b * 1000 / t, 1)
+    gpu, best = e2e["e2e-gpu"], e2e["e2e-gpu-overlap"]
+    for b in gpu:
+        out[f"e2e_vs_model_only_b{b}"] = round(e2e["model-only"][b] / best[b], 3)
+        out[f"e2e_vs_cpu_decode_b{b}"] = round(e2e["cpu-decode"][b] / best[b], 3)
+    top = max(gpu)
+    if 1 in gpu and top != 1:
+        out[f"e2e_b{top}_vs_b1"] = round((top / best[top]) / (1 / best[1]), 2)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     from harclip.clip.init import init_model
@@ -239,6 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  onnx-cpu     batch {b:>3}: {b * 1000 / t:9.1f} img/s {t:8.2f} ms",
                   file=sys.stderr)  # fmt: skip
         ms, emb, failed = _measure_gpu(bundle, args.device, args.batches, args.seconds, check)
+        jpegs, jpeg_source = _jpegs(settings)
+        print(f"end to end: {len(jpegs)} {jpeg_source}, torch {args.e2e_dtype} on {args.device}",
+              file=sys.stderr)  # fmt: skip
+        e2e = _measure_e2e(bundle, args.device, args.e2e_dtype, args.e2e_batches, args.seconds,
+                           jpegs)  # fmt: skip
     ms["onnx-cpu"] = ort_ms
     emb["onnx-cpu"] = ort_emb
     compare = {}
@@ -250,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(uint8 in, float32 out); onnx-cpu: ONNX Runtime CPU, {threads} threads; max |Δ| and "
           f"min cosine vs torch-fp32 on {len(check)} {source}")  # fmt: skip
     print(_table(ms, compare, batches))
+    print(f"\nend to end, frames/s and ms per batch: JPEG bytes ({len(jpegs)} {jpeg_source}, "
+          f"repeated) -> top-k, torch {args.e2e_dtype} on {args.device}")  # fmt: skip
+    print(_table(e2e, None, args.e2e_batches, "frames/s"))
     meta: dict[str, object] = {
         "device": device,
         "torch_device": args.device,
@@ -263,7 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
-    result = _result(ms, compare, failed, meta)
+    meta |= {"e2e_images": f"{len(jpegs)} {jpeg_source}", "e2e_dtype": args.e2e_dtype}
+    result = _result(ms, compare, failed, meta) | _e2e_result(e2e)
     line = json.dumps(result)
     if args.json_out is not None:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,14 +2,18 @@
 
     python bench/pipeline.py [--frames 320] [--max-batch 16] [--latency-seconds 10]
 
-ViT-B/32-shaped random CLIP, ONNX fp32 (made once into state/bench-vitb32-bundle), the real
-sample photos as producers send them (short side 224, JPEG). Phases, each with its own topics,
-group, index and Redis keys:
-  engine     raw `embed` img/s at the worker's batch size, on pre-decoded images
+ViT-B/32-shaped random CLIP (made once into state/bench-vitb32-bundle with ONNX fp32 and INT8
+calibrated on the sample photos, validated), the real sample photos as producers send them
+(short side 224, JPEG). The worker runs the default engine, `auto` (the engine it chose is `engine`
+in the JSON), and once more with fp32 ONNX for the same frames (`auto_vs_fp32`). Phases, each
+with its own topics, group, index and Redis keys:
+  engine     raw `embed` img/s at the worker's batch size, on pre-decoded images (auto and fp32)
   pipeline   N upload frames -> worker -> Kafka/Redis/Elasticsearch: frames/s until every
-             Prediction is acknowledged by all sinks (then counted in Elasticsearch: `lost`)
-  per-frame  the same worker with max_batch 1, unpipelined (fetch only after the last commit)
-  latency    live frames at half the pipeline rate; a Redis subscriber measures capture -> Redis
+             Prediction is acknowledged by all sinks (then counted in Elasticsearch: `lost`),
+             with auto, then with fp32 ONNX
+  per-frame  the auto worker with max_batch 1, unpipelined (fetch only after the last commit)
+  latency    live frames at half the auto pipeline's rate; a Redis subscriber measures
+             capture -> Redis
 Unless --no-plot, the latencies go to a histogram PNG (--plot-path, default
 bench/results/pipeline-latency.png; its path is `latency_plot` in the JSON, null without a plot).
 The last stdout line is one JSON object.
@@ -43,7 +47,7 @@ from _plots import latency_histogram  # noqa: E402
 
 from consumers.cli import run as run_worker  # noqa: E402
 from consumers.worker import Worker  # noqa: E402
-from harclip.config import Settings, load_settings  # noqa: E402
+from harclip.config import EngineChoice, Settings, load_settings  # noqa: E402
 from harclip.engines import create_engine  # noqa: E402
 from harclip.io import store  # noqa: E402
 from harclip.io.es import make_es  # noqa: E402
@@ -65,12 +69,14 @@ def ensure_bundle(path: Path) -> Path:
     h = [sys.executable, "-m", "harclip"]
     if not (model / "config.json").is_file():
         subprocess.run([*h, "init-model", str(model), "--arch", "vit-b-32"], check=True)
+    photos = (load_settings().sample_photos or Path("/work/shared/data/har-sample")).resolve()
     subprocess.run([*h, "export", "--model", str(model), "--output", str(path), "--format",
-                    "onnx"], check=True)  # fmt: skip
+                    "onnx", "int8", "--calibration", str(photos), "--validate"],
+                   check=True)  # fmt: skip
     return path
 
 
-def scoped(base: Settings, bundle: Path, **batching: Any) -> Settings:
+def scoped(base: Settings, bundle: Path, engine: str = "auto", **batching: Any) -> Settings:
     sfx = uuid.uuid4().hex[:8]
     k, r, e = base.kafka, base.redis, base.elasticsearch
     return base.model_copy(update={
@@ -80,7 +86,7 @@ def scoped(base: Settings, bundle: Path, **batching: Any) -> Settings:
         "elasticsearch": e.model_copy(update={"predictions_index": f"bench-pred-{sfx}",
                                               "events_index": f"bench-events-{sfx}",
                                               "logs_index": f"bench-logs-{sfx}"}),
-        "model": base.model.model_copy(update={"bundle": bundle}),
+        "model": base.model.model_copy(update={"bundle": bundle, "engine": engine}),
         "batching": base.batching.model_copy(update=batching),
         "metrics": base.metrics.model_copy(update={"port": 0}),
     })  # fmt: skip
@@ -111,9 +117,11 @@ async def worker(s: Settings, pipelined: bool = True) -> AsyncIterator[Worker]:
         await task
 
 
-def raw_engine(bundle: Bundle, s: Settings, photos: list[bytes], batch: int) -> tuple[float, float]:
-    """(img/s, ms per batch) of the engine alone at `batch`."""
-    engine = create_engine(bundle, "onnx", s.model)
+def raw_engine(
+    bundle: Bundle, s: Settings, photos: list[bytes], batch: int, name: EngineChoice
+) -> tuple[float, float, str]:
+    """(img/s, ms per batch, engine label) of the engine `name` alone at `batch`."""
+    engine = create_engine(bundle, name, s.model)
     size = bundle.manifest.image_size
     images, _ = preprocess_batch(photos[:batch], size, max_pixels=s.model.max_pixels)
     engine.embed(images)  # warm-up
@@ -124,13 +132,14 @@ def raw_engine(bundle: Bundle, s: Settings, photos: list[bytes], batch: int) -> 
         times.append(time.perf_counter() - t)
     engine.close()
     ms = float(np.median(times)) * 1000
-    return batch / (ms / 1000), ms
+    return batch / (ms / 1000), ms, engine.label
 
 
 async def throughput(
     s: Settings, photos: list[bytes], n: int, pipelined: bool
-) -> tuple[float, int]:
-    """(frames/s from the first send until every sink acknowledged all n, frames lost)."""
+) -> tuple[float, int, str]:
+    """(frames/s from the first send until every sink acknowledged all n, frames lost, the
+    engine the Predictions name)."""
     await ensure_topics(s.kafka, partitions=PARTITIONS)
     async with worker(s, pipelined) as w:
         p = make_producer(s.kafka, role="bulk")
@@ -144,11 +153,12 @@ async def throughput(
         await p.stop()
         await w.wait_for(lambda: w.metrics.total("harclip_frames_predicted") >= n, 600)
         elapsed = time.perf_counter() - start
+        engine = w.heads.current.model.engine or "?"
     es = make_es(s.elasticsearch)
     await es.indices.refresh(index=s.elasticsearch.predictions_index)
     count = (await es.count(index=s.elasticsearch.predictions_index))["count"]
     await es.close()
-    return n / elapsed, n - count
+    return n / elapsed, n - count, engine
 
 
 async def latency(
@@ -219,37 +229,46 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     paths = sorted((sample / "har-sample").glob("*/*.jpg"))
     photos = [image_jpeg(p, 224, base.model.max_pixels) for p in paths]
     b = args.max_batch
-    engine_ips, batch_ms = raw_engine(bundle, base, photos, b)
-    console.print(f"engine: {engine_ips:.1f} img/s at batch {b} ({batch_ms:.0f} ms/batch)")
-    pipe_fps, lost = await throughput(scoped(base, bundle_path, max_batch=b), photos,
-                                      args.frames, True)  # fmt: skip
-    console.print(f"pipeline: {pipe_fps:.1f} frames/s, lost {lost}")
-    single_fps, lost1 = await throughput(scoped(base, bundle_path, max_batch=1), photos,
-                                         max(32, args.frames // 4), False)  # fmt: skip
+    engine_ips, batch_ms, label = raw_engine(bundle, base, photos, b, "auto")
+    console.print(f"engine {label}: {engine_ips:.1f} img/s at batch {b} ({batch_ms:.0f} ms/batch)")
+    fp32_ips, fp32_ms, _ = raw_engine(bundle, base, photos, b, "onnx")
+    console.print(f"engine onnx: {fp32_ips:.1f} img/s at batch {b} ({fp32_ms:.0f} ms/batch)")
+    pipe_fps, lost, engine = await throughput(scoped(base, bundle_path, max_batch=b), photos,
+                                              args.frames, True)  # fmt: skip
+    console.print(f"pipeline ({engine}): {pipe_fps:.1f} frames/s, lost {lost}")
+    fp32_fps, lost0, _ = await throughput(scoped(base, bundle_path, "onnx", max_batch=b), photos,
+                                          args.frames, True)  # fmt: skip
+    console.print(f"pipeline (onnx fp32): {fp32_fps:.1f} frames/s, lost {lost0}")
+    single_fps, lost1, _ = await throughput(scoped(base, bundle_path, max_batch=1), photos,
+                                            max(32, args.frames // 4), False)  # fmt: skip
     console.print(f"per-frame unpipelined: {single_fps:.1f} frames/s")
     lat, lost2 = await latency(scoped(base, bundle_path, max_batch=b, max_age_ms=30_000),
                                photos, pipe_fps / 2, args.latency_seconds)  # fmt: skip
     p50, p99 = (float(np.percentile(lat, q)) for q in (50, 99)) if lat else (0.0, 0.0)
     await cleanup(base)
-    plot = plot_latency(lat, args.plot_path, pipe_fps / 2, b) if args.plot else None
+    plot = plot_latency(lat, args.plot_path, pipe_fps / 2, b, engine) if args.plot else None
     return {
-        "engine_img_s": round(engine_ips, 1), "batch": b, "batch_infer_ms": round(batch_ms, 1),
-        "pipeline_frames_s": round(pipe_fps, 1), "per_frame_frames_s": round(single_fps, 1),
+        "engine": engine, "engine_img_s": round(engine_ips, 1), "batch": b,
+        "batch_infer_ms": round(batch_ms, 1), "fp32_engine_img_s": round(fp32_ips, 1),
+        "pipeline_frames_s": round(pipe_fps, 1), "pipeline_fp32_frames_s": round(fp32_fps, 1),
+        "auto_vs_fp32": round(pipe_fps / fp32_fps, 2),
+        "engine_auto_vs_fp32": round(engine_ips / fp32_ips, 2),
+        "per_frame_frames_s": round(single_fps, 1),
         "efficiency": round(pipe_fps / engine_ips, 3),
         "batching_gain": round(pipe_fps / single_fps, 2),
         "half_load_rate": round(pipe_fps / 2, 1), "p50_ms_half_load": round(p50, 1),
         "p99_ms_half_load": round(p99, 1),
         "p99_target_ms": round(2 * batch_ms + 100, 1),
-        "lost": lost + lost1 + lost2, "frames": args.frames,
+        "lost": lost + lost0 + lost1 + lost2, "frames": args.frames,
         "latency_plot": str(plot) if plot else None,
     }  # fmt: skip
 
 
-def plot_latency(lat_ms: list[float], path: Path, rate: float, batch: int) -> Path:
+def plot_latency(lat_ms: list[float], path: Path, rate: float, batch: int, engine: str) -> Path:
     """Histogram PNG of the half-load capture -> Redis latencies (ms) at `rate` frames/s."""
     title = (f"capture → Redis latency, live frames at {rate:.1f} frames/s (half load), "
              f"max batch {batch}\n{platform.node()}, {os.cpu_count()} CPUs, "
-             "ViT-B/32 random, ONNX fp32")  # fmt: skip
+             f"ViT-B/32 random, {engine}")  # fmt: skip
     return latency_histogram({"half load": lat_ms}, path, title)
 
 
@@ -268,7 +287,7 @@ def main() -> int:
 
     logging.basicConfig(level=logging.WARNING)
     result = asyncio.run(main_async(args))
-    t = Table(title="streaming pipeline (ViT-B/32 random, ONNX fp32)")
+    t = Table(title=f"streaming pipeline (ViT-B/32 random, engine auto: {result['engine']})")
     t.add_column("metric")
     t.add_column("value", justify="right")
     for k, v in result.items():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from consumers.worker import Worker
-from harclip.config import EngineName, Settings, load_settings
+from harclip.config import EngineChoice, Settings, load_settings
 from harclip.errors import ConfigError, HarclipError
 from harclip.log import setup_logging
 from harclip.model.bundle import Bundle
@@ -23,7 +23,11 @@ log = logging.getLogger("consumers")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m consumers", description=__doc__)
     p.add_argument("--bundle", type=Path, help="model bundle folder (HARCLIP_MODEL__BUNDLE)")
-    p.add_argument("--engine", choices=get_args(EngineName), help="default: HARCLIP_MODEL__ENGINE")
+    p.add_argument(
+        "--engine",
+        choices=get_args(EngineChoice),
+        help="default: HARCLIP_MODEL__ENGINE, else auto (the fastest engine the bundle validated)",
+    )
     p.add_argument(
         "--partitions", type=int, help="partitions of topics it creates (HARCLIP_KAFKA__PARTITIONS)"
     )

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
-
 from consumers.work import BatchResult, Predicted, Work
 from harclip.batching import Batch
 from harclip.control import HeadInUse
 from harclip.engines import Engine
+from harclip.engines.gpu_decode import stack_pixels
 from harclip.errors import HarclipError
 from harclip.messages import LabelScore, Latency, Prediction, now_ms
 
@@ -35,7 +34,7 @@ def run_batch(batch: Batch[Work], engine: Engine, in_use: HeadInUse, top_k: int)
     start = time.perf_counter()
     try:
         # N × [S, S, 3] -> [N, S, S, 3]
-        images = np.stack([w.pixels for w in good if w.pixels is not None])
+        images = stack_pixels([w.pixels for w in good if w.pixels is not None])
         for w in works:
             w.pixels = None  # the batch array holds them now; freed after the engine
         emb = engine.embed(images)  # [N, S, S, 3] -> [N, D]

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiokafka.structs import TopicPartition
@@ -20,6 +21,9 @@ from harclip.errors import DecodeError, MessageError
 from harclip.io.kafka import headers_list
 from harclip.messages import Frame, Headers, Prediction, now_ms
 from harclip.model.preprocess import decode_image
+
+if TYPE_CHECKING:
+    from harclip.engines.gpu_decode import TorchDecoder
 
 LIVE, BULK = TwoLaneQueue.LIVE, TwoLaneQueue.BULK
 
@@ -36,7 +40,8 @@ class Work:
     lane: int  # LIVE (harclip.frames) or BULK (harclip.uploads)
     born_at: float  # capture time on the monotonic clock, seconds
     frame: Frame | None = None
-    pixels: np.ndarray | None = None  # uint8 [S, S, 3] RGB; released once embedded
+    # uint8 [S, S, 3] RGB: numpy, or a torch tensor on the GPU (GPU decode); released once embedded
+    pixels: Any = None
     error: str | None = None  # "<kind>: <reason>" for the DLQ's `error` header
 
     @property
@@ -112,7 +117,35 @@ class Record:
 
 
 def decode_records(records: Sequence[Record], lane: int, size: int, max_pixels: int) -> list[Work]:
-    """Parse and decode `records` (runs in a pool thread; OpenCV releases the GIL).
+    """Parse and decode `records` (runs in a pool thread; OpenCV releases the GIL)."""
+    out = parse_records(records, lane)
+    for work in out:
+        if work.frame is not None:
+            try:
+                work.pixels = decode_image(work.frame.data, size, max_pixels=max_pixels)
+            except DecodeError as e:
+                work.error = f"undecodable: {e}"
+    return out
+
+
+def decode_records_on_device(
+    records: Sequence[Record], lane: int, decoder: TorchDecoder
+) -> list[Work]:
+    """Parse `records` and decode their images as one batch on the decoder's device (nvJPEG),
+    frames it refuses on the CPU; each Work's pixels are a row of the device batch."""
+    out = parse_records(records, lane)
+    good = [w for w in out if w.frame is not None]
+    pixels, errors = decoder.decode([w.frame.data for w in good if w.frame is not None])
+    for i, (work, err) in enumerate(zip(good, errors, strict=True)):
+        if err is None:
+            work.pixels = pixels[i]
+        else:
+            work.error = f"undecodable: {err}"
+    return out
+
+
+def parse_records(records: Sequence[Record], lane: int) -> list[Work]:
+    """One Work per record with its Frame parsed (or `malformed` error), not yet decoded.
 
     Age is measured from the frame's `captured_at` (ms since epoch) and mapped onto the
     monotonic clock, so later staleness checks need no wall clock.
@@ -138,20 +171,20 @@ def decode_records(records: Sequence[Record], lane: int, size: int, max_pixels: 
             continue
         work.frame = frame
         work.born_at -= max(0, wall_ms - frame.captured_at) / 1000
-        try:
-            work.pixels = decode_image(frame.data, size, max_pixels=max_pixels)
-        except DecodeError as e:
-            work.error = f"undecodable: {e}"
         out.append(work)
     return out
 
 
 async def decode_in_pool(
-    pool: Executor, threads: int, records: Sequence[Record], lane: int, size: int, max_pixels: int
-) -> list[Work]:
-    """`decode_records` over `records` in `pool`, one chunk per thread (`threads`), in order."""
-    n = max(1, -(-len(records) // threads))
+    pool: Executor, threads: int, records: Sequence[Record], lane: int, size: int, max_pixels: int,
+    decoder: TorchDecoder | None = None,
+) -> list[Work]:  # fmt: skip
+    """`decode_records` over `records` in `pool`, one chunk per thread (`threads`), in order;
+    with a GPU `decoder`, all of them as one batch on its device, in one pool thread."""
     loop = asyncio.get_running_loop()
+    if decoder is not None:
+        return await loop.run_in_executor(pool, decode_records_on_device, records, lane, decoder)
+    n = max(1, -(-len(records) // threads))
     parts = await asyncio.gather(*(
         loop.run_in_executor(pool, decode_records, records[i : i + n], lane, size, max_pixels)
         for i in range(0, len(records), n)

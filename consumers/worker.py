@@ -44,6 +44,7 @@ from harclip.batching import TwoLaneQueue, collect_batch
 from harclip.config import Settings
 from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
 from harclip.engines import Engine, create_engine
+from harclip.engines.gpu_decode import TorchDecoder, decoder_for
 from harclip.errors import ModelError, Unavailable
 from harclip.health import HealthServer
 from harclip.io.indices import EmbeddingSpace
@@ -81,6 +82,7 @@ class Worker:
         self._gate = CommitGate()
         self._decode_pool = ThreadPoolExecutor(b.decode_threads, thread_name_prefix="decode")
         self._engine: Engine | None = None
+        self._decoder: TorchDecoder | None = None  # JPEGs decoded on the engine's GPU
         self._consumer: AIOKafkaConsumer | None = None
         self._sinks: list[Sink] = []
         self._delivery: Delivery | None = None
@@ -140,6 +142,11 @@ class Worker:
         self._engine = await asyncio.to_thread(
             create_engine, self.bundle, self.engine_name, s.model
         )
+        self.heads.use_engine(self._engine.label)  # every Prediction names the engine
+        size = self.bundle.manifest.image_size
+        self._decoder = decoder_for(
+            self._engine, size, max_pixels=s.model.max_pixels, enabled=s.model.gpu_decode
+        )
         if self._engine.embed_dim != self.heads.head.embed_dim:
             raise ModelError(f"the head is {self.heads.head.embed_dim}-dim, the engine makes "
                              f"{self._engine.embed_dim}")  # fmt: skip
@@ -170,7 +177,7 @@ class Worker:
         self.started.set()
         self.metrics.ready.set(1)
         log.info("worker up: engine %s, model %s v%s, head v%d, batch <= %d, wait %g ms",
-                 self.engine_name, self.bundle.manifest.name, self.bundle.manifest.version,
+                 self._engine.label, self.bundle.manifest.name, self.bundle.manifest.version,
                  self.heads.head.version, s.batching.max_batch, s.batching.max_wait_ms)  # fmt: skip
 
     async def _loop(self, stop: asyncio.Event) -> None:
@@ -234,7 +241,7 @@ class Worker:
                 lane = LIVE if tp.topic == frames_topic else BULK
                 self.metrics.consumed.labels(tp.topic).inc(len(records))
                 works = await decode_in_pool(
-                    self._decode_pool, threads, records, lane, size, max_pixels
+                    self._decode_pool, threads, records, lane, size, max_pixels, self._decoder
                 )
                 if tp not in c.assignment():
                     continue  # revoked meanwhile: the new owner reads them again

@@ -19,6 +19,8 @@ from harclip import DECODER_MAX_PIXELS
 from harclip.errors import ConfigError
 
 EngineName = Literal["onnx", "onnx-int8", "torchscript", "torch", "tensorrt"]
+# What a user asks for: one engine, or "auto" (harclip.engines.auto picks one and says why).
+EngineChoice = Literal["auto", "onnx", "onnx-int8", "torchscript", "torch", "tensorrt"]
 
 
 class _Section(BaseModel):
@@ -141,7 +143,9 @@ class ElasticsearchSettings(_Section):
 
 class ModelSettings(_Section):
     bundle: Path | None = Field(None, description="model bundle folder (harclip export --output)")
-    engine: EngineName = "onnx"
+    engine: EngineChoice = Field(
+        "auto", description="auto: the fastest engine the bundle validated for this machine"
+    )
     hf_model: str = Field("openai/clip-vit-base-patch32", description="hub id or local folder")
     providers: tuple[str, ...] = Field(
         ("CPUExecutionProvider",),
@@ -151,7 +155,10 @@ class ModelSettings(_Section):
     tensorrt_precision: Literal["fp32", "fp16", "int8"] = Field(
         "fp16", description="which encoder.<precision>.plan the tensorrt engine runs"
     )
-    device: str = "cpu"
+    device: str = Field(
+        "auto", description="torch device: auto (cuda when a CUDA device is visible), cpu, cuda[:N]"
+    )
+    gpu_decode: bool = Field(True, description="decode JPEGs on the GPU when the engine runs there")
     intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default")
     top_k: int = Field(5, ge=1)
     max_pixels: int = Field(

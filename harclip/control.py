@@ -70,9 +70,12 @@ class HeadHolder:
     batch: one reference swap, safe across threads.
     """
 
-    def __init__(self, manifest: Manifest, head: Head, metrics: ControlMetrics) -> None:
+    def __init__(
+        self, manifest: Manifest, head: Head, metrics: ControlMetrics, engine: str | None = None
+    ) -> None:
         self._manifest = manifest
         self._metrics = metrics
+        self._engine = engine
         self._current = self._in_use(head)
         self._changed: list[Callable[[HeadInUse], None]] = []
         metrics.head_version.set(head.version)
@@ -84,6 +87,12 @@ class HeadHolder:
     @property
     def head(self) -> Head:
         return self._current.head
+
+    def use_engine(self, label: str) -> None:
+        """Name `label` (the running engine's `label`) in every ModelRef from the next batch on;
+        called once the engine is loaded (`engine: auto` resolves only then)."""
+        self._engine = label
+        self._current = self._in_use(self._current.head)
 
     def on_change(self, callback: Callable[[HeadInUse], None]) -> None:
         """Call `callback(new)` after every swap (in the thread that offered the head)."""
@@ -119,8 +128,10 @@ class HeadHolder:
 
     def _in_use(self, head: Head) -> HeadInUse:
         m = self._manifest
-        return HeadInUse(head, ModelRef(name=m.name, version=str(m.version),
-                                        head_version=head.version))  # fmt: skip
+        ref = ModelRef(
+            name=m.name, version=str(m.version), head_version=head.version, engine=self._engine
+        )
+        return HeadInUse(head, ref)
 
 
 class ControlFollower:

@@ -134,6 +134,11 @@ class ModelRef(_Model):
     name: str
     version: str
     head_version: int
+    engine: str | None = Field(
+        None,
+        description="the engine that embedded the frame, e.g. onnx-int8, onnx/cuda, "
+        "torch/fp16/cuda, tensorrt/fp16 (None in documents written before it was recorded)",
+    )
 
 
 class Latency(_Model):

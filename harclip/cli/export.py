@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -38,6 +39,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="bundle name in the manifest")
     parser.add_argument("--version", default="1", help="bundle version in the manifest")
     parser.add_argument("--per-channel", action="store_true", help="INT8 weights per channel")
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="photos to calibrate static INT8 on: int8 then builds dynamic and static INT8, "
+        "checks both against PyTorch and keeps the faster at equal agreement",
+    )
+    parser.add_argument(
+        "--calibration-images", type=int, default=64, help="photos used from --calibration"
+    )
     parser.add_argument("--validate", action="store_true", help="compare every engine with PyTorch")
     parser.add_argument("--benchmark", action="store_true", help="img/s per format at --batch-size")
 
@@ -47,6 +59,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.batch_size < 1:
         raise ModelError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.calibration is not None and "int8" not in args.formats:
+        raise ModelError("--calibration calibrates INT8: add int8 to --format")
     console = Console(stderr=True)
     model = args.model or settings.model.hf_model
     with _step(console, f"load {model}"):
@@ -63,6 +77,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         name=args.name,
         version=args.version,
         per_channel=args.per_channel,
+        calibration=args.calibration,
+        calibration_images=args.calibration_images,
     )
     bundle = export_bundle(clip, args.output, options, step=lambda t: _step(console, t))
     out = Console()
@@ -80,6 +96,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             bench = benchmark_bundle(bundle, clip, settings, args.batch_size)
         update_manifest(bundle, metrics=bundle.manifest.metrics | {"benchmark": bench})
         out.print(_bench_table(bench, args.batch_size))
+    int8 = bundle.manifest.metrics.get("int8", {})
+    if "static" in int8:
+        out.print(_int8_table(int8))
     engines = ", ".join(bundle.engine_names)
     console.print(f"[green]bundle written to {bundle.path}[/] (engines: {engines})")
     return 0
@@ -96,6 +115,19 @@ def _step(console: Console, title: str) -> Iterator[None]:
         console.print(f"[red]✗[/] {title}")
         raise
     console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - start:.1f} s)[/]")
+
+
+def _int8_table(int8: dict[str, Any]) -> Table:
+    check = int8["check"]
+    t = Table(title=f"INT8 candidates vs PyTorch on {check['images']} {check['source']}; "
+                    f"kept: {int8['kept']} ({int8['why']})")  # fmt: skip
+    for col in ("INT8", f"img/s (b{check['batch']})", "min cosine", "top-1 agreement"):
+        t.add_column(col, justify="left" if col == "INT8" else "right")
+    for kind in ("dynamic", "static"):
+        row = int8[kind]
+        t.add_row(kind, f"{row['img_per_s']:.1f}", f"{row['min_cosine']:.6f}",
+                  f"{100 * row['top1_agreement']:.1f} %")  # fmt: skip
+    return t
 
 
 def _bench_table(bench: dict[str, dict[str, float]], batch: int) -> Table:

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from harclip.config import EngineName, Settings
-from harclip.engines import ENGINE_NAMES
+from harclip.config import EngineChoice, Settings
+from harclip.engines import ENGINE_CHOICES
 from harclip.errors import ConfigError
 from harclip.model.imageio import iter_image_paths
 
 if TYPE_CHECKING:
     from harclip.engines import Engine
+    from harclip.model.bundle import Bundle
     from harclip.model.head import Head
 
 
@@ -65,7 +66,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--model",
         help="Hugging Face id or local CLIP folder, exported to a temporary bundle (needs torch)",
     )
-    parser.add_argument("--engine", choices=ENGINE_NAMES, help="default: HARCLIP_MODEL__ENGINE")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        help="default: HARCLIP_MODEL__ENGINE, else auto (the fastest engine the bundle validated)",
+    )
     parser.add_argument("--top-k", type=_positive, help="labels per image (default: settings)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--batch-size", type=_positive, default=16, help="images per engine call")
@@ -73,10 +78,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from harclip.engines import create_engine
     from harclip.model.bundle import Bundle
 
-    engine_name: EngineName = args.engine or settings.model.engine
+    engine_name: EngineChoice = args.engine or settings.model.engine
     paths = list(iter_image_paths(args.images))
     if not paths:
         raise ConfigError(f"no image files found in {', '.join(map(str, args.images))}")
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with _bundle_path(args, settings, engine_name) as bundle_path:
         bundle = Bundle.load(bundle_path)
         head = bundle.load_head()
-        engine = create_engine(bundle, engine_name, settings.model)
+        engine = _open_engine(bundle, engine_name, settings)
         k = min(args.top_k or settings.model.top_k, len(head.labels))
         try:
             with ThreadPoolExecutor(settings.batching.decode_threads) as pool:
@@ -98,6 +102,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             engine.close()
     out.finish()
     return 1 if failed else 0
+
+
+def _open_engine(bundle: Bundle, name: EngineChoice, settings: Settings) -> Engine:
+    """The engine to predict with; for `auto`, one stderr line says which and why."""
+    from harclip.engines import create_engine
+    from harclip.engines.auto import open_auto
+
+    if name != "auto":
+        return create_engine(bundle, name, settings.model)
+    engine, reason = open_auto(bundle, settings.model)
+    print(f"engine {engine.label} (auto: {reason})", file=sys.stderr)
+    return engine
 
 
 def _predict(
@@ -136,7 +152,7 @@ def _predict(
 
 @contextmanager
 def _bundle_path(
-    args: argparse.Namespace, settings: Settings, engine: EngineName
+    args: argparse.Namespace, settings: Settings, engine: EngineChoice
 ) -> Iterator[Path]:
     if args.bundle is not None:
         yield args.bundle
@@ -150,6 +166,7 @@ def _bundle_path(
 
 
 _FORMATS_FOR_ENGINE: dict[str, tuple[str, ...]] = {
+    "auto": ("onnx",),  # a temporary bundle is not validated, so auto would not serve INT8
     "onnx": ("onnx",),
     "onnx-int8": ("onnx", "int8"),
     "torchscript": ("onnx", "torchscript"),
@@ -158,7 +175,7 @@ _FORMATS_FOR_ENGINE: dict[str, tuple[str, ...]] = {
 }
 
 
-def _export_temporary(model: str, out: Path, engine: EngineName, settings: Settings) -> Path:
+def _export_temporary(model: str, out: Path, engine: EngineChoice, settings: Settings) -> Path:
     """Export `model` (hub id or folder) with what `engine` needs; torch and transformers needed."""
     from harclip.clip.export import ExportOptions, export_bundle
     from harclip.clip.load import load_clip

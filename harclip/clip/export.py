@@ -44,6 +44,11 @@ class ExportOptions:
     name: str | None = None  # default: "<model folder or id tail>-har"
     version: str = "1"
     per_channel: bool = False  # INT8 weights per output channel (see bench/engine.py)
+    # Photos to calibrate static INT8 on; with them "int8" builds dynamic and static INT8, checks
+    # both against PyTorch, times both and keeps the faster at equal agreement (clip/quantize.py).
+    calibration: Path | None = None
+    calibration_images: int = 64
+    int8_seconds: float = 2.0  # timing of each INT8 candidate
 
 
 def export_bundle(
@@ -72,12 +77,22 @@ def export_bundle(
     with step("zero-shot head -> head.safetensors + labels.json"):
         head = _zero_shot_head(clip, output, options.label_set, previous)
         head.save(output / "head.safetensors", output / "labels.json")
+    metrics: dict[str, object] = {}
+    validation: dict[str, object] = {}
     if "int8" in options.formats:
-        with step("INT8 quantization -> encoder.int8.onnx"):
-            quantize_int8(
-                output / "encoder.onnx", output / "encoder.int8.onnx", options.per_channel
-            )
-            engines["onnx-int8"] = "encoder.int8.onnx"
+        if options.calibration is None:
+            with step("INT8 quantization (dynamic) -> encoder.int8.onnx"):
+                quantize_int8(
+                    output / "encoder.onnx", output / "encoder.int8.onnx", options.per_channel
+                )
+            metrics["int8"] = {"kept": "dynamic", "why": "no calibration photos (--calibration)"}
+        else:
+            title = f"INT8 dynamic and static (calibrated on {options.calibration}), compared"
+            with step(title + " -> encoder.int8.onnx"):
+                report = _int8_pair(clip, head, output, options)
+            metrics["int8"] = report
+            validation = _int8_validation(report)
+        engines["onnx-int8"] = "encoder.int8.onnx"
     if "torchscript" in options.formats:
         with step("TorchScript -> encoder.ts"):
             export_torchscript(clip, output / "encoder.ts")
@@ -105,9 +120,34 @@ def export_bundle(
         embed_dim=clip.embed_dim,
         context_length=clip.context_length,
         engines=engines,
+        metrics=metrics,
+        validation=validation,
     )
     (output / MANIFEST).write_bytes(manifest.to_json())
     return Bundle.load(output)
+
+
+def _int8_pair(
+    clip: LoadedClip, head: Head, output: Path, options: ExportOptions
+) -> dict[str, object]:
+    from harclip.clip.quantize import build_int8
+
+    assert options.calibration is not None
+    return build_int8(
+        clip, head, output / "encoder.onnx", output / "encoder.int8.onnx", options.calibration,
+        per_channel=options.per_channel, n_images=options.calibration_images,
+        batch=options.batch_size, seconds=options.int8_seconds,
+    )  # fmt: skip
+
+
+def _int8_validation(report: dict[str, object]) -> dict[str, object]:
+    """The kept INT8 candidate's check against PyTorch, in `--validate`'s shape (which replaces
+    it when given), so `engine: auto` can serve INT8 from this export alone."""
+    check = report["check"]
+    kept = report[str(report["kept"])]
+    assert isinstance(check, dict) and isinstance(kept, dict)
+    row = {k: kept[k] for k in ("max_abs_diff", "min_cosine", "top1_agreement")}
+    return {"images": check["images"], "source": check["source"], "engines": {"onnx-int8": row}}
 
 
 def update_manifest(bundle: Bundle, **changes: object) -> None:

@@ -17,16 +17,20 @@ from harclip.config import EngineName, Settings
 from harclip.errors import HarclipError
 from harclip.model.bundle import Bundle
 
-VALIDATION_IMAGES = 16
+VALIDATION_IMAGES = 64
 _T = TypeVar("_T")
 
 
 def validation_images(
     settings: Settings, size: int, n: int = VALIDATION_IMAGES
 ) -> tuple[np.ndarray, str]:
-    """uint8 [n, S, S, 3]: the first sample photos when `settings.sample_photos` is set, else
-    generated images (smooth colour blocks plus noise); and a word saying which."""
-    photos = sorted(settings.sample_photos.glob("*/*.jpg"))[:n] if settings.sample_photos else []
+    """uint8 [n, S, S, 3]: sample photos spread over every class when `settings.sample_photos`
+    is set, else generated images (smooth colour blocks plus noise); and a word saying which."""
+    from harclip.clip.quantize import spread
+
+    photos = (
+        spread(sorted(settings.sample_photos.glob("*/*.jpg")), n) if settings.sample_photos else []
+    )
     if photos:
         from harclip.model.preprocess import preprocess_batch
 

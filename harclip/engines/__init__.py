@@ -2,22 +2,27 @@
 
 `embed(uint8 [N, S, S, 3] RGB) -> float32 [N, D]`, L2-normalised; resize and crop happen before
 (harclip.model.preprocess), mean/std normalisation inside the engine. `create_engine` picks the
-backend by name and imports its runtime only then, so torch, TensorRT and CUDA stay optional.
+backend by name and imports its runtime only then, so torch, TensorRT and CUDA stay optional;
+`auto` (harclip.engines.auto) picks the fastest engine the bundle validated for this machine.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from harclip.config import EngineName, ModelSettings
+from harclip.config import EngineChoice, EngineName, ModelSettings
 from harclip.errors import ModelError
 
 if TYPE_CHECKING:
     from harclip.model.bundle import Bundle
 
+log = logging.getLogger(__name__)
+
 ENGINE_NAMES: tuple[EngineName, ...] = ("onnx", "onnx-int8", "torchscript", "torch", "tensorrt")
+ENGINE_CHOICES: tuple[EngineChoice, ...] = ("auto", *ENGINE_NAMES)
 
 
 @runtime_checkable
@@ -25,6 +30,7 @@ class Engine(Protocol):
     """An image tower ready to run; one instance per process (not shared across processes)."""
 
     name: str
+    label: str  # name plus what tells two runs of it apart: "onnx/cuda", "torch/fp16/cuda"
     embed_dim: int
     image_size: int
 
@@ -37,9 +43,15 @@ class Engine(Protocol):
         ...
 
 
-def create_engine(bundle: Bundle, name: EngineName, settings: ModelSettings) -> Engine:
+def create_engine(bundle: Bundle, name: EngineChoice, settings: ModelSettings) -> Engine:
     """The engine `name` over `bundle`'s files; `EngineUnavailable` when its runtime is missing,
-    `ModelError` when the bundle has no file for it."""
+    `ModelError` when the bundle has no file for it. `auto` logs which engine it chose and why."""
+    if name == "auto":
+        from harclip.engines.auto import open_auto
+
+        engine, reason = open_auto(bundle, settings)
+        log.info("engine auto: %s (%s)", engine.label, reason)
+        return engine
     size, dim = bundle.manifest.image_size, bundle.manifest.embed_dim
     if name in ("onnx", "onnx-int8"):
         from harclip.engines.onnx import OnnxEngine
@@ -53,16 +65,18 @@ def create_engine(bundle: Bundle, name: EngineName, settings: ModelSettings) -> 
             intra_op_threads=settings.intra_op_threads,
         )
     if name == "torchscript":
+        from harclip.engines.auto import resolve_device
         from harclip.engines.torchscript import TorchScriptEngine
 
         return TorchScriptEngine(
             bundle.engine_file(name),
             image_size=size,
             embed_dim=dim,
-            device=settings.device,
+            device=resolve_device(settings.device),
             threads=settings.intra_op_threads,
         )
     if name == "torch":
+        from harclip.engines.auto import resolve_device
         from harclip.engines.torch import TorchEngine
 
         return TorchEngine(
@@ -72,7 +86,7 @@ def create_engine(bundle: Bundle, name: EngineName, settings: ModelSettings) -> 
             mean=tuple(bundle.manifest.mean),
             std=tuple(bundle.manifest.std),
             dtype=settings.torch_dtype,
-            device=settings.device,
+            device=resolve_device(settings.device),
             threads=settings.intra_op_threads,
         )
     if name == "tensorrt":

@@ -1,5 +1,6 @@
 """What the torch-based engines share: a lazy torch import with a clear error, thread and
-device setup, and `embed`/`close` over a module that takes uint8 NHWC pixels."""
+device setup, and `embed`/`close` over a module that takes uint8 NHWC pixels; on a CUDA device
+through `harclip.engines._cuda.CudaRunner` (pinned buffers, copy/compute streams, CUDA graphs)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class TorchModuleEngine:
     calls `__init__` first, then loads `self._module`."""
 
     name: str
+    label: str
 
     def __init__(self, *, image_size: int, embed_dim: int, device: str, threads: int) -> None:
         self._torch = import_torch(self.name)
@@ -52,20 +54,49 @@ class TorchModuleEngine:
         self.image_size = image_size
         self.embed_dim = embed_dim
         self.device = device
+        # on CUDA, `embed` also takes a uint8 [N, S, S, 3] tensor already on the device
+        self.takes_tensors = device.startswith("cuda")
         self._module: Any = None
+        self._runner: Any = None  # CudaRunner, made on the first CUDA batch
 
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        """uint8 [N, S, S, 3] RGB → float32 [N, D], L2-normalised."""
-        images = check_images(images, self.image_size, self.name)
+    def embed(self, images: Any) -> np.ndarray:
+        """uint8 [N, S, S, 3] RGB (numpy; on CUDA also a device tensor) → float32 [N, D],
+        L2-normalised."""
+        torch = self._torch
+        if isinstance(images, torch.Tensor):
+            images = self._check_tensor(images)
+        else:
+            images = check_images(images, self.image_size, self.name)
         if len(images) == 0:
             return empty(self.embed_dim)
         if self._module is None:
             raise ModelError(f"{self.name}: engine is closed")
-        torch = self._torch
-        with torch.inference_mode():
-            pixels = torch.from_numpy(images).to(self.device)
-            out = self._module(pixels).float().cpu().numpy()
+        if self.takes_tensors:
+            out = self._cuda().run(images)
+        else:
+            with torch.inference_mode():
+                pixels = torch.from_numpy(images).to(self.device)
+                out = self._module(pixels).float().cpu().numpy()
         return check_embeddings(out, len(images), self.embed_dim, self.name)
+
+    def _cuda(self) -> Any:
+        if self._runner is None:
+            from harclip.engines._cuda import CudaRunner
+
+            self._runner = CudaRunner(self._torch, self._module, image_size=self.image_size,
+                                      embed_dim=self.embed_dim, device=self.device)  # fmt: skip
+        return self._runner
+
+    def _check_tensor(self, images: Any) -> Any:
+        """A torch tensor input must be uint8 [N, S, S, 3] on this engine's CUDA device."""
+        s = self.image_size
+        if not self.takes_tensors or images.device.type != "cuda":
+            raise ModelError(f"{self.name}: torch tensors are taken on CUDA only; pass numpy")
+        if images.dtype != self._torch.uint8 or tuple(images.shape[1:]) != (s, s, 3):
+            raise ModelError(f"{self.name}: expected a uint8 [N, {s}, {s}, 3] tensor, got "
+                             f"{images.dtype} {list(images.shape)}")  # fmt: skip
+        return images.contiguous()
 
     def close(self) -> None:
         self._module = None
+        self._runner = None

@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 
 INPUT = "pixels"
 OUTPUT = "embedding"
+_PROVIDER_LABELS = {
+    "CPUExecutionProvider": "cpu",
+    "CUDAExecutionProvider": "cuda",
+    "TensorrtExecutionProvider": "tensorrt-ep",
+}
 _GPU_HINT = "install onnxruntime-gpu (pip install 'harclip[gpu]') on a machine with CUDA"
 
 
@@ -54,6 +59,8 @@ class OnnxEngine:
             raise ModelError(f"{name}: cannot load {path}: {e}") from None
         self.providers: list[str] = self._session.get_providers()
         _check_active(chosen, self.providers, name)
+        short = _PROVIDER_LABELS.get(self.providers[0], self.providers[0])
+        self.label = name if short == "cpu" else f"{name}/{short}"
         _check_graph(self._session, name, image_size, embed_dim)
 
     def embed(self, images: np.ndarray) -> np.ndarray:

@@ -55,6 +55,7 @@ class TensorRTEngine:
         self.image_size = image_size
         self.embed_dim = embed_dim
         self.precision = precision
+        self.label = f"tensorrt/{precision}"
         try:
             self._call("cudaSetDevice", 0)
         except ModelError as e:

@@ -37,6 +37,7 @@ class TorchEngine(TorchModuleEngine):
         if dtype not in _DTYPES:
             raise ModelError(f"torch: dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         self.dtype = dtype
+        self.label = f"torch/{dtype}/{device}"
         torch = self._torch
         self._module = _load(torch, hf_dir, mean, std, getattr(torch, _DTYPES[dtype]), device)
 

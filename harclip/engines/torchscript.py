@@ -18,6 +18,7 @@ class TorchScriptEngine(TorchModuleEngine):
         self, path: Path, *, image_size: int, embed_dim: int, device: str = "cpu", threads: int = 0
     ) -> None:
         super().__init__(image_size=image_size, embed_dim=embed_dim, device=device, threads=threads)
+        self.label = f"torchscript/{device}"
         try:
             with warnings.catch_warnings():  # torch 2.10+: "torch.jit.load is deprecated"
                 warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", FutureWarning)

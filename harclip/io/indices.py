@@ -109,7 +109,7 @@ def predictions_mappings(dims: int) -> dict[str, Any]:
             "score": {"type": "float"},
             "top_k": source_only,
             "latency_ms": source_only,
-            "model": {"properties": {"name": {"type": "keyword"}}},
+            "model": {"properties": {"name": {"type": "keyword"}, "engine": {"type": "keyword"}}},
             "keyframe_id": {"type": "keyword", "index": False},  # terms on doc values
             EMBEDDING: {
                 "type": "dense_vector",

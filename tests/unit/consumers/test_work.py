@@ -11,7 +11,7 @@ from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from consumers.inference import run_batch
-from consumers.work import BULK, LIVE, decode_records
+from consumers.work import BULK, LIVE, decode_records, decode_records_on_device
 from harclip.batching import Batch
 from harclip.control import HeadInUse
 from harclip.errors import ConfigError
@@ -101,6 +101,25 @@ def test_run_batch_builds_predictions_and_offsets() -> None:
     assert [w.offset for w in result.failed] == [2]
     assert result.offsets() == {TopicPartition("t", 0): 10}
     assert all(w.pixels is None for w in result.works)  # released once embedded
+
+
+def test_gpu_decode_hook_feeds_device_rows_to_the_engine() -> None:
+    """The decode stage's device path, run with the same decoder on the CPU: one batch decode,
+    undecodable frames to the DLQ with their reason, rows stacked as a tensor for the engine."""
+    import torch
+
+    from harclip.engines.gpu_decode import TorchDecoder
+
+    decoder = TorchDecoder(SIZE, max_pixels=10**7, device="cpu")
+    records = [rec(0, jpeg()), rec(1, b"\x00" * 50), rec(2, jpeg(40, 80))]
+    works = decode_records_on_device(records, LIVE, decoder)
+    assert [w.error is None for w in works] == [True, False, True]
+    assert works[1].error is not None and works[1].error.startswith("undecodable:")
+    assert isinstance(works[0].pixels, torch.Tensor) and works[0].pixels.shape == (SIZE, SIZE, 3)
+    in_use = HeadInUse(head(), ModelRef(name="m", version="1", head_version=1, engine="fake"))
+    result = run_batch(Batch(items=works), FakeEngine(), in_use, top_k=1)
+    assert [p.prediction.seq for p in result.predicted] == [0, 2]
+    assert result.predicted[0].prediction.model.engine == "fake"
 
 
 def test_engine_with_wrong_row_count_fails_the_whole_batch() -> None:

@@ -30,7 +30,7 @@ def test_defaults_match_design() -> None:
     assert s.kafka.group_id == "harclip-workers"
     assert s.redis.key_prefix == "harclip"
     assert s.elasticsearch.predictions_index == "harclip-predictions"
-    assert s.model.engine == "onnx"
+    assert s.model.engine == "auto"
 
 
 def test_nested_sections_come_from_double_underscore_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -65,3 +65,12 @@ def test_versions_are_newer_unique_and_ordered_by_time() -> None:
     assert next_version(versions[-1] + 10**12) == versions[-1] + 10**12 + 1  # clock behind
     later = next_version(0)
     assert later // 1000 >= max(versions) // 1000  # the time part never goes back
+
+
+def test_every_model_ref_names_the_engine_once_it_is_known() -> None:
+    h, _ = holder()
+    assert h.current.model.engine is None  # before the engine is loaded (auto not resolved)
+    h.use_engine("onnx-int8")
+    assert h.current.model.engine == "onnx-int8" and h.current.head.version == 5
+    assert h.offer(head(6))
+    assert h.current.model.engine == "onnx-int8" and h.current.model.head_version == 6

@@ -152,7 +152,7 @@ def _prediction() -> Prediction:
         label="running",
         score=0.875,
         top_k=[LabelScore(label="running", score=0.875), LabelScore(label="cycling", score=0.1)],
-        model=ModelRef(name="clip-vit-b-32-har", version="1", head_version=4),
+        model=ModelRef(name="clip-vit-b-32-har", version="1", head_version=4, engine="onnx-int8"),
         latency_ms=Latency(queue=10.5, infer=20.25, total=40.0),
     )
 
@@ -169,7 +169,14 @@ def test_prediction_round_trips_through_json() -> None:
         "score", "top_k", "model", "latency_ms",
     }  # fmt: skip
     assert doc["latency_ms"] == {"queue": 10.5, "infer": 20.25, "total": 40.0}
+    assert doc["model"]["engine"] == "onnx-int8"
     assert p.to_dict() == doc
+
+
+def test_a_prediction_written_before_the_engine_was_recorded_still_reads() -> None:
+    doc = json.loads(_prediction().to_json())
+    del doc["model"]["engine"]
+    assert Prediction.from_json(json.dumps(doc)).model.engine is None
 
 
 def _mutated(**change: Any) -> bytes:

@@ -41,7 +41,7 @@ def images(sample_photos: list[Path]) -> np.ndarray:
 
 
 def _embed(bundle: Path, engine: str, images: np.ndarray) -> np.ndarray:
-    e = create_engine(Bundle.load(bundle), engine, ModelSettings())  # type: ignore[arg-type]
+    e = create_engine(Bundle.load(bundle), engine, ModelSettings(device="cpu"))  # type: ignore[arg-type]
     try:
         return e.embed(images)
     finally:

@@ -30,7 +30,7 @@ def images(bundle: Bundle, sample_photos: list[Path]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference(bundle: Bundle, images: np.ndarray) -> np.ndarray:
-    engine = create_engine(bundle, "torch", ModelSettings())
+    engine = create_engine(bundle, "torch", ModelSettings(device="cpu"))
     try:
         return engine.embed(images)
     finally:
@@ -38,7 +38,9 @@ def reference(bundle: Bundle, images: np.ndarray) -> np.ndarray:
 
 
 def _run(bundle: Bundle, name: EngineName, images: np.ndarray, **settings: object) -> np.ndarray:
-    engine: Engine = create_engine(bundle, name, ModelSettings(**settings))  # type: ignore[arg-type]
+    # device "auto" would pick a GPU where there is one; the CPU reference wants the CPU here
+    options = {"device": "cpu"} | settings
+    engine: Engine = create_engine(bundle, name, ModelSettings(**options))  # type: ignore[arg-type]
     try:
         assert engine.name == name and engine.embed_dim == bundle.manifest.embed_dim
         return engine.embed(images)
