@@ -175,3 +175,25 @@ class LogWatch:
         self._reader.join(timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def settings_env(s: Settings) -> dict[str, str]:
+    """HARCLIP_* variables that give a child process (worker, API, events app) the same names as
+    `s` (topics, group, Redis prefix, Elasticsearch aliases) and its health server any port."""
+    k, r, e = s.kafka, s.redis, s.elasticsearch
+    env = {f"HARCLIP_KAFKA__TOPICS__{name.upper()}": topic
+           for name, topic in k.topics.model_dump().items()}  # fmt: skip
+    env |= {
+        "HARCLIP_KAFKA__BOOTSTRAP": k.bootstrap,
+        "HARCLIP_KAFKA__GROUP_ID": k.group_id,
+        "HARCLIP_KAFKA__CLIENT_ID": k.client_id,
+        "HARCLIP_KAFKA__PARTITIONS": str(k.partitions),
+        "HARCLIP_REDIS__URL": r.url,
+        "HARCLIP_REDIS__KEY_PREFIX": r.key_prefix,
+        "HARCLIP_ELASTICSEARCH__URL": e.url,
+        "HARCLIP_ELASTICSEARCH__PREDICTIONS_INDEX": e.predictions_index,
+        "HARCLIP_ELASTICSEARCH__EVENTS_INDEX": e.events_index,
+        "HARCLIP_ELASTICSEARCH__LOGS_INDEX": e.logs_index,
+        "HARCLIP_METRICS__PORT": "0",
+    }
+    return env

@@ -27,7 +27,7 @@ from harclip.config import ElasticsearchSettings, Settings
 from harclip.io import store
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 from harclip.model.bundle import Bundle
-from tests.integration.conftest import Unique
+from tests.integration.conftest import Unique, settings_env
 
 Serve = Callable[..., AbstractAsyncContextManager[AsyncClient]]
 T0 = 1_764_223_200_000  # captured_at of the first test prediction, ms since epoch
@@ -161,32 +161,13 @@ def image_server(sample_photos: list[Path]) -> Iterator[str]:
 
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def settings_env(s: Settings) -> dict[str, str]:
-    """Environment that gives a child process the same (unique) names as `s`."""
-    env = {
-        "HARCLIP_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
-        "HARCLIP_KAFKA__GROUP_ID": s.kafka.group_id,
-        "HARCLIP_KAFKA__CLIENT_ID": s.kafka.client_id,
-        "HARCLIP_REDIS__URL": s.redis.url,
-        "HARCLIP_REDIS__KEY_PREFIX": s.redis.key_prefix,
-        "HARCLIP_ELASTICSEARCH__URL": s.elasticsearch.url,
-        "HARCLIP_ELASTICSEARCH__PREDICTIONS_INDEX": s.elasticsearch.predictions_index,
-        "HARCLIP_ELASTICSEARCH__EVENTS_INDEX": s.elasticsearch.events_index,
-        "HARCLIP_ELASTICSEARCH__LOGS_INDEX": s.elasticsearch.logs_index,
-        "HARCLIP_METRICS__PORT": "0",
-        # frames sent while the worker still joins its group must not be dropped as too old
-        "HARCLIP_BATCHING__MAX_AGE_MS": "600000",
-    }
-    for name, topic in s.kafka.topics.model_dump().items():
-        env[f"HARCLIP_KAFKA__TOPICS__{name.upper()}"] = topic
-    return env
+# frames sent while a worker still joins its group must not be dropped as too old
+_SLOW_START = {"HARCLIP_BATCHING__MAX_AGE_MS": "600000"}
 
 
 @pytest.fixture
 def worker(unique: Unique, tiny_bundle: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, **settings_env(unique.settings)}
+    env = {**os.environ, **settings_env(unique.settings), **_SLOW_START}
     proc = subprocess.Popen(
         [sys.executable, "-m", "consumers", "--bundle", str(tiny_bundle)], cwd=ROOT, env=env
     )

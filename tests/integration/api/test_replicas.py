@@ -15,8 +15,8 @@ import pytest
 
 from harclip.client import AsyncClient
 from harclip.wire import LabelSet, PredictionMessage
-from tests.integration.api.conftest import ROOT, settings_env, wait_subscribed
-from tests.integration.conftest import LogWatch, Unique
+from tests.integration.api.conftest import ROOT, wait_subscribed
+from tests.integration.conftest import LogWatch, Unique, settings_env
 
 _DEADLINE_S = 120.0  # longest wait for a process to come up or a head to spread, seconds
 

@@ -136,24 +136,6 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     return None
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """HARCLIP_* variables that give a worker subprocess the same settings as `settings`."""
-    k, r, e = settings.kafka, settings.redis, settings.elasticsearch
-    env = {f"HARCLIP_KAFKA__TOPICS__{name.upper()}": topic
-           for name, topic in k.topics.model_dump().items()}  # fmt: skip
-    env |= {
-        "HARCLIP_KAFKA__BOOTSTRAP": k.bootstrap,
-        "HARCLIP_KAFKA__GROUP_ID": k.group_id,
-        "HARCLIP_KAFKA__CLIENT_ID": k.client_id,
-        "HARCLIP_REDIS__URL": r.url,
-        "HARCLIP_REDIS__KEY_PREFIX": r.key_prefix,
-        "HARCLIP_ELASTICSEARCH__URL": e.url,
-        "HARCLIP_ELASTICSEARCH__PREDICTIONS_INDEX": e.predictions_index,
-        "HARCLIP_ELASTICSEARCH__EVENTS_INDEX": e.events_index,
-    }
-    return env
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

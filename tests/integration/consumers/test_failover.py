@@ -12,12 +12,11 @@ from pathlib import Path
 from harclip.io.es import make_es
 from harclip.io.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
-from tests.integration.conftest import Unique
+from tests.integration.conftest import Unique, settings_env
 from tests.integration.consumers.conftest import (
     PARTITIONS,
     producer,
     read_topic,
-    worker_env,
     worker_settings,
 )
 
@@ -59,7 +58,7 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
 ) -> None:
     s = worker_settings(unique.settings, tiny_bundle)
     t = s.kafka.topics
-    env = worker_env(s)
+    env = settings_env(s)
     photos = [p.read_bytes() for p in sample_photos[:240]]
     a = await start_worker(env, tiny_bundle)
     b = await start_worker(env, tiny_bundle)

@@ -20,8 +20,8 @@ from harclip.events import Event
 from harclip.io.kafka import make_producer
 from harclip.io.topics import ensure_topics
 from harclip.messages import Prediction
-from tests.integration.conftest import Unique
-from tests.integration.streaming.conftest import read_topic, worker_env
+from tests.integration.conftest import Unique, settings_env
+from tests.integration.consumers.conftest import read_topic
 
 ROOT = Path(__file__).resolve().parents[3]
 PARTITIONS = 3
@@ -96,7 +96,7 @@ class App:
 
 def app_env(settings: Settings, datadir: Path, **stream: object) -> dict[str, str]:
     """HARCLIP_* for an app subprocess with the test's unique names and `stream` overrides."""
-    env = worker_env(settings)
+    env = settings_env(settings)
     env |= {
         "HARCLIP_KAFKA__PARTITIONS": str(PARTITIONS),
         "HARCLIP_STREAM__APP_ID": f"harclip-stream-{settings.kafka.client_id.rsplit('-', 1)[-1]}",
