@@ -463,12 +463,19 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         mine = [tp for tp in actives if tp.topic == t.predictions]
         if not mine:
             return
-        ends = await app.consumer.highwaters(*mine)
+        try:
+            ends = await app.consumer.highwaters(*mine)
+        except KafkaError as e:  # a rebalance began meanwhile: next tick
+            log.debug("idle check skipped: %r", e)
+            return
         caught_up: set[int] = set()
         for tp in mine:
             done = processed.get(tp.partition)
             if done is None:  # nothing processed since the assignment: where it starts
-                start = await app.consumer.position(tp)
+                try:
+                    start = await app.consumer.position(tp)
+                except KafkaError:  # revoked since `actives` was read: not ours to tick
+                    continue
                 done = -1 if start is None else start - 1
             if done + 1 >= ends.get(tp, 0):
                 caught_up.add(tp.partition)
