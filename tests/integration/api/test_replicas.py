@@ -15,7 +15,7 @@ import pytest
 
 from harclip.client import AsyncClient
 from harclip.wire import LabelSet, PredictionMessage
-from tests.integration.api.conftest import ROOT, settings_env, wait_subscribed
+from tests.integration.api.conftest import ADMIN_KEY, ROOT, settings_env, wait_subscribed
 from tests.integration.conftest import LogWatch, Unique
 
 _DEADLINE_S = 120.0  # longest wait for a process to come up or a head to spread, seconds
@@ -51,7 +51,7 @@ async def test_two_replicas_publishing_at_once_converge_on_the_newest_head(
     sample_photos: list[Path],
 ) -> None:
     (url_one, log_one), (url_two, log_two) = two_apis
-    async with AsyncClient(url_one) as one, AsyncClient(url_two) as two:
+    async with AsyncClient(url_one, ADMIN_KEY) as one, AsyncClient(url_two, ADMIN_KEY) as two:
         for log in (log_one, log_two):
             await log.wait("Application startup complete", _DEADLINE_S)
         a, b = await asyncio.gather(
