@@ -21,6 +21,7 @@ from api.docs import install_docs
 from api.errors import install_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware
+from api.origin import BrowserGuardMiddleware, allowed_hosts
 from api.runtime import Runtime
 from harclip.config import Settings, load_settings
 from harclip.errors import HarclipError
@@ -43,7 +44,8 @@ _DESCRIPTION = """Real-time human-action recognition with CLIP.
   error with its HTTP-like `status`).
 
 Errors are always `{"error": {"code": ..., "message": ...}}`. With auth on, send the key as
-`X-API-Key` or `Authorization: Bearer <key>` (WebSockets also `?api_key=`).
+`X-API-Key` or `Authorization: Bearer <key>` (WebSockets also `?api_key=`); with auth off,
+label changes and ingest still need an admin key.
 """
 
 
@@ -81,6 +83,8 @@ def create_app(settings: Settings, bundle: Bundle) -> FastAPI:
         ws.router,
     ):
         app.include_router(router)
+    # Outermost last: metrics -> host and origin -> CORS -> body limit -> routes (each gated).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -88,8 +92,17 @@ def create_app(settings: Settings, bundle: Bundle) -> FastAPI:
             allow_methods=["GET", "POST", "PUT"],
             allow_headers=["X-API-Key", "Authorization", "Content-Type"],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BrowserGuardMiddleware,
+        hosts=allowed_hosts(settings.api.allowed_hosts, settings.api.host),
+        origins=settings.api.cors_origins,
+    )
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    if not settings.auth.enabled and not runtime.auth.has_admin_key:
+        log.warning(
+            "auth is off and no admin key is set: label changes and ingest are refused "
+            '(HARCLIP_AUTH__KEYS=\'{"<key>": "admin"}\', see python -m api --generate-key)'
+        )
     return app
 
 

@@ -19,6 +19,7 @@ from harclip.errors import (
     HarclipError,
     MessageError,
     ModelError,
+    Overloaded,
     ReadRefused,
     SinkRefused,
     Unavailable,
@@ -55,6 +56,8 @@ def from_harclip(err: HarclipError) -> ApiError:
         return ApiError(422, "invalid_message", str(err))
     if isinstance(err, Unavailable):
         return ApiError(503, "unavailable", str(err), {"Retry-After": "1"})
+    if isinstance(err, Overloaded):
+        return ApiError(503, "overloaded", str(err), {"Retry-After": "1"})
     if isinstance(err, SinkRefused | ReadRefused):
         return ApiError(500, "refused", str(err))
     if isinstance(err, EngineUnavailable | ModelError):
@@ -106,15 +109,15 @@ def install_handlers(app: FastAPI) -> None:
 
 
 _STATUS_TEXT: Mapping[int, str] = {
-    400: "bad request (e.g. refused URL)",
+    400: "bad request (e.g. refused URL, a Host this API does not serve)",
     401: "missing or unknown API key",
-    403: "the key's role is too weak",
+    403: "the key's role is too weak, or the page's origin is not allowed",
     404: "not found",
     413: "body or image too large",
     415: "not a supported image",
     422: "invalid input (schema, undecodable image, pixel limit)",
     429: "rate limit exceeded",
-    503: "a dependency (Redis, Elasticsearch, Kafka) is unavailable",
+    503: "a dependency (Redis, Elasticsearch, Kafka) is unavailable, or the API is overloaded",
 }
 
 

@@ -4,31 +4,63 @@ and /metrics (Prometheus)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import harclip
+from api.auth import Principal, key_from, peer_of
+from api.gate import GatedRoute
 from api.runtime import Runtime, RuntimeDep
 from harclip.wire import Health, Readiness, ServiceInfo
 
-router = APIRouter(tags=["service"])
+router = APIRouter(tags=["service"], route_class=GatedRoute)
+log = logging.getLogger(__name__)
 
 _CHECK_TIMEOUT_S = 2.0
+_PLAIN = frozenset({"ok", "not loaded"})  # check results any caller may read
 
 
-@router.get("/", response_model=ServiceInfo, summary="Service, model, engine and labels")
-async def info(rt: RuntimeDep) -> ServiceInfo:
+def _caller(request: Request, rt: Runtime) -> Principal | None:
+    """The caller's principal if it shows a valid key (these routes are open: a missing key is
+    fine, an unknown one costs the client's address a token, as everywhere)."""
+    return rt.auth.peek(key_from(request.headers), peer_of(request.scope))
+
+
+def _local_path(name: str) -> bool:
+    """Whether a base model name is a path on this host rather than a hub id (`org/name`)."""
+    return (
+        name.startswith(("/", "~", "."))
+        or "\\" in name
+        or name.count("/") != 1
+        or Path(name).exists()
+    )
+
+
+@router.get(
+    "/",
+    response_model=ServiceInfo,
+    summary="Service, model, engine and labels (labels only for callers who may read them)",
+)
+async def info(request: Request, rt: RuntimeDep) -> ServiceInfo:
+    """Callers without read access (auth on, no valid key) get no labels; a base model loaded
+    from a local path is named by its last folder only, unless the caller shows a valid key."""
     m = rt.bundle.manifest
+    caller = _caller(request, rt)
+    base = m.base_model
+    if caller is None and _local_path(base):
+        base = "local:" + Path(base.replace("\\", "/")).name
     return ServiceInfo(
         service="harclip-api",
         version=getattr(harclip, "__version__", "0"),
         model=rt.heads.current.model,
-        base_model=m.base_model,
+        base_model=base,
         engine=rt.engine.name if rt.engine is not None else rt.settings.model.engine,
         image_size=m.image_size,
-        labels=list(rt.heads.head.labels),
+        labels=list(rt.heads.head.labels) if caller or not rt.auth.enabled else [],
         auth=rt.auth.enabled,
     )
 
@@ -58,7 +90,9 @@ async def _check(name: str, rt: Runtime) -> str:
     summary="Model loaded and dependencies reachable (503 otherwise)",
     responses={503: {"model": Readiness, "description": "not ready; `checks` says why"}},
 )
-async def ready(rt: RuntimeDep) -> JSONResponse:
+async def ready(request: Request, rt: RuntimeDep) -> JSONResponse:
+    """Each check is "ok" or why not; the reason's text (addresses, exception names) only for
+    callers with a valid key, "unavailable" for others (the log has it too)."""
     names = [
         n
         for n, on in (
@@ -73,6 +107,10 @@ async def ready(rt: RuntimeDep) -> JSONResponse:
         **dict(zip(names, results, strict=True)),
     }
     ok = all(v == "ok" for v in checks.values())
+    if not ok:
+        log.warning("not ready: %s", checks)
+        if _caller(request, rt) is None:
+            checks = {k: v if v in _PLAIN else "unavailable" for k, v in checks.items()}
     body = Readiness(ready=ok, checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 

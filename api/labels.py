@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 
 from api.auth import requires
 from api.errors import error_responses
+from api.gate import GatedRoute
 from api.runtime import Runtime, RuntimeDep
 from harclip.control import HEAD_KEY, publish
 from harclip.errors import MessageError
@@ -18,7 +19,7 @@ from harclip.labels import prompts_for
 from harclip.model.head import next_version
 from harclip.wire import ApiError, LabelSet, LabelSetRequest
 
-router = APIRouter(tags=["labels"])
+router = APIRouter(tags=["labels"], route_class=GatedRoute)
 log = logging.getLogger(__name__)
 
 

@@ -13,7 +13,7 @@ from harclip.wire import ApiError
 _SUPPORTED = "JPEG, PNG, WebP, BMP or GIF"
 
 
-def check_image(data: bytes, *, max_pixels: int, name: str = "image") -> ImageHeader:
+def check_image(data: bytes, max_pixels: int, name: str = "image") -> ImageHeader:
     """The header of an encoded image; `ApiError` 415 when the bytes are not a supported image
     whatever their declared type, 422 when too many pixels or truncated."""
     if not data:

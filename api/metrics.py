@@ -10,6 +10,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from harclip.control import ControlMetrics
 
+# Any method name reaches the app (a 405 answers it): label only the known ones, so a client
+# cannot grow the metrics by sending made-up methods.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -57,8 +60,13 @@ class ApiMetrics:
         )
 
 
+def _method_label(method: str) -> str:
+    return method if method in _METHODS else "other"
+
+
 class MetricsMiddleware:
-    """Counts and times every HTTP request, labelled by route template (not the raw path)."""
+    """Counts and times every HTTP request, labelled by route template (not the raw path) and by
+    method (one of a fixed set, else "other")."""
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
@@ -84,6 +92,6 @@ class MetricsMiddleware:
             self.metrics.in_flight.dec()
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = str(scope.get("method", ""))
+            method = _method_label(str(scope.get("method", "")))
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.duration.labels(method, template).observe(time.perf_counter() - start)

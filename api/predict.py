@@ -12,6 +12,8 @@ from fastapi import APIRouter, Depends, File, Query, UploadFile
 
 from api.auth import requires
 from api.errors import error_responses
+from api.gate import GatedRoute
+from api.overload import bounded
 from api.runtime import RuntimeDep, Scored
 from harclip.wire import (
     ApiError,
@@ -22,7 +24,11 @@ from harclip.wire import (
     PredictResponse,
 )
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(requires("predict"))])
+router = APIRouter(
+    tags=["predict"],
+    dependencies=[Depends(requires("predict")), Depends(bounded)],
+    route_class=GatedRoute,
+)
 
 
 def _b64(text: str) -> bytes:
@@ -57,14 +63,14 @@ def _response(s: Scored, start: float, filename: str | None) -> PredictResponse:
     "/predict",
     response_model=PredictResponse,
     summary="Predict the action in one image (base64 or URL)",
-    responses=error_responses(400, 401, 403, 413, 415, 422, 429),
+    responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
 )
 async def predict(body: PredictRequest, rt: RuntimeDep) -> PredictResponse:
     """The top-k actions for an image sent as base64 (`image`) or fetched from a public
     http(s) URL (`image_url`; private, loopback and link-local addresses are refused)."""
     start = time.perf_counter()
     if body.image is not None:
-        data = _b64(body.image)
+        data = await rt.in_pool(_b64, body.image)  # up to 20 MB of text: not on the event loop
     else:
         assert body.image_url is not None
         data = await rt.fetch_url(body.image_url)
@@ -76,7 +82,7 @@ async def predict(body: PredictRequest, rt: RuntimeDep) -> PredictResponse:
     "/predict/image",
     response_model=PredictManyResponse,
     summary="Predict the action in uploaded image files (multipart)",
-    responses=error_responses(401, 403, 413, 415, 422, 429),
+    responses=error_responses(401, 403, 413, 415, 422, 429, 503),
 )
 async def predict_image(
     rt: RuntimeDep,

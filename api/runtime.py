@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import numpy as np
 from fastapi import Depends
@@ -20,10 +20,11 @@ from api import urlfetch
 from api.auth import Authenticator
 from api.limits import check_image
 from api.metrics import ApiMetrics
+from api.overload import ConcurrencyLimit
 from harclip.batching import MicroBatcher
 from harclip.config import Settings
 from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
-from harclip.errors import DecodeError, Unavailable
+from harclip.errors import DecodeError, Overloaded, Unavailable
 from harclip.io.indices import EmbeddingSpace
 from harclip.messages import ModelRef
 from harclip.wire import ApiError
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from harclip.model.text import TextEncoder
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class Runtime:
         self._decode_pool = ThreadPoolExecutor(
             settings.batching.decode_threads, thread_name_prefix="api-decode"
         )
+        self.predicts = ConcurrencyLimit(settings.api.max_concurrent_predicts)
         self._batcher: MicroBatcher[_Job, _Done] | None = None
         self._text: TextEncoder | None = None
         self._text_lock = asyncio.Lock()
@@ -119,6 +122,7 @@ class Runtime:
             max_size=s.batching.max_batch,
             max_wait_s=s.api.batch_wait_ms / 1000,
             on_batch=self.metrics.batch_size.observe,
+            max_queue=s.api.max_queued_images,
         )
         await self._batcher.start()
         self._http = urlfetch.make_client(self.fetch_policy)
@@ -182,16 +186,15 @@ class Runtime:
         request fails (422/415 naming the image) if any image is not usable. Header checks and
         decoding run in the decode pool, never on the event loop."""
         size, max_pixels = self.bundle.manifest.image_size, self.settings.model.max_pixels
-        loop = asyncio.get_running_loop()
+        batcher = self._running_batcher()
+        if not batcher.has_room(len(images)):  # refuse before decoding anything
+            raise Overloaded(f"{batcher.queued} images wait for the engine; try again shortly")
         start = time.perf_counter()
         decoded = await asyncio.gather(
-            *(
-                loop.run_in_executor(self._decode_pool, _decode, name, data, size, max_pixels)
-                for name, data in images
-            ),
+            *(self.in_pool(_decode, name, data, size, max_pixels) for name, data in images)
         )
         submitted = time.perf_counter()
-        done = await asyncio.gather(*(self._submit(_Job(img, k)) for img in decoded))
+        done = await batcher.submit_many([_Job(img, k) for img in decoded])
         decode_ms = (submitted - start) * 1000
         self.metrics.images.inc(len(images))
         return [
@@ -200,10 +203,15 @@ class Runtime:
             for d in done
         ]  # fmt: skip
 
-    async def _submit(self, job: _Job) -> _Done:
+    def _running_batcher(self) -> MicroBatcher[_Job, _Done]:
         if self._batcher is None:
             raise ApiError(503, "unavailable", "the model is not loaded yet")
-        return await self._batcher.submit(job)
+        return self._batcher
+
+    async def in_pool(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the decode pool: header checks, base64 and decoding never run on the
+        event loop (which must answer /health and every other request meanwhile)."""
+        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
 
     # -- clients -------------------------------------------------------------------------------
 

@@ -13,11 +13,15 @@ from fastapi import APIRouter, Depends, File, Query, UploadFile
 
 from api.auth import requires
 from api.errors import error_responses
+from api.gate import GatedRoute
+from api.overload import bounded
 from api.runtime import RuntimeDep
-from api.streams import EndMs, LabelQ, MinScore, StartMs
+from api.streams import EndMs, LabelQ, MinScore, StartMs, StreamIdQ
 from harclip.wire import ApiError, SearchResponse
 
-router = APIRouter(tags=["search"], dependencies=[Depends(requires("read"))])
+router = APIRouter(
+    tags=["search"], dependencies=[Depends(requires("read"))], route_class=GatedRoute
+)
 
 
 @router.get(
@@ -38,7 +42,7 @@ async def search_text(
         ),
     ],
     k: Annotated[int, Query(ge=1, le=100, description="hits to return")] = 10,
-    stream_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    stream_id: StreamIdQ = None,
     start_ms: StartMs = None,
     end_ms: EndMs = None,
     label: LabelQ = None,
@@ -59,6 +63,7 @@ async def search_text(
 @router.post(
     "/search/similar",
     response_model=SearchResponse,
+    dependencies=[Depends(bounded)],  # an upload is decoded and embedded as in /predict
     summary="Frames that look like a stored frame or an uploaded image",
     responses=error_responses(401, 403, 404, 413, 415, 422, 429, 503),
 )
@@ -72,7 +77,7 @@ async def search_similar(
         UploadFile | None, File(description="an image to look for (same limits as /predict)")
     ] = None,
     k: Annotated[int, Query(ge=1, le=100, description="hits to return")] = 10,
-    stream_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    stream_id: StreamIdQ = None,
     start_ms: StartMs = None,
     end_ms: EndMs = None,
     label: LabelQ = None,

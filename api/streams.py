@@ -9,16 +9,46 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api.auth import requires
 from api.errors import error_responses
+from api.gate import GatedRoute
 from api.runtime import RuntimeDep
 from harclip.errors import MessageError
+from harclip.ids import STREAM_ID_RULE, check_stream_id
 from harclip.wire import ApiError, Prediction, PredictionPage, StreamInfo, StreamList
 
-router = APIRouter(tags=["streams"], dependencies=[Depends(requires("read"))])
+router = APIRouter(
+    tags=["streams"], dependencies=[Depends(requires("read"))], route_class=GatedRoute
+)
 
 MAX_MS = 2**53  # upper bound of accepted times, ms since epoch
-StreamId = Annotated[
-    str, Path(min_length=1, max_length=128, description="stream id", examples=["cam-1"])
-]
+
+
+def checked_stream_id(value: str) -> str:
+    """`value` if it is a valid stream id (`harclip.ids`), else 422 `invalid_stream_id`."""
+    try:
+        return check_stream_id(value)
+    except MessageError as e:
+        raise ApiError(422, "invalid_stream_id", str(e)) from None
+
+
+async def _stream_id_path(
+    stream_id: Annotated[
+        str, Path(min_length=1, max_length=128, description=f"stream id ({STREAM_ID_RULE})",
+                  examples=["cam-1"])
+    ],
+) -> str:  # fmt: skip
+    return checked_stream_id(stream_id)
+
+
+async def _stream_id_query(
+    stream_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="only this stream")
+    ] = None,
+) -> str | None:
+    return None if stream_id is None else checked_stream_id(stream_id)
+
+
+StreamId = Annotated[str, Depends(_stream_id_path)]
+StreamIdQ = Annotated[str | None, Depends(_stream_id_query)]
 StartMs = Annotated[
     int | None, Query(ge=0, le=MAX_MS, description="from (inclusive), ms since epoch")
 ]
@@ -50,7 +80,7 @@ async def list_streams(
     "/streams/{stream_id}/latest",
     response_model=Prediction,
     summary="The latest prediction of a stream",
-    responses=error_responses(401, 403, 404, 429, 503),
+    responses=error_responses(401, 403, 404, 422, 429, 503),
 )
 async def latest(stream_id: StreamId, rt: RuntimeDep) -> Prediction:
     from harclip.io import store
@@ -67,7 +97,7 @@ async def latest(stream_id: StreamId, rt: RuntimeDep) -> Prediction:
     response_class=Response,
     responses={
         200: {"content": {"image/jpeg": {}}, "description": "the encoded frame"},
-        **error_responses(401, 403, 404, 429, 503),
+        **error_responses(401, 403, 404, 422, 429, 503),
     },
 )
 async def frame(stream_id: StreamId, rt: RuntimeDep) -> Response:

@@ -4,7 +4,10 @@ link-local, multicast, reserved, unspecified, shared or documentation range, IPv
 IPv4-mapped/compatible/6to4/Teredo included; legacy numeric forms such as `127.1`, `2130706433`,
 `0x7f000001` and `0177.0.0.1` are parsed as the C resolver would); each redirect hop is checked
 again; the connection goes to the checked address (a DNS answer cannot change between check and
-connect); connect/read timeouts, an overall deadline and a size cap while streaming.
+connect); connect/read timeouts, an overall deadline and a size cap while streaming. Bodies are
+read as sent: a `Content-Encoding` other than identity is refused (a 1 KB stack of gzip layers
+would inflate to GiBs before any cap on decoded bytes could trip). An explicit deny list
+(`DENIED_NETWORKS`) covers the special-purpose ranges that Python's `ipaddress` tables miss.
 """
 
 from __future__ import annotations
@@ -24,6 +27,20 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NUMERIC_PART = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Refused whatever Python's `ipaddress` tables say (they differ between Python versions and miss
+# some: fec0::/10 site-local, most of 192.0.0.0/24, 3fff::/20, 192.88.99.0/24 are "global" in
+# 3.11). Special-purpose registries of IANA; the embedded IPv4 forms are checked before this.
+DENIED_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
+        "2001:db8::/32", "2002::/16", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10",
+        "fec0::/10", "ff00::/8",
+    )
+)  # fmt: skip
 
 
 class UrlNotAllowed(HarclipError):
@@ -97,6 +114,9 @@ def address_problem(ip: IPAddress, *, allow_loopback: bool = False) -> str | Non
             return f"{inner} (embedded in {ip})" if inner else None
     if ip.is_loopback:
         return None if allow_loopback else f"{ip} is a loopback address"
+    for net in DENIED_NETWORKS:
+        if ip.version == net.version and ip in net:
+            return f"{ip} is a special-purpose address ({net})"
     checks = (
         (ip.is_unspecified, "unspecified"),
         (ip.is_link_local, "link-local"),
@@ -115,8 +135,11 @@ def check_url(url: str) -> Target:
     """Syntactic checks: scheme, host present, no credentials, port in range. `UrlNotAllowed`."""
     if len(url) > 2048:
         raise UrlNotAllowed("URL longer than 2048 characters")
+    url = url.strip()
+    if any(c <= " " or c == "\x7f" for c in url):  # urlsplit drops tabs; httpx refuses them
+        raise UrlNotAllowed("malformed URL: it contains whitespace or control characters")
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         port = parts.port
     except ValueError as e:
         raise UrlNotAllowed(f"malformed URL: {e}") from None
@@ -135,7 +158,7 @@ def check_url(url: str) -> Target:
             raise UrlNotAllowed(f"invalid host name {host!r}") from None
     if host == "localhost" or host.endswith(".localhost"):
         raise UrlNotAllowed(f"{host} is a loopback name")
-    return Target(url.strip(), scheme, host, port or (443 if scheme == "https" else 80))
+    return Target(url, scheme, host, port or (443 if scheme == "https" else 80))
 
 
 async def resolve_checked(target: Target, *, allow_loopback: bool = False) -> IPAddress:
@@ -197,7 +220,10 @@ async def _get_one(
     target: Target, ip: IPAddress, policy: FetchPolicy, client: httpx.AsyncClient
 ) -> bytes | str:
     """One hop to `ip`: the body, or the redirect location (str)."""
-    request_url = httpx.URL(target.url).copy_with(host=str(ip))
+    try:
+        request_url = httpx.URL(target.url).copy_with(host=str(ip))
+    except httpx.InvalidURL as e:
+        raise UrlNotAllowed(f"malformed URL: {e}") from None
     default_port = 443 if target.scheme == "https" else 80
     host_header = target.host if ":" not in target.host else f"[{target.host}]"
     if target.port != default_port:
@@ -216,6 +242,12 @@ async def _get_one(
                 return str(location)
             if response.status_code != 200:
                 raise UrlFetchFailed(f"the URL answered HTTP {response.status_code}")
+            encoding = response.headers.get("content-encoding", "").strip().lower()
+            if encoding not in ("", "identity"):  # asked for identity: a few bytes could be GiBs
+                raise UrlFetchFailed(
+                    f"the URL answered with Content-Encoding {encoding[:60]!r}; only unencoded "
+                    "bodies are read"
+                )
             return await _read_capped(response, policy.max_bytes)
     except httpx.TimeoutException:
         raise UrlFetchFailed(f"timed out after {policy.timeout_s:g} s") from None
@@ -224,12 +256,12 @@ async def _get_one(
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    declared = response.headers.get("content-length", "").strip()
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise UrlTooLarge(f"the URL's body is {int(declared):,} bytes; the limit is {max_bytes:,}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():  # decoded: the cap holds for gzip too
+    async for chunk in response.aiter_raw():  # the bytes as sent: nothing is decompressed
         size += len(chunk)
         if size > max_bytes:
             raise UrlTooLarge(f"the URL's body exceeds the limit of {max_bytes:,} bytes")

@@ -22,10 +22,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnected, WebSocketState
 
-from api.auth import Role, key_from
+from api.auth import Principal, Role, key_from, peer_of
 from api.errors import error_response, from_harclip
 from api.limits import check_image
 from api.runtime import Runtime, RuntimeDep
+from api.streams import checked_stream_id
 from harclip.errors import HarclipError
 from harclip.io.kafka import send_frame
 from harclip.messages import Frame, new_frame_id, now_ms
@@ -58,19 +59,32 @@ async def _send(ws: WebSocket, message: WireModel) -> None:
     await ws.send_text(message.to_json())
 
 
-async def _admit(ws: WebSocket, rt: Runtime, role: Role) -> bool:
-    """Check the key before accepting; refuse with the HTTP 401/403/429 error answer, or close
-    with code 1008 where the server lacks the WebSocket Denial Response extension (Starlette
-    would raise RuntimeError: ask for the extension instead of catching that)."""
+async def _admit(
+    ws: WebSocket, rt: Runtime, role: Role, *, write: bool = False, stream_id: str | None = None
+) -> Principal | None:
+    """Check the key (and, for ingest, that it may write to `stream_id`) before accepting; the
+    caller's principal, or None after refusing with the HTTP 401/403/422/429 error answer, or a
+    close with code 1008 where the server lacks the WebSocket Denial Response extension
+    (Starlette would raise RuntimeError: ask for the extension instead of catching that)."""
     try:
-        rt.auth.check(key_from(ws.headers, ws.query_params), role)
-        return True
+        principal = rt.auth.check(
+            key_from(ws.headers, ws.query_params), role, write=write, peer=peer_of(ws.scope)
+        )
+        if write and stream_id is not None:
+            checked_stream_id(stream_id)
+            if not principal.may_ingest(stream_id):
+                raise ApiError(
+                    403, "forbidden",
+                    f"this key may not ingest into stream {stream_id!r} (its streams: "
+                    f"{', '.join(principal.streams or ())})",
+                )  # fmt: skip
+        return principal
     except ApiError as e:
         if "websocket.http.response" in ws.scope.get("extensions", {}):
             await ws.send_denial_response(error_response(e))
         else:
             await ws.close(code=1008, reason=e.message[:120])
-        return False
+        return None
 
 
 def _parse_after(raw: str | Mapping[str, str], stream_id: str | None) -> Positions | str:
@@ -144,10 +158,13 @@ def _cancelling() -> bool:
 class _Subscription:
     """One subscriber: a Redis reader, a sender and a receiver of resume messages."""
 
-    def __init__(self, ws: WebSocket, rt: Runtime, stream_id: str | None) -> None:
+    def __init__(
+        self, ws: WebSocket, rt: Runtime, stream_id: str | None, principal: Principal
+    ) -> None:
         self.ws = ws
         self.rt = rt
         self.stream_id = stream_id
+        self.principal = principal
         self.outbox = _Outbox(rt.settings.api.ws_queue_size)
         self.positions: Positions = {}
         self.default_after: str | None = None  # for streams discovered later (all-stream mode)
@@ -199,6 +216,8 @@ class _Subscription:
             except HarclipError as e:
                 if _cancelling():
                     return
+                if not e.retriable:
+                    raise  # refused for good: the session ends with the error, never loops on it
                 self.outbox.put(from_harclip(e).message_for_ws())
                 await asyncio.sleep(_UNAVAILABLE_RETRY_S)
                 continue
@@ -224,6 +243,7 @@ class _Subscription:
             if raw["type"] == "websocket.disconnect":
                 return
             try:
+                self.rt.auth.charge(self.principal)  # every message costs a token
                 resume = Resume.model_validate_json(raw.get("text") or raw.get("bytes") or b"")
                 await self.set_position(_parse_after(resume.after, self.stream_id))
             except ValidationError:
@@ -233,13 +253,16 @@ class _Subscription:
 
 
 async def _subscribe(ws: WebSocket, rt: Runtime, stream_id: str | None) -> None:
-    if not await _admit(ws, rt, "read"):
+    principal = await _admit(ws, rt, "read")
+    if principal is None:
         return
     await ws.accept()
-    sub = _Subscription(ws, rt, stream_id)
+    sub = _Subscription(ws, rt, stream_id, principal)
     counted = False
     async with _session(ws):
         try:
+            if stream_id is not None:
+                checked_stream_id(stream_id)
             raw = ws.query_params.get("after")
             await sub.set_position(_parse_after(raw, stream_id) if raw else None)
             # counted (and announced) once the position is held: what is written from now on arrives
@@ -298,28 +321,30 @@ async def subscribe_all(ws: WebSocket, rt: RuntimeDep) -> None:
     await _subscribe(ws, rt, None)
 
 
-def _check_stream_id(stream_id: str) -> None:
-    if not stream_id or len(stream_id) > 128 or not stream_id.isprintable():
-        raise ApiError(422, "invalid_stream_id", "stream ids are 1-128 printable characters")
-
-
 @router.websocket("/ws/ingest/{stream_id}")
 async def ingest(ws: WebSocket, stream_id: str, rt: RuntimeDep) -> None:
     """Binary messages are image frames (JPEG, PNG, ...) of `stream_id`: each is published to
-    the frames topic and acknowledged with its frame_id once Kafka has it."""
-    if not await _admit(ws, rt, "predict"):
+    the frames topic and acknowledged with its frame_id once Kafka has it. A write: with auth on
+    the key needs the predict role and a stream scope that covers `stream_id`; with auth off an
+    admin key. Each frame costs a token of the key's rate limit."""
+    principal = await _admit(ws, rt, "predict", write=True, stream_id=stream_id)
+    if principal is None:
         return
     await ws.accept()
     rt.metrics.ws_clients.labels("ingest").inc()
     async with _session(ws):
         try:
-            _check_stream_id(stream_id)
             producer = await rt.producer()
             seq = 0
             while True:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
                     return
+                try:
+                    rt.auth.charge(principal)
+                except ApiError as e:
+                    await _send(ws, e.message_for_ws(seq))
+                    continue
                 reply = await _ingest_one(rt, producer, stream_id, seq, message.get("bytes"))
                 await _send(ws, reply)
                 if isinstance(reply, Ack):
@@ -341,7 +366,7 @@ async def _ingest_one(
             raise ApiError(
                 413, "payload_too_large", f"frame of {len(data):,} bytes; the limit is {limit:,}"
             )
-        header = check_image(data, max_pixels=s.model.max_pixels, name="frame")
+        header = await rt.in_pool(check_image, data, s.model.max_pixels, "frame")
     except ApiError as e:
         return e.message_for_ws(seq)
     frame = Frame(

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar, cast
 
+from harclip.errors import Overloaded
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -189,6 +191,8 @@ class MicroBatcher(Generic[T, R]):
 
     `fn` must return exactly one result per item, in order; otherwise (or if it raises) every
     caller of that batch gets the error (LitServe checks `len(outputs)` the same way).
+    With `max_queue`, at most that many items wait for a batch: more raise `Overloaded` at once
+    (a request's items are taken all or none), so memory stays bounded under overload.
     """
 
     def __init__(
@@ -198,13 +202,17 @@ class MicroBatcher(Generic[T, R]):
         max_size: int,
         max_wait_s: float,
         on_batch: Callable[[int], None] | None = None,
+        max_queue: int | None = None,
     ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be >= 1, got {max_size}")
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         self._fn = fn
         self._max_size = max_size
         self._max_wait_s = max_wait_s
         self._on_batch = on_batch
+        self._max_queue = max_queue
         self._queue: asyncio.Queue[_Pending[T, R] | _Closed] | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # batches run so far
@@ -216,13 +224,37 @@ class MicroBatcher(Generic[T, R]):
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._loop(), name="micro-batcher")
 
+    @property
+    def queued(self) -> int:
+        """Items waiting for a batch (not those of the batch that runs)."""
+        return 0 if self._queue is None else self._queue.qsize()
+
+    def has_room(self, n: int) -> bool:
+        """Whether `n` more items would be taken now (an empty queue takes any number)."""
+        queued = self.queued
+        return self._max_queue is None or queued == 0 or queued + n <= self._max_queue
+
     async def submit(self, item: T) -> R:
-        """Queue `item`; returns its result once its batch has run."""
+        """Queue `item`; returns its result once its batch has run. `Overloaded` when the queue
+        is full."""
+        (result,) = await self.submit_many([item])
+        return result
+
+    async def submit_many(self, items: Sequence[T]) -> list[R]:
+        """Queue every one of `items`, or none (`Overloaded` when they do not fit); their
+        results, in order, once their batches have run."""
         if self._queue is None or self._task is None or self._task.done():
             raise RuntimeError("MicroBatcher is not running: call start() first")
-        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(item, fut))
-        return await fut
+        if not self.has_room(len(items)):
+            raise Overloaded(
+                f"{self.queued} images wait for the engine; at most {self._max_queue} may"
+            )
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[R]] = []
+        for item in items:
+            futures.append(loop.create_future())
+            self._queue.put_nowait(_Pending(item, futures[-1]))
+        return list(await asyncio.gather(*futures))
 
     async def close(self) -> None:
         """Finish what was submitted, then stop the loop."""

@@ -183,7 +183,22 @@ class BatchingSettings(_Section):
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    cors_origins: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = Field(
+        (),
+        description="origins of web pages that may call the API (CORS, and the Origin check of "
+        "every request and WebSocket handshake; the API's own pages always may); '*': any",
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        ("127.0.0.1", "localhost", "::1"),
+        description="Host header values served (against DNS rebinding), besides `host` when it "
+        "names one address: names, addresses, '*.example.com'; '*': any",
+    )
+    max_concurrent_predicts: int = Field(
+        64, ge=1, description="predict requests served at once; more answer 503 + Retry-After"
+    )
+    max_queued_images: int = Field(
+        512, ge=1, description="images waiting for an engine batch; more answer 503 + Retry-After"
+    )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_upload_files: int = Field(32, ge=1)
     url_fetch_timeout_s: float = Field(5.0, gt=0)
@@ -205,12 +220,41 @@ class ApiSettings(_Section):
     )
 
 
+Role = Literal["read", "predict", "admin"]
+
+
+class KeyGrant(_Section):
+    """What one API key may do: its role, and the stream ids it may ingest into."""
+
+    role: Role
+    streams: tuple[str, ...] | None = Field(
+        None,
+        description="stream-id patterns this key may ingest into (fnmatch, case-sensitive: "
+        "'lobby-*', 'cam-?'); None: any stream",
+    )
+
+    @field_validator("streams")
+    @classmethod
+    def _check_streams(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None and not all(p.strip() for p in v):
+            raise ValueError("stream patterns must not be empty")
+        return v
+
+
 class AuthSettings(_Section):
-    enabled: bool = False
-    # role per key: {"key": "read" | "predict" | "admin"}
-    keys: dict[str, Literal["read", "predict", "admin"]] = {}
+    enabled: bool = Field(
+        False,
+        description="false: reads and predict need no key; writes (PUT /labels, ingest) still "
+        "need an admin key from `keys`",
+    )
+    # per key: a role ("read" | "predict" | "admin") or {"role": ..., "streams": ["lobby-*"]}
+    keys: dict[str, Role | KeyGrant] = {}
     rate_per_s: float = Field(50.0, gt=0, description="per-key request rate")
     burst: int = Field(100, ge=1)
+
+    def grants(self) -> dict[str, KeyGrant]:
+        """Every key with its grant (a bare role grants every stream)."""
+        return {k: v if isinstance(v, KeyGrant) else KeyGrant(role=v) for k, v in self.keys.items()}
 
 
 class MetricsSettings(_Section):

@@ -44,6 +44,13 @@ class Unavailable(HarclipError):
     retriable = True
 
 
+class Overloaded(HarclipError):
+    """More work than a bounded queue takes: refused now, to be retried later (the API answers
+    503 with Retry-After)."""
+
+    retriable = True
+
+
 class SinkUnavailable(Unavailable):
     """A sink did not acknowledge a write; the batch is retried (never dead-lettered)."""
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harclip.errors import MessageError
+from harclip.ids import check_stream_id
 
 FRAME_SCHEMA = "harclip.frame/1"
 PREDICTION_SCHEMA = "harclip.prediction/1"
@@ -25,7 +26,6 @@ _FRAME_HEADERS = frozenset(
     ("frame_id", "stream_id", "seq", "captured_at", "content_type", "schema", "traceparent")
 )
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_MAX_ID_LEN = 128
 
 
 def now_ms() -> int:
@@ -41,9 +41,8 @@ def new_frame_id(at_ms: int | None = None) -> str:
 
 
 def _check_id(name: str, value: str) -> str:
-    if not value or len(value) > _MAX_ID_LEN or not value.isprintable() or "/" in value:
-        raise MessageError(f"{name} must be 1-{_MAX_ID_LEN} printable characters without '/'")
-    return value
+    """Frame and stream ids follow the one stream-id rule (`harclip.ids`)."""
+    return check_stream_id(value, name)
 
 
 @dataclass(frozen=True, slots=True)

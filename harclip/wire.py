@@ -55,8 +55,9 @@ __all__ = [
 
 _MODEL_EXAMPLE: dict[str, Any] = {"name": "clip-vit-b-32-har", "version": "1", "head_version": 3}
 
-# A Redis Stream entry id ("<ms>-<seq>", or "<ms>"): a resume position of a subscription.
-EntryId = Annotated[str, StringConstraints(pattern=r"^\d{1,20}(-\d{1,20})?$", max_length=41)]
+# A Redis Stream entry id ("<ms>-<seq>", or "<ms>"): a resume position of a subscription. ASCII
+# digits only: `\d` would also take other scripts' digits, which Redis refuses.
+EntryId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}(-[0-9]{1,20})?$", max_length=41)]
 
 
 class WireModel(BaseModel):
@@ -207,7 +208,11 @@ class ServiceInfo(WireModel):
     base_model: str = Field(examples=["openai/clip-vit-base-patch32"])
     engine: str = Field(examples=["onnx"])
     image_size: int = Field(examples=[224])
-    labels: list[str] = Field(examples=[["calling", "cycling", "running"]])
+    labels: list[str] = Field(
+        description="the label set in use; empty for a caller who may not read it (auth on and "
+        "no valid key)",
+        examples=[["calling", "cycling", "running"]],
+    )
     auth: bool = Field(description="whether API keys are required")
 
 

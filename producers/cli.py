@@ -13,9 +13,24 @@ from rich.console import Console
 
 from harclip.config import Settings, load_settings
 from harclip.errors import HarclipError
+from harclip.ids import STREAM_ID_RULE, stream_id_problem
 from harclip.log import setup_logging
 from harclip.messages import new_frame_id
 from producers.frames import DEFAULT_SHORT_SIDE
+
+
+def _stream_id(value: str) -> str:
+    """An argparse type: a valid stream id (`harclip.ids`), else a usage error before sending."""
+    problem = stream_id_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{value!r} {problem}: a stream id is {STREAM_ID_RULE}")
+    return value
+
+
+def _prefix(value: str) -> str:
+    """An argparse type: a prefix that makes valid stream ids PREFIX-0, PREFIX-1, ..."""
+    _stream_id(f"{value}-0000000")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="webcam index (0), rtsp://..., http(s)://..., a video file, or 'pattern'",
     )
-    cam.add_argument("--stream-id", required=True)
+    cam.add_argument("--stream-id", required=True, type=_stream_id, help=STREAM_ID_RULE)
     cam.add_argument("--fps", type=float, default=5.0, help="frames per second sent (default 5)")
     cam.add_argument("--loop", action="store_true", help="files: start over at the end")
     cam.add_argument(
@@ -40,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("upload", help="image files, folders, videos -> harclip.uploads")
     up.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    up.add_argument("--job-id", help="stream id of the job (default: upload-<id>)")
+    up.add_argument("--job-id", type=_stream_id, help="stream id of the job (default: upload-<id>)")
     up.add_argument("--fps", type=float, default=1.0, help="video frames per second (default 1)")
 
     syn = sub.add_parser("synthetic", help="N generated live streams (load tests)")
@@ -48,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--fps", type=float, default=5.0, help="per stream")
     syn.add_argument("--duration", type=float, default=10.0, help="seconds; 0: until stopped")
     syn.add_argument("--images", type=Path, help="cycle these photos instead of a test pattern")
-    syn.add_argument("--prefix", default="synthetic", help="stream ids are PREFIX-0..N-1")
+    syn.add_argument(
+        "--prefix", default="synthetic", type=_prefix, help="stream ids are PREFIX-0..N-1"
+    )
 
     for sp in (cam, up, syn):
         sp.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE,

@@ -15,7 +15,8 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import httpx
 from pydantic import BaseModel
 
-from harclip.client.errors import error_for
+from harclip.client.errors import error_for, typed_error
+from harclip.ids import STREAM_ID_RULE, stream_id_problem
 from harclip.wire import (
     LabelSet,
     LabelSetRequest,
@@ -84,9 +85,18 @@ def _query(**params: str | int | float | None) -> Query:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _segment(value: str) -> str:
-    """A path segment (a stream id), percent-encoded."""
-    return quote(value, safe="")
+def _segment(stream_id: str) -> str:
+    """A stream id as one path segment, percent-encoded; a segment of only dots (`.`, `..`) as
+    %2E so that no URL normalisation reads it as "this" or "the parent" folder. An invalid id
+    (`harclip.ids`) is refused here with the server's 422 `invalid_stream_id`: an id with a '/'
+    cannot be one segment."""
+    problem = stream_id_problem(stream_id)
+    if problem is not None:
+        message = f"stream id {stream_id[:140]!r} {problem}: it must be {STREAM_ID_RULE}"
+        raise typed_error(422, "invalid_stream_id", message)
+    if set(stream_id) == {"."}:
+        return "%2E" * len(stream_id)
+    return quote(stream_id, safe="")
 
 
 # -- predict -----------------------------------------------------------------------------------

@@ -49,8 +49,8 @@ class RateLimited(ApiError):
 
     @property
     def retry_after(self) -> float:
-        raw = self.headers.get("retry-after", "1")
-        return float(raw) if raw.isdigit() else 1.0
+        raw = self.headers.get("retry-after", "1").strip()
+        return float(raw) if raw.isascii() and raw.isdigit() else 1.0
 
 
 class ServerError(ApiError):

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 MAX_MESSAGE_BYTES = 2**24  # largest WebSocket message accepted from the server
 _BACKOFF_S = (0.2, 5.0)  # pause before the first reconnect, and the longest, seconds
+_TRANSIENT_STATUSES = frozenset({503})  # error messages that mean "not now", not "never"
+_RECONNECT_CODES = frozenset({1001, 1012, 1013})  # going away, service restart, try again later
 
 
 def refused(e: InvalidStatus) -> ApiError:
@@ -72,9 +74,12 @@ class _Resumer:
             self.positions.update(after)
         self.max_reconnects = max_reconnects
         self.on_subscribed: Callable[[], None] = lambda: None  # set by the face
+        self.on_interrupted: Callable[[bool], None] = lambda on: None  # set by the face
         self.dropped = 0
         self.reconnects = 0
-        self.failures = 0  # in a row
+        self.unavailable = 0  # transient error messages of the server (503), ignored
+        self.transient: ApiError | None = None  # the last one, until reading works again
+        self.failures = 0  # connections lost in a row (reset once the server reads again)
 
     def url(self) -> str:
         """Where to (re)connect: resuming after the last entry delivered, if any."""
@@ -94,14 +99,33 @@ class _Resumer:
             if last is not None and _entry_key(message.id) <= _entry_key(last):
                 return None
             self.positions[message.stream_id] = message.id
+            self._set_transient(None)
             return message
         if isinstance(message, Subscribed):
+            self.failures = 0  # reading again: a later loss starts a new count
+            self._set_transient(None)
             self.on_subscribed()
         elif isinstance(message, Dropped):
             self.dropped += message.count
         elif isinstance(message, ErrorMessage):
-            raise error_from_message(message)
+            error = error_from_message(message)
+            if message.status not in _TRANSIENT_STATUSES:
+                raise error
+            # The server could not read for now (Redis down, say): it retries by itself while the
+            # connection stays open; if it closes instead, the face reconnects with backoff.
+            self.unavailable += 1
+            self._set_transient(error)
         return None
+
+    def _set_transient(self, error: ApiError | None) -> None:
+        if (error is None) != (self.transient is None):
+            self.on_interrupted(error is not None)
+        self.transient = error
+
+    def closed(self, code: int | None) -> bool:
+        """Whether a connection the server closed (with close code `code`) should be reopened:
+        after a transient error message, or when the server went away or restarts."""
+        return self.transient is not None or code in _RECONNECT_CODES
 
     def lost(self, e: Exception) -> float:
         """Count a lost connection; the pause before reconnecting (seconds), or
@@ -119,7 +143,10 @@ class Subscription:
     `positions` holds the last entry id delivered per stream; `dropped` counts predictions the
     server dropped because this client read too slowly; `reconnects` counts reconnections;
     `subscribed` is set once the server reads for this client (every prediction written after
-    that is delivered). `close()` (or leaving `async with`) ends the iteration.
+    that is delivered). The server's transient errors (503 `unavailable`: Redis down, say) do
+    not end the iteration: `unavailable` counts them and `interrupted` is set until predictions
+    flow again (if the server closes meanwhile, it reconnects with backoff); other error
+    messages raise their `ApiError`. `close()` (or leaving `async with`) ends the iteration.
     """
 
     def __init__(self, resumer: _Resumer, headers: Mapping[str, str]) -> None:
@@ -128,7 +155,11 @@ class Subscription:
         self._socket: AsyncConnection | None = None
         self._closed = False
         self.subscribed = asyncio.Event()
+        self.interrupted = asyncio.Event()
         resumer.on_subscribed = self.subscribed.set
+        resumer.on_interrupted = lambda on: (
+            self.interrupted.set() if on else self.interrupted.clear()
+        )
 
     @property
     def positions(self) -> dict[str, str]:
@@ -141,6 +172,10 @@ class Subscription:
     @property
     def reconnects(self) -> int:
         return self._r.reconnects
+
+    @property
+    def unavailable(self) -> int:
+        return self._r.unavailable
 
     def __aiter__(self) -> AsyncIterator[PredictionMessage]:
         return self._iterate()
@@ -168,12 +203,14 @@ class Subscription:
                     self._r.url(), additional_headers=self._headers, max_size=MAX_MESSAGE_BYTES
                 ) as socket:
                     self._socket = socket
-                    self._r.failures = 0
                     async for raw in socket:
                         message = self._r.read(raw)
                         if message is not None:
                             yield message
-                    return  # the server closed normally
+                    if self._closed or not self._r.closed(socket.close_code):
+                        return  # the server closed normally
+                    lost: Exception = self._r.transient or ConnectionFailed("server went away")
+                await asyncio.sleep(self._r.lost(lost))  # backoff before reconnecting
             except InvalidStatus as e:
                 raise refused(e) from None
             except (ConnectionClosed, OSError, TimeoutError) as e:
@@ -195,7 +232,11 @@ class SyncSubscription:
         self._socket: ClientConnection | None = None
         self._closed = False
         self.subscribed = threading.Event()  # as Subscription.subscribed, for other threads
+        self.interrupted = threading.Event()  # as Subscription.interrupted
         resumer.on_subscribed = self.subscribed.set
+        resumer.on_interrupted = lambda on: (
+            self.interrupted.set() if on else self.interrupted.clear()
+        )
 
     @property
     def positions(self) -> dict[str, str]:
@@ -208,6 +249,10 @@ class SyncSubscription:
     @property
     def reconnects(self) -> int:
         return self._r.reconnects
+
+    @property
+    def unavailable(self) -> int:
+        return self._r.unavailable
 
     def __iter__(self) -> Iterator[PredictionMessage]:
         return self._iterate()
@@ -236,12 +281,14 @@ class SyncSubscription:
                     self._r.url(), additional_headers=self._headers, max_size=MAX_MESSAGE_BYTES
                 ) as socket:
                     self._socket = socket
-                    self._r.failures = 0
                     for raw in socket:
                         message = self._r.read(raw)
                         if message is not None:
                             yield message
-                    return  # the server (or close()) closed normally
+                    if self._closed or not self._r.closed(socket.close_code):
+                        return  # the server (or close()) closed normally
+                    lost: Exception = self._r.transient or ConnectionFailed("server went away")
+                time.sleep(self._r.lost(lost))  # backoff before reconnecting
             except InvalidStatus as e:
                 raise refused(e) from None
             except (ConnectionClosed, OSError, TimeoutError) as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import os
 import socket
 import struct
@@ -23,7 +24,7 @@ import uvicorn
 
 from api.app import create_app
 from harclip.client import AsyncClient, Subscription, SyncSubscription
-from harclip.config import ElasticsearchSettings, Settings
+from harclip.config import AuthSettings, ElasticsearchSettings, Settings
 from harclip.io import store
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 from harclip.model.bundle import Bundle
@@ -34,11 +35,10 @@ T0 = 1_764_223_200_000  # captured_at of the first test prediction, ms since epo
 
 
 def api_settings(base: Settings, **api: Any) -> Settings:
-    """`base` with `api.*` fields replaced (and `auth` when given as `auth=...`)."""
-    auth = api.pop("auth", None)
-    update: dict[str, Any] = {"api": base.api.model_copy(update=api)}
-    if auth is not None:
-        update["auth"] = auth
+    """`base` with `api.*` fields replaced (and the `auth` or `redis` section when given as
+    `auth=...`, `redis=...`)."""
+    update: dict[str, Any] = {k: api.pop(k) for k in ("auth", "redis") if k in api}
+    update["api"] = base.api.model_copy(update=api)
     return base.model_copy(update=update)
 
 
@@ -65,12 +65,24 @@ async def serve_app(settings: Settings, bundle: Path, api_key: str | None = None
         sock.close()
 
 
+# With auth off, writes (PUT /labels, ingest) still need an admin key: the test APIs have this
+# one, and the client `serve` yields sends it unless a test says otherwise.
+ADMIN_KEY = "hk_test-admin-key"
+_DEFAULT = object()
+
+
 @pytest.fixture
 def serve(unique: Unique, tiny_bundle: Path) -> Serve:
-    """`async with serve(**api_fields) as client:` runs the API on this test's unique names."""
+    """`async with serve(**api_fields) as client:` runs the API on this test's unique names.
+    Without `auth=...` auth is off with `ADMIN_KEY` as its admin key, which the client sends
+    (pass `api_key=None` for an anonymous client)."""
 
-    def start(api_key: str | None = None, **api: Any) -> AbstractAsyncContextManager[AsyncClient]:
-        return serve_app(api_settings(unique.settings, **api), tiny_bundle, api_key)
+    def start(api_key: Any = _DEFAULT, **api: Any) -> AbstractAsyncContextManager[AsyncClient]:
+        if "auth" not in api:
+            api["auth"] = AuthSettings(keys={ADMIN_KEY: "admin"})
+            api_key = ADMIN_KEY if api_key is _DEFAULT else api_key
+        key = None if api_key is _DEFAULT else api_key
+        return serve_app(api_settings(unique.settings, **api), tiny_bundle, key)
 
     return start
 
@@ -115,10 +127,26 @@ async def wait_subscribed(sub: Subscription | SyncSubscription, timeout_s: float
         raise AssertionError("the subscription did not start")
 
 
+def _gzip(data: bytes) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    return c.compress(data) + c.flush()
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """`size` zero bytes, gzip-compressed twice (a few KB)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = bytes(1024 * 1024)
+    once = b"".join(c.compress(chunk) for _ in range(size // len(chunk))) + c.flush()
+    return _gzip(once)
+
+
 class ImageHandler(http.server.BaseHTTPRequestHandler):
-    """/photo: a JPEG; /to?u=URL: a redirect; /loop: redirects to itself; /big: 20 MB."""
+    """/photo: a JPEG; /to?u=URL: a redirect; /loop: redirects to itself; /big: 20 MB;
+    /gzip2: 64 MiB in two gzip layers (`Content-Encoding: gzip, gzip`); /gzip: the photo gzipped
+    although the client asked for identity."""
 
     photo = b""
+    bomb = b""
 
     def do_GET(self) -> None:
         if self.path == "/photo":
@@ -135,12 +163,18 @@ class ImageHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
         elif self.path == "/big":
             self._send(200, b"\xff\xd8\xff" + b"\x00" * 20_000_000)
+        elif self.path == "/gzip2":
+            self._send(200, self.bomb, {"Content-Encoding": "gzip, gzip"})
+        elif self.path == "/gzip":
+            self._send(200, _gzip(self.photo), {"Content-Encoding": "gzip"})
         else:
             self._send(404, b"")
 
-    def _send(self, status: int, body: bytes) -> None:
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
 
@@ -151,6 +185,7 @@ class ImageHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def image_server(sample_photos: list[Path]) -> Iterator[str]:
     ImageHandler.photo = sample_photos[0].read_bytes()
+    ImageHandler.bomb = ImageHandler.bomb or _gzip_bomb(64 * 1024 * 1024)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ImageHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -161,13 +196,20 @@ def image_server(sample_photos: list[Path]) -> Iterator[str]:
 
 
 ROOT = Path(__file__).resolve().parents[3]
-# frames sent while a worker still joins its group must not be dropped as too old
-_SLOW_START = {"HARCLIP_BATCHING__MAX_AGE_MS": "600000"}
+
+
+def api_env(s: Settings) -> dict[str, str]:
+    """`settings_env(s)` for the API tests' child processes: the admin key the tests' clients
+    send, and no frame dropped as too old while a worker still joins its group."""
+    return settings_env(s) | {
+        "HARCLIP_AUTH__KEYS": json.dumps({ADMIN_KEY: "admin"}),
+        "HARCLIP_BATCHING__MAX_AGE_MS": "600000",
+    }
 
 
 @pytest.fixture
 def worker(unique: Unique, tiny_bundle: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, **settings_env(unique.settings), **_SLOW_START}
+    env = {**os.environ, **api_env(unique.settings)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "consumers", "--bundle", str(tiny_bundle)], cwd=ROOT, env=env
     )

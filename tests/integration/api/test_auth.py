@@ -81,3 +81,25 @@ async def test_websocket_keys(serve: Serve) -> None:
         async with AsyncClient(anon.url, "key-read") as reader:
             with pytest.raises(Forbidden):
                 await reader.ingest("cam", [b"x"])
+
+
+async def test_ingest_keys_scoped_to_stream_patterns(
+    serve: Serve, sample_photos: list[Path]
+) -> None:
+    """A key scoped to `lobby-*` may ingest into lobby streams only: it cannot overwrite a real
+    camera's latest frame. A bare role (today's form) may ingest anywhere."""
+    photo = sample_photos[0].read_bytes()
+    keys = {
+        "key-lobby": {"role": "predict", "streams": ["lobby-*"]},
+        "key-cams": "predict",
+    }
+    auth = AuthSettings(enabled=True, keys=keys)  # type: ignore[arg-type]
+    async with serve(auth=auth) as anon:
+        async with AsyncClient(anon.url, "key-lobby") as lobby:
+            assert [a.seq for a in await lobby.ingest("lobby-1", [photo])] == [0]
+            with pytest.raises(Forbidden) as e:
+                await lobby.ingest("cam-1", [photo])
+            assert e.value.status == 403 and "cam-1" in e.value.message
+            assert (await lobby.predict_bytes(photo)).label  # the scope is about ingest only
+        async with AsyncClient(anon.url, "key-cams") as cams:
+            assert [a.seq for a in await cams.ingest("cam-1", [photo])] == [0]

@@ -41,9 +41,11 @@ class Face:
     """One client face, called from this (async) test: the blocking one runs in a thread, since
     the server under test runs on this event loop."""
 
-    def __init__(self, kind: Kind, url: str) -> None:
+    def __init__(self, kind: Kind, url: str, api_key: str | None) -> None:
         self.kind = kind
-        self.client: AsyncClient | Client = AsyncClient(url) if kind == "async" else Client(url)
+        self.client: AsyncClient | Client = (
+            AsyncClient(url, api_key) if kind == "async" else Client(url, api_key)
+        )
 
     async def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
         fn = getattr(self.client, method)
@@ -85,7 +87,7 @@ class Face:
 
 @asynccontextmanager
 async def face(kind: Kind, api: AsyncClient) -> AsyncIterator[Face]:
-    f = Face(kind, api.url)
+    f = Face(kind, api.url, api.api_key)
     try:
         yield f
     finally:

@@ -159,6 +159,22 @@ async def test_url_fetch_with_loopback_allowed_for_tests(serve: Serve, image_ser
         assert missing.status_code == 422 and "404" in missing.json()["error"]["message"]
 
 
+async def test_url_fetch_refuses_encoded_bodies_and_malformed_urls(
+    serve: Serve, image_server: str
+) -> None:
+    """A body in stacked gzip layers (a few KB that inflate to 64 MiB) is refused for its
+    Content-Encoding, not inflated up to the size cap; a URL with a tab is a 400, not a 500."""
+    async with serve(url_allow_loopback=True, max_body_bytes=1024 * 1024) as client:
+        h = client._http
+        for path in ("/gzip2", "/gzip"):
+            resp = await h.post("/predict", json={"image_url": f"{image_server}{path}"})
+            assert resp.status_code == 422, (path, resp.text)
+            err = resp.json()["error"]
+            assert err["code"] == "url_fetch_failed" and "Content-Encoding" in err["message"]
+        tab = await h.post("/predict", json={"image_url": f"{image_server}/ph\toto"})
+        assert tab.status_code == 400 and tab.json()["error"]["code"] == "url_not_allowed"
+
+
 async def test_openapi_documents_every_route(serve: Serve) -> None:
     async with serve() as client:
         doc = (await client._http.get("/openapi.json")).json()

@@ -15,8 +15,8 @@ import pytest
 
 from harclip.client import AsyncClient
 from harclip.wire import LabelSet, PredictionMessage
-from tests.integration.api.conftest import ROOT, wait_subscribed
-from tests.integration.conftest import LogWatch, Unique, settings_env
+from tests.integration.api.conftest import ADMIN_KEY, ROOT, api_env, wait_subscribed
+from tests.integration.conftest import LogWatch, Unique
 
 _DEADLINE_S = 120.0  # longest wait for a process to come up or a head to spread, seconds
 
@@ -31,7 +31,7 @@ def _free_port() -> int:
 @pytest.fixture
 def two_apis(unique: Unique, tiny_bundle: Path) -> Iterator[list[tuple[str, LogWatch]]]:
     """Two `python -m api` processes on the test's names: their base URLs and logs."""
-    env = {**os.environ, **settings_env(unique.settings)}
+    env = {**os.environ, **api_env(unique.settings)}
     apis: list[tuple[str, LogWatch]] = []
     try:
         for _ in range(2):
@@ -51,7 +51,7 @@ async def test_two_replicas_publishing_at_once_converge_on_the_newest_head(
     sample_photos: list[Path],
 ) -> None:
     (url_one, log_one), (url_two, log_two) = two_apis
-    async with AsyncClient(url_one) as one, AsyncClient(url_two) as two:
+    async with AsyncClient(url_one, ADMIN_KEY) as one, AsyncClient(url_two, ADMIN_KEY) as two:
         for log in (log_one, log_two):
             await log.wait("Application startup complete", _DEADLINE_S)
         a, b = await asyncio.gather(

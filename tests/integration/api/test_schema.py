@@ -19,7 +19,8 @@ def test_no_server_errors(unique: Unique, tiny_bundle: Path) -> None:
     from schemathesis.python import asgi
 
     app = create_app(
-        api_settings(unique.settings, max_body_bytes=256 * 1024), Bundle.load(tiny_bundle)
+        api_settings(unique.settings, max_body_bytes=256 * 1024, allowed_hosts=("testserver",)),
+        Bundle.load(tiny_bundle),
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [op.ok() for op in schema.get_all_operations()]

@@ -129,3 +129,28 @@ def test_names_are_not_numeric(host: str) -> None:
 def test_malformed_numeric_hosts_are_refused(host: str) -> None:
     with pytest.raises(UrlNotAllowed):
         parse_numeric_ipv4(host)
+
+
+# Addresses that Python 3.11's `ipaddress` calls global; the explicit deny list refuses them.
+MISSED_BY_IPADDRESS = [
+    "[fec0::1]", "[feff::1]", "192.0.0.9", "192.0.0.100", "192.0.0.255", "[3fff::1]",
+    "192.88.99.1", "[3fff:0:1::]",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("host", MISSED_BY_IPADDRESS)
+async def test_special_purpose_ranges_are_refused(host: str) -> None:
+    ip = ipaddress.ip_address(host.strip("[]"))
+    assert address_problem(ip) is not None
+    with pytest.raises(UrlNotAllowed, match="special-purpose"):
+        await resolve_checked(check_url(f"http://{host}/x.jpg"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://exa\tmple.com/x.jpg", "http://example.com/a\tb.jpg", "http://example.com/a b.jpg",
+     "http://example.com/\nx.jpg", "http://example.com/\x00", "http://example.com/\x7f"],
+)  # fmt: skip
+def test_whitespace_and_control_characters_are_refused(url: str) -> None:
+    with pytest.raises(UrlNotAllowed, match="malformed URL"):
+        check_url(url)

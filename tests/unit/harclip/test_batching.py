@@ -1,10 +1,11 @@
-"""collect_batch, TwoLaneQueue and MicroBatcher without Kafka, threads or sleeps: a fake clock
-that a fake source advances when asked to wait."""
+"""collect_batch, TwoLaneQueue and MicroBatcher without Kafka or sleeps: a fake clock that a fake
+source advances when asked to wait, and events where an engine thread must be held."""
 
 from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from harclip.batching import MicroBatcher, TwoLaneQueue, collect_batch
+from harclip.errors import Overloaded
 
 
 class FakeClock:
@@ -163,3 +165,29 @@ async def test_micro_batcher_requires_start() -> None:
     b: MicroBatcher[int, int] = MicroBatcher(list, max_size=2, max_wait_s=0.0)
     with pytest.raises(RuntimeError, match="start"):
         await b.submit(1)
+
+
+async def test_micro_batcher_queue_is_bounded() -> None:
+    """With the engine busy, at most `max_queue` items wait; more are refused at once, a
+    request's items all or none, and the queue takes work again once it drains."""
+    entered, release = threading.Event(), threading.Event()
+
+    def blocked(items: Sequence[int]) -> list[int]:
+        entered.set()
+        release.wait()
+        return list(items)
+
+    b: MicroBatcher[int, int] = MicroBatcher(blocked, max_size=1, max_wait_s=0.0, max_queue=3)
+    await b.start()
+    running = asyncio.ensure_future(b.submit(0))
+    await asyncio.to_thread(entered.wait)  # item 0 is in the engine, the queue is empty
+    waiting = asyncio.ensure_future(b.submit_many([1, 2]))
+    await asyncio.sleep(0)  # one turn of the loop: `submit_many` queues before it waits
+    assert b.queued == 2 and not b.has_room(2) and b.has_room(1)
+    with pytest.raises(Overloaded):
+        await b.submit_many([3, 4])  # would make 4: neither is taken
+    assert b.queued == 2
+    release.set()
+    assert await running == 0 and await waiting == [1, 2]
+    assert await b.submit_many([5, 6, 7]) == [5, 6, 7]
+    await b.close()

@@ -128,3 +128,19 @@ def test_sections_validate_on_their_own() -> None:
     with pytest.raises(ValidationError):
         KafkaSettings(partitions=0)
     assert isinstance(Settings().kafka, KafkaSettings)
+
+
+def test_api_keys_as_roles_or_grants_with_stream_scopes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harclip.config import KeyGrant
+
+    monkeypatch.setenv(
+        "HARCLIP_AUTH__KEYS", '{"k-1": "admin", "k-2": {"role": "predict", "streams": ["lobby-*"]}}'
+    )
+    grants = load_settings().auth.grants()
+    assert grants == {
+        "k-1": KeyGrant(role="admin"),
+        "k-2": KeyGrant(role="predict", streams=("lobby-*",)),
+    }
+    monkeypatch.setenv("HARCLIP_AUTH__KEYS", '{"k-2": {"role": "predict", "stream": ["x"]}}')
+    with pytest.raises(ConfigError, match="HARCLIP_AUTH__KEYS"):
+        load_settings()

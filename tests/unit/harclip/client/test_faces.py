@@ -12,6 +12,7 @@ import pytest
 from harclip.client import AsyncClient, Client, _requests
 from harclip.client.errors import (
     BadRequest,
+    ConnectionFailed,
     Forbidden,
     NotFound,
     RateLimited,
@@ -20,7 +21,8 @@ from harclip.client.errors import (
     error_for,
     error_from_message,
 )
-from harclip.wire import ErrorMessage, PredictResponse
+from harclip.client.subscription import _Resumer
+from harclip.wire import ErrorMessage, PredictResponse, Subscribed
 
 # Methods whose names differ only by the face's convention for closing.
 _LIFECYCLE = {"aclose", "close"}
@@ -57,9 +59,9 @@ def test_every_endpoint_method_has_a_builder() -> None:
 def test_builder_requests() -> None:
     http = httpx.Client(base_url="http://api")
     try:
-        req = _requests.history("cam 1/x", label="cycling", size=3).build(http)
+        req = _requests.history("cam 1#x", label="cycling", size=3).build(http)
         assert req.method == "GET"
-        assert str(req.url) == "http://api/streams/cam%201%2Fx/history?label=cycling&size=3"
+        assert str(req.url) == "http://api/streams/cam%201%23x/history?label=cycling&size=3"
         req = _requests.predict_base64(b"hi", top_k=2).build(http)
         assert req.method == "POST" and req.url.path == "/predict"
         assert req.read() == b'{"image":"aGk=","top_k":2}'
@@ -110,3 +112,68 @@ def test_rate_limited_reads_retry_after_and_non_json_errors_keep_their_text() ->
         and proxy.code == "http_error"
         and "bad gateway" in proxy.message
     )
+
+
+@pytest.mark.parametrize(
+    ("stream_id", "segment"),
+    [("lobby #2", "lobby%20%232"), ("..", "%2E%2E"), (".", "%2E"), ("a%2Fb", "a%252Fb"),
+     ("a?b", "a%3Fb"), ("...x", "...x")],
+)  # fmt: skip
+def test_stream_ids_are_one_path_segment(stream_id: str, segment: str) -> None:
+    http = httpx.Client(base_url="http://api")
+    try:
+        for call, tail in ((_requests.latest, "latest"), (_requests.history, "history")):
+            url = call(stream_id).build(http).url
+            assert url.raw_path.decode() == f"/streams/{segment}/{tail}", stream_id
+    finally:
+        http.close()
+    assert _requests.ingest_path(stream_id) == f"/ws/ingest/{segment}"
+    assert _requests.subscribe_path(stream_id) == f"/ws/streams/{segment}"
+
+
+@pytest.mark.parametrize("stream_id", ["a/b", "", "tab\there", "x" * 129])
+def test_an_invalid_stream_id_is_refused_before_sending(stream_id: str) -> None:
+    with pytest.raises(BadRequest) as e:
+        _requests.latest(stream_id)
+    assert (e.value.status, e.value.code) == (422, "invalid_stream_id")
+    with pytest.raises(BadRequest):
+        _requests.ingest_path(stream_id)
+
+
+def test_retry_after_takes_ascii_digits_only() -> None:
+    for raw, seconds in (("7", 7.0), ("\u00b2", 1.0), ("\u0663", 1.0), ("soon", 1.0)):
+        err = error_for(429, b"{}", {"Retry-After": raw})
+        assert isinstance(err, RateLimited) and err.retry_after == seconds, raw
+
+
+def _resumer() -> _Resumer:
+    return _Resumer("http://api", "/ws/streams/cam", "cam", None, max_reconnects=2)
+
+
+def test_a_subscription_outlives_the_servers_transient_errors() -> None:
+    r = _resumer()
+    seen: list[bool] = []
+    r.on_interrupted = seen.append
+    unavailable = ErrorMessage(status=503, error={"code": "unavailable", "message": "Redis"})
+    assert r.read(unavailable.to_json()) is None and r.read(unavailable.to_json()) is None
+    assert r.unavailable == 2 and r.transient is not None and seen == [True]
+    assert r.closed(1000)  # a close after "unavailable" is reconnected, not the end
+    r.read(Subscribed(positions={"cam": "0-0"}).to_json())
+    assert r.transient is None and seen == [True, False] and not r.closed(1000)
+    assert r.closed(1012) and r.closed(1001)  # the server restarts or goes away
+    refused = ErrorMessage(status=422, error={"code": "invalid_position", "message": "m"})
+    with pytest.raises(BadRequest):
+        r.read(refused.to_json())
+
+
+def test_failures_in_a_row_count_until_the_server_reads_again() -> None:
+    r = _resumer()
+    r.lost(OSError("1"))
+    r.lost(OSError("2"))
+    with pytest.raises(ConnectionFailed):
+        r.lost(OSError("3"))
+    r = _resumer()
+    r.lost(OSError("1"))
+    r.lost(OSError("2"))
+    r.read(Subscribed(positions={}).to_json())
+    r.lost(OSError("3"))  # a connection that subscribed again started a new count
