@@ -27,6 +27,7 @@ from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
 from harclip.errors import DecodeError, Overloaded, Unavailable
 from harclip.io.indices import EmbeddingSpace
 from harclip.messages import ModelRef
+from harclip.urlguard import UrlFetchFailed, UrlNotAllowed
 from harclip.wire import ApiError
 
 if TYPE_CHECKING:
@@ -220,11 +221,11 @@ class Runtime:
             raise ApiError(503, "unavailable", "the API is not started yet")
         try:
             return await urlfetch.fetch(url, self.fetch_policy, self._http)
-        except urlfetch.UrlNotAllowed as e:
+        except UrlNotAllowed as e:
             raise ApiError(400, "url_not_allowed", str(e)) from None
         except urlfetch.UrlTooLarge as e:
             raise ApiError(413, "payload_too_large", str(e)) from None
-        except urlfetch.UrlFetchFailed as e:
+        except UrlFetchFailed as e:
             raise ApiError(422, "url_fetch_failed", str(e)) from None
 
     def redis(self) -> Redis:

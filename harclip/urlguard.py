@@ -1,11 +1,11 @@
-"""The outbound-URL guard (SSRF): http/https only; every address a host resolves to must be
-public (no loopback, private, link-local, multicast, reserved, unspecified, shared or documentation
-range, IPv4 or IPv6, IPv4-mapped/compatible/6to4/Teredo/NAT64 included; legacy numeric forms such as
-`127.1` or `0x7f000001` are parsed as the C resolver would). The caller connects to the checked
-address, so a DNS answer cannot change between check and connect.
-
-Used by the events app's webhooks. It is the same guard as the API's image-URL fetch
-(`api/urlfetch.py`), which should import it from here (one owner per protocol).
+"""The outbound-URL guard (SSRF), one for the API's image-URL fetch (`api/urlfetch.py`) and the
+events app's webhooks: http/https only; every address a host resolves to must be public (no
+loopback, private, link-local, multicast, reserved, unspecified, shared or documentation range,
+IPv4 or IPv6, IPv4-mapped/compatible/6to4/Teredo/NAT64 included; legacy numeric forms such as
+`127.1`, `2130706433`, `0x7f000001` and `0177.0.0.1` are parsed as the C resolver would); an
+explicit deny list (`DENIED_NETWORKS`) covers the special-purpose ranges Python's `ipaddress`
+tables miss. The caller connects to the checked address (`pinned_request`), so a DNS answer
+cannot change between check and connect.
 """
 
 from __future__ import annotations
@@ -22,6 +22,20 @@ from harclip.errors import HarclipError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NUMERIC_PART = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Refused whatever Python's `ipaddress` tables say (they differ between Python versions and miss
+# some: fec0::/10 site-local, most of 192.0.0.0/24, 3fff::/20, 192.88.99.0/24 are "global" in
+# 3.11). Special-purpose registries of IANA; the embedded IPv4 forms are checked before this.
+DENIED_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
+        "2001:db8::/32", "2002::/16", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10",
+        "fec0::/10", "ff00::/8",
+    )
+)  # fmt: skip
 
 
 class UrlNotAllowed(HarclipError):
@@ -29,7 +43,7 @@ class UrlNotAllowed(HarclipError):
 
 
 class UrlFetchFailed(HarclipError):
-    """The URL's host cannot be resolved (or the request to it failed)."""
+    """The URL could not be fetched (DNS, connection, timeout, HTTP status, too many redirects)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,9 @@ def address_problem(ip: IPAddress, *, allow_loopback: bool = False) -> str | Non
             return f"{inner} (embedded in {ip})" if inner else None
     if ip.is_loopback:
         return None if allow_loopback else f"{ip} is a loopback address"
+    for net in DENIED_NETWORKS:
+        if ip.version == net.version and ip in net:
+            return f"{ip} is a special-purpose address ({net})"
     checks = (
         (ip.is_unspecified, "unspecified"),
         (ip.is_link_local, "link-local"),
@@ -99,8 +116,11 @@ def check_url(url: str) -> Target:
     """Syntactic checks: scheme, host present, no credentials, port in range. `UrlNotAllowed`."""
     if len(url) > 2048:
         raise UrlNotAllowed("URL longer than 2048 characters")
+    url = url.strip()
+    if any(c <= " " or c == "\x7f" for c in url):  # urlsplit drops tabs; httpx refuses them
+        raise UrlNotAllowed("malformed URL: it contains whitespace or control characters")
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         port = parts.port
     except ValueError as e:
         raise UrlNotAllowed(f"malformed URL: {e}") from None
@@ -119,7 +139,7 @@ def check_url(url: str) -> Target:
             raise UrlNotAllowed(f"invalid host name {host!r}") from None
     if host == "localhost" or host.endswith(".localhost"):
         raise UrlNotAllowed(f"{host} is a loopback name")
-    return Target(url.strip(), scheme, host, port or (443 if scheme == "https" else 80))
+    return Target(url, scheme, host, port or (443 if scheme == "https" else 80))
 
 
 async def resolve_checked(target: Target, *, allow_loopback: bool = False) -> IPAddress:

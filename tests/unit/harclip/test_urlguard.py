@@ -1,4 +1,4 @@
-"""The URL checker refuses every way of writing a private, loopback or link-local address."""
+"""harclip.urlguard: every private, loopback and special-purpose address form is refused."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from api.urlfetch import (
+from harclip.urlguard import (
     Target,
     UrlNotAllowed,
     address_problem,
