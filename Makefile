@@ -34,7 +34,7 @@ venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
 	@[ -x $(PYTHON) ] || uv venv --python 3.11 $(VENV)
-	uv pip install --python $(PYTHON) -r requirements.lock -e .
+	uv pip install --python $(PYTHON) --compile-bytecode -r requirements.lock -e .
 	@touch $@
 
 ## Debian's redis-server, installed once if missing.
@@ -63,7 +63,7 @@ test-integration: venv redis-server
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy harclip $(wildcard producers consumers api stream)
+	$(VENV)/bin/mypy harclip $(wildcard producers consumers api stream training)
 
 ## The one-machine demo: services, a worker, a camera producer (webcam, else DEMO_VIDEO or the
 ## sample video, else a test pattern) and a live view of the latest predictions from Redis.
