@@ -85,6 +85,13 @@ class Checkpointer:
         self.d.barrier()
         return path
 
+    def trainer(self, path: Path) -> dict[str, Any]:
+        """The small part of checkpoint `path`: schedule, config, loop state."""
+        doc: dict[str, Any] = torch.load(
+            path / "trainer.pt", map_location="cpu", weights_only=False
+        )
+        return doc
+
     def load(
         self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     ) -> tuple[dict[str, Any], TrainState]:
@@ -103,7 +110,7 @@ class Checkpointer:
             opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=self.d.distributed)
             set_model_state_dict(model, full["model"], options=opts)
             set_optimizer_state_dict(model, optimizer, full["optim"], options=opts)
-        trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
+        trainer = self.trainer(path)
         state = TrainState(**trainer.pop("state"))
         return trainer, state
 

@@ -128,6 +128,9 @@ class TrainConfig(_Section):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     threads: int = Field(0, ge=0, description="torch intra-op threads per process; 0: default")
     log_every_steps: int = Field(10, ge=1)
+    restart_on_change: bool = Field(
+        False, description="checkpoints of another config are deleted, not refused (DVC)"
+    )
     final_eval: bool = Field(True, description="evaluate on the test split and write a report")
 
 

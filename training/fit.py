@@ -8,6 +8,8 @@ WiSE-FT, tracking on rank 0. Rank 0 then saves `OUTPUT/model`, evaluates it on t
 from __future__ import annotations
 
 import contextlib
+import csv
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,8 +41,9 @@ _RESUMABLE_CHANGES = {
     "train.strategy", "train.device", "train.threads", "train.log_every_steps",
     "train.final_eval", "train.checkpoint_every_steps", "train.keep_checkpoints",
     "train.max_steps", "train.eval_batch_size", "train.fsdp_state_dict", "data.workers",
-    "data.manifest",
+    "data.manifest", "train.restart_on_change", "output",
 }  # fmt: skip
+_RESUMABLE_SECTIONS = ("tracking.", "export.", "registry.", "hub.")
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,22 @@ class _Run:
         latest = self.ckpt.latest()
         if latest is None:
             return TrainState()
+        changed = self._changes(self.ckpt.trainer(latest))
+        if changed and not self.t.restart_on_change:
+            raise TrainingError(
+                f"{self.out} holds checkpoints of a run with another config "
+                f"({', '.join(changed[:4])} changed); pass a new --output, delete "
+                f"{self.out / 'checkpoints'}, or set train.restart_on_change=true"
+            )
+        if changed:
+            self.d.barrier()
+            if self.d.is_main:
+                shutil.rmtree(self.out / "checkpoints")
+            self.d.barrier()
+            progress.say(f"config changed ({', '.join(changed[:4])}): starting over",
+                         enabled=self.show)  # fmt: skip
+            return TrainState()
         trainer, state = self.ckpt.load(latest, self.model, self.optimizer)
-        self._check_same_run(trainer)
         self.scheduler.load_state_dict(trainer["scheduler"])
         if trainer.get("scaler"):
             self.scaler.load_state_dict(trainer["scaler"])
@@ -163,20 +180,15 @@ class _Run:
         )  # fmt: skip
         return state
 
-    def _check_same_run(self, trainer: dict[str, Any]) -> None:
+    def _changes(self, trainer: dict[str, Any]) -> list[str]:
+        """What differs between the checkpoint's run and this one (keys that matter)."""
         before = _flat(trainer.get("config", {}))
         now = _flat(self.cfg.dump())
         changed = sorted(k for k in before.keys() | now.keys()
-                         if before.get(k) != now.get(k) and k not in _RESUMABLE_CHANGES
-                         and k != "output")  # fmt: skip
+                         if before.get(k) != now.get(k) and not _may_change(k))  # fmt: skip
         if trainer.get("train_fingerprint") != self.manifest.fingerprint("train"):
             changed.insert(0, "the train split")
-        if changed:
-            raise TrainingError(
-                f"{self.out} holds checkpoints of a run with another config "
-                f"({', '.join(changed[:4])} changed); pass a new --output, or delete "
-                f"{self.out / 'checkpoints'} to restart"
-            )
+        return changed
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -226,7 +238,7 @@ class _Run:
             if s.global_step % t.log_every_steps == 0 or s.global_step == stop_at:
                 metrics = {
                     "train/loss": self.d.mean(loss),
-                    "train/lr": self._lr(),
+                    "train/lr": self.step_lr,
                     "train/grad_norm": grad_norm,
                     "epoch": epoch + step / self.plan.steps_per_epoch,
                 }
@@ -272,6 +284,7 @@ class _Run:
             params = [p for p in model.parameters() if p.requires_grad]
             norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
             grad_norm = float(_full(norm))
+        self.step_lr = float(self.optimizer.param_groups[-1]["lr"])  # the head's (last group)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -287,9 +300,6 @@ class _Run:
         if self.amp is None or self.d.strategy == "fsdp":  # FSDP casts by its MixedPrecisionPolicy
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.d.device.type, dtype=self.amp)
-
-    def _lr(self) -> float:
-        return float(self.optimizer.param_groups[-1]["lr"])  # the head's (last group)
 
     def _end_of_epoch(self, epoch: int) -> bool:
         """Validate, keep the best weights, log, checkpoint; True to stop early."""
@@ -334,9 +344,16 @@ class _Run:
         self.ckpt.save(self.model, self.optimizer, trainer, self.state)
 
     def _write_history(self) -> None:
-        if self.d.is_main:
-            lines = b"".join(orjson.dumps(r) + b"\n" for r in self.state.history)
-            (self.out / "history.jsonl").write_bytes(lines)
+        """`history.jsonl` and `history.csv` (for `dvc plots`): one row per epoch."""
+        if not self.d.is_main:
+            return
+        rows = self.state.history
+        (self.out / "history.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with (self.out / "history.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, keys)
+            writer.writeheader()
+            writer.writerows(rows)
 
     # --- after training (rank 0) ---------------------------------------------------------------
 
@@ -450,6 +467,10 @@ def amp_dtype(amp: str, device: torch.device, strategy: str) -> torch.dtype | No
             raise ConfigError("invalid config value train.amp: fsdp here supports bf16 or off")
         return torch.float16
     return torch.bfloat16
+
+
+def _may_change(key: str) -> bool:
+    return key in _RESUMABLE_CHANGES or key.startswith(_RESUMABLE_SECTIONS)
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, float]:

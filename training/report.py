@@ -1,6 +1,7 @@
 """The evaluation report of one model on one split, the same for a fresh checkpoint and for any
-bundle: `metrics.json`, `confusion_matrix.png`, `per_class_accuracy.png`, `misclassified.png`,
-`predictions.csv` (for `dvc plots`), `per_class.csv`, and `report.md` that embeds them."""
+bundle: `metrics.json` (everything), `summary.json` (the headline, for `dvc metrics`),
+`confusion_matrix.png`, `per_class_accuracy.png`, `misclassified.png`, `predictions.csv` and
+`per_class.csv` (for `dvc plots`), and `report.md` that embeds them."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def write_report(
     metrics = classification_metrics(preds.probs, preds.labels, preds.classes)
     doc = {"title": title, **(dict(about or {})), **metrics}
     (out / "metrics.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    summary = {k: v for k, v in doc.items() if k not in ("per_class", "confusion", "classes")}
+    (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     _write_csvs(out, preds, metrics)
     import matplotlib
 

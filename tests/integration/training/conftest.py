@@ -92,4 +92,4 @@ def trained_run(
                    "--grad-accum", "2", "--mlflow", "--mlflow-uri", uri, "--wandb",
                    "--set", "tracking.run_name=trained-run", "--set", "train.log_every_steps=1"),
     ])  # fmt: skip
-    return TrainedRun(out, uri, out / "wandb")
+    return TrainedRun(out, uri, out / "wandb")  # W&B writes OUTPUT/wandb/offline-run-*
