@@ -32,8 +32,9 @@ def test_prepare_writes_the_split_and_names_a_missing_class(
     doc = orjson.loads((tmp_path / "split.json").read_bytes())
     assert doc["classes"] == list(CLASSES) and doc["counts"] == {"train": 16, "val": 8, "test": 8}
     assert set(doc["fingerprints"]) == {"train", "val", "test"}
+    bad = ["--set", "data.classes=[running, juggling]"]
     code = main(["prepare", "--data", str(sample_data / "har-sample"), "--quiet",
-                 "--output", str(tmp_path / "x"), "--set", "data.classes=[running, juggling]"])  # fmt: skip
+                 "--output", str(tmp_path / "x"), *bad])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.endswith("juggling is missing (1 missing)") and "\n" not in err
 
