@@ -57,3 +57,17 @@ def test_unknown_preset_and_bad_yaml(tmp_path: Path) -> None:
     f.write_text("train: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(f)
+
+
+def test_shipped_configs_are_valid(tmp_path: Path) -> None:
+    """params.yaml (DVC) and the Kubeflow job's config load as they are."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    cfg = load_config(root / "params.yaml")
+    assert cfg.model.scratch is not None and cfg.train.restart_on_change
+    docs = list(yaml.safe_load_all((root / "k8s" / "training" / "pytorchjob.yaml").read_text()))
+    job_cfg = tmp_path / "train.yaml"
+    job_cfg.write_text(docs[0]["data"]["train.yaml"])
+    cfg = load_config(job_cfg)
+    assert cfg.train.strategy == "fsdp" and cfg.train.batch_size % 16 == 0
