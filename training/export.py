@@ -31,8 +31,11 @@ def export_trained(
     with progress.step(f"load {model_dir}", enabled=show):
         clip, head, meta = load_trained(model_dir)
     clip = dataclasses.replace(clip, name=str(meta.get("base_model", clip.name)))
+    formats = ["onnx", *cfg.formats]
+    if _tensorrt_here():
+        formats.append("tensorrt")  # "and TensorRT where installed"
     options = ExportOptions(
-        formats=tuple(dict.fromkeys(["onnx", *cfg.formats])),
+        formats=tuple(dict.fromkeys(formats)),
         label_set={label: head.prompts.get(label, [label]) for label in head.labels},
         name=cfg.name,
         version=cfg.version,
@@ -59,6 +62,17 @@ def export_trained(
             report = validate_bundle(bundle, clip, load_settings())
         update_manifest(bundle, validation=report)
     return Bundle.load(output)
+
+
+def _tensorrt_here() -> bool:
+    """TensorRT installed and a CUDA device to build the plan on."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def _now() -> int:
