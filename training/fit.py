@@ -83,6 +83,7 @@ class _Run:
         self.image_size = clip.image_size
         self.head0 = zero_shot_head(clip, self.manifest.classes)
         model = classifier(clip, self.head0)
+        del clip  # the text tower is not trained: do not keep it in memory
         if self.t.mode == "linear-probe":
             model.encoder.requires_grad_(False)
         self.num_layers = model.num_layers

@@ -11,12 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from harclip.bundle import Bundle
 from tests.integration.training.conftest import CLASSES, ROOT, subprocess_env
 
-TIMEOUT_S = 600
+TIMEOUT_S = 500
 
 
 def _dvc(project: Path, *args: str) -> str:
@@ -41,6 +42,7 @@ def _params(tiny_model_dir: Path) -> dict[str, object]:
     return params
 
 
+@pytest.mark.timeout(600)  # several fresh processes on 2 shared cores
 def test_dvc_repro_metrics_plots_and_remote(
     tiny_model_dir: Path, sample_data: Path, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from harclip.model.load import load_clip
 from tests.integration.training.conftest import (
@@ -45,6 +46,7 @@ def _first_checkpoint(proc: subprocess.Popen[bytes], folder: Path) -> None:
     raise AssertionError(f"no checkpoint within {TIMEOUT_S:g} s")
 
 
+@pytest.mark.timeout(600)  # several fresh processes on 2 shared cores
 def test_killed_run_resumes_and_matches_an_uninterrupted_one(
     tiny_model_dir: Path, sample_data: Path, tmp_path: Path
 ) -> None:

@@ -5,8 +5,10 @@ leaves a sharded checkpoint, and resumes from it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 import torch
 
 from harclip.head import Head
@@ -47,20 +49,35 @@ def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-def test_ddp_and_fsdp_match_one_process(
-    tiny_model_dir: Path, sample_data: Path, tmp_path: Path
-) -> None:
-    single = tmp_path / "single"
+@pytest.fixture(scope="module")
+def reference(
+    tiny_model_dir: Path, sample_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """Weights and losses of one process."""
+    single = tmp_path_factory.mktemp("strategies") / "single"
     run_cli(_args(tiny_model_dir, sample_data, single))
-    ref_w, ref_loss = _weights(single / "model"), _losses(single / "model")
+    return _weights(single / "model"), _losses(single / "model")
 
-    ddp = tmp_path / "ddp"
-    torchrun(2, _args(tiny_model_dir, sample_data, ddp, "--strategy", "ddp"))
-    assert _max_diff(_weights(ddp / "model"), ref_w) <= WEIGHT_TOL
-    assert (
-        max(abs(a - b) for a, b in zip(_losses(ddp / "model"), ref_loss, strict=True)) <= LOSS_TOL
-    )
 
+def _assert_matches(folder: Path, reference: tuple[dict[str, torch.Tensor], list[float]]) -> None:
+    ref_w, ref_loss = reference
+    assert _max_diff(_weights(folder), ref_w) <= WEIGHT_TOL
+    losses = _losses(folder)
+    assert max(abs(a - b) for a, b in zip(losses, ref_loss, strict=True)) <= LOSS_TOL
+
+
+@pytest.mark.timeout(600)  # 2 processes + the launcher on 2 shared cores
+def test_ddp_matches_one_process(
+    tiny_model_dir: Path, sample_data: Path, tmp_path: Path, reference: Any
+) -> None:
+    torchrun(2, _args(tiny_model_dir, sample_data, tmp_path / "ddp", "--strategy", "ddp"))
+    _assert_matches(tmp_path / "ddp" / "model", reference)
+
+
+@pytest.mark.timeout(600)
+def test_fsdp_matches_one_process_and_resumes_a_sharded_checkpoint(
+    tiny_model_dir: Path, sample_data: Path, tmp_path: Path, reference: Any
+) -> None:
     fsdp = tmp_path / "fsdp"
     sharded = ["--strategy", "fsdp", "--set", "train.fsdp_state_dict=sharded"]
     torchrun(2, _args(tiny_model_dir, sample_data, fsdp, *sharded, "--max-steps", "1"))
@@ -69,7 +86,4 @@ def test_ddp_and_fsdp_match_one_process(
     torchrun(2, _args(tiny_model_dir, sample_data, fsdp, *sharded))
     meta = orjson.loads((fsdp / "model" / "training.json").read_bytes())
     assert meta["strategy"] == "fsdp" and meta["world"] == 2 and meta["resumed_at"] == [1]
-    assert _max_diff(_weights(fsdp / "model"), ref_w) <= WEIGHT_TOL
-    assert (
-        max(abs(a - b) for a, b in zip(_losses(fsdp / "model"), ref_loss, strict=True)) <= LOSS_TOL
-    )
+    _assert_matches(fsdp / "model", reference)
