@@ -42,6 +42,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--vit-batch", type=int, default=8, help="global batch, ViT-B/32")
     p.add_argument("--small-batch", type=int, default=64, help="global batch, cpu-small")
     p.add_argument("--archs", nargs="+", default=["cpu-small", "vit-b-32"])
+    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--arch", default="cpu-small", help=argparse.SUPPRESS)
     p.add_argument("--strategy", default="single", help=argparse.SUPPRESS)
@@ -55,7 +56,11 @@ def _rss_bytes() -> int:
 
 
 def _reset_peak_rss() -> None:
-    """Reset the kernel's resident high-water mark (VmHWM) to the current resident set."""
+    """Hand freed heap memory back to the kernel, then reset its resident high-water mark
+    (VmHWM) to the current resident set."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
 
@@ -158,7 +163,9 @@ def _run(arch: str, strategy: str, batch: int, steps: int, model_dir: Path) -> d
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node=2", *me]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # glibc: large blocks always mmap'ed, so freed tensors leave the resident set at once and the
+    # peak resident set follows the live tensors (else the heap keeps what FSDP freed)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MALLOC_MMAP_THRESHOLD_="65536")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{arch}/{strategy} failed:\n{proc.stderr[-3000:]}")
@@ -180,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     batches = {"cpu-small": args.small_batch, "vit-b-32": args.vit_batch}
     for arch in args.archs:
         batch = batches[arch]
-        for strategy in STRATEGIES:
+        for strategy in args.strategies:
             rows.append(_run(arch, strategy, batch, args.steps, args.model_dir))
             r = rows[-1]
             print(f"  {arch:<9} {strategy:<6} done: {r['img_per_s']:.1f} img/s", file=sys.stderr)
