@@ -34,7 +34,7 @@ venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
 	@[ -x $(PYTHON) ] || uv venv --python 3.11 $(VENV)
-	uv pip install --python $(PYTHON) -r requirements.lock -e .
+	uv pip install --python $(PYTHON) --compile-bytecode -r requirements.lock -e .
 	@touch $@
 
 ## Debian's redis-server, installed once if missing.

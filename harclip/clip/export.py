@@ -214,7 +214,7 @@ def export_image_onnx(clip: LoadedClip, path: Path, opset: int = OPSET) -> None:
 
     from harclip.clip.wrappers import ImageEncoder
 
-    module = ImageEncoder(clip.model, clip.mean, clip.std).eval()
+    module = ImageEncoder(clip.model, clip.mean, clip.std, clip.image_size).eval()
     s = clip.image_size
     example = torch.zeros((2, s, s, 3), dtype=torch.uint8)
     # The TorchScript-based exporter: fast, and the dynamo one (torch 2.15) names an internal
@@ -270,7 +270,7 @@ def export_torchscript(clip: LoadedClip, path: Path) -> None:
 
     from harclip.clip.wrappers import ImageEncoder
 
-    module = ImageEncoder(clip.model, clip.mean, clip.std).eval()
+    module = ImageEncoder(clip.model, clip.mean, clip.std, clip.image_size).eval()
     s = clip.image_size
     example = torch.zeros((2, s, s, 3), dtype=torch.uint8)
     with _quiet(), torch.no_grad():

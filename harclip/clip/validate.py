@@ -64,7 +64,7 @@ def pytorch_embed(clip: LoadedClip) -> Callable[[np.ndarray], np.ndarray]:
 
     from harclip.clip.wrappers import ImageEncoder
 
-    module = ImageEncoder(clip.model, clip.mean, clip.std).eval()
+    module = ImageEncoder(clip.model, clip.mean, clip.std, clip.image_size).eval()
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -39,11 +39,19 @@ class TorchEngine(TorchModuleEngine):
         self.dtype = dtype
         self.label = f"torch/{dtype}/{device}"
         torch = self._torch
-        self._module = _load(torch, hf_dir, mean, std, getattr(torch, _DTYPES[dtype]), device)
+        self._module = _load(
+            torch, hf_dir, mean, std, getattr(torch, _DTYPES[dtype]), device, image_size
+        )
 
 
 def _load(
-    torch: Any, hf_dir: Path, mean: Sequence[float], std: Sequence[float], dtype: Any, device: str
+    torch: Any,
+    hf_dir: Path,
+    mean: Sequence[float],
+    std: Sequence[float],
+    dtype: Any,
+    device: str,
+    image_size: int,
 ) -> Any:
     """The image tower wrapped to take uint8 NHWC pixels, as the exported graphs do."""
     try:
@@ -59,5 +67,5 @@ def _load(
         clip = CLIPModel.from_pretrained(str(hf_dir), dtype=dtype)
     except (OSError, ValueError) as e:
         raise ModelError(f"torch: cannot load the CLIP in {hf_dir}: {e}") from None
-    module = ImageEncoder(clip, mean=mean, std=std)
+    module = ImageEncoder(clip, mean=mean, std=std, input_size=image_size)
     return module.to(device).eval()

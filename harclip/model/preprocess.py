@@ -46,6 +46,18 @@ def decode_image(
     return _resize_crop(bgr, size, out, bgr=True)
 
 
+def decode_rgb(data: bytes, *, max_pixels: int, min_side: int | None = None) -> np.ndarray:
+    """One encoded image → uint8 [H, W, 3] RGB at its own size, with the checks of
+    `decode_image` (training crops and augments it before `resize_crop`-like resizing).
+
+    With `min_side`, a JPEG much larger than that is decoded at 1/2, 1/4 or 1/8 scale, keeping
+    its shortest side at least `min_side` pixels.
+    """
+    header = check_header(data, max_pixels=max_pixels)
+    bgr = _decode_bgr(data, header, min_side if min_side is not None else 1 << 30)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def resize_crop(
     image: np.ndarray, size: int, *, out: np.ndarray | None = None, bgr: bool = False
 ) -> np.ndarray:
