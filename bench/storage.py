@@ -109,7 +109,8 @@ async def store_bytes(s: Settings) -> tuple[int, int]:
 
 
 async def stored(s: Settings, space: EmbeddingSpace) -> list[dict[str, Any]]:
-    """Every document of `space` with its embedding (if any), in capture order per stream."""
+    """Every document of `space` with its embedding (if any, as a unit float32 vector), in
+    capture order per stream."""
     es = make_es(s.elasticsearch)
     docs: list[dict[str, Any]] = []
     try:
@@ -121,7 +122,12 @@ async def stored(s: Settings, space: EmbeddingSpace) -> list[dict[str, Any]]:
                 search_after=after, source={"exclude_vectors": False},
             )  # fmt: skip
             hits = resp["hits"]["hits"]
-            docs += [h["_source"] for h in hits]
+            for h in hits:  # stored as int8: back to unit float vectors (cosine = dot product)
+                doc = h["_source"]
+                if EMBEDDING in doc:
+                    v = np.asarray(doc[EMBEDDING], np.float32)
+                    doc[EMBEDDING] = v / max(float(np.linalg.norm(v)), 1e-12)
+                docs.append(doc)
             if len(hits) < 1000:
                 return docs
             after = hits[-1]["sort"]

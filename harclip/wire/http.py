@@ -1,122 +1,14 @@
-"""What crosses HTTP and WebSockets between the API and its clients: one pydantic model per body
-and per message, declared by `api/` as response models and returned by `harclip.client`.
-
-A new endpoint adds its response (and request) model here, a route in `api/` that declares it,
-one builder in `harclip/client/_requests.py` and one line in each client face.
-
-WebSocket messages carry a `type`; `ServerMessage` is their discriminated union (read it with
-`parse_server_message`). Errors, over HTTP or a WebSocket, always carry an `ErrorDetail`
-(`code` for programs, `message` for people); WebSocket errors also carry the HTTP-like
-`status` the same failure would get over HTTP, so a client never guesses it from the code.
-"""
+"""HTTP request and response bodies of the API."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from harclip.errors import HarclipError
+from harclip.events import Event
 from harclip.messages import LabelScore, ModelRef, Prediction
-
-__all__ = [
-    "Ack",
-    "ApiError",
-    "Dropped",
-    "EntryId",
-    "ErrorBody",
-    "ErrorDetail",
-    "ErrorMessage",
-    "Health",
-    "Heartbeat",
-    "LabelScore",
-    "LabelSet",
-    "LabelSetRequest",
-    "ModelRef",
-    "PredictLatency",
-    "PredictManyResponse",
-    "PredictRequest",
-    "PredictResponse",
-    "Prediction",
-    "PredictionMessage",
-    "PredictionPage",
-    "Readiness",
-    "Resume",
-    "SearchHit",
-    "SearchResponse",
-    "ServerMessage",
-    "ServiceInfo",
-    "StreamInfo",
-    "StreamList",
-    "Subscribed",
-    "parse_server_message",
-]
-
-_MODEL_EXAMPLE: dict[str, Any] = {"name": "clip-vit-b-32-har", "version": "1", "head_version": 3}
-
-# A Redis Stream entry id ("<ms>-<seq>", or "<ms>"): a resume position of a subscription. ASCII
-# digits only: `\d` would also take other scripts' digits, which Redis refuses.
-EntryId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}(-[0-9]{1,20})?$", max_length=41)]
-
-
-class WireModel(BaseModel):
-    """Base of every wire type: immutable. Unknown fields are ignored, so a client keeps reading
-    a newer server that added some."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    def to_json(self) -> str:
-        """The JSON text sent on the wire (field aliases such as Prediction's `schema` applied)."""
-        return self.model_dump_json(by_alias=True)
-
-
-class _Request(WireModel):
-    """A body a client sends: unknown fields are refused (422), so a typo is not ignored."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-class ErrorDetail(WireModel):
-    code: str = Field(examples=["invalid_image"])
-    message: str = Field(examples=["image: not a JPEG, PNG, WebP, BMP or GIF image"])
-
-
-class ErrorBody(WireModel):
-    """Every HTTP error answer: a stable machine `code` and a message for people."""
-
-    error: ErrorDetail
-
-
-class ApiError(HarclipError):
-    """An expected failure of an API call, with its HTTP `status`, machine `code`, `message` for
-    people and the response `headers` to send (e.g. Retry-After). The API raises it to answer;
-    the client raises it (as a subclass by status, see `harclip.client.errors`) when answered."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-
-    @property
-    def detail(self) -> ErrorDetail:
-        return ErrorDetail(code=self.code, message=self.message)
-
-    def body(self) -> ErrorBody:
-        """The HTTP answer's body."""
-        return ErrorBody(error=self.detail)
-
-    def message_for_ws(self, seq: int | None = None) -> ErrorMessage:
-        """The same failure as a WebSocket `error` message (`seq`: the ingest frame it is about)."""
-        return ErrorMessage(status=self.status, error=self.detail, seq=seq)
-
+from harclip.wire.base import _MODEL_EXAMPLE, WireModel, _Request
 
 # ----------------------------------------------------------------------------- predict
 
@@ -248,6 +140,25 @@ class PredictionPage(WireModel):
     next: str | None = Field(None, description="cursor of the next page, or null at the end")
 
 
+class EventPage(WireModel):
+    """A page of events, newest first; pass `next` as `cursor` for the following page."""
+
+    items: list[Event]
+    next: str | None = Field(None, description="cursor of the next page, or null at the end")
+
+
+class RulesDoc(WireModel):
+    """The alert rules of the events app in force on `harclip.control` (the newest valid record;
+    none published: the app's rules file applies, which the API does not see)."""
+
+    rules: list[dict[str, Any]] = Field(
+        examples=[[{"name": "fight", "label": "fighting", "min_score": 0.6, "for_seconds": 2,
+                    "streams": ["*"], "severity": "critical", "cooldown_seconds": 60}]]
+    )  # fmt: skip
+    updated_at: int | None = Field(None, description="when they were published, ms since epoch")
+    published: bool = Field(description="false: nothing on harclip.control yet")
+
+
 class SearchHit(WireModel):
     """A keyframe whose embedding is near the query's, and the frames it stands for (itself and
     the following frames of its stream that were close enough to keep no embedding of their own).
@@ -307,80 +218,3 @@ class LabelSetRequest(_Request):
             ]
         },
     )
-
-
-# ----------------------------------------------------------------------------- WebSockets
-
-
-class Subscribed(WireModel):
-    """First message of a subscription: the position read from, per stream."""
-
-    type: Literal["subscribed"] = "subscribed"
-    positions: dict[str, str]
-
-
-class PredictionMessage(WireModel):
-    """A live prediction; `id` is its entry id, the position to resume after."""
-
-    type: Literal["prediction"] = "prediction"
-    stream_id: str
-    id: str
-    prediction: Prediction
-
-
-class Heartbeat(WireModel):
-    """Sent after a quiet `HARCLIP_API__WS_HEARTBEAT_S`; `at` in ms since epoch."""
-
-    type: Literal["heartbeat"] = "heartbeat"
-    at: int
-
-
-class Dropped(WireModel):
-    """The client read too slowly: `count` predictions dropped since the last report, `total` on
-    this connection."""
-
-    type: Literal["dropped"] = "dropped"
-    count: int
-    total: int
-    message: str = ""
-
-
-class Ack(WireModel):
-    """An ingested frame is in Kafka."""
-
-    type: Literal["ack"] = "ack"
-    frame_id: str
-    seq: int
-
-
-class ErrorMessage(WireModel):
-    """A failure on a WebSocket; `status` is what HTTP would have answered, `seq` the ingest
-    frame it is about (None when it is about the connection)."""
-
-    type: Literal["error"] = "error"
-    status: int
-    error: ErrorDetail
-    seq: int | None = None
-
-    def exception(self) -> ApiError:
-        return ApiError(self.status, self.error.code, self.error.message)
-
-
-ServerMessage = Annotated[
-    Subscribed | PredictionMessage | Heartbeat | Dropped | Ack | ErrorMessage,
-    Field(discriminator="type"),
-]
-_SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
-
-
-def parse_server_message(raw: str | bytes) -> ServerMessage:
-    """One server -> client WebSocket message; pydantic's ValidationError if it is not one."""
-    return _SERVER_MESSAGE.validate_json(raw)
-
-
-class Resume(_Request):
-    """Client -> server on a subscription: read from after `after` from now on (one entry id, or
-    one per stream on the all-streams socket)."""
-
-    type: Literal["resume"] = "resume"
-    after: EntryId | dict[str, EntryId] = "0-0"
