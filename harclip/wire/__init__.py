@@ -19,6 +19,7 @@ from harclip.wire.base import (
     ErrorBody,
     ErrorDetail,
     ErrorMessage,
+    WireModel,
 )
 from harclip.wire.http import (
     EventPage,
@@ -85,5 +86,6 @@ __all__ = [
     "StreamInfo",
     "StreamList",
     "Subscribed",
+    "WireModel",
     "parse_server_message",
 ]
