@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from harclip import DECODER_MAX_PIXELS
@@ -300,6 +308,36 @@ class StreamSettings(_Section):
     )
 
 
+class UiSettings(_Section):
+    """The Streamlit live view (`ui/`): where the API is, and what else it reads."""
+
+    api_url: str = Field("http://127.0.0.1:8000", description="the harclip API the UI calls")
+    api_key: SecretStr | None = Field(
+        None, description="sent as X-API-Key; writes (labels, rules, webcam ingest) need admin"
+    )
+    timeout_s: float = Field(10.0, gt=0, description="per API request, seconds")
+    port: int = Field(8501, ge=1, le=65535, description="`python -m ui` serves here")
+    refresh_s: float = Field(1.0, ge=0.2, description="live views refresh this often, seconds")
+    worker_metrics_url: str = Field(
+        "http://127.0.0.1:9300/metrics", description="an inference worker's Prometheus metrics"
+    )
+    events_metrics_url: str = Field(
+        "http://127.0.0.1:9310/metrics", description="the events app's Prometheus metrics"
+    )
+    report: Path | None = Field(
+        None,
+        description="a training report folder (metrics.json) or a bundle folder (manifest.json "
+        "metrics) shown on the Performance page",
+    )
+
+    @field_validator("api_url", "worker_metrics_url", "events_metrics_url")
+    @classmethod
+    def _check_http(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("http", "https"):
+            raise ValueError(f"expected http(s)://host:port, got {v!r}")
+        return v
+
+
 class ServicesSettings(_Section):
     """The local Kafka / Redis / Elasticsearch that `harclip services up` runs (tests, demo)."""
 
@@ -340,6 +378,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     metrics: MetricsSettings = MetricsSettings()
     stream: StreamSettings = StreamSettings()
+    ui: UiSettings = UiSettings()
     services: ServicesSettings = ServicesSettings()
     sample_data: Path | None = Field(None, description="HARCLIP_SAMPLE_DATA: shared/data folder")
     log_format: Literal["ecs", "text"] = "text"

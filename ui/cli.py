@@ -1,0 +1,53 @@
+"""`python -m ui`: `streamlit run ui/app.py` on `HARCLIP_UI__PORT` (8501), headless, from the
+repository root, printing the URL to open."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harclip.config import load_settings
+from harclip.errors import HarclipError
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "ui" / "app.py"
+
+
+def streamlit_command(port: int, host: str) -> list[str]:
+    """The `streamlit run` command line of the UI (no browser opened, no usage statistics)."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ui", description=__doc__)
+    ap.add_argument("--port", type=int, help="default HARCLIP_UI__PORT (8501)")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    args = ap.parse_args(argv)
+    try:
+        s = load_settings()
+    except HarclipError as e:
+        print(f"ui: {e}", file=sys.stderr)
+        return 2
+    port = args.port or s.ui.port
+    print(f"harclip UI: http://{args.host}:{port}  (API {s.ui.api_url})", flush=True)
+    try:
+        return subprocess.call(streamlit_command(port, args.host), cwd=ROOT)
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,143 @@
+"""One stream: a larger latest frame with its prediction, the current smoothed action, a Gantt
+timeline of action segments (from the events app, else runs of the raw top label), and the score
+history of the top labels (from the history in Elasticsearch)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from harclip.client import NotFound
+from harclip.errors import HarclipError
+from harclip.events import Event, StreamAction, StreamStats
+from harclip.messages import Prediction
+from harclip.wire import EventPage, PredictionPage
+from ui import charts, conn, frames, text, timeline
+
+_HISTORY = 300  # predictions read for the charts
+
+
+def _pick() -> str | None:
+    listed = conn.call(conn.client().streams, limit=1000, what="streams")
+    ids = [x.stream_id for x in listed.streams] if listed else []
+    wanted = st.query_params.get("stream")
+    if wanted and wanted not in ids:
+        ids.insert(0, wanted)
+    if not ids:
+        st.info("No streams yet: see the Live streams page.")
+        return None
+    chosen = st.selectbox("stream", ids, index=ids.index(wanted) if wanted in ids else 0)
+    if chosen != wanted:
+        st.query_params["stream"] = chosen
+    return chosen
+
+
+def _now_panel(sid: str) -> Prediction | None:
+    c = conn.client()
+    left, right = st.columns([3, 2])
+    latest: Prediction | None = None
+    try:
+        latest = c.latest(sid)
+    except NotFound:
+        right.info("No prediction for this stream yet.")
+    except (HarclipError, ValueError) as e:  # shown to the user, never a traceback
+        right.error(f"latest: {conn.describe(e)}")
+    try:
+        frame = c.frame(sid)
+        left.image(frame, width="stretch", caption="latest frame")
+        if latest is not None:
+            frames.store().put(latest.frame_id, frame)
+    except NotFound:
+        left.caption("no recent frame (frames expire after a minute without new ones)")
+    except (HarclipError, ValueError) as e:  # shown to the user, never a traceback
+        left.error(f"frame: {conn.describe(e)}")
+    if latest is not None:
+        with right:
+            st.metric("label", latest.label, f"score {latest.score:.3f}", delta_color="off")
+            st.altair_chart(charts.topk_bars(latest.top_k), width="stretch")
+            lat = latest.latency_ms
+            st.caption(
+                f"seq {latest.seq} · captured {text.when(latest.captured_at)} UTC · latency "
+                f"queue {lat.queue:.0f} / infer {lat.infer:.0f} / total {lat.total:.0f} ms · "
+                f"model {latest.model.name} {latest.model.version} head "
+                f"v{latest.model.head_version} engine {latest.model.engine or '?'}"
+            )
+    return latest
+
+
+def _action(sid: str, latest: Prediction | None) -> StreamAction | None:
+    got = conn.optional("stream_action", sid)
+    if got.missing:
+        st.caption(conn.EVENTS_MISSING)
+        return None
+    a = got.value if isinstance(got.value, StreamAction) else None
+    if got.error:
+        st.warning(f"current action: {got.error}")
+    elif a is None:
+        st.caption("The events app has not reported on this stream yet.")
+    elif a.state == "down":
+        st.markdown(f"current action: **down** since {text.when(a.since)} UTC")
+    elif a.label is not None and a.since is not None:
+        until = latest.captured_at if latest else text.now_ms()
+        st.markdown(
+            f"current action: **{a.label}** for {text.duration(until - a.since)} "
+            f"(smoothed score {a.score or 0:.2f})"
+        )
+    stats = conn.optional("stream_stats", sid).value
+    if isinstance(stats, StreamStats) and stats.hour.seconds:
+        secs = ", ".join(
+            f"{k} {text.duration(v * 1000)}"
+            for k, v in sorted(stats.hour.seconds.items(), key=lambda kv: -kv[1])
+        )
+        st.caption(f"last hour: {secs}")
+    return a
+
+
+def _timeline(
+    sid: str, action: StreamAction | None, history: list[Prediction], latest: Prediction | None
+) -> None:
+    st.subheader("Action segments")
+    got = conn.optional("events", stream_id=sid, size=500)
+    page = got.value if isinstance(got.value, EventPage) else None
+    events: list[Event] = list(page.items) if page else []
+    newest = latest or (history[0] if history else None)  # history is newest first
+    until = newest.captured_at if newest is not None else text.now_ms()
+    segs = timeline.from_events(events, action, until) if events else []
+    if not segs and history:
+        segs = timeline.from_predictions(history)
+        st.caption("Runs of the raw top label (no segments from the events app for this stream).")
+    if not segs:
+        st.info("No segments yet.")
+        return
+    st.altair_chart(charts.gantt(segs), width="stretch")
+
+
+def _scores(history: list[Prediction]) -> None:
+    st.subheader("Score history of the top labels")
+    rows = timeline.score_rows(history)
+    if not rows:
+        st.info("No history yet (predictions reach Elasticsearch a second or so after Redis).")
+        return
+    st.altair_chart(charts.score_lines(rows), width="stretch")
+
+
+def render() -> None:
+    conn.require_api()
+    st.title("Stream")
+    sid = _pick()
+    if sid is None:
+        return
+    live = st.toggle("refresh live", value=True, key="stream-live")
+
+    @st.fragment(run_every=conn.settings().refresh_s * 2 if live else None)
+    def body() -> None:
+        latest = _now_panel(sid)
+        action = _action(sid, latest)
+        page = conn.call(conn.client().history, sid, size=_HISTORY, what="history")
+        history = list(page.items) if isinstance(page, PredictionPage) else []
+        _timeline(sid, action, history, latest)
+        _scores(history)
+
+    body()
+
+
+render()
