@@ -49,7 +49,11 @@ def key_source() -> str:
     return "HARCLIP_UI__API_KEY" if settings().api_key is not None else "none"
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
+def _close(c: Client) -> None:
+    c.close()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, on_release=_close)
 def _client(url: str, key: str | None, timeout_s: float) -> Client:
     return Client(url, key, timeout_s=timeout_s)
 

@@ -1,0 +1,170 @@
+"""The UI against a real system: the API and an inference worker as child processes (as
+`python -m api` and `python -m consumers` run in production) over the real Kafka, Redis and
+Elasticsearch with names unique to this session, and sample photos ingested and predicted.
+
+Started once for every UI test (AppTest pages and the browser), since starting a worker and the
+API takes most of a UI test's time; each test uses stream ids of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+
+from harclip.client import Client, NotFound, ServerError
+from harclip.config import Settings
+from tests.integration.api.conftest import ADMIN_KEY, api_env
+from tests.integration.conftest import LogWatch, _cleanup
+
+ROOT = Path(__file__).resolve().parents[3]
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout_s: float = 120.0) -> T:
+    """Poll `check` until it returns something other than None (or False); its value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:g} s: {what}")
+        time.sleep(0.2)  # polling a condition, not waiting for time to pass
+
+
+def _http_ok(url: str) -> bool | None:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200 or None
+    except httpx.HTTPError:
+        return None
+
+
+def _scoped(settings: Settings, suffix: str) -> Settings:
+    """`settings` with topics, group, indices and Redis keys unique to `suffix` (as the
+    integration tests' `unique` fixture, for a whole session)."""
+    k, r, e = settings.kafka, settings.redis, settings.elasticsearch
+    return settings.model_copy(
+        update={
+            "kafka": k.model_copy(
+                update={
+                    "topics": k.topics.with_prefix(f"test-{suffix}."),
+                    "group_id": f"{k.group_id}-{suffix}",
+                    "client_id": f"{k.client_id}-{suffix}",
+                }
+            ),
+            "redis": r.model_copy(update={"key_prefix": f"{r.key_prefix}-{suffix}"}),
+            "elasticsearch": e.model_copy(
+                update={
+                    "predictions_index": f"{e.predictions_index}-{suffix}",
+                    "events_index": f"{e.events_index}-{suffix}",
+                    "logs_index": f"{e.logs_index}-{suffix}",
+                }
+            ),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class System:
+    """The running system the UI is pointed at."""
+
+    api_url: str
+    worker_metrics_url: str
+    settings: Settings
+    photos: list[Path]
+
+    def client(self) -> Client:
+        return Client(self.api_url, ADMIN_KEY)
+
+    def ui_env(self) -> dict[str, str]:
+        """HARCLIP_UI__* for a UI on this system (with the admin key)."""
+        return {
+            "HARCLIP_UI__API_URL": self.api_url,
+            "HARCLIP_UI__API_KEY": ADMIN_KEY,
+            "HARCLIP_UI__WORKER_METRICS_URL": self.worker_metrics_url,
+            "HARCLIP_UI__EVENTS_METRICS_URL": "http://127.0.0.1:9/metrics",  # none in tests
+        }
+
+    def ingest(self, stream_id: str, photos: list[Path]) -> list[str]:
+        """Send `photos` to `stream_id` and wait until the worker predicted each of them into
+        Redis and Elasticsearch; their frame ids."""
+        with self.client() as c:
+            ids = [a.frame_id for a in c.ingest(stream_id, [p.read_bytes() for p in photos])]
+
+            def indexed() -> bool:
+                try:  # the index may be new: its shards answer 503 for a moment
+                    page = c.history(stream_id, size=len(ids) + 50)
+                except ServerError:
+                    return False
+                return {p.frame_id for p in page.items} >= set(ids)
+
+            def latest() -> bool:
+                try:
+                    return c.latest(stream_id).frame_id == ids[-1]
+                except NotFound:
+                    return False
+
+            wait_for(f"{len(ids)} predictions of {stream_id} in history", indexed)
+            wait_for(f"latest of {stream_id}", latest)
+        return ids
+
+
+def _stop(proc: subprocess.Popen[str] | LogWatch) -> None:
+    if isinstance(proc, LogWatch):
+        proc.stop()
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def ui_system(settings: Settings, tiny_bundle: Path, sample_photos: list[Path]) -> Iterator[System]:
+    suffix = uuid.uuid4().hex[:10]
+    s = _scoped(settings, suffix)
+    # The engine is not the subject here: the plain ONNX engine skips per-start validation.
+    env = {**os.environ, **api_env(s), "HARCLIP_MODEL__ENGINE": "onnx"}
+    api_port, metrics_port = free_port(), free_port()
+    worker = LogWatch(
+        [sys.executable, "-m", "consumers", "--bundle", str(tiny_bundle)],
+        cwd=ROOT, env={**env, "HARCLIP_METRICS__PORT": str(metrics_port)},
+    )  # fmt: skip
+    api = LogWatch(
+        [sys.executable, "-m", "api", "--bundle", str(tiny_bundle), "--port", str(api_port)],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    system = System(
+        api_url=f"http://127.0.0.1:{api_port}",
+        worker_metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        settings=s,
+        photos=sample_photos[::60],  # one of each class
+    )
+    try:
+        wait_for("the API is ready", lambda: _http_ok(f"{system.api_url}/ready"))
+        wait_for("the worker is ready", lambda: _http_ok(system.worker_metrics_url[:-8] + "/ready"))
+        system.ingest("ui-seed", system.photos)
+        yield system
+    finally:
+        for p in (api, worker):
+            _stop(p)
+        _cleanup(settings, suffix)

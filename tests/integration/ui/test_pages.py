@@ -1,0 +1,236 @@
+"""Every page of the UI run by Streamlit's AppTest against the real API and worker: what each
+shows comes from the system (streams, predictions, history, labels, metrics), and an API error or
+an unreachable API is a message on the page, never an exception."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.integration.ui.conftest import ROOT, System, free_port, wait_for
+
+Open = Callable[..., AppTest]
+_TIMEOUT_S = 90  # one page run on a busy 2-core machine
+
+
+def _clear_caches() -> None:
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def open_page(ui_system: System, monkeypatch: pytest.MonkeyPatch) -> Iterator[Open]:
+    """`open_page("predict.py", stream="x")` runs the app on that page (query params as
+    keywords) with the UI pointed at the test system; the run raised nothing."""
+    for k, v in ui_system.ui_env().items():
+        monkeypatch.setenv(k, v)
+    _clear_caches()
+
+    def run(page: str | None = None, **query: str) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=_TIMEOUT_S)
+        at.query_params.update(query)
+        at.run()
+        if page is not None:
+            at.switch_page(f"views/{page}").run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    yield run
+    _clear_caches()
+
+
+def _markdown(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def _captions(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def _charts(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+def test_live_grid_shows_each_stream_with_its_latest_prediction(
+    open_page: Open, ui_system: System
+) -> None:
+    at = open_page()  # the default page
+    assert at.title[0].value == "Live streams"
+    with ui_system.client() as c:
+        latest = c.latest("ui-seed")
+    text = _markdown(at)
+    assert "**ui-seed**" in text
+    assert f"### {latest.label} `{latest.score:.2f}`" in text
+    assert f"seq {latest.seq}" in _captions(at)
+    assert len(at.image) >= 1  # the latest frame
+    assert not at.error
+
+
+def test_stream_page_shows_frame_prediction_segments_and_scores(
+    open_page: Open, ui_system: System
+) -> None:
+    at = open_page("stream.py", stream="ui-seed")
+    assert at.selectbox[0].value == "ui-seed"
+    with ui_system.client() as c:
+        latest = c.latest("ui-seed")
+    assert at.metric[0].value == latest.label
+    # top-k bars, the Gantt of segments and the score history
+    assert _charts(at) == 3
+    assert [h.value for h in at.subheader] == [
+        "Action segments",
+        "Score history of the top labels",
+    ]
+    assert not at.error
+
+
+def test_predict_shows_each_file_and_the_error_of_a_corrupt_one(
+    open_page: Open, ui_system: System
+) -> None:
+    at = open_page("predict.py")
+    photos = ui_system.photos[:2]
+    files = [(p.name, p.read_bytes(), "image/jpeg") for p in photos]
+    files.insert(1, ("broken.jpg", b"\xff\xd8\xff not really a jpeg", "image/jpeg"))
+    at.file_uploader[0].set_value(files)
+    at.run()
+    assert not at.exception
+    with ui_system.client() as c:
+        expected = [c.predict_from_image_path(p, top_k=5) for p in photos]
+    text = _markdown(at)
+    for p, r in zip(photos, expected, strict=True):
+        assert f"**{p.name}**" in text
+        assert f"### {r.label} `{r.score:.3f}`" in text
+    assert len(at.error) == 1 and at.error[0].value.startswith("broken.jpg: ")
+    assert "invalid_image" in at.error[0].value or "unsupported" in at.error[0].value
+    assert "engine onnx" in _captions(at) and "head v" in _captions(at)
+
+
+def test_webcam_photo_goes_through_ingest_and_its_prediction_shows(
+    open_page: Open, ui_system: System
+) -> None:
+    stream = f"ui-webcam-{uuid.uuid4().hex[:6]}"
+    at = open_page("webcam.py")
+    at.text_input(key="webcam-stream").set_value(stream)
+    at.run()
+    photo = ui_system.photos[3]
+    at.camera_input[0].set_value(("shot.jpg", photo.read_bytes(), "image/jpeg"))
+    at.run()
+    assert not at.exception and not at.error
+    sent = at.success[0].value
+    assert sent.startswith(f"sent to `{stream}`: frame ")
+    frame_id = sent.split("frame ")[1].split(" ")[0]
+    with ui_system.client() as c:
+        wait_for("the webcam frame's prediction", lambda: c.latest(stream).frame_id == frame_id)
+        latest = c.latest(stream)
+    at.run()
+    assert f"### {latest.label} `{latest.score:.3f}`" in _markdown(at)
+    assert len(at.image) >= 1  # the photo sent, as the prediction's thumbnail
+
+
+def test_search_finds_history_and_similar_frames(open_page: Open, ui_system: System) -> None:
+    at = open_page("search.py")
+    at.text_input(key="search-q").set_value("a photo of a person riding a bike.")
+    at.text_input(key="search-stream").set_value("ui-seed")
+    at.button[0].click()  # the form's Search button
+    at.run()
+    assert not at.exception and not at.error
+    assert any(c.startswith("12 hits for") or " hits for " in c for c in
+               (x.value for x in at.caption))  # fmt: skip
+    assert "· ui-seed" in _markdown(at)
+    similar = [b for b in at.button if b.key and b.key.startswith("hit-0-")]
+    similar[0].click()
+    at.run()
+    assert not at.error
+    assert any(h.value.startswith("Similar to frame ") for h in at.subheader)
+    # the events tab: listed, or said why there are none
+    events_text = "\n".join(x.value for x in at.info) + _captions(at)
+    assert "events" in events_text.lower()
+
+
+def test_labels_page_shows_the_set_and_publishes_a_new_one(
+    open_page: Open, ui_system: System
+) -> None:
+    at = open_page("labels.py")
+    with ui_system.client() as c:
+        before = c.labels()
+    assert f"head v{before.version}" in _captions(at)
+    assert len(at.dataframe) >= 1
+    area = at.text_area[0]
+    assert area.value.splitlines()[0].startswith(before.labels[0])
+    area.set_value(area.value + "\njuggling: a photo of a person juggling balls.")
+    next(b for b in at.button if b.label.startswith("Publish label set")).click()
+    at.run()
+    assert not at.exception and not at.error
+    with ui_system.client() as c:
+        after = c.labels()
+    assert after.version > before.version
+    assert at.success[0].value.startswith(f"published head v{after.version} with ")
+    assert after.labels == [*before.labels, "juggling"]
+    assert after.prompts["juggling"] == ["a photo of a person juggling balls."]
+
+
+def test_a_refused_write_is_a_message_not_a_traceback(open_page: Open) -> None:
+    at = open_page("labels.py")
+    at.session_state["harclip_api_key"] = "hk_not-a-key"  # as the sidebar field sets it
+    at.run()
+    next(b for b in at.button if b.label.startswith("Publish label set")).click()
+    at.run()
+    assert not at.exception
+    assert any("publish labels: " in e.value and "401" in e.value for e in at.error)
+
+
+def test_performance_reads_worker_and_api_metrics(open_page: Open, ui_system: System) -> None:
+    at = open_page("performance.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["predicted"].replace(",", "")) >= len(ui_system.photos)
+    assert "consumer lag" in metrics and "requests/s" in metrics
+    text = _markdown(at)
+    for title in ("queue (capture → batch)", "infer (engine + head)", "end to end"):
+        assert f"**{title}" in text
+    assert "p50" in text and _charts(at) >= 3
+    assert "HARCLIP_UI__REPORT" in _captions(at)
+
+
+def test_performance_shows_a_training_report(
+    open_page: Open, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "metrics.json").write_text(
+        '{"title": "Evaluation on the test split", "n": 4, "accuracy": 0.75, "macro_f1": 0.7,'
+        ' "top5_accuracy": 1.0, "classes": ["a", "b"], "confusion": [[2, 0], [1, 1]],'
+        ' "per_class": {"a": {"recall": 1.0}, "b": {"recall": 0.5}}}'
+    )
+    monkeypatch.setenv("HARCLIP_UI__REPORT", str(tmp_path))
+    at = open_page("performance.py")
+    assert "Evaluation on the test split" in _captions(at)
+    assert {m.label: m.value for m in at.metric}["accuracy"] == "0.750"
+    assert "**Confusion matrix**" in _markdown(at)
+
+
+def test_settings_say_where_the_ui_looks_and_never_show_the_key(
+    open_page: Open, ui_system: System
+) -> None:
+    at = open_page("settings.py")
+    table = at.dataframe[0].value
+    assert ui_system.api_url in set(table["value"])
+    assert "HARCLIP_UI__API_KEY" in set(table["value"])
+    assert at.success[0].value.startswith("reachable: model ")
+    key = ui_system.ui_env()["HARCLIP_UI__API_KEY"]
+    assert key not in table.to_string() and key not in _markdown(at) + _captions(at)
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["live.py", "stream.py", "predict.py", "webcam.py", "search.py", "labels.py", "settings.py"],
+)
+def test_an_unreachable_api_is_a_banner_on_every_page(
+    open_page: Open, monkeypatch: pytest.MonkeyPatch, page: str
+) -> None:
+    monkeypatch.setenv("HARCLIP_UI__API_URL", f"http://127.0.0.1:{free_port()}")
+    _clear_caches()
+    at = open_page(page)
+    assert at.error[0].value.startswith("**API unreachable.**")
+    assert "make demo" in at.error[0].value
