@@ -53,6 +53,7 @@ def _worker(m: prom.Scrape, old: prom.Scrape | None) -> None:
         f"{int(sum(dropped.values())):,}",
         ", ".join(f"{k} {int(v)}" for k, v in dropped.items()) or None,
         delta_color="off",
+        delta_arrow="off",
     )
     d.metric("dead-lettered", f"{int(m.total('harclip_frames_failed_total') or 0):,}")
     e.metric(
@@ -60,6 +61,7 @@ def _worker(m: prom.Scrape, old: prom.Scrape | None) -> None:
         f"{int(sum(lag.values())):,}",
         ", ".join(f"{k}: {int(v)}" for k, v in lag.items()) or None,
         delta_color="off",
+        delta_arrow="off",
     )
     errors = m.by_label("harclip_sink_errors_total", "sink")
     if any(errors.values()):

@@ -52,7 +52,13 @@ def _now_panel(sid: str) -> Prediction | None:
         left.error(f"frame: {conn.describe(e)}")
     if latest is not None:
         with right:
-            st.metric("label", latest.label, f"score {latest.score:.3f}", delta_color="off")
+            st.metric(
+                "label",
+                latest.label,
+                f"score {latest.score:.3f}",
+                delta_color="off",
+                delta_arrow="off",
+            )
             st.altair_chart(charts.topk_bars(latest.top_k), width="stretch")
             lat = latest.latency_ms
             st.caption(

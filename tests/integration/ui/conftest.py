@@ -102,11 +102,24 @@ class System:
             "HARCLIP_UI__EVENTS_METRICS_URL": "http://127.0.0.1:9/metrics",  # none in tests
         }
 
-    def ingest(self, stream_id: str, photos: list[Path]) -> list[str]:
-        """Send `photos` to `stream_id` and wait until the worker predicted each of them into
-        Redis and Elasticsearch; their frame ids."""
+    def ingest(
+        self,
+        stream_id: str,
+        photos: list[Path],
+        before_each: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """Send `photos` to `stream_id` over one ingest connection (`before_each(i)` runs before
+        the i-th is sent) and wait until the worker predicted each of them into Redis and
+        Elasticsearch; their frame ids."""
+
+        def frames() -> Iterator[bytes]:
+            for i, p in enumerate(photos):
+                if before_each is not None:
+                    before_each(i)
+                yield p.read_bytes()
+
         with self.client() as c:
-            ids = [a.frame_id for a in c.ingest(stream_id, [p.read_bytes() for p in photos])]
+            ids = [a.frame_id for a in c.ingest(stream_id, frames())]
 
             def indexed() -> bool:
                 try:  # the index may be new: its shards answer 503 for a moment

@@ -1,0 +1,197 @@
+"""The UI in a real browser: headless Chromium (Debian's `chromium`, driven by Playwright) on
+`streamlit run ui/app.py`, with the real API and worker behind it. Every page opens with real
+content; an uploaded photo's label appears; a search lists hits; a live tile follows frames sent
+to its stream; a webcam photo (Chromium's fake camera) comes back predicted. A screenshot of each
+page goes to state/ui-screenshots/ (git-ignored); the test prints where."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.integration.conftest import LogWatch
+from tests.integration.ui.conftest import ROOT, System, _http_ok, free_port, wait_for
+from ui.cli import streamlit_command
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "state" / "ui-screenshots"
+_WAIT_MS = 60_000  # a page's content on a busy 2-core machine
+
+
+@pytest.fixture(scope="session")
+def ui_url(ui_system: System) -> Iterator[str]:
+    """`streamlit run ui/app.py` on a free port, pointed at the test system."""
+    port = free_port()
+    env = {**os.environ, **ui_system.ui_env()}
+    ui = LogWatch(streamlit_command(port, "127.0.0.1"), cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("streamlit answers", lambda: _http_ok(f"{url}/_stcore/health"))
+        yield url
+    finally:
+        ui.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium (apt)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--use-fake-ui-for-media-stream",
+                  "--use-fake-device-for-media-stream"],
+        )  # fmt: skip
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    # Tall: Streamlit scrolls inside its main block, so a screenshot shows the viewport only.
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    context.grant_permissions(["camera"])
+    p = context.new_page()
+    p.set_default_timeout(_WAIT_MS)
+    yield p
+    context.close()
+
+
+def settle(page: Page) -> None:
+    """Until no script run is in progress, every image has loaded and every chart is drawn."""
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+    page.wait_for_function(
+        "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+        " && Array.from(document.querySelectorAll('.vega-embed'))"
+        "      .every(e => e.querySelector('canvas, svg'))"
+    )
+
+
+def shot(page: Page, name: str) -> Path:
+    settle(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def _open(page: Page, url: str, title: str) -> None:
+    page.goto(url)
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
+    page.wait_for_load_state("networkidle")
+
+
+def _no_failure(page: Page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_text("API unreachable")).to_have_count(0)
+
+
+def test_every_page_opens_with_real_content(page: Page, ui_url: str, ui_system: System) -> None:
+    with ui_system.client() as c:
+        latest = c.latest("ui-seed")
+        labels = c.labels()
+    checks: list[tuple[str, str, str]] = [
+        ("", "Live streams", "ui-seed"),  # the default page, at the root
+        ("stream?stream=ui-seed", "Stream", "Score history of the top labels"),
+        ("predict", "Predict", "Predict URL"),
+        ("webcam", "Webcam", "stream id"),
+        ("search", "Search & events", "Search"),
+        ("labels", "Labels & rules", labels.labels[0]),
+        ("performance", "Performance", "Inference worker"),
+        ("settings", "Settings", "reachable: model"),
+    ]
+    for path, title, content in checks:
+        _open(page, f"{ui_url}/{path}", title)
+        expect(page.get_by_text(content).first).to_be_visible()
+        if path.startswith("stream"):
+            expect(page.get_by_text(latest.label).first).to_be_visible()
+            expect(page.locator(".vega-embed")).to_have_count(3)  # top-k, Gantt, scores
+        if path == "":
+            expect(page.get_by_text(f"seq {latest.seq} ·").first).to_be_visible()
+        if path == "performance":
+            expect(page.locator(".vega-embed").first).to_be_visible()
+        _no_failure(page)
+        shot(page, path.split("?")[0] or "live")
+
+
+def test_an_uploaded_photo_shows_its_label(page: Page, ui_url: str, ui_system: System) -> None:
+    photo = ui_system.photos[5]
+    with ui_system.client() as c:
+        expected = c.predict_from_image_path(photo, top_k=5)
+    _open(page, f"{ui_url}/predict", "Predict")
+    page.locator("input[type=file]").set_input_files(str(photo))
+    expect(page.get_by_text(photo.name)).to_be_visible()
+    result = page.get_by_role("heading", name=f"{expected.label} {expected.score:.3f}")
+    expect(result).to_be_visible()
+    _no_failure(page)
+    shot(page, "predict-result")
+
+
+def _watch(page: Page, ui_url: str, system: System, stream: str, photos: list[Path]) -> None:
+    """Open the Live page on `stream` and send `photos` to it, each once the tile shows the
+    previous one (by its seq): the tile follows without a reload, and the UI keeps each frame's
+    thumbnail."""
+    _open(page, ui_url, "Live streams")
+    page.get_by_label("filter").fill(stream)
+    page.get_by_label("filter").press("Enter")
+    expect(page.get_by_text("No streams yet")).to_be_visible()
+
+    def shown(i: int) -> None:
+        if i:
+            expect(page.get_by_text(f"seq {i - 1} ·")).to_be_visible()
+
+    system.ingest(stream, photos, before_each=shown)
+    expect(page.get_by_text(stream, exact=True)).to_be_visible()
+    expect(page.get_by_text(f"seq {len(photos) - 1} ·")).to_be_visible()
+
+
+def test_a_live_tile_follows_frames_sent_to_its_stream(
+    page: Page, ui_url: str, ui_system: System
+) -> None:
+    _watch(page, ui_url, ui_system, f"ui-live-{uuid.uuid4().hex[:6]}", ui_system.photos[:4])
+    _no_failure(page)
+    shot(page, "live-tile-updated")
+
+
+def test_a_search_lists_hits_with_thumbnails(page: Page, ui_url: str, ui_system: System) -> None:
+    stream = f"ui-find-{uuid.uuid4().hex[:6]}"
+    _watch(page, ui_url, ui_system, stream, ui_system.photos[4:10])
+    _open(page, f"{ui_url}/search", "Search & events")
+    page.get_by_label("text").fill("a photo of a person riding a bike.")
+    page.get_by_label("stream").first.fill(stream)
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("hits for").first).to_be_visible()
+    expect(page.get_by_text(f"· {stream}").first).to_be_visible()
+    main = page.get_by_test_id("stMain")
+    expect(main.locator("img").first).to_be_visible()  # frames this UI saw have pictures
+    page.get_by_role("button", name="similar").first.click()
+    expect(page.get_by_role("heading", name="Similar to frame")).to_be_visible()
+    _no_failure(page)
+    shot(page, "search-results")
+
+
+def test_a_webcam_photo_is_sent_and_predicted(page: Page, ui_url: str, ui_system: System) -> None:
+    stream = f"ui-cam-{uuid.uuid4().hex[:6]}"
+    _open(page, f"{ui_url}/webcam", "Webcam")
+    page.get_by_label("stream id").fill(stream)
+    page.get_by_label("stream id").press("Enter")
+    page.get_by_role("button", name="Take Photo").click()
+    expect(page.get_by_text(f"sent to {stream}")).to_be_visible()
+    expect(page.get_by_text("end to end · head v")).to_be_visible()
+    _no_failure(page)
+    shot(page, "webcam-predicted")
+
+
+def test_chromium_is_debians() -> None:
+    """Playwright's own browser download cannot work offline: the tests use Debian's."""
+    assert shutil.which("chromium") == CHROMIUM
+    out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("Chromium ")
