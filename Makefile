@@ -17,7 +17,7 @@ ifneq ($(HARCLIP_SAMPLE_DATA),)
 export HARCLIP_SAMPLE_DATA
 endif
 
-.PHONY: help venv redis-server services-up services-down services-status test test-unit \
+.PHONY: help venv redis-server chromium ui services-up services-down services-status test test-unit \
         test-integration lint demo clean-state
 
 help:
@@ -25,6 +25,7 @@ help:
 	@echo "make test             venv + lint + services up + pytest tests + stop what it started"
 	@echo "make test-unit        unit tests only (no services)"
 	@echo "make lint             ruff + mypy"
+	@echo "make ui               the Streamlit UI on :8501 (HARCLIP_UI__API_URL, HARCLIP_UI__API_KEY)"
 	@echo "make services-up | services-down | services-status"
 	@echo "make venv             $(VENV) from requirements.lock (no-op when unchanged)"
 
@@ -42,6 +43,12 @@ redis-server:
 	@command -v redis-server >/dev/null || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
+## Debian's chromium for the UI's browser tests (Playwright drives it; it cannot download its own).
+chromium:
+	@command -v chromium >/dev/null || \
+	  { $(SUDO) apt-get update -qq && \
+	    $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+
 services-up: venv redis-server
 	$(HARCLIP) services up
 
@@ -52,14 +59,14 @@ services-status: venv
 	$(HARCLIP) services status
 
 ## Lint, then every test; the services are stopped afterwards only if this run started them.
-test: venv redis-server
+test: venv redis-server chromium
 	@$(MAKE) --no-print-directory lint
 	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests
 
 test-unit: venv
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests/unit
 
-test-integration: venv redis-server
+test-integration: venv redis-server chromium
 	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration
 
 ## ruff (lint + format) and mypy strict on the library and every deployable.
@@ -68,8 +75,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy harclip $(wildcard producers consumers api stream ui training)
 
-## The one-machine demo: services, a worker, a camera producer (webcam, else DEMO_VIDEO or the
-## sample video, else a test pattern) and a live view of the latest predictions from Redis.
+## The Streamlit UI (docs/ui.md) against the API at HARCLIP_UI__API_URL (default :8000).
+ui: venv
+	$(PYTHON) -m ui
+
+## The one-machine demo: services, a worker, the events app, a camera producer (webcam, else
+## DEMO_VIDEO or the sample video, else a test pattern), the API and the UI (it prints their URLs),
+## and a live view of the latest predictions from Redis.
 ## DEMO_SECONDS=30 stops it after 30 s (else Ctrl-C).
 DEMO_SECONDS ?=
 DEMO_VIDEO   ?=

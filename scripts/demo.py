@@ -1,7 +1,7 @@
-"""`make demo`: the streaming pipeline on this machine - a worker, the events app, a camera producer
-and the API against the local services, with a live terminal view of the latest prediction and the
-current (smoothed) action per stream (from Redis). The API runs with API keys on; the demo's
-admin key is made once into state/demo-api-key.
+"""`make demo`: the streaming pipeline on this machine - a worker, the events app, a camera
+producer, the API and the Streamlit UI against the local services, with a live terminal view of
+the latest prediction and the current (smoothed) action per stream (from Redis). The API runs
+with API keys on; the demo's admin key is made once into state/demo-api-key, and the UI uses it.
 
 The camera is the webcam if /dev/video0 exists, else a video file (`--video`, default the shared
 sample video), else a generated test pattern. The model bundle is a random tiny CLIP made once
@@ -164,6 +164,17 @@ def api_env(key: str) -> dict[str, str]:
             "HARCLIP_AUTH__KEYS": json.dumps({key: "admin"})}  # fmt: skip
 
 
+def ui_env(api_url: str, key: str, s: Settings) -> dict[str, str]:
+    """The UI's settings: the demo's API and admin key, the worker's and events app's metrics."""
+    return {
+        **os.environ,
+        "HARCLIP_UI__API_URL": api_url,
+        "HARCLIP_UI__API_KEY": key,
+        "HARCLIP_UI__WORKER_METRICS_URL": f"http://{s.metrics.host}:{s.metrics.port}/metrics",
+        "HARCLIP_UI__EVENTS_METRICS_URL": f"http://{s.stream.host}:{s.stream.port}/metrics",
+    }
+
+
 def wait_api(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> bool:
     """True once GET /ready answers 200 (the model is loaded, Redis and Elasticsearch answer)."""
     deadline = time.monotonic() + timeout_s
@@ -211,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         key = demo_key(s.services.state_dir)
         api = spawn(["-m", "api", "--bundle", str(bundle)], logs / "demo-api.log", api_env(key))
         url = f"http://{s.api.host}:{s.api.port}"
+        ui = spawn(["-m", "ui"], logs / "demo-ui.log", ui_env(url, key, s))
         console.print(
             f"worker pid {worker.pid} (log {logs / 'demo-worker.log'}, metrics "
             f"http://{s.metrics.host}:{s.metrics.port}/metrics), camera pid {camera.pid}, "
@@ -221,14 +233,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ready = wait_api(url, 60.0, api)
         console.print(
             f"API {'ready' if ready else 'NOT ready (see its log)'}: {url}  docs: {url}/docs\n"
+            f"UI (Streamlit): http://127.0.0.1:{s.ui.port}  (log {logs / 'demo-ui.log'})\n"
             f"API key (admin): {key}\n"
             f"  curl -H 'X-API-Key: {key}' {url}/streams/{STREAM_ID}/latest"
         )
         try:
-            code = asyncio.run(watch(s, args.seconds, [worker, camera, api, events_app]))
+            code = asyncio.run(watch(s, args.seconds, [worker, camera, api, events_app, ui]))
         finally:
-            console.print("stopping camera, API, worker and events app ...")
-            stop_all([camera, api, worker, events_app])
+            console.print("stopping UI, camera, API, worker and events app ...")
+            stop_all([ui, camera, api, worker, events_app])
         return code
     except (HarclipError, subprocess.CalledProcessError) as e:
         console.print(f"[red]demo: error:[/red] {e}")

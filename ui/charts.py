@@ -77,11 +77,11 @@ def score_lines(rows: Sequence[dict[str, object]], height: int = 240) -> alt.Cha
     return chart
 
 
-def buckets(rows: Sequence[tuple[str, float]], title: str, height: int = 180) -> alt.Chart:
+def buckets(rows: Sequence[tuple[str, float]], height: int = 160) -> alt.Chart:
     """Observations per histogram bucket, in bucket order."""
     df = pd.DataFrame([{"bucket": b, "n": n, "order": i} for i, (b, n) in enumerate(rows)])
     chart: alt.Chart = (
-        alt.Chart(df, height=height, title=title)
+        alt.Chart(df, height=height)
         .mark_bar()
         .encode(
             x=alt.X("bucket:N", sort=alt.SortField("order"), title="seconds"),

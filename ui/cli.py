@@ -17,22 +17,13 @@ APP = ROOT / "ui" / "app.py"
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
-    """The `streamlit run` command line of the UI (no browser opened, no usage statistics)."""
+    """The `streamlit run` command line of the UI (no browser opened, no usage statistics,
+    no developer menu)."""
     return [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP),
-        "--server.port",
-        str(port),
-        "--server.address",
-        host,
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.port", str(port), "--server.address", host, "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+    ]  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

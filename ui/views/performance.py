@@ -37,7 +37,7 @@ def _latency(m: prom.Scrape, name: str, title: str) -> None:
         f"**{title}** — p50 {_ms(h.quantile(0.5))} · p95 {_ms(h.quantile(0.95))} · "
         f"mean {_ms(h.mean)} · {int(h.count)} observations"
     )
-    st.altair_chart(charts.buckets(h.per_bucket(), title), width="stretch")
+    st.altair_chart(charts.buckets(h.per_bucket()), width="stretch")
 
 
 def _worker(m: prom.Scrape, old: prom.Scrape | None) -> None:
@@ -107,7 +107,7 @@ def _latency_hist(h: prom.Histogram, title: str) -> None:
         f"**{title}** — p50 {_ms(h.quantile(0.5))} · p95 {_ms(h.quantile(0.95))} · "
         f"{int(h.count)} requests"
     )
-    st.altair_chart(charts.buckets(h.per_bucket(), title), width="stretch")
+    st.altair_chart(charts.buckets(h.per_bucket()), width="stretch")
 
 
 def _events_app(m: prom.Scrape) -> None:

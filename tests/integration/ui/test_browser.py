@@ -65,12 +65,14 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def settle(page: Page) -> None:
-    """Until no script run is in progress, every image has loaded and every chart is drawn."""
+    """Until no script run is in progress, no element is a placeholder, every image has loaded
+    and every chart is drawn."""
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
     page.wait_for_function(
         "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
-        " && Array.from(document.querySelectorAll('.vega-embed'))"
-        "      .every(e => e.querySelector('canvas, svg'))"
+        " && Array.from(document.querySelectorAll('[data-testid=stVegaLiteChart]'))"
+        "      .every(e => e.querySelector('svg.marks, canvas.marks'))"
     )
 
 
