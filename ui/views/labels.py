@@ -4,14 +4,13 @@ as YAML (`PUT /rules`). The API's refusals show as messages."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 import yaml
 
-from harclip.wire import LabelSet, RulesDoc
+from harclip.wire import RulesDoc
 from ui import conn, text
+from ui.editors import label_lines, parse_label_lines, parse_rules
 
 _RULES_EXAMPLE = """\
 - name: fight
@@ -20,43 +19,6 @@ _RULES_EXAMPLE = """\
   for_seconds: 2
   severity: critical
 """
-
-
-def parse_label_lines(raw: str) -> tuple[list[str], dict[str, list[str]]]:
-    """`name` or `name: prompt | prompt ...` per line -> (names, prompts); blank lines skipped."""
-    names: list[str] = []
-    prompts: dict[str, list[str]] = {}
-    for line in raw.splitlines():
-        name, sep, rest = line.partition(":")
-        name = name.strip()
-        if not name:
-            continue
-        names.append(name)
-        given = [p.strip() for p in rest.split("|") if p.strip()] if sep else []
-        if given:
-            prompts[name] = given
-    return names, prompts
-
-
-def label_lines(ls: LabelSet) -> str:
-    return "\n".join(
-        f"{n}: {' | '.join(ls.prompts[n])}" if ls.prompts.get(n) else n for n in ls.labels
-    )
-
-
-def parse_rules(raw: str) -> list[dict[str, Any]]:
-    """YAML: a list of rules, or {"rules": [...]} as in the events app's file; ValueError."""
-    try:
-        doc = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise ValueError(f"not YAML: {e}") from None
-    if isinstance(doc, dict) and "rules" in doc:
-        doc = doc["rules"]
-    if doc is None:
-        return []
-    if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
-        raise ValueError("expected a list of rules (mappings), or {rules: [...]}")
-    return doc
 
 
 def _labels() -> None:
