@@ -1,10 +1,10 @@
 """`python -m ui`: `streamlit run ui/app.py` on `HARCLIP_UI__PORT` (8501), headless, from the
-repository root, printing the URL to open."""
+repository root, printing the URL to open; Streamlit replaces this process."""
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     port = args.port or s.ui.port
     print(f"harclip UI: http://{args.host}:{port}  (API {s.ui.api_url})", flush=True)
-    try:
-        return subprocess.call(streamlit_command(port, args.host), cwd=ROOT)
-    except KeyboardInterrupt:
-        return 0
+    # Replace this process, so that a signal to it (Ctrl-C, the demo's SIGTERM) reaches
+    # Streamlit itself and no server is left behind.
+    os.chdir(ROOT)
+    cmd = streamlit_command(port, args.host)
+    os.execv(cmd[0], cmd)

@@ -54,8 +54,12 @@ def _sidebar(status: conn.ApiStatus) -> None:
     _key_form()
 
 
+_RETRY_S = 5.0  # an unreachable API is asked again this often; the page reruns once it answers
+
+
 def banner(status: conn.ApiStatus) -> None:
-    """A clear error at the top of every page when the API cannot be reached."""
+    """A clear error at the top of every page when the API cannot be reached; the page comes
+    back by itself once it answers."""
     if not status.ok:
         st.error(
             f"**API unreachable.** {status.message}\n\n"
@@ -65,6 +69,13 @@ def banner(status: conn.ApiStatus) -> None:
             "Set `HARCLIP_UI__API_URL` if it runs elsewhere.",
             icon=":material/cloud_off:",
         )
+        _retry()
+
+
+@st.fragment(run_every=_RETRY_S)
+def _retry() -> None:
+    if conn.status().ok:
+        st.rerun()
 
 
 def main() -> None:
