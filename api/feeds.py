@@ -139,8 +139,8 @@ class Subscriber:
         self.outbox.clear()
         try:
             ids = [self.stream_id] if self.stream_id else await self.feed.streams()
-            if after is None:
-                self.positions = await self.feed.positions_now(ids)
+            if after is None:  # from now: each stream's tail (the feed is at or before it)
+                self.positions = await self.feed.tails(ids)
                 return
             if isinstance(after, str):
                 self.positions = dict.fromkeys(ids, after)
@@ -183,10 +183,10 @@ class Feed:
     async def attach(self, sub: Subscriber) -> None:
         """Start serving `sub` (the reader starts with the first subscriber)."""
         if self._task is None or self._task.done():
-            self._positions = await self._tails(await self.source.list_streams(self.redis))
+            self._positions = await self.tails(await self.source.list_streams(self.redis))
             self._listed_at = time.monotonic()
         if sub.stream_id is not None and sub.stream_id not in self._positions:
-            self._positions |= await self._tails([sub.stream_id])
+            self._positions |= await self.tails([sub.stream_id])
             self._wake.set()
         # added before the reader starts: it runs while it has subscribers
         self._subscribers.add(sub)
@@ -206,15 +206,8 @@ class Feed:
         await self._relist(force=True)
         return list(self._positions)
 
-    async def positions_now(self, stream_ids: list[str]) -> Positions:
-        """Where the feed is for `stream_ids`: a subscriber from now starts there."""
-        missing = [sid for sid in stream_ids if sid not in self._positions]
-        if missing:
-            self._positions |= await self._tails(missing)
-            self._wake.set()
-        return {sid: self._positions[sid] for sid in stream_ids}
-
-    async def _tails(self, stream_ids: list[str]) -> Positions:
+    async def tails(self, stream_ids: list[str]) -> Positions:
+        """The last entry id of each stream now ("0-0" when it has none)."""
         keys = [self.source.key_of(sid) for sid in stream_ids]
         last = await store.last_entry_ids(self.redis, keys)
         return {sid: last[key] for sid, key in zip(stream_ids, keys, strict=True)}
