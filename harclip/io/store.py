@@ -83,14 +83,20 @@ def keys(s: RedisSettings) -> RedisKeys:
 
 
 def make_redis(s: RedisSettings) -> aioredis.Redis:
-    """An asyncio Redis client (a lazy pool: nothing connects before the first command)."""
-    return aioredis.Redis.from_url(
+    """An asyncio Redis client on a lazy pool (nothing connects before the first command) of at
+    most `max_connections`: a caller beyond that waits up to `pool_timeout_s` for a free one
+    (redis-py's default pool refuses at once with "Too many connections", which a burst of
+    WebSocket subscribers or requests turned into 503s)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         s.url,
+        max_connections=s.max_connections,
+        timeout=s.pool_timeout_s,
         socket_timeout=_SOCKET_TIMEOUT_S,
         socket_connect_timeout=5.0,
         health_check_interval=30,
         decode_responses=False,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 # Replies that mean "not now" (out of memory under `maxmemory`, a replica during failover, a
