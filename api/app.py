@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import harclip
-from api import health, labels, predict, search, streams, ws
+from api import events, health, labels, predict, search, streams, ws
 from api.auth import generate_key
 from api.docs import install_docs
 from api.errors import install_handlers
@@ -80,6 +80,7 @@ def create_app(settings: Settings, bundle: Bundle) -> FastAPI:
         streams.router,
         search.router,
         labels.router,
+        events.router,
         ws.router,
     ):
         app.include_router(router)

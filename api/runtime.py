@@ -10,23 +10,26 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import numpy as np
+import orjson
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from api import urlfetch
 from api.auth import Authenticator
+from api.feeds import Feed, Source
 from api.limits import check_image
 from api.metrics import ApiMetrics
 from api.overload import ConcurrencyLimit
 from harclip.batching import MicroBatcher
 from harclip.config import Settings
-from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
+from harclip.control import HEAD_KEY, RULES_KEY, ControlFollower, HeadHolder
 from harclip.errors import DecodeError, Overloaded, Unavailable
 from harclip.io.indices import EmbeddingSpace
 from harclip.messages import ModelRef
+from harclip.rules import Rules, RulesError
 from harclip.urlguard import UrlFetchFailed, UrlNotAllowed
 from harclip.wire import ApiError
 
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
     from harclip.model.text import TextEncoder
 
 log = logging.getLogger(__name__)
+
+FeedKind = Literal["predictions", "events"]
 T = TypeVar("T")
 
 
@@ -85,7 +90,11 @@ class Runtime:
         self.metrics = ApiMetrics()
         self.auth = Authenticator(settings.auth)
         self.heads = HeadHolder(bundle.manifest, bundle.load_head(), self.metrics.control)
-        self._control = ControlFollower(settings.kafka, {HEAD_KEY: self.heads.offer_raw})
+        # the newest valid `rules` record on harclip.control: (rules, updated_at ms)
+        self.rules: tuple[Rules, int] | None = None
+        self._control = ControlFollower(
+            settings.kafka, {HEAD_KEY: self.heads.offer_raw, RULES_KEY: self._on_rules}
+        )
         self._control_stop = asyncio.Event()
         self.engine: Engine | None = None
         self.fetch_policy = urlfetch.FetchPolicy(
@@ -103,6 +112,7 @@ class Runtime:
         self._text_lock = asyncio.Lock()
         self._http: httpx.AsyncClient | None = None
         self._redis: Redis | None = None
+        self._feeds: dict[FeedKind, Feed] = {}
         self._es: AsyncElasticsearch | None = None
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
@@ -141,6 +151,13 @@ class Runtime:
         except Unavailable as e:
             log.warning("serving head v%d of the bundle for now: %s", self.heads.head.version, e)
 
+    def _on_rules(self, raw: bytes) -> None:
+        """A `rules` record: kept if valid (as the events app does), else refused and logged."""
+        try:
+            self.rules = Rules.from_control(raw), int(orjson.loads(raw).get("updated_at", 0))
+        except (RulesError, TypeError, ValueError) as e:  # e.g. updated_at not a number
+            log.warning("rules record refused: %s", e)
+
     async def close(self) -> None:
         self._control_stop.set()
         if self._control_task is not None:
@@ -152,6 +169,8 @@ class Runtime:
             await self._producer.stop()
         if self._http is not None:
             await self._http.aclose()
+        for feed in self._feeds.values():
+            await feed.close()
         if self._redis is not None:
             await self._redis.aclose()
         if self._es is not None:
@@ -248,6 +267,16 @@ class Runtime:
             self._es = make_es(self.settings.elasticsearch)
         return self._es
 
+    async def feed(self, kind: FeedKind) -> Feed:
+        """The shared live feed of `kind` (one Redis reader for all its subscribers)."""
+        if kind not in self._feeds:
+            self._feeds[kind] = Feed(self.redis(), _source(kind, self.settings), self._count_sent)
+        return self._feeds[kind]
+
+    def _count_sent(self, offered: int, dropped: int) -> None:
+        self.metrics.ws_sent.inc(offered - dropped)
+        self.metrics.ws_dropped.inc(dropped)
+
     @property
     def space(self) -> EmbeddingSpace:
         """The embedding space of this API's model: text and example search query it only."""
@@ -284,6 +313,28 @@ def _decode(name: str, data: bytes, size: int, max_pixels: int) -> np.ndarray:
         return decode_image(data, size, max_pixels=max_pixels)
     except DecodeError as e:
         raise ApiError(422, "invalid_image", f"{name}: {e}") from None
+
+
+def _source(kind: FeedKind, settings: Settings) -> Source:
+    from harclip import events
+    from harclip.io import store
+
+    r = settings.redis
+    if kind == "predictions":
+        k = store.keys(r)
+
+        async def streams(redis: Redis) -> list[str]:
+            return [sid for sid, _ in await store.list_streams(redis, r)]
+
+        return Source("subscribe", "prediction", "prediction", store.RECENT_FIELD, k.recent,
+                      k.stream_of, streams)  # fmt: skip
+    e = events.event_keys(r)
+
+    async def event_streams(redis: Redis) -> list[str]:
+        return await events.list_event_streams(redis, r)
+
+    return Source("events", "event", "event", events.EVENT_FIELD, e.events, e.stream_of,
+                  event_streams)  # fmt: skip
 
 
 def get_runtime(conn: HTTPConnection) -> Runtime:

@@ -1,17 +1,18 @@
-"""WebSockets: live Predictions from Redis (`/ws/streams/{id}`, `/ws/streams`) with a resume
-position, heartbeats and a bounded per-client queue (a slow client loses its oldest undelivered
-messages, counted and reported to it); `/ws/ingest/{stream_id}` publishes image frames sent by a
-client to `harclip.frames` and acknowledges each.
+"""WebSockets: live predictions (`/ws/streams/{id}`, `/ws/streams`) and live events of the events
+app (`/ws/events/{id}`, `/ws/events`) from Redis through the shared feeds of `api.feeds`, with a
+resume position, heartbeats and a bounded per-client queue (a slow client loses its oldest
+undelivered messages, counted and reported to it); `/ws/ingest/{stream_id}` publishes image
+frames sent by a client to `harclip.frames` and acknowledges each.
 
 Every message is a `harclip.wire` type. Server -> client: `Subscribed` (first, once reading),
-`PredictionMessage`, `Heartbeat`, `Dropped`, `Ack` (ingest), `ErrorMessage` (with its HTTP-like
-status). Client -> server: `Resume` (subscriptions), binary image frames (ingest).
+`PredictionMessage` / `EventMessage`, `Heartbeat`, `Dropped`, `Ack` (ingest), `ErrorMessage`
+(with its HTTP-like status). Client -> server: `Resume` (subscriptions), binary image frames
+(ingest).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -24,8 +25,9 @@ from starlette.websockets import WebSocketDisconnected, WebSocketState
 
 from api.auth import Principal, Role, key_from, peer_of
 from api.errors import error_response, from_harclip
+from api.feeds import Subscriber
 from api.limits import check_image
-from api.runtime import Runtime, RuntimeDep
+from api.runtime import FeedKind, Runtime, RuntimeDep
 from api.streams import checked_stream_id
 from harclip.errors import HarclipError
 from harclip.io.kafka import send_frame
@@ -33,13 +35,9 @@ from harclip.messages import Frame, new_frame_id, now_ms
 from harclip.wire import (
     Ack,
     ApiError,
-    Dropped,
     EntryId,
     ErrorMessage,
-    Heartbeat,
-    PredictionMessage,
     Resume,
-    ServerMessage,
     Subscribed,
     WireModel,
 )
@@ -47,9 +45,6 @@ from harclip.wire import (
 router = APIRouter()
 log = logging.getLogger(__name__)
 
-_READ_BLOCK_MS = 1000  # one Redis read waits at most this long, ms (then streams are re-listed)
-_READ_COUNT = 200  # entries per stream per read
-_UNAVAILABLE_RETRY_S = 1.0  # pause after a failed Redis read, seconds
 Positions = dict[str, str]
 _AFTER: TypeAdapter[str | dict[str, str]] = TypeAdapter(EntryId | dict[str, EntryId])
 _RESUME_HINT = 'send {"type": "resume", "after": "<entry id>" | {"<stream id>": "<entry id>"}}'
@@ -107,171 +102,31 @@ def _parse_after(raw: str | Mapping[str, str], stream_id: str | None) -> Positio
     return after
 
 
-class _Outbox:
-    """A bounded queue of messages for one client: when full the oldest is dropped and counted."""
-
-    def __init__(self, size: int) -> None:
-        self._items: collections.deque[ServerMessage] = collections.deque(maxlen=size)
-        self._ready = asyncio.Event()
-        self.dropped = 0  # not yet reported
-        self.total_dropped = 0
-
-    def put(self, message: ServerMessage) -> bool:
-        """Queue `message`; False when the oldest message had to be dropped."""
-        full = len(self._items) == self._items.maxlen
-        self._items.append(message)
-        if full:
-            self.dropped += 1
-            self.total_dropped += 1
-        self._ready.set()
-        return not full
-
-    def clear(self) -> None:
-        self._items.clear()
-
-    async def get(self, timeout_s: float) -> ServerMessage | None:
-        """The next message (a drop report first, if any), or None after `timeout_s` seconds."""
-        if not self._items and not self.dropped:
-            self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout_s)
-            except TimeoutError:
-                return None
-        if self.dropped:
-            report = Dropped(
-                count=self.dropped,
-                total=self.total_dropped,
-                message=f"{self.dropped} predictions dropped: the client reads too slowly",
-            )
-            self.dropped = 0
-            return report
-        return self._items.popleft() if self._items else None
-
-
-def _cancelling() -> bool:
-    """Whether this task was asked to stop (a client library may turn the cancellation of a
-    blocking read into another error; the loop must still end)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-class _Subscription:
-    """One subscriber: a Redis reader, a sender and a receiver of resume messages."""
-
-    def __init__(
-        self, ws: WebSocket, rt: Runtime, stream_id: str | None, principal: Principal
-    ) -> None:
-        self.ws = ws
-        self.rt = rt
-        self.stream_id = stream_id
-        self.principal = principal
-        self.outbox = _Outbox(rt.settings.api.ws_queue_size)
-        self.positions: Positions = {}
-        self.default_after: str | None = None  # for streams discovered later (all-stream mode)
-        self._restart = asyncio.Event()
-
-    async def set_position(self, after: Positions | str | None) -> None:
-        from harclip.io import store
-
-        r, s = self.rt.redis(), self.rt.settings.redis
-        ids = (
-            [self.stream_id]
-            if self.stream_id
-            else [sid for sid, _ in await store.list_streams(r, s)]
-        )
-        if after is None:
-            self.positions = await store.tail_positions(r, s, ids)
-            self.default_after = "0-0"  # a stream first seen later is new: all of it is wanted
-        elif isinstance(after, str):
-            self.positions = dict.fromkeys(ids, after)
-            self.default_after = after
-        else:
-            self.positions = {sid: after.get(sid, "0-0") for sid in ids}
-            self.default_after = "0-0"
-        self.outbox.clear()
-        self._restart.set()
-
-    async def read_loop(self) -> None:
-        from harclip.io import store
-
-        r, s = self.rt.redis(), self.rt.settings.redis
-        while not _cancelling():
-            self._restart.clear()
-            try:
-                if self.stream_id is None:
-                    for sid, _ in await store.list_streams(r, s):
-                        self.positions.setdefault(sid, self.default_after or "0-0")
-                ids = list(self.positions)
-                rows = (
-                    await store.read_recent(
-                        r, s, ids, self.positions, count=_READ_COUNT, block_ms=_READ_BLOCK_MS
-                    )
-                    if ids
-                    else []
-                )
-                if not ids:
-                    await asyncio.wait_for(self._restart.wait(), _READ_BLOCK_MS / 1000)
-            except TimeoutError:
-                continue
-            except HarclipError as e:
-                if _cancelling():
-                    return
-                if not e.retriable:
-                    raise  # refused for good: the session ends with the error, never loops on it
-                self.outbox.put(from_harclip(e).message_for_ws())
-                await asyncio.sleep(_UNAVAILABLE_RETRY_S)
-                continue
-            if self._restart.is_set():
-                continue  # a resume arrived while reading: these rows are from the old position
-            for entry_id, pred in rows:
-                self.positions[pred.stream_id] = entry_id
-                message = PredictionMessage(stream_id=pred.stream_id, id=entry_id, prediction=pred)
-                if not self.outbox.put(message):
-                    self.rt.metrics.ws_dropped.inc()
-
-    async def send_loop(self) -> None:
-        heartbeat = self.rt.settings.api.ws_heartbeat_s
-        while True:
-            message = await self.outbox.get(heartbeat)
-            await _send(self.ws, message or Heartbeat(at=now_ms()))
-            if isinstance(message, PredictionMessage):
-                self.rt.metrics.ws_sent.inc()
-
-    async def receive_loop(self) -> None:
-        while True:
-            raw = await self.ws.receive()
-            if raw["type"] == "websocket.disconnect":
-                return
-            try:
-                self.rt.auth.charge(self.principal)  # every message costs a token
-                resume = Resume.model_validate_json(raw.get("text") or raw.get("bytes") or b"")
-                await self.set_position(_parse_after(resume.after, self.stream_id))
-            except ValidationError:
-                self.outbox.put(ApiError(422, "invalid_message", _RESUME_HINT).message_for_ws())
-            except ApiError as e:
-                self.outbox.put(e.message_for_ws())
-
-
-async def _subscribe(ws: WebSocket, rt: Runtime, stream_id: str | None) -> None:
+async def _subscribe(ws: WebSocket, rt: Runtime, kind: FeedKind, stream_id: str | None) -> None:
+    """A live subscription of `kind` (predictions or events) to one stream or all: the shared
+    feed (`api.feeds`) sends to it; `Resume` messages move its position."""
     principal = await _admit(ws, rt, "read")
     if principal is None:
         return
     await ws.accept()
-    sub = _Subscription(ws, rt, stream_id, principal)
+    feed = await rt.feed(kind)
+    sub = Subscriber(feed, stream_id, rt.settings.api.ws_queue_size)
+    label = feed.source.kind
     counted = False
     async with _session(ws):
         try:
             if stream_id is not None:
                 checked_stream_id(stream_id)
             raw = ws.query_params.get("after")
-            await sub.set_position(_parse_after(raw, stream_id) if raw else None)
+            await feed.attach(sub)
+            await sub.position(_parse_after(raw, stream_id) if raw else None)
             # counted (and announced) once the position is held: what is written from now on arrives
-            rt.metrics.ws_clients.labels("subscribe").inc()
+            rt.metrics.ws_clients.labels(label).inc()
             counted = True
             await _send(ws, Subscribed(positions=sub.positions))
             tasks = [
-                asyncio.create_task(c)
-                for c in (sub.read_loop(), sub.send_loop(), sub.receive_loop())
+                asyncio.create_task(_send_loop(ws, rt, sub)),
+                asyncio.create_task(_receive_loop(ws, rt, sub, principal)),
             ]
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in pending:
@@ -286,8 +141,34 @@ async def _subscribe(ws: WebSocket, rt: Runtime, stream_id: str | None) -> None:
                 ):
                     raise exc
         finally:
+            feed.detach(sub)
             if counted:
-                rt.metrics.ws_clients.labels("subscribe").dec()
+                rt.metrics.ws_clients.labels(label).dec()
+
+
+async def _send_loop(ws: WebSocket, rt: Runtime, sub: Subscriber) -> None:
+    heartbeat = rt.settings.api.ws_heartbeat_s
+    while True:
+        await ws.send_text(await sub.outbox.get(heartbeat))
+
+
+async def _receive_loop(ws: WebSocket, rt: Runtime, sub: Subscriber, principal: Principal) -> None:
+    while True:
+        raw = await ws.receive()
+        if raw["type"] == "websocket.disconnect":
+            return
+        try:
+            rt.auth.charge(principal)  # every message costs a token
+            resume = Resume.model_validate_json(raw.get("text") or raw.get("bytes") or b"")
+            await sub.position(_parse_after(resume.after, sub.stream_id))
+        except ValidationError:
+            sub.outbox.put(
+                ApiError(422, "invalid_message", _RESUME_HINT).message_for_ws().to_json()
+            )
+        except ApiError as e:
+            sub.outbox.put(e.message_for_ws().to_json())
+        except HarclipError as e:
+            sub.outbox.put(from_harclip(e).message_for_ws().to_json())
 
 
 @contextlib.asynccontextmanager
@@ -312,13 +193,25 @@ async def _session(ws: WebSocket) -> AsyncIterator[None]:
 @router.websocket("/ws/streams/{stream_id}")
 async def subscribe_stream(ws: WebSocket, stream_id: str, rt: RuntimeDep) -> None:
     """Live predictions of one stream; `?after=<entry id>` resumes after that entry."""
-    await _subscribe(ws, rt, stream_id)
+    await _subscribe(ws, rt, "predictions", stream_id)
 
 
 @router.websocket("/ws/streams")
 async def subscribe_all(ws: WebSocket, rt: RuntimeDep) -> None:
     """Live predictions of every stream; `?after=` an entry id or a JSON {stream: entry id}."""
-    await _subscribe(ws, rt, None)
+    await _subscribe(ws, rt, "predictions", None)
+
+
+@router.websocket("/ws/events/{stream_id}")
+async def subscribe_stream_events(ws: WebSocket, stream_id: str, rt: RuntimeDep) -> None:
+    """Live events (segments, alerts, stream up/down) of one stream; `?after=` resumes."""
+    await _subscribe(ws, rt, "events", stream_id)
+
+
+@router.websocket("/ws/events")
+async def subscribe_all_events(ws: WebSocket, rt: RuntimeDep) -> None:
+    """Live events of every stream; `?after=` an entry id or a JSON {stream: entry id}."""
+    await _subscribe(ws, rt, "events", None)
 
 
 @router.websocket("/ws/ingest/{stream_id}")

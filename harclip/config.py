@@ -88,6 +88,12 @@ class RedisSettings(_Section):
     key_prefix: str = "harclip"
     recent_maxlen: int = Field(1000, ge=10, description="cap of each stream's recent Redis Stream")
     frame_ttl_s: int = Field(60, ge=1, description="TTL of the latest-frame key, seconds")
+    max_connections: int = Field(
+        64, ge=2, description="connections one process may open; more callers wait for one"
+    )
+    pool_timeout_s: float = Field(
+        10.0, gt=0, description="longest wait for a free connection before Redis is unavailable"
+    )
 
     @field_validator("url")
     @classmethod

@@ -150,12 +150,19 @@ class EventKeys:
         """Sorted set: stream id -> emitted_at (ms) of its newest event."""
         return f"{self.prefix}:event-streams"
 
+    def stream_of(self, events_key: str) -> str:
+        """The stream id inside an `events(...)` key."""
+        head, tail = f"{self.prefix}:stream:", ":events"
+        if not (events_key.startswith(head) and events_key.endswith(tail)):
+            raise ValueError(f"not an events-stream key: {events_key!r}")
+        return events_key[len(head) : -len(tail)]
+
 
 def event_keys(s: RedisSettings) -> EventKeys:
     return EventKeys(s.key_prefix)
 
 
-_EVENT_FIELD = b"e"  # the Event JSON of a Redis events entry
+EVENT_FIELD = b"e"  # the Event JSON of a Redis events entry
 _ID_FIELD = b"id"  # its event_id (the dedup check reads only this)
 _DEDUP_WINDOW = 32  # newest entries of a stream checked for the same event_id
 
@@ -284,8 +291,17 @@ async def read_events(
     out: list[tuple[str, Event]] = []
     for _key, entries in reply or []:
         for entry_id, fields in entries:
-            raw = fields.get(_EVENT_FIELD)
+            raw = fields.get(EVENT_FIELD)
             if raw is None:
-                raise MessageError(f"events entry {entry_id!r} has no field {_EVENT_FIELD!r}")
+                raise MessageError(f"events entry {entry_id!r} has no field {EVENT_FIELD!r}")
             out.append((entry_id.decode(), Event.from_json(raw)))
     return out
+
+
+@redis_errors("read")
+async def list_event_streams(
+    r: aioredis.Redis, s: RedisSettings, *, limit: int = 1000
+) -> list[str]:
+    """The streams the events app wrote events for, newest first."""
+    rows: Any = await r.zrange(event_keys(s).event_streams, 0, limit - 1, desc=True)
+    return [sid.decode() for sid in rows]

@@ -44,7 +44,7 @@ def apply_args(settings: Settings, args: argparse.Namespace) -> Settings:
 
 async def _partitions(settings: Settings) -> int:
     """The partition count of harclip.predictions if it exists, else `kafka.partitions`."""
-    from stream.application import topic_partitions
+    from stream.runtime import topic_partitions
 
     found = await topic_partitions(settings, [settings.kafka.topics.predictions])
     return found.get(settings.kafka.topics.predictions, settings.kafka.partitions)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -14,12 +14,17 @@ from harclip.client import _ingest, _requests
 from harclip.client._requests import Call, auth_headers
 from harclip.client.errors import ConnectionFailed
 from harclip.client.subscription import Subscription, _Resumer
+from harclip.events import StreamAction, StreamStats
 from harclip.wire import (
     Ack,
+    EventMessage,
+    EventPage,
     LabelSet,
     Prediction,
+    PredictionMessage,
     PredictionPage,
     PredictResponse,
+    RulesDoc,
     SearchResponse,
     ServiceInfo,
     StreamList,
@@ -176,6 +181,44 @@ class AsyncClient:
         """Replace the label set (admin); the new head, with its version."""
         return await self._send(_requests.set_labels(labels, prompts))
 
+    # -- events (the events app) ------------------------------------------------------------
+
+    async def events(
+        self,
+        *,
+        stream_id: str | None = None,
+        type: str | None = None,
+        label: str | None = None,
+        severity: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        size: int | None = None,
+        cursor: str | None = None,
+    ) -> EventPage:
+        """Segments, alerts and stream up/down events, newest first by start (ms since epoch,
+        start inclusive, end exclusive); pass the page's `next` as `cursor` for the next page."""
+        call = _requests.events(
+            stream_id=stream_id, type=type, label=label, severity=severity, start_ms=start_ms,
+            end_ms=end_ms, size=size, cursor=cursor,
+        )  # fmt: skip
+        return await self._send(call)
+
+    async def stream_action(self, stream_id: str) -> StreamAction:
+        """The stream's current smoothed action (`NotFound` if the events app has not seen it)."""
+        return await self._send(_requests.stream_action(stream_id))
+
+    async def stream_stats(self, stream_id: str) -> StreamStats:
+        """Time per action over the last hour, by minute (`NotFound` before its first segment)."""
+        return await self._send(_requests.stream_stats(stream_id))
+
+    async def rules(self) -> RulesDoc:
+        """The alert rules in force on harclip.control (`published` False: none yet)."""
+        return await self._send(_requests.rules())
+
+    async def set_rules(self, rules: Iterable[Mapping[str, Any]]) -> RulesDoc:
+        """Replace the alert rules (admin); `BadRequest` 422 `invalid_rules` names the rule."""
+        return await self._send(_requests.set_rules(rules))
+
     # -- WebSockets --------------------------------------------------------------------------
 
     def subscribe(
@@ -184,11 +227,31 @@ class AsyncClient:
         *,
         after: str | Mapping[str, str] | None = None,
         max_reconnects: int = 10,
-    ) -> Subscription:
+    ) -> Subscription[PredictionMessage]:
         """Live predictions of one stream (or all, with None), from after `after` (an entry id,
         or {stream: entry id} for all) or from now; reconnects and resumes by itself."""
         resumer = _Resumer(
-            self.url, _requests.subscribe_path(stream_id), stream_id, after, max_reconnects
+            PredictionMessage, self.url, _requests.subscribe_path(stream_id), stream_id, after,
+            max_reconnects,
+        )  # fmt: skip
+        return Subscription(resumer, auth_headers(self.api_key))
+
+    def subscribe_events(
+        self,
+        stream_id: str | None = None,
+        *,
+        after: str | Mapping[str, str] | None = None,
+        max_reconnects: int = 10,
+    ) -> Subscription[EventMessage]:
+        """Live events of the events app for one stream (or all, with None), from after `after`
+        (as `subscribe`) or from now; reconnects and resumes by itself."""
+        resumer = _Resumer(
+            EventMessage,
+            self.url,
+            _requests.events_path(stream_id),
+            stream_id,
+            after,
+            max_reconnects,
         )
         return Subscription(resumer, auth_headers(self.api_key))
 

@@ -9,15 +9,17 @@ import base64
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel
 
 from harclip.client.errors import error_for, typed_error
+from harclip.events import StreamAction, StreamStats
 from harclip.ids import STREAM_ID_RULE, stream_id_problem
 from harclip.wire import (
+    EventPage,
     LabelSet,
     LabelSetRequest,
     Prediction,
@@ -25,6 +27,8 @@ from harclip.wire import (
     PredictManyResponse,
     PredictRequest,
     PredictResponse,
+    RulesDoc,
+    RulesRequest,
     SearchResponse,
     ServiceInfo,
     StreamList,
@@ -221,6 +225,44 @@ def set_labels(
     return Call("PUT", "/labels", _model(LabelSet), body=body)
 
 
+# -- events ------------------------------------------------------------------------------------
+
+
+def events(
+    *,
+    stream_id: str | None = None,
+    type: str | None = None,
+    label: str | None = None,
+    severity: str | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    size: int | None = None,
+    cursor: str | None = None,
+) -> Call[EventPage]:
+    params = _query(
+        stream_id=stream_id, type=type, label=label, severity=severity, start_ms=start_ms,
+        end_ms=end_ms, size=size, cursor=cursor,
+    )  # fmt: skip
+    return Call("GET", "/events", _model(EventPage), params=params)
+
+
+def stream_action(stream_id: str) -> Call[StreamAction]:
+    return Call("GET", f"/streams/{_segment(stream_id)}/action", _model(StreamAction))
+
+
+def stream_stats(stream_id: str) -> Call[StreamStats]:
+    return Call("GET", f"/streams/{_segment(stream_id)}/stats", _model(StreamStats))
+
+
+def rules() -> Call[RulesDoc]:
+    return Call("GET", "/rules", _model(RulesDoc))
+
+
+def set_rules(items: Iterable[Mapping[str, Any]]) -> Call[RulesDoc]:
+    body = RulesRequest.model_construct(rules=[dict(r) for r in items])
+    return Call("PUT", "/rules", _model(RulesDoc), body=body)
+
+
 # -- WebSockets --------------------------------------------------------------------------------
 
 
@@ -233,6 +275,10 @@ def ws_url(base: str, path: str, query: Mapping[str, str] | None = None) -> str:
 
 def subscribe_path(stream_id: str | None) -> str:
     return f"/ws/streams/{_segment(stream_id)}" if stream_id else "/ws/streams"
+
+
+def events_path(stream_id: str | None) -> str:
+    return f"/ws/events/{_segment(stream_id)}" if stream_id else "/ws/events"
 
 
 def ingest_path(stream_id: str) -> str:

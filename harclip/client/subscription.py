@@ -1,8 +1,9 @@
-"""Live predictions over the API's WebSocket, for both client faces: `Subscription` (async
-iterator) and `SyncSubscription` (plain iterator, on websockets' blocking client: no event loop
-and no thread of its own). Both reconnect by themselves and resume after the last entry they
-delivered, so a dropped connection loses nothing still in the server's recent cap; both yield
-`harclip.wire.PredictionMessage`s (`.id` is the resume position).
+"""Live predictions or events over the API's WebSocket, for both client faces: `Subscription`
+(async iterator) and `SyncSubscription` (plain iterator, on websockets' blocking client: no event
+loop and no thread of its own). Both reconnect by themselves and resume after the last entry they
+delivered, so a dropped connection loses nothing still in the server's Redis cap; both yield
+`harclip.wire.PredictionMessage`s (`/ws/streams`) or `EventMessage`s (`/ws/events`); `.id` is
+the resume position.
 
 `_Resumer` holds what the two share: positions, de-duplication after a reconnect, drop counts,
 the URL to (re)connect to and the reading of server messages.
@@ -16,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 from harclip.client._requests import ws_url
 from harclip.client.errors import ConnectionFailed, error_for, error_from_message
@@ -24,6 +25,7 @@ from harclip.wire import (
     ApiError,
     Dropped,
     ErrorMessage,
+    EventMessage,
     PredictionMessage,
     Subscribed,
     parse_server_message,
@@ -38,6 +40,7 @@ MAX_MESSAGE_BYTES = 2**24  # largest WebSocket message accepted from the server
 _BACKOFF_S = (0.2, 5.0)  # pause before the first reconnect, and the longest, seconds
 _TRANSIENT_STATUSES = frozenset({503})  # error messages that mean "not now", not "never"
 _RECONNECT_CODES = frozenset({1001, 1012, 1013})  # going away, service restart, try again later
+M = TypeVar("M", PredictionMessage, EventMessage)
 
 
 def refused(e: InvalidStatus) -> ApiError:
@@ -51,17 +54,20 @@ def _entry_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-class _Resumer:
-    """The protocol state of one subscription, whatever drives its connections."""
+class _Resumer(Generic[M]):
+    """The protocol state of one subscription, whatever drives its connections; `kind` is the
+    message type it delivers."""
 
     def __init__(
         self,
+        kind: type[M],
         base_url: str,
         path: str,
         stream_id: str | None,
         after: str | Mapping[str, str] | None,
         max_reconnects: int,
     ) -> None:
+        self.kind: type[M] = kind
         self.base_url = base_url
         self.path = path
         self.stream_id = stream_id
@@ -90,11 +96,12 @@ class _Resumer:
             query["after"] = json.dumps(self.positions)
         return ws_url(self.base_url, self.path, query)
 
-    def read(self, raw: str | bytes) -> PredictionMessage | None:
-        """A server message: the prediction to deliver, or None (control messages, or an entry
-        already delivered before a reconnect). An `error` message raises its `ApiError`."""
+    def read(self, raw: str | bytes) -> M | None:
+        """A server message: the prediction (or event) to deliver, or None (control messages,
+        or an entry already delivered before a reconnect). An `error` message raises its
+        `ApiError`."""
         message = parse_server_message(raw)
-        if isinstance(message, PredictionMessage):
+        if isinstance(message, self.kind):
             last = self.positions.get(message.stream_id)
             if last is not None and _entry_key(message.id) <= _entry_key(last):
                 return None
@@ -137,8 +144,9 @@ class _Resumer:
         return min(_BACKOFF_S[1], _BACKOFF_S[0] * 2.0 ** (self.failures - 1))
 
 
-class Subscription:
-    """Async iterator of `PredictionMessage`s that reconnects and resumes by itself.
+class Subscription(Generic[M]):
+    """Async iterator of `PredictionMessage`s (or `EventMessage`s) that reconnects and resumes by
+    itself.
 
     `positions` holds the last entry id delivered per stream; `dropped` counts predictions the
     server dropped because this client read too slowly; `reconnects` counts reconnections;
@@ -149,8 +157,8 @@ class Subscription:
     messages raise their `ApiError`. `close()` (or leaving `async with`) ends the iteration.
     """
 
-    def __init__(self, resumer: _Resumer, headers: Mapping[str, str]) -> None:
-        self._r = resumer
+    def __init__(self, resumer: _Resumer[M], headers: Mapping[str, str]) -> None:
+        self._r: _Resumer[M] = resumer
         self._headers = dict(headers)
         self._socket: AsyncConnection | None = None
         self._closed = False
@@ -177,7 +185,7 @@ class Subscription:
     def unavailable(self) -> int:
         return self._r.unavailable
 
-    def __aiter__(self) -> AsyncIterator[PredictionMessage]:
+    def __aiter__(self) -> AsyncIterator[M]:
         return self._iterate()
 
     async def __aenter__(self) -> Self:
@@ -193,7 +201,7 @@ class Subscription:
         if self._socket is not None:
             await self._socket.close()
 
-    async def _iterate(self) -> AsyncIterator[PredictionMessage]:
+    async def _iterate(self) -> AsyncIterator[M]:
         from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -221,13 +229,13 @@ class Subscription:
                 self._socket = None
 
 
-class SyncSubscription:
-    """Blocking iterator of `PredictionMessage`s, like `Subscription` (same attributes); it runs
-    on websockets' blocking client in the caller's thread. `close()` may be called from another
-    thread to end an iteration that waits for the next message."""
+class SyncSubscription(Generic[M]):
+    """Blocking iterator of `PredictionMessage`s (or `EventMessage`s), like `Subscription` (same
+    attributes); it runs on websockets' blocking client in the caller's thread. `close()` may be
+    called from another thread to end an iteration that waits for the next message."""
 
-    def __init__(self, resumer: _Resumer, headers: Mapping[str, str]) -> None:
-        self._r = resumer
+    def __init__(self, resumer: _Resumer[M], headers: Mapping[str, str]) -> None:
+        self._r: _Resumer[M] = resumer
         self._headers = dict(headers)
         self._socket: ClientConnection | None = None
         self._closed = False
@@ -254,7 +262,7 @@ class SyncSubscription:
     def unavailable(self) -> int:
         return self._r.unavailable
 
-    def __iter__(self) -> Iterator[PredictionMessage]:
+    def __iter__(self) -> Iterator[M]:
         return self._iterate()
 
     def __enter__(self) -> Self:
@@ -271,7 +279,7 @@ class SyncSubscription:
         if socket is not None:
             socket.close()
 
-    def _iterate(self) -> Iterator[PredictionMessage]:
+    def _iterate(self) -> Iterator[M]:
         from websockets.exceptions import ConnectionClosed, InvalidStatus
         from websockets.sync.client import connect
 

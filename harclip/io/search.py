@@ -27,7 +27,7 @@ from harclip.io.indices import (
     space_pattern,
 )
 from harclip.messages import Prediction
-from harclip.wire import PredictionPage, SearchHit
+from harclip.wire import EventPage, PredictionPage, SearchHit
 
 _MAX_CANDIDATES = 10_000  # Elasticsearch's limit for knn.num_candidates
 
@@ -216,6 +216,61 @@ async def history(
     last = items[-1] if len(items) == size else None  # a full page: there may be more
     return PredictionPage(
         items=items, next=None if last is None else encode_cursor((last.captured_at, last.frame_id))
+    )
+
+
+@es_errors("read")
+async def events(
+    es: AsyncElasticsearch,
+    s: ElasticsearchSettings,
+    *,
+    stream_id: str | None = None,
+    type_: str | None = None,
+    label: str | None = None,
+    severity: str | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    size: int = 50,
+    cursor: str | None = None,
+) -> EventPage:
+    """Events of the events app matching every given filter, newest first by (start, event_id),
+    from after `cursor`. Times bound the event's `start` (captured_at, ms; `start_ms`
+    inclusive, `end_ms` exclusive). `MessageError` for a cursor `encode_cursor` did not make."""
+    if not 1 <= size <= 10_000:
+        raise ValueError(f"size must be in 1..10000, got {size}")
+    search_after = None if cursor is None else decode_cursor(cursor)
+    f: list[dict[str, Any]] = [
+        {"term": {field: value}}
+        for field, value in (
+            ("stream_id", stream_id), ("type", type_), ("label", label), ("severity", severity)
+        )
+        if value is not None
+    ]  # fmt: skip
+    if start_ms is not None or end_ms is not None:
+        rng = {k: v for k, v in (("gte", start_ms), ("lt", end_ms)) if v is not None}
+        f.append({"range": {"start": rng}})
+    resp = await es.search(
+        index=s.events_index,  # the alias: every day
+        ignore_unavailable=True,
+        allow_no_indices=True,
+        size=size,
+        query={"bool": {"filter": f}},
+        sort=[{"start": "desc"}, {"event_id": "desc"}],
+        search_after=None if search_after is None else list(search_after),
+        track_total_hits=False,
+    )
+    items: list[Event] = []
+    for h in resp["hits"]["hits"]:
+        try:
+            items.append(Event.model_validate(h["_source"]))
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise MessageError(f"invalid Event in Elasticsearch: {loc}: {err['msg']}") from None
+    last = items[-1] if len(items) == size else None
+    return EventPage(
+        items=items,
+        next=None if last is None else encode_cursor((last.start or 0, last.event_id)),
     )
 
 

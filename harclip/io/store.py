@@ -5,6 +5,7 @@ last-seen time. Keys as DESIGN.md fixes them; the prefix comes from `RedisSettin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,11 @@ from harclip.errors import MessageError
 from harclip.io.errors import Fault, mapped
 from harclip.messages import Prediction
 
+log = logging.getLogger(__name__)
+
 _SOCKET_TIMEOUT_S = 10.0  # one command, seconds; blocking reads must stay below it
 MAX_BLOCK_MS = 5000  # longest `block_ms` of `read_recent`, ms
-_FIELD = b"p"  # the one field of a recent-stream entry: the Prediction JSON
+RECENT_FIELD = b"p"  # the one field of a recent-stream entry: the Prediction JSON
 
 # Sets `latest` (and the frame, with its TTL) only if this prediction is not older than the stored
 # one, so that a batch that arrives late never moves `latest` backwards. Order: (captured_at, seq).
@@ -80,14 +83,20 @@ def keys(s: RedisSettings) -> RedisKeys:
 
 
 def make_redis(s: RedisSettings) -> aioredis.Redis:
-    """An asyncio Redis client (a lazy pool: nothing connects before the first command)."""
-    return aioredis.Redis.from_url(
+    """An asyncio Redis client on a lazy pool (nothing connects before the first command) of at
+    most `max_connections`: a caller beyond that waits up to `pool_timeout_s` for a free one
+    (redis-py's default pool refuses at once with "Too many connections", which a burst of
+    WebSocket subscribers or requests turned into 503s)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         s.url,
+        max_connections=s.max_connections,
+        timeout=s.pool_timeout_s,
         socket_timeout=_SOCKET_TIMEOUT_S,
         socket_connect_timeout=5.0,
         health_check_interval=30,
         decode_responses=False,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 # Replies that mean "not now" (out of memory under `maxmemory`, a replica during failover, a
@@ -156,7 +165,9 @@ async def write_predictions(
     pipe = r.pipeline(transaction=False)
     for p in preds:
         doc = p.to_json()
-        pipe.xadd(k.recent(p.stream_id), {_FIELD: doc}, maxlen=s.recent_maxlen, approximate=True)
+        pipe.xadd(
+            k.recent(p.stream_id), {RECENT_FIELD: doc}, maxlen=s.recent_maxlen, approximate=True
+        )
         cur = newest.get(p.stream_id)
         if cur is None or (p.captured_at, p.seq) >= (cur[0].captured_at, cur[0].seq):
             newest[p.stream_id] = (p, doc)
@@ -247,8 +258,51 @@ async def read_recent(
     out: list[tuple[str, Prediction]] = []
     for _key, entries in reply or []:
         for entry_id, fields in entries:
-            raw = fields.get(_FIELD)
+            raw = fields.get(RECENT_FIELD)
             if raw is None:
-                raise MessageError(f"recent entry {entry_id!r} has no field {_FIELD!r}")
+                raise MessageError(f"recent entry {entry_id!r} has no field {RECENT_FIELD!r}")
             out.append((entry_id.decode(), Prediction.from_json(raw)))
     return out
+
+
+@redis_errors("read")
+async def read_entries(
+    r: aioredis.Redis,
+    after: Mapping[str, str],
+    field: bytes,
+    *,
+    count: int = 100,
+    block_ms: int | None = None,
+) -> list[tuple[str, str, bytes]]:
+    """(key, entry id, the raw value of `field`) of the entries of Redis Streams after the given
+    positions (key -> entry id), oldest first per key, at most `count` per key; `block_ms` waits
+    for new entries when there are none. Nothing is parsed: a caller that only forwards the
+    JSON (the API's live feeds) serialises it once for every subscriber. An entry without
+    `field` is skipped with a warning."""
+    if not after:
+        return []
+    request: dict[Any, Any] = dict(after)
+    reply: Any = await r.xread(request, count=count, block=block_ms)
+    out: list[tuple[str, str, bytes]] = []
+    for key, entries in reply or []:
+        name = key.decode()
+        for entry_id, fields in entries:
+            raw = fields.get(field)
+            if raw is None:  # not ours: skipped (a reader must never stall on one entry)
+                log.warning("skipped entry %r of %s: no field %r", entry_id, name, field)
+                continue
+            out.append((name, entry_id.decode(), raw))
+    return out
+
+
+@redis_errors("read")
+async def last_entry_ids(r: aioredis.Redis, redis_keys: Sequence[str]) -> dict[str, str]:
+    """The id of the last entry of each Redis Stream ("0-0" when empty or missing)."""
+    pipe = r.pipeline(transaction=False)
+    for key in redis_keys:
+        pipe.xrevrange(key, count=1)
+    rows: Any = await pipe.execute()
+    return {
+        key: (row[0][0].decode() if row else "0-0")
+        for key, row in zip(redis_keys, rows, strict=True)
+    }

@@ -218,3 +218,10 @@ class LabelSetRequest(_Request):
             ]
         },
     )
+
+
+class RulesRequest(_Request):
+    """New alert rules, the YAML file's shape as JSON: {"rules": [{name, label | labels, ...}]};
+    checked as the events app checks a file (errors name the rule and the field)."""
+
+    rules: list[dict[str, Any]] = Field(max_length=500)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
@@ -73,13 +73,6 @@ _SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
 def parse_server_message(raw: str | bytes) -> ServerMessage:
     """One server -> client WebSocket message; pydantic's ValidationError if it is not one."""
     return _SERVER_MESSAGE.validate_json(raw)
-
-
-class RulesRequest(_Request):
-    """New alert rules, the YAML file's shape as JSON: {"rules": [{name, label | labels, ...}]};
-    checked as the events app checks a file (errors name the rule and the field)."""
-
-    rules: list[dict[str, Any]] = Field(max_length=500)
 
 
 class Resume(_Request):

@@ -13,7 +13,7 @@ import pytest
 
 from harclip.client import BadRequest, NotFound
 from harclip.model.bundle import Bundle
-from harclip.wire import Dropped, PredictionMessage
+from harclip.wire import Dropped, PredictionMessage, parse_server_message
 from tests.integration.api.conftest import (
     T0,
     Serve,
@@ -165,15 +165,15 @@ async def test_slow_subscriber_gets_oldest_dropped(serve: Serve, unique: Unique)
 
 
 def test_outbox_drops_oldest_and_reports() -> None:
-    from api.ws import _Outbox
+    from api.feeds import Outbox
 
     preds = [prediction("cam-box", i, "running", 0.5) for i in range(10)]
 
     async def run() -> list[object]:
-        box = _Outbox(3)
+        box = Outbox(3, "predictions")
         for i, p in enumerate(preds):
-            box.put(PredictionMessage(stream_id="cam-box", id=f"{i}-0", prediction=p))
-        return [m for m in [await box.get(0.01) for _ in range(5)] if m is not None]
+            box.put(PredictionMessage(stream_id="cam-box", id=f"{i}-0", prediction=p).to_json())
+        return [parse_server_message(await box.get(0.01)) for _ in range(4)]
 
     got = asyncio.run(run())
     report = "7 predictions dropped: the client reads too slowly"

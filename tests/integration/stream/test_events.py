@@ -6,11 +6,17 @@ keeps running."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from harclip import events as ev
@@ -44,17 +50,54 @@ rules:
 """
 
 
+class _Hooks(http.server.BaseHTTPRequestHandler):
+    """Webhook receivers: /ok answers 204, /flaky 503 on its first request then 204, /gone 404.
+    `received` keeps (path, JSON body) of every POST."""
+
+    received: ClassVar[list[tuple[str, dict[str, object]]]] = []
+    flaky_seen = 0
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).received.append((self.path, body))
+        status = 204
+        if self.path == "/flaky":
+            type(self).flaky_seen += 1
+            status = 503 if type(self).flaky_seen == 1 else 204
+        elif self.path == "/gone":
+            status = 404
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hooks() -> Iterator[str]:
+    _Hooks.received, _Hooks.flaky_seen = [], 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
 def _down(stream_id: str):  # type: ignore[no-untyped-def]
     return lambda es: any(e.type == "stream.down" and e.stream_id == stream_id for e in es)
 
 
 async def test_scripted_sequence_gives_two_segments_one_alert_and_stream_down(
-    unique: Unique, producer: AIOKafkaProducer, tmp_path: Path
+    unique: Unique, producer: AIOKafkaProducer, tmp_path: Path, hooks: str
 ) -> None:
     s = unique.settings
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    app = await start_app(app_env(s, tmp_path / "a", idle_timeout_s=2, rules=rules))
+    webhooks = json.dumps([f"{hooks}/ok", f"{hooks}/flaky", f"{hooks}/gone"])
+    env = app_env(s, tmp_path / "a", idle_timeout_s=2, rules=rules, webhooks=webhooks,
+                  webhook_allow_loopback="true")  # fmt: skip
+    app = await start_app(env)
     try:
         preds = script("cam-1")
         await send(producer, s, preds)
@@ -85,6 +128,16 @@ async def test_scripted_sequence_gives_two_segments_one_alert_and_stream_down(
         assert fight_alert.label == "fighting"
         assert fight_alert.end - fight_alert.start >= 2000  # type: ignore[operator]
         assert len({e.event_id for e in got}) == len(got)
+
+        # Webhooks: each alert POSTed (Event JSON) to every URL; a 503 is retried, a 404 is not
+        await app.wait_metric("harclip_stream_alert_deliveries_total", 2 * len(alerts))
+        await app.wait_metric("harclip_stream_alert_delivery_failures_total", len(alerts),
+                              'reason="failed"')  # fmt: skip
+        by_path = {p: [b["event_id"] for q, b in _Hooks.received if q == p]
+                   for p in ("/ok", "/flaky", "/gone")}  # fmt: skip
+        ids = [a.event_id for a in alerts]
+        assert by_path["/ok"] == ids and by_path["/gone"] == ids
+        assert by_path["/flaky"] == [ids[0], *ids]  # the first alert twice: 503, then 204
 
         # Redis: the action is "down", every event is in the stream's capped event stream;
         # Elasticsearch: one document per event

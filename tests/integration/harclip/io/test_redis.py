@@ -119,3 +119,27 @@ async def test_an_unreachable_redis_is_a_retriable_sink_error(s: RedisSettings) 
             await store.read_latest(dead, s, "a")
     finally:
         await dead.aclose()
+
+
+async def test_callers_beyond_the_pool_wait_for_a_connection(s: RedisSettings) -> None:
+    """More concurrent commands than `max_connections` wait for a free connection (never "Too
+    many connections"); only a wait longer than `pool_timeout_s` makes Redis unavailable."""
+    small = s.model_copy(update={"max_connections": 2, "pool_timeout_s": 10.0})
+    client = store.make_redis(small)
+    key = f"{s.key_prefix}:pool-test"
+    try:
+        blocked = [client.xread({key: "$"}, block=300) for _ in range(2)]  # hold both
+        assert await asyncio.gather(*blocked, *(client.ping() for _ in range(20))) == [
+            [], [], *[True] * 20,
+        ]  # fmt: skip
+    finally:
+        await client.aclose()
+    impatient = store.make_redis(small.model_copy(update={"pool_timeout_s": 0.05}))
+    try:
+        with pytest.raises(ReadUnavailable):
+            await asyncio.gather(
+                *(impatient.xread({key: "$"}, block=500) for _ in range(2)),
+                store.last_entry_ids(impatient, [key]),
+            )
+    finally:
+        await impatient.aclose()

@@ -22,7 +22,7 @@ from harclip.client.errors import (
     error_from_message,
 )
 from harclip.client.subscription import _Resumer
-from harclip.wire import ErrorMessage, PredictResponse, Subscribed
+from harclip.wire import ErrorMessage, PredictionMessage, PredictResponse, Subscribed
 
 # Methods whose names differ only by the face's convention for closing.
 _LIFECYCLE = {"aclose", "close"}
@@ -46,13 +46,17 @@ def test_both_faces_have_the_same_methods() -> None:
             assert s.parameters[p].kind == a.parameters[p].kind, (name, p)
             assert s.parameters[p].default == a.parameters[p].default, (name, p)
         hs, ha = get_type_hints(sync[name]), get_type_hints(async_[name])  # type: ignore[arg-type]
-        if name not in ("subscribe", "ingest"):  # iterators and iterables differ by face
+        if name not in (
+            "subscribe",
+            "subscribe_events",
+            "ingest",
+        ):  # iterators and iterables differ by face
             assert hs == ha, name
 
 
 def test_every_endpoint_method_has_a_builder() -> None:
     for name in _public(Client):
-        if name not in ("subscribe", "ws_url"):
+        if name not in ("subscribe", "subscribe_events", "ws_url"):
             assert name == "ingest" or callable(getattr(_requests, name)), name
 
 
@@ -147,7 +151,9 @@ def test_retry_after_takes_ascii_digits_only() -> None:
 
 
 def _resumer() -> _Resumer:
-    return _Resumer("http://api", "/ws/streams/cam", "cam", None, max_reconnects=2)
+    return _Resumer(
+        PredictionMessage, "http://api", "/ws/streams/cam", "cam", None, max_reconnects=2
+    )
 
 
 def test_a_subscription_outlives_the_servers_transient_errors() -> None:
