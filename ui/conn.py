@@ -2,16 +2,16 @@
 turns every client error into an `st.error` message (never a traceback).
 
 The key comes from `HARCLIP_UI__API_KEY`, or from the sidebar field for this browser session
-(kept in session state, never shown back). The events endpoints (`events`, `stream_action`,
-`stream_stats`, `rules`, `set_rules`) are newer than some APIs: `optional` says when the client or
-the server lacks one, so a page shows "events app not running" instead of failing.
+(kept in session state, never shown back). The events app's data (`events`, `stream_action`,
+`stream_stats`, `rules`) may not exist (the app does not run) or an older API may lack the route:
+`optional` tells those apart from failures, so a page says "events app not running" instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import streamlit as st
 
@@ -85,19 +85,17 @@ def call(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> T |
 
 
 @dataclass(frozen=True, slots=True)
-class Optional:
-    """The answer of an endpoint that may be missing: `value`, or why there is none."""
+class Optional(Generic[T]):
+    """The answer of an endpoint whose data may not exist: `value`, or why there is none."""
 
-    value: Any = None
-    missing: bool = False  # the client or the API has no such endpoint (events not deployed)
+    value: T | None = None
+    missing: bool = False  # the API has no such route (an API older than the events app)
     error: str | None = None  # any other failure, for a person
 
 
-def optional(name: str, *args: Any, **kwargs: Any) -> Optional:
-    """Call the client method `name` if this client has it; a 404 means nothing there yet."""
-    fn = getattr(client(), name, None)
-    if fn is None:
-        return Optional(missing=True)
+def optional(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Optional[T]:
+    """`fn(*args, **kwargs)` (a client method of the events app's data): a 404 means nothing
+    there (yet), other failures are kept for the page to show."""
     try:
         return Optional(value=fn(*args, **kwargs))
     except NotFound as e:
@@ -109,8 +107,10 @@ def optional(name: str, *args: Any, **kwargs: Any) -> Optional:
 
 
 EVENTS_MISSING = (
-    "No events here: the events app is not running, or this API has no events endpoints yet "
-    "(start `python -m stream`; `make demo` runs it)."
+    "No events here: this API has no events endpoints (it is older than the events app)."
+)
+EVENTS_NONE = (
+    "The events app has not reported on this yet (`python -m stream`; `make demo` runs it)."
 )
 
 

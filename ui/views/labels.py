@@ -8,7 +8,6 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from harclip.wire import RulesDoc
 from ui import conn, text
 from ui.editors import label_lines, parse_label_lines, parse_rules
 
@@ -56,14 +55,14 @@ def _labels() -> None:
 
 def _rules() -> None:
     st.header("Alert rules")
-    got = conn.optional("rules")
+    got = conn.optional(conn.client().rules)
     if got.missing:
         st.info(conn.EVENTS_MISSING)
         return
     if got.error:
         st.error(f"rules: {got.error}")
         return
-    doc = got.value if isinstance(got.value, RulesDoc) else None
+    doc = got.value
     if doc is None:
         return
     if doc.published:
@@ -88,13 +87,9 @@ def _rules() -> None:
         except ValueError as e:
             st.error(f"rules: {e}")
             return
-        fn = getattr(conn.client(), "set_rules", None)
-        if fn is None:
-            st.info(conn.EVENTS_MISSING)
-            return
-        new = conn.call(fn, rules, what="publish rules")
-        if isinstance(new, RulesDoc):
-            st.success(f"published {len(new.rules)} rules")
+        new = conn.call(conn.client().set_rules, rules, what="publish rules")
+        if new is not None:
+            st.success(f"published {len(new.rules)} rules; every events app applies them")
 
 
 def render() -> None:

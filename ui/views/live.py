@@ -54,9 +54,8 @@ def _tile(stream_id: str, last_seen: int) -> Tile:
             frames.store().put(latest.frame_id, frame)
     except NotFound:
         pass  # no prediction yet, or the frame's TTL passed
-    action = conn.optional("stream_action", stream_id)
-    value = action.value if isinstance(action.value, StreamAction) else None
-    return Tile(stream_id, last_seen, latest, frame, value, action.missing)
+    action = conn.optional(c.stream_action, stream_id)
+    return Tile(stream_id, last_seen, latest, frame, action.value, action.missing)
 
 
 def _show(t: Tile, now: int) -> None:

@@ -12,7 +12,7 @@ import streamlit as st
 
 from harclip.events import EVENT_TYPES
 from harclip.messages import Prediction
-from harclip.wire import EventPage, SearchHit
+from harclip.wire import SearchHit
 from ui import conn, frames, text
 
 _WINDOWS = {"any time": None, "last 15 min": 15, "last hour": 60, "last 24 h": 1440}
@@ -112,12 +112,12 @@ def _events_tab() -> None:
         window = f.selectbox("time", list(_WINDOWS), key="ev-window")
         st.form_submit_button("Filter")
     got = conn.optional(
-        "events",
+        conn.client().events,
         stream_id=stream,
         type=None if kind == "any" else kind,
         label=label,
         severity=None if severity == "any" else severity,
-        since_ms=_since(window),
+        start_ms=_since(window),
         size=200,
     )
     if got.missing:
@@ -126,7 +126,7 @@ def _events_tab() -> None:
     if got.error:
         st.error(f"events: {got.error}")
         return
-    page = got.value if isinstance(got.value, EventPage) else None
+    page = got.value
     if page is None or not page.items:
         st.info("No events match (the events app writes segments and alerts as streams run).")
         return

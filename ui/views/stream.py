@@ -8,9 +8,9 @@ import streamlit as st
 
 from harclip.client import NotFound
 from harclip.errors import HarclipError
-from harclip.events import Event, StreamAction, StreamStats
+from harclip.events import Event, StreamAction
 from harclip.messages import Prediction
-from harclip.wire import EventPage, PredictionPage
+from harclip.wire import PredictionPage
 from ui import charts, conn, frames, text, timeline
 
 _HISTORY = 300  # predictions read for the charts
@@ -71,15 +71,15 @@ def _now_panel(sid: str) -> Prediction | None:
 
 
 def _action(sid: str, latest: Prediction | None) -> StreamAction | None:
-    got = conn.optional("stream_action", sid)
+    got = conn.optional(conn.client().stream_action, sid)
     if got.missing:
         st.caption(conn.EVENTS_MISSING)
         return None
-    a = got.value if isinstance(got.value, StreamAction) else None
+    a = got.value
     if got.error:
         st.warning(f"current action: {got.error}")
     elif a is None:
-        st.caption("The events app has not reported on this stream yet.")
+        st.caption(conn.EVENTS_NONE)
     elif a.state == "down":
         st.markdown(f"current action: **down** since {text.when(a.since)} UTC")
     elif a.label is not None and a.since is not None:
@@ -88,8 +88,8 @@ def _action(sid: str, latest: Prediction | None) -> StreamAction | None:
             f"current action: **{a.label}** for {text.duration(until - a.since)} "
             f"(smoothed score {a.score or 0:.2f})"
         )
-    stats = conn.optional("stream_stats", sid).value
-    if isinstance(stats, StreamStats) and stats.hour.seconds:
+    stats = conn.optional(conn.client().stream_stats, sid).value
+    if stats is not None and stats.hour.seconds:
         secs = ", ".join(
             f"{k} {text.duration(v * 1000)}"
             for k, v in sorted(stats.hour.seconds.items(), key=lambda kv: -kv[1])
@@ -102,9 +102,10 @@ def _timeline(
     sid: str, action: StreamAction | None, history: list[Prediction], latest: Prediction | None
 ) -> None:
     st.subheader("Action segments")
-    got = conn.optional("events", stream_id=sid, size=500)
-    page = got.value if isinstance(got.value, EventPage) else None
-    events: list[Event] = list(page.items) if page else []
+    got = conn.optional(conn.client().events, stream_id=sid, size=500)
+    if got.error:
+        st.warning(f"events: {got.error}")
+    events: list[Event] = list(got.value.items) if got.value is not None else []
     newest = latest or (history[0] if history else None)  # history is newest first
     until = newest.captured_at if newest is not None else text.now_ms()
     segs = timeline.from_events(events, action, until) if events else []
