@@ -87,6 +87,7 @@ class System:
 
     api_url: str
     worker_metrics_url: str
+    events_metrics_url: str
     settings: Settings
     photos: list[Path]
 
@@ -99,7 +100,7 @@ class System:
             "HARCLIP_UI__API_URL": self.api_url,
             "HARCLIP_UI__API_KEY": ADMIN_KEY,
             "HARCLIP_UI__WORKER_METRICS_URL": self.worker_metrics_url,
-            "HARCLIP_UI__EVENTS_METRICS_URL": "http://127.0.0.1:9/metrics",  # none in tests
+            "HARCLIP_UI__EVENTS_METRICS_URL": self.events_metrics_url,
         }
 
     def ingest(
@@ -138,6 +139,30 @@ class System:
             wait_for(f"latest of {stream_id}", latest)
         return ids
 
+    def play(self, stream_id: str, scenes: list[tuple[Path, float]]) -> None:
+        """Send each scene's photo to `stream_id` again and again for its seconds of wall clock
+        (the API stamps each frame's capture time on arrival), like a camera whose view changes;
+        returns once the last frame is the stream's latest prediction."""
+        last = ""
+        with self.client() as c:
+            for photo, seconds in scenes:
+                last = c.ingest(stream_id, _repeat(photo.read_bytes(), seconds))[-1].frame_id
+
+            def latest() -> bool:
+                try:
+                    return c.latest(stream_id).frame_id == last
+                except NotFound:
+                    return False
+
+            wait_for(f"the last frame of {stream_id}", latest)
+
+
+def _repeat(data: bytes, seconds: float) -> Iterator[bytes]:
+    """`data` again and again for `seconds` (each sent once the previous one is acknowledged)."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        yield data
+
 
 def _stop(proc: subprocess.Popen[str] | LogWatch) -> None:
     if isinstance(proc, LogWatch):
@@ -151,13 +176,50 @@ def _stop(proc: subprocess.Popen[str] | LogWatch) -> None:
         proc.wait()
 
 
+ACTS = "ui-acts"  # a stream whose view changes twice: segments and events
+
+
+def _act(system: System) -> None:
+    """Play two photos of different top labels on ACTS (A, B, A; 2.5 s each, as the events app
+    confirms a segment after 1 s of it) and wait until the events app has ended two segments and
+    holds the third as the current action."""
+    with system.client() as c:
+        labels = {p: c.predict_from_image_path(p).label for p in system.photos}
+        a = system.photos[0]
+        b = next(p for p in system.photos if labels[p] != labels[a])
+        system.play(ACTS, [(a, 2.5), (b, 2.5), (a, 2.5)])
+
+        seen: list[object] = []
+
+        def ended() -> bool:
+            try:
+                action = c.stream_action(ACTS)
+                page = c.events(stream_id=ACTS, size=100)
+            except (NotFound, ServerError) as e:
+                seen[:] = [e]
+                return False
+            seen[:] = [action, [(e.type, e.label, e.start, e.end) for e in page.items]]
+            ends = [e for e in page.items if e.type == "segment.end"]
+            return action.label == labels[a] and len(ends) >= 2
+
+        try:
+            wait_for("two segments of ui-acts ended, the third current", ended)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; A={labels[a]} B={labels[b]}; seen {seen}") from None
+
+
 @pytest.fixture(scope="session")
-def ui_system(settings: Settings, tiny_bundle: Path, sample_photos: list[Path]) -> Iterator[System]:
+def ui_system(
+    settings: Settings,
+    tiny_bundle: Path,
+    sample_photos: list[Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[System]:
     suffix = uuid.uuid4().hex[:10]
     s = _scoped(settings, suffix)
     # The engine is not the subject here: the plain ONNX engine skips per-start validation.
     env = {**os.environ, **api_env(s), "HARCLIP_MODEL__ENGINE": "onnx"}
-    api_port, metrics_port = free_port(), free_port()
+    api_port, metrics_port, events_port = free_port(), free_port(), free_port()
     worker = LogWatch(
         [sys.executable, "-m", "consumers", "--bundle", str(tiny_bundle)],
         cwd=ROOT, env={**env, "HARCLIP_METRICS__PORT": str(metrics_port)},
@@ -166,18 +228,31 @@ def ui_system(settings: Settings, tiny_bundle: Path, sample_photos: list[Path]) 
         [sys.executable, "-m", "api", "--bundle", str(tiny_bundle), "--port", str(api_port)],
         cwd=ROOT, env=env,
     )  # fmt: skip
+    events_app = LogWatch(
+        [sys.executable, "-m", "stream"],
+        cwd=ROOT,
+        env={**env, "HARCLIP_STREAM__APP_ID": f"harclip-stream-{suffix}",
+             "HARCLIP_STREAM__DATADIR": str(tmp_path_factory.mktemp("ui-stream")),
+             "HARCLIP_STREAM__STORE": "memory", "HARCLIP_STREAM__PORT": str(events_port),
+             "HARCLIP_STREAM__COMMIT_INTERVAL_S": "0.5", "HARCLIP_STREAM__SESSION_TIMEOUT_S": "10"},
+    )  # fmt: skip
     system = System(
         api_url=f"http://127.0.0.1:{api_port}",
         worker_metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        events_metrics_url=f"http://127.0.0.1:{events_port}/metrics",
         settings=s,
         photos=sample_photos[::60],  # one of each class
     )
     try:
         wait_for("the API is ready", lambda: _http_ok(f"{system.api_url}/ready"))
-        wait_for("the worker is ready", lambda: _http_ok(system.worker_metrics_url[:-8] + "/ready"))
+        for name, metrics in (("worker", system.worker_metrics_url),
+                              ("events app", system.events_metrics_url)):  # fmt: skip
+            ready = metrics.removesuffix("/metrics") + "/ready"
+            wait_for(f"the {name} is ready", lambda u=ready: _http_ok(u))
         system.ingest("ui-seed", system.photos)
+        _act(system)
         yield system
     finally:
-        for p in (api, worker):
+        for p in (api, worker, events_app):
             _stop(p)
         _cleanup(settings, suffix)

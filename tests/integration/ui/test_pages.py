@@ -12,7 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.integration.ui.conftest import ROOT, System, free_port, wait_for
+from tests.integration.ui.conftest import ACTS, ROOT, System, free_port, wait_for
 
 Open = Callable[..., AppTest]
 _TIMEOUT_S = 90  # one page run on a busy 2-core machine
@@ -68,6 +68,9 @@ def test_live_grid_shows_each_stream_with_its_latest_prediction(
     assert f"### {latest.label} `{latest.score:.2f}`" in text
     assert f"seq {latest.seq}" in _captions(at)
     assert len(at.image) >= 1  # the latest frame
+    with ui_system.client() as c:
+        action = c.stream_action(ACTS)
+    assert f"action: **{action.label} for " in text  # the events app's current action
     assert not at.error
 
 
@@ -86,6 +89,59 @@ def test_stream_page_shows_frame_prediction_segments_and_scores(
         "Score history of the top labels",
     ]
     assert not at.error
+
+
+def test_stream_segments_come_from_the_events_app(open_page: Open, ui_system: System) -> None:
+    at = open_page("stream.py", stream=ACTS)
+    with ui_system.client() as c:
+        action = c.stream_action(ACTS)
+        ends = c.events(stream_id=ACTS, type="segment.end").items
+    assert f"current action: **{action.label}** for " in _markdown(at)
+    assert "Runs of the raw top label" not in _captions(at)  # segments of the events app
+    assert len(ends) >= 2 and _charts(at) == 3
+    assert not at.error and not at.warning
+
+
+def test_events_tab_lists_segments_with_filters(open_page: Open, ui_system: System) -> None:
+    at = open_page("search.py")
+    at.text_input(key="ev-stream").set_value(ACTS)
+    at.selectbox(key="ev-type").set_value("segment.end")
+    next(b for b in at.button if b.label == "Filter").click()
+    at.run()
+    assert not at.exception and not at.error
+    with ui_system.client() as c:
+        ends = c.events(stream_id=ACTS, type="segment.end", size=200).items
+    table = at.dataframe[-1].value
+    assert list(table["type"]) == ["segment.end"] * len(ends)
+    assert list(table["label"]) == [e.label for e in ends]
+    assert set(table["stream"]) == {ACTS}
+
+
+def test_rules_are_shown_and_published(open_page: Open, ui_system: System) -> None:
+    at = open_page("labels.py")
+    with ui_system.client() as c:
+        label = c.labels().labels[0]
+    area = next(a for a in at.text_area if a.label.startswith("rules"))
+    area.set_value(
+        f"- name: ui-test\n  label: {label}\n"
+        "  min_score: 0.9\n  for_seconds: 2\n  severity: warning\n"
+    )
+    next(b for b in at.button if b.label.startswith("Publish rules")).click()
+    at.run()
+    assert not at.exception and not at.error
+    assert at.success[0].value.startswith("published 1 rules")
+    with ui_system.client() as c:
+        doc = c.rules()
+    assert doc.published and doc.rules[0]["name"] == "ui-test"
+    at.run()
+    assert "ui-test" in set(at.dataframe[-1].value["name"])
+    # A rule the events app would refuse is the API's message, not a traceback.
+    area = next(a for a in at.text_area if a.label.startswith("rules"))
+    area.set_value("- name: broken\n  min_score: 7\n")
+    next(b for b in at.button if b.label.startswith("Publish rules")).click()
+    at.run()
+    assert not at.exception
+    assert any(e.value.startswith("publish rules: ") and "422" in e.value for e in at.error)
 
 
 def test_predict_shows_each_file_and_the_error_of_a_corrupt_one(
@@ -146,9 +202,6 @@ def test_search_finds_history_and_similar_frames(open_page: Open, ui_system: Sys
     at.run()
     assert not at.error
     assert any(h.value.startswith("Similar to frame ") for h in at.subheader)
-    # the events tab: listed, or said why there are none
-    events_text = "\n".join(x.value for x in at.info) + _captions(at)
-    assert "events" in events_text.lower()
 
 
 def test_labels_page_shows_the_set_and_publishes_a_new_one(
