@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.integration.conftest import LogWatch
-from tests.integration.ui.conftest import ROOT, System, _http_ok, free_port, wait_for
+from tests.integration.ui.conftest import ACTS, ROOT, System, _http_ok, free_port, wait_for
 from ui.cli import streamlit_command
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,6 +43,7 @@ def ui_url(ui_system: System) -> Iterator[str]:
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium (apt)")
+    expect.set_options(timeout=_WAIT_MS)  # assertions wait as long as actions
     with sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -98,15 +99,16 @@ def _no_failure(page: Page) -> None:
 
 def test_every_page_opens_with_real_content(page: Page, ui_url: str, ui_system: System) -> None:
     with ui_system.client() as c:
-        latest = c.latest("ui-seed")
+        latest = c.latest(ACTS)
+        action = c.stream_action(ACTS)
         labels = c.labels()
     checks: list[tuple[str, str, str]] = [
         ("", "Live streams", "ui-seed"),  # the default page, at the root
-        ("stream?stream=ui-seed", "Stream", "Score history of the top labels"),
+        (f"stream?stream={ACTS}", "Stream", "Score history of the top labels"),
         ("predict", "Predict", "Predict URL"),
         ("webcam", "Webcam", "stream id"),
         ("search", "Search & events", "Search"),
-        ("labels", "Labels & rules", labels.labels[0]),
+        ("labels", "Labels & rules", f"· {len(labels.labels)} labels"),
         ("performance", "Performance", "Inference worker"),
         ("settings", "Settings", "reachable: model"),
     ]
@@ -115,9 +117,11 @@ def test_every_page_opens_with_real_content(page: Page, ui_url: str, ui_system: 
         expect(page.get_by_text(content).first).to_be_visible()
         if path.startswith("stream"):
             expect(page.get_by_text(latest.label).first).to_be_visible()
+            expect(page.get_by_text(f"current action: {action.label} for")).to_be_visible()
             expect(page.locator(".vega-embed")).to_have_count(3)  # top-k, Gantt, scores
         if path == "":
             expect(page.get_by_text(f"seq {latest.seq} ·").first).to_be_visible()
+            expect(page.get_by_text(f"action: {action.label} for").first).to_be_visible()
         if path == "performance":  # rates need a second read: wait for the first refresh
             expect(page.get_by_test_id("stMetricValue").first).not_to_have_text("–")
         _no_failure(page)
@@ -185,11 +189,25 @@ def test_a_webcam_photo_is_sent_and_predicted(page: Page, ui_url: str, ui_system
     _open(page, f"{ui_url}/webcam", "Webcam")
     page.get_by_label("stream id").fill(stream)
     page.get_by_label("stream id").press("Enter")
+    # the page has rerun with the new stream id before the photo is taken
+    expect(page.get_by_role("heading", name=f"Predictions for {stream}")).to_be_visible()
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
     page.get_by_role("button", name="Take Photo").click()
     expect(page.get_by_text(f"sent to {stream}")).to_be_visible()
     expect(page.get_by_text("end to end · head v")).to_be_visible()
     _no_failure(page)
     shot(page, "webcam-predicted")
+
+
+def test_events_tab_lists_the_segments(page: Page, ui_url: str) -> None:
+    _open(page, f"{ui_url}/search", "Search & events")
+    page.get_by_role("tab", name="Events").click()
+    page.get_by_label("stream").nth(1).fill(ACTS)
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_text("events, newest first")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    _no_failure(page)
+    shot(page, "events")
 
 
 def test_chromium_is_debians() -> None:

@@ -98,7 +98,7 @@ def test_stream_segments_come_from_the_events_app(open_page: Open, ui_system: Sy
         ends = c.events(stream_id=ACTS, type="segment.end").items
     assert f"current action: **{action.label}** for " in _markdown(at)
     assert "Runs of the raw top label" not in _captions(at)  # segments of the events app
-    assert len(ends) >= 2 and _charts(at) == 3
+    assert len(ends) >= 1 and _charts(at) == 3
     assert not at.error and not at.warning
 
 
