@@ -10,6 +10,8 @@ import pandas as pd
 from harclip.messages import LabelScore
 from ui.timeline import Segment
 
+_TIME_AXIS = alt.Axis(format="%H:%M:%S", labelOverlap=True)
+
 
 def topk_bars(top_k: Sequence[LabelScore], height: int = 160) -> alt.Chart:
     """Horizontal bars of label scores, best first."""
@@ -45,7 +47,7 @@ def gantt(segments: Sequence[Segment], height: int = 220) -> alt.Chart:
         alt.Chart(df, height=height)
         .mark_bar(cornerRadius=2)
         .encode(
-            x=alt.X("start:T", title="capture time (UTC)"),
+            x=alt.X("start:T", title="capture time (UTC)", axis=_TIME_AXIS),
             x2="end:T",
             y=alt.Y("label:N", title=None),
             color=alt.Color("label:N", legend=None),
@@ -68,7 +70,7 @@ def score_lines(rows: Sequence[dict[str, object]], height: int = 240) -> alt.Cha
         alt.Chart(df, height=height)
         .mark_line(point=True)
         .encode(
-            x=alt.X("time:T", title="capture time (UTC)"),
+            x=alt.X("time:T", title="capture time (UTC)", axis=_TIME_AXIS),
             y=alt.Y("score:Q", scale=alt.Scale(domain=[0, 1])),
             color="label:N",
             tooltip=["label", alt.Tooltip("score:Q", format=".3f"), "time:T"],
