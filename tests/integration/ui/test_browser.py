@@ -192,6 +192,11 @@ def test_a_webcam_photo_is_sent_and_predicted(page: Page, ui_url: str, ui_system
     # the page has rerun with the new stream id before the photo is taken
     expect(page.get_by_role("heading", name=f"Predictions for {stream}")).to_be_visible()
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+    # a click before the (fake) camera streams takes no photo
+    page.wait_for_function(
+        "() => { const v = document.querySelector('video');"
+        " return v !== null && v.readyState >= 2 && v.videoWidth > 0; }"
+    )
     page.get_by_role("button", name="Take Photo").click()
     expect(page.get_by_text(f"sent to {stream}")).to_be_visible()
     expect(page.get_by_text("end to end · head v")).to_be_visible()
