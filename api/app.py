@@ -140,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = args.host or settings.api.host
         port = args.port or settings.api.port
         log.info("serving on http://%s:%d (docs: /docs)", host, port)
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
+                    ws_per_message_deflate=settings.api.ws_compression)  # fmt: skip
         return 0
     except HarclipError as e:
         print(f"api: error: {e}", file=sys.stderr)

@@ -64,13 +64,15 @@ def build_bundle(out: Path) -> Path:
     return export_bundle(load_clip(model_dir), out, ExportOptions(formats=("onnx",))).path
 
 
-def start_api(bundle: Path, prefix: str, queue: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_api(bundle: Path, prefix: str, queue: int, compression: bool = False
+              ) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
     port = _free_port()
     env = {
         **os.environ,
         "HARCLIP_REDIS__KEY_PREFIX": prefix,
         "HARCLIP_API__FOLLOW_CONTROL": "false",
         "HARCLIP_API__WS_QUEUE_SIZE": str(queue),
+        "HARCLIP_API__WS_COMPRESSION": str(compression).lower(),
         "HARCLIP_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
@@ -172,6 +174,7 @@ def run_level(
         "received": float(sum(r[1] for r in results)),
         "dropped": float(sum(r[2] for r in results)),
         "cpu_pct": cpu,
+        "cpu_us_per_msg": cpu / 100 * (seconds + 3) / max(1, sum(r[1] for r in results)) * 1e6,
         "rss_mb": max(rss),
         "delays": delays.tolist(),
     }
@@ -222,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--streams", type=int, default=4, help="streams the predictions spread over")
     ap.add_argument("--queue", type=int, default=256, help="HARCLIP_API__WS_QUEUE_SIZE")
     ap.add_argument("--procs", type=int, default=4, help="client processes for the subscribers")
+    ap.add_argument("--compression", action="store_true", help="permessage-deflate on")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--plot-path", type=Path, default=ROOT / "bench/results/fanout-delay.png")
     args = ap.parse_args(argv)
@@ -231,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print("building a tiny bundle ...")
     bundle = build_bundle(work / "bundle")
     prefix = f"harclip-fanout-{uuid.uuid4().hex[:8]}"
-    proc, url = start_api(bundle, prefix, args.queue)
+    proc, url = start_api(bundle, prefix, args.queue, args.compression)
     results: dict[int, dict[str, Any]] = {}
     try:
         api = psutil.Process(proc.pid)
@@ -248,12 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"streams, {args.seconds:g} s per level ({platform.node()}, "
                         f"{os.cpu_count()} CPUs)")  # fmt: skip
     for col in ("subscribers", "messages", "received", "dropped", "p50 ms", "p99 ms", "max ms",
-                "API CPU %", "API RSS MB"):  # fmt: skip
+                "API CPU %", "API CPU µs/msg", "API RSS MB"):  # fmt: skip
         table.add_column(col, justify="right")
     for n, m in results.items():
         cells = [f"{m[k]:.0f}" for k in ("expected", "received", "dropped")]
         cells += [f"{m[k]:.1f}" for k in ("p50_ms", "p99_ms", "max_ms")]
-        cells += [f"{m[k]:.0f}" for k in ("cpu_pct", "rss_mb")]
+        cells += [f"{m[k]:.0f}" for k in ("cpu_pct", "cpu_us_per_msg", "rss_mb")]
         table.add_row(str(n), *cells)
     Console().print(table)
     plot = None
@@ -262,9 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             {f"N={n}": m["delays"] for n, m in results.items()},  # type: ignore[misc]
             args.plot_path, "Redis write -> WebSocket receipt", unit="messages",
         )  # fmt: skip
-    out: dict[str, object] = {"rate": args.rate, "seconds": args.seconds, "streams": args.streams}
+    out: dict[str, object] = {"rate": args.rate, "seconds": args.seconds, "streams": args.streams,
+                              "compression": args.compression}  # fmt: skip
     for n, m in results.items():
-        for key in ("p50_ms", "p99_ms", "dropped", "cpu_pct", "rss_mb"):
+        for key in ("p50_ms", "p99_ms", "dropped", "cpu_pct", "cpu_us_per_msg", "rss_mb"):
             out[f"{key}_{n}"] = round(m[key], 2)
         out[f"received_{n}"] = int(m["received"])
         out[f"expected_{n}"] = int(m["expected"])

@@ -211,6 +211,11 @@ class ApiSettings(_Section):
     url_max_redirects: int = Field(3, ge=0)
     ws_queue_size: int = Field(256, ge=1, description="per-client buffer before oldest is dropped")
     ws_heartbeat_s: float = Field(15.0, gt=0)
+    ws_compression: bool = Field(
+        False,
+        description="permessage-deflate on WebSockets: compresses each message once per client "
+        "(fan-out CPU grows with subscribers); off unless bandwidth is what is short",
+    )
     batch_wait_ms: float = Field(
         0.0,
         ge=0,
