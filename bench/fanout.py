@@ -185,11 +185,11 @@ async def _write(
 ) -> tuple[list[float], float]:
     """Write the predictions at `rate`, each stamped with the wall clock of its write (ms, in
     `inferred_at`); the API's RSS samples (MB) and CPU (% of one core, writes + 3 s drain)."""
-    from harclip.config import RedisSettings
+    from harclip.config import load_settings
     from harclip.io import store
     from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 
-    rs = RedisSettings(key_prefix=prefix)
+    rs = load_settings().redis.model_copy(update={"key_prefix": prefix})  # HARCLIP_REDIS__URL
     r = store.make_redis(rs)
     model = ModelRef(name="bench", version="1", head_version=1)
     top_k = [LabelScore(label="running", score=0.9), LabelScore(label="eating", score=0.1)]
@@ -281,9 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cleanup(prefix: str) -> None:
     import redis
 
-    from harclip.config import RedisSettings
+    from harclip.config import load_settings
 
-    r = redis.Redis.from_url(RedisSettings().url)
+    r = redis.Redis.from_url(load_settings().redis.url)
     keys = list(r.scan_iter(f"{prefix}*", count=1000))
     if keys:
         r.delete(*keys)
