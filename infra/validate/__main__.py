@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.validate import compose, kibana, k8s, monitoring, workflows
+from infra.validate import compose, k8s, kibana, monitoring, workflows
 from infra.validate.tools import K8S_SCHEMAS, REPO, MissingTool
 
 CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
@@ -45,10 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m infra.validate", description=__doc__)
     ap.add_argument("--root", type=Path, default=REPO, help="repository root to check")
     ap.add_argument("--only", nargs="+", choices=sorted(CHECKS), help="run only these checks")
-    ap.add_argument("--write-prometheusrule", action="store_true",
-                    help="regenerate k8s/base/prometheusrule.yaml from the rules and exit")
-    ap.add_argument("--install-k8s-schemas", type=Path, metavar="DIR",
-                    help="convert kubernetes-validate's schema folder DIR for kubeconform and exit")
+    ap.add_argument(
+        "--write-prometheusrule",
+        action="store_true",
+        help="regenerate k8s/base/prometheusrule.yaml from the rules and exit",
+    )
+    ap.add_argument(
+        "--install-k8s-schemas",
+        type=Path,
+        metavar="DIR",
+        help="convert kubernetes-validate's schema folder DIR for kubeconform and exit",
+    )
     args = ap.parse_args(argv)  # fmt: skip
     if args.write_prometheusrule:
         monitoring.write_prometheus_rule(args.root)

@@ -161,7 +161,7 @@ def check_dashboards(root: Path) -> list[str]:
                                 f"no service exports: {sorted(bad)}")  # fmt: skip
     files = sorted((root / DASHBOARDS).glob("*.json"))
     if not files:
-        return problems + [f"no dashboards in {DASHBOARDS}"]
+        return [*problems, f"no dashboards in {DASHBOARDS}"]
     uids: set[str] = set()
     exprs: list[dict[str, str]] = []
     for f in files:
@@ -191,7 +191,9 @@ def check_dashboards(root: Path) -> list[str]:
 
 
 def _dashboard_shape(dash: dict[str, Any]) -> list[str]:
-    problems = [f"missing {k}" for k in ("uid", "title", "panels", "schemaVersion") if k not in dash]
+    problems = [
+        f"missing {k}" for k in ("uid", "title", "panels", "schemaVersion") if k not in dash
+    ]
     ids: set[int] = set()
 
     def walk(panels: list[dict[str, Any]]) -> None:
@@ -202,8 +204,10 @@ def _dashboard_shape(dash: dict[str, Any]) -> list[str]:
             if "gridPos" not in p:
                 problems.append(f"panel {p.get('title')!r} has no gridPos")
             ds = p.get("datasource")
-            if p.get("type") != "row" and isinstance(ds, dict) and ds.get("uid") not in (
-                "prometheus", "${datasource}", "$datasource"
+            if (
+                p.get("type") != "row"
+                and isinstance(ds, dict)
+                and ds.get("uid") not in ("prometheus", "${datasource}", "$datasource")
             ):
                 problems.append(f"panel {p.get('title')!r}: datasource {ds} is not provisioned")
             walk(p.get("panels", []))

@@ -37,5 +37,5 @@ def run(args: list[str], *, stdin: str | None = None, cwd: Path | None = None) -
 
 def version(name: str, *flag: str) -> str:
     """The first line a validator prints about its version."""
-    code, out = run([tool(name), *(flag or ("--version",))])
+    _code, out = run([tool(name), *(flag or ("--version",))])
     return out.splitlines()[0].strip() if out else "?"
