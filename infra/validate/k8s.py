@@ -237,8 +237,10 @@ def _topics(docs: list[Doc], kafka: KafkaSettings) -> list[str]:
 def _scaling(docs: list[Doc], kafka: KafkaSettings, deployments: dict[Any, Doc]) -> list[str]:
     problems: list[str] = []
     worker = deployments.get("worker")
-    scaled = [d for d in _by_kind(docs, "ScaledObject")
-              if worker and d["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]]  # fmt: skip
+    target = worker["metadata"]["name"] if worker else None
+    scaled = [
+        d for d in _by_kind(docs, "ScaledObject") if d["spec"]["scaleTargetRef"]["name"] == target
+    ]
     if len(scaled) != 1:
         return [*problems, "the worker Deployment needs exactly one KEDA ScaledObject"]
     so = scaled[0]["spec"]
