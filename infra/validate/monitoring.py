@@ -15,6 +15,7 @@ import yaml
 from infra.validate.tools import run, tool
 
 RULES = Path("infra/monitoring/prometheus/rules.yml")
+PROMETHEUS_CONFIG = Path("infra/monitoring/prometheus/prometheus.yml")
 PROMETHEUS_RULE = Path("k8s/base/prometheusrule.yaml")
 DASHBOARDS = Path("infra/monitoring/grafana/dashboards")
 
@@ -77,11 +78,23 @@ def check_rules(root: Path) -> list[str]:
         code, out = run([promtool, "test", "rules", test.name], cwd=test.parent)
         if code:
             problems.append(f"promtool test rules {test.name}: {out}")
+    problems += _check_config(root, promtool)
     deployed = yaml.safe_load((root / PROMETHEUS_RULE).read_text())
     if deployed != prometheus_rule(root / RULES):
         problems.append(f"{PROMETHEUS_RULE} differs from {RULES}: run "
                         "`python -m infra.validate --write-prometheusrule`")  # fmt: skip
     return problems
+
+
+def _check_config(root: Path, promtool: str) -> list[str]:
+    """`promtool check config` of the compose Prometheus, with its rule file where it is here."""
+    config = yaml.safe_load((root / PROMETHEUS_CONFIG).read_text())
+    config["rule_files"] = [str(root / RULES)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        code, out = run([promtool, "check", "config", str(path)])
+    return [f"promtool check config {PROMETHEUS_CONFIG}: {out}"] if code else []
 
 
 # ----------------------------------------------------------------------------- dashboards
