@@ -2,8 +2,8 @@
 `harclip-logs`) on a machine without Filebeat or Fluent Bit (`HARCLIP_LOG_TO_ELASTICSEARCH=true`).
 
 A logging handler that never blocks the caller: records go to a bounded queue (full: dropped and
-counted), and one thread bulk-writes them every `interval_s` or `batch` records with the sync
-client. Writes that fail are dropped and counted - the same lines are on stdout anyway. On a
+counted), and one thread bulk-writes them every `interval_s` or `batch` records (`_bulk` over
+httpx). Writes that fail are dropped and counted - the same lines are on stdout anyway. On a
 cluster, ship stdout with Fluent Bit instead (infra/logging/).
 """
 
@@ -16,14 +16,15 @@ import threading
 import time
 from typing import Any
 
-from elasticsearch import Elasticsearch
+import httpx
+import orjson
 
 from harclip.config import ElasticsearchSettings
 from harclip.io.indices import daily_index, templates
 from harclip.log import EcsFormatter
 
-# The client's own loggers: shipping their records would feed the handler its own writes.
-_OWN_LOGGERS = ("elastic_transport", "elasticsearch", "urllib3")
+# The HTTP client's loggers: shipping their records would feed the handler its own writes.
+_OWN_LOGGERS = ("httpx", "httpcore")
 _FLUSH_TIMEOUT_S = 30.0
 
 Item = dict[str, Any] | threading.Event | None  # a document, a flush marker, or stop
@@ -51,14 +52,21 @@ class ElasticsearchLogHandler(logging.Handler):
         self.dropped = 0  # records not queued (queue full)
         self.failed = 0  # records whose write failed
         self.written = 0
+        # plain HTTP (httpx), not the Elasticsearch client: two requests, and nothing of the
+        # client's connection pool to wait for while the interpreter shuts down
         auth = (s.username, s.password or "") if s.username else None
-        self._es = Elasticsearch(s.url, basic_auth=auth, request_timeout=s.request_timeout_s)
+        self._http = httpx.Client(base_url=s.url, auth=auth, timeout=s.request_timeout_s)
         self._thread = threading.Thread(target=self._run, name="harclip-logship", daemon=True)
         self._thread.start()
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Runs before `handle` takes the handler's lock: the writer thread's own records (the
+        # client logging a retry) must not wait for that lock while `flush` holds it at shutdown.
         if record.name.startswith(_OWN_LOGGERS) or threading.current_thread() is self._thread:
-            return
+            return False
+        return bool(super().filter(record))
+
+    def emit(self, record: logging.LogRecord) -> None:
         try:
             doc = self._formatter.document(record)
             doc["_created_ms"] = record.created * 1000  # the index's day: the record's own
@@ -84,7 +92,7 @@ class ElasticsearchLogHandler(logging.Handler):
             self.flush()
             self._queue.put(None)
             self._thread.join(_FLUSH_TIMEOUT_S)
-        self._es.close()
+        self._http.close()
         super().close()
 
     # -- the writer thread ------------------------------------------------------------------------
@@ -122,16 +130,25 @@ class ElasticsearchLogHandler(logging.Handler):
             if not self._template_put:
                 for t in templates(self._s, None):
                     if t["name"] == self._s.logs_index:
-                        self._es.indices.put_index_template(**t)
+                        body = {"index_patterns": t["index_patterns"], "priority": t["priority"],
+                                "template": t["template"], "_meta": t["meta"]}  # fmt: skip
+                        self._http.put(
+                            f"/_index_template/{t['name']}", json=body
+                        ).raise_for_status()
                 self._template_put = True
-            operations: list[dict[str, Any]] = []
+            lines: list[bytes] = []
             for doc in docs:
                 at_ms = int(doc.pop("_created_ms"))
-                operations += [{"create": {"_index": daily_index(self._s, "logs", at_ms)}}, doc]
-            result = self._es.bulk(operations=operations)
-            errors = [i for i in result["items"] if i.get("create", {}).get("error")]
-            self.failed += len(errors)
-            self.written += len(docs) - len(errors)
-        except Exception as e:  # Elasticsearch away: these lines are on stdout anyway
+                action = {"create": {"_index": daily_index(self._s, "logs", at_ms)}}
+                lines += [orjson.dumps(action), orjson.dumps(doc, default=str)]
+            answer = self._http.post(
+                "/_bulk", content=b"\n".join(lines) + b"\n",
+                headers={"Content-Type": "application/x-ndjson"},
+            ).raise_for_status()  # fmt: skip
+            items = answer.json()["items"]
+            errors = sum(1 for i in items if i.get("create", {}).get("error"))
+            self.failed += errors
+            self.written += len(docs) - errors
+        except (httpx.HTTPError, ValueError, KeyError) as e:  # Elasticsearch away: on stdout anyway
             self.failed += len(docs)
             print(f"harclip.logship: {len(docs)} log lines not written: {e}", file=sys.stderr)

@@ -117,3 +117,7 @@ async def test_rules_and_dashboards_read_only_scraped_metrics_and_logs_reach_ela
                 await es.indices.refresh(index=f"{s.logs_index}-*", allow_no_indices=True)
     assert len(hits) == 1
     assert hits[0]["_index"].startswith(f"{s.logs_index}-")
+
+    # and it stops cleanly with the handler flushing at exit (no deadlock on the handler's lock)
+    watches["worker"].stop()
+    assert watches["worker"].proc.returncode == 0
