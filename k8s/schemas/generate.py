@@ -48,6 +48,10 @@ SOURCES: tuple[tuple[str, str, str], ...] = (
 )  # fmt: skip
 
 OUT = Path(__file__).parent / "crds"
+# The Kafka versions a Strimzi release runs (its kafka-versions.yaml, `supported: true`) become an
+# enum on Kafka's spec.kafka.version, so kubeconform refuses a broker version the operator cannot
+# run.
+STRIMZI_VERSIONS = ("strimzi/strimzi-kafka-operator", "1.2.0", "kafka-versions.yaml")
 
 
 def _close(node: Any) -> Any:
@@ -116,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
                 index.append({"schema": name, "repo": repo, "tag": tag, "commit": commit,
                               "path": path})  # fmt: skip
                 print(f"{name}  <- {repo}@{tag}:{path}")
+    repo, tag, path = STRIMZI_VERSIONS
+    text, commit = _read(args.mirrors, repo, tag, path)
+    supported = [str(v["version"]) for v in yaml.safe_load(text) if v.get("supported")]
+    kafka = OUT / "kafka.strimzi.io" / "kafka_v1.json"
+    schema = json.loads(kafka.read_text())
+    schema["properties"]["spec"]["properties"]["kafka"]["properties"]["version"]["enum"] = supported
+    kafka.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
+    index.append({"schema": "kafka.strimzi.io/kafka_v1.json (spec.kafka.version enum)",
+                  "repo": repo, "tag": tag, "commit": commit, "path": path})  # fmt: skip
+    print(f"Kafka versions of Strimzi {tag}: {supported}")
     (OUT / "SOURCES.json").write_text(json.dumps(index, indent=1) + "\n")
     return 0
 
