@@ -18,6 +18,7 @@ RULES = Path("infra/monitoring/prometheus/rules.yml")
 PROMETHEUS_CONFIG = Path("infra/monitoring/prometheus/prometheus.yml")
 PROMETHEUS_RULE = Path("k8s/base/prometheusrule.yaml")
 DASHBOARDS = Path("infra/monitoring/grafana/dashboards")
+K8S_DASHBOARDS = Path("k8s/base/dashboards")
 
 # Metrics that come from elsewhere than harclip's code, by prefix: Prometheus itself, the NVIDIA
 # DCGM exporter (GPU memory), kube-state-metrics (replicas), KEDA's operator metrics.
@@ -175,6 +176,10 @@ def check_dashboards(root: Path) -> list[str]:
     files = sorted((root / DASHBOARDS).glob("*.json"))
     if not files:
         return [*problems, f"no dashboards in {DASHBOARDS}"]
+    copies = {f.name: f.read_text() for f in (root / K8S_DASHBOARDS).glob("*.json")}
+    if copies != {f.name: f.read_text() for f in files}:
+        problems.append(f"{K8S_DASHBOARDS} differs from {DASHBOARDS}: run "
+                        "`python infra/monitoring/grafana/build.py`")  # fmt: skip
     uids: set[str] = set()
     exprs: list[dict[str, str]] = []
     for f in files:

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).parent / "dashboards"
+# the same files for Kubernetes (a ConfigMap the Grafana sidecar loads; kustomize reads files
+# only below its kustomization, so k8s/base keeps a copy that `make validate` compares)
+K8S_COPY = Path(__file__).parents[3] / "k8s" / "base" / "dashboards"
 DS = {"type": "prometheus", "uid": "prometheus"}
 
 # (title, kind, unit, [(legend, expr), ...]); kind: "ts" time series | "stat"
@@ -218,10 +221,12 @@ def dashboard(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
 
 
 def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for uid, (title, panels) in DASHBOARDS.items():
-        (OUT / f"{uid}.json").write_text(json.dumps(dashboard(uid, title, panels), indent=2) + "\n")
-        print(OUT / f"{uid}.json")
+    for folder in (OUT, K8S_COPY):
+        folder.mkdir(exist_ok=True)
+        for uid, (title, panels) in DASHBOARDS.items():
+            text = json.dumps(dashboard(uid, title, panels), indent=2) + "\n"
+            (folder / f"{uid}.json").write_text(text)
+            print(folder / f"{uid}.json")
 
 
 if __name__ == "__main__":
