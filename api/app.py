@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harclip.model.bundle import Bundle
 
         settings = load_settings()
-        setup_logging("harclip-api", settings.log_format, settings.log_level)
+        setup_logging("harclip-api", settings.log_format, settings.log_level, settings.log_shipping)
         bundle_path = args.bundle or settings.model.bundle
         if bundle_path is None:
             raise HarclipError("no model bundle: pass --bundle or set HARCLIP_MODEL__BUNDLE")

@@ -355,12 +355,20 @@ class Settings(BaseSettings):
     sample_data: Path | None = Field(None, description="HARCLIP_SAMPLE_DATA: shared/data folder")
     log_format: Literal["ecs", "text"] = "text"
     log_level: str = "INFO"
+    log_to_elasticsearch: bool = Field(
+        False, description="also bulk-write ECS log lines to the harclip-logs daily indices"
+    )
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:
         if self.auth.enabled and not self.auth.keys:
             raise ValueError("auth.enabled is true but auth.keys is empty: set HARCLIP_AUTH__KEYS")
         return self
+
+    @property
+    def log_shipping(self) -> ElasticsearchSettings | None:
+        """Where `setup_logging` ships log lines: Elasticsearch when asked for, else nowhere."""
+        return self.elasticsearch if self.log_to_elasticsearch else None
 
     @cached_property
     def sample_photos(self) -> Path | None:
