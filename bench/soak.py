@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 # bench/ itself is sys.path[0] when this runs as a script
 from _plots import latency_histogram  # noqa: E402
 
-from harclip.client import AsyncClient  # noqa: E402
+from harclip.client import AsyncClient, NotFound  # noqa: E402
 from harclip.config import Settings, load_settings  # noqa: E402
 from harclip.io import store  # noqa: E402
 from harclip.io.es import make_es  # noqa: E402
@@ -204,6 +204,7 @@ class Samples:
     worker_rss: list[int] = field(default_factory=list)
     api_rss: list[int] = field(default_factory=list)
     lag: list[float] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)  # the machine's 1-minute load average
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (t, ms)
     received: set[str] = field(default_factory=set)
 
@@ -217,6 +218,7 @@ async def sample_loop(worker: Child, api: Child, every_s: float, t0: float, out:
             out.worker_rss.append(worker.rss_bytes())
             out.api_rss.append(api.rss_bytes())
             out.lag.append(m.get("harclip_consumer_lag", 0.0))
+            out.load.append(os.getloadavg()[0])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_s)
 
@@ -244,7 +246,8 @@ async def api_reads(client: AsyncClient, streams: list[str], photo: bytes, predi
     next_predict = time.monotonic()
     while not stop.is_set():
         try:
-            await client.latest(streams[i % len(streams)])
+            with contextlib.suppress(NotFound):  # no prediction of that stream yet
+                await client.latest(streams[i % len(streams)])
             if predict_every_s > 0 and time.monotonic() >= next_predict:
                 next_predict += predict_every_s
                 await client.predict_bytes(photo, filename="photo.jpg")
@@ -406,7 +409,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ms_end": round(p99_end, 1),
         "p99_end_vs_start": round(p99_end / p99_start, 2) if p99_start else None,
         "api_read_errors": read_errors, "samples": len(out.t),
-        "cpus": os.cpu_count(), "load_avg_1m_end": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+        "load_avg_mean": round(float(np.mean(out.load)), 2) if out.load else None,
+        "load_avg_max": round(max(out.load), 2) if out.load else None,
     }  # fmt: skip
     if args.plot:
         title = (f"soak {args.minutes:g} min at {rate:.1f} frames/s (half of {cap:.1f}), "
