@@ -36,7 +36,7 @@ def write_pid(pidfile: Path, pid: int) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """True when `pid` is a live process (a zombie counts as gone)."""
+    """True when `pid` is a live process (a zombie counts as gone once all its threads are)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -47,7 +47,14 @@ def pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return True  # no /proc: trust kill(0)
-    return stat.rpartition(")")[2].split()[0] != "Z"
+    if stat.rpartition(")")[2].split()[0] != "Z":
+        return True
+    # A zombie main thread whose other threads still exit (a killed JVM tearing down its heap)
+    # holds its files and ports until the last one is gone: not gone yet.
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def _cmdline(pid: int) -> str:

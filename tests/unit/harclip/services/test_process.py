@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +49,32 @@ def test_stop_pid_ends_a_spawned_process(tmp_path: Path) -> None:
     assert process.pid_alive(pid)
     process.stop_pid(pid, timeout_s=10)
     assert not process.pid_alive(pid)  # exited (a not yet reaped zombie counts as gone)
+
+
+def test_a_process_is_alive_until_its_last_thread_exits() -> None:
+    """A killed multi-threaded server (a JVM) can show its main thread as a zombie while another
+    thread still tears down and holds its sockets: it is not gone yet, or `up` right after a crash
+    finds the port "in use by another process". Here the main thread exits on its own first."""
+    code = (
+        "import ctypes, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,)).start()\n"
+        "print('up', flush=True)\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+        stat = Path(f"/proc/{proc.pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().rpartition(")")[2].split()[0] != "Z":  # the main thread is gone
+            assert time.monotonic() < deadline, "the main thread did not exit"
+        assert process.pid_alive(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert not process.pid_alive(proc.pid)
 
 
 def test_port_in_use_detects_a_held_port(listener: int) -> None:
