@@ -38,10 +38,10 @@ RSS_BOUND_MIB = 256  # peak over the baseline the worker had after its warm-up f
 TIMEOUT_S = 240.0
 
 
-def _headers(frame_id: str, **over: bytes | None) -> Headers:
+def _headers(fid: str, **over: bytes | None) -> Headers:
     """A good frame's headers with some replaced (`None`: left out)."""
     h: dict[str, bytes | None] = {
-        "frame_id": frame_id.encode(), "stream_id": b"cam-p", "seq": b"1",
+        "frame_id": fid.encode(), "stream_id": b"cam-p", "seq": b"1",
         "captured_at": str(now_ms()).encode(), "content_type": b"image/jpeg",
         "schema": FRAME_SCHEMA.encode(),
     }  # fmt: skip
