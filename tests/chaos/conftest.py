@@ -43,6 +43,7 @@ from harclip.services import manager
 from harclip.services.base import Service
 from producers.upload import image_jpeg
 from tests.integration.conftest import settings_env
+from tests.integration.conftest import unique as unique  # a test's own names (test_poison)
 from tests.integration.consumers.conftest import header, read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,6 +140,12 @@ def private_settings(base: Settings) -> Settings:
             "elasticsearch_transport_port": ES_TRANSPORT_PORT,
             "cache_dir": base.services.downloads.resolve()}),
     })  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def settings(services: Services) -> Settings:
+    """The private services' settings (`unique` builds on them)."""
+    return services.settings
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,9 @@
 """Poison at volume: 10,000 malformed records of every kind the worker dead-letters, mixed into a
 normal stream of good frames, against a worker process. Every poison record reaches the DLQ once,
-with the reason its kind gets; every good frame is predicted; the worker's RSS stays bounded."""
+with the reason its kind gets; every good frame is predicted; the worker's RSS stays bounded.
+
+In `make chaos` (on its private services) rather than `make test`: it takes over three minutes
+on the 2-core machine (docs/chaos.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harclip.messages import FRAME_SCHEMA, Frame, Headers, Prediction, new_frame_id, now_ms
@@ -31,11 +35,14 @@ from tests.integration.consumers.conftest import (
 )
 from tests.unit.harclip.model.test_bounds import _bmp, _gif, _png, _webp, ff00_jpeg
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(900)
 POISON = 10_000
 GOOD = 1_000
 RSS_BOUND_MIB = 256  # peak over the baseline the worker had after its warm-up frames
-TIMEOUT_S = 240.0
+TIMEOUT_S = 600.0
+BIG = "oversize record (~1 MB)"
+BIG_COUNT = 20  # 20 MB of them; the other kinds share the rest of the 10,000
 
 
 def _headers(fid: str, **over: bytes | None) -> Headers:
@@ -116,7 +123,7 @@ def poison_kinds(photo: bytes) -> dict[str, Kind]:
         "GIF bomb": (body(_gif(6000, 6000), content_type=b"image/gif"), "undecodable: "),
         "BMP bomb": (body(_bmp(6000, 6000), content_type=b"image/bmp"), "undecodable: "),
         "WebP bomb": (body(_webp(6000, 6000), content_type=b"image/webp"), "undecodable: "),
-        "oversize record (~1 MB)": (body(big), "undecodable: "),
+        BIG: (body(big), "undecodable: "),
     }
 
 
@@ -158,8 +165,10 @@ async def test_ten_thousand_poison_records_in_a_good_stream(
     photos = [p.read_bytes() for p in sample_photos[::6]]
     kinds = poison_kinds(photos[0])
     names = sorted(kinds)
+    small = [n for n in names if n != BIG]
     rng = random.Random(12)
-    plan = ["good"] * GOOD + [names[i % len(names)] for i in range(POISON)]
+    plan = ["good"] * GOOD + [BIG] * BIG_COUNT
+    plan += [small[i % len(small)] for i in range(POISON - BIG_COUNT)]
     rng.shuffle(plan)
     port = free_port()
     env = settings_env(s) | {"HARCLIP_BATCHING__MAX_AGE_MS": "600000"}
