@@ -18,12 +18,13 @@ export HARCLIP_SAMPLE_DATA
 endif
 
 .PHONY: help venv redis-server services-up services-down services-status test test-unit \
-        test-integration lint demo clean-state
+        test-integration chaos lint demo clean-state
 
 help:
 	@echo "make demo             start the local services and show them"
 	@echo "make test             venv + lint + services up + pytest tests + stop what it started"
 	@echo "make test-unit        unit tests only (no services)"
+	@echo "make chaos            fault tests on private services (docs/chaos.md)"
 	@echo "make lint             ruff + mypy"
 	@echo "make services-up | services-down | services-status"
 	@echo "make venv             $(VENV) from requirements.lock (no-op when unchanged)"
@@ -63,6 +64,11 @@ test-unit: venv
 
 test-integration: venv redis-server
 	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration
+
+## Fault tests (docs/chaos.md): they start and kill their own Kafka / Elasticsearch / Redis on
+## ports of their own (state/chaos/), so other tests and the default services are left alone.
+chaos: venv redis-server
+	HARCLIP_CHAOS=1 $(PYTHON) -m pytest $(PYTEST_ARGS) tests/chaos
 
 ## ruff (lint + format) and mypy strict on the library and every deployable.
 lint: venv

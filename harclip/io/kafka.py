@@ -82,6 +82,21 @@ def is_permanent(e: BaseException) -> bool:
     return isinstance(e, PERMANENT_ERRORS)
 
 
+# Errors after which an idempotent aiokafka producer fails every later send to that partition:
+# a batch lost with its sequence number (a broker restart) leaves a gap that aiokafka never
+# closes, as it does not reset its producer id (the Java client bumps the epoch). Transient for
+# the record, but the producer that got one must be replaced by a new one.
+RENEW_PRODUCER_ERRORS: tuple[type[KafkaError], ...] = (
+    errors.OutOfOrderSequenceNumber,
+    errors.UnknownProducerId,
+)
+
+
+def needs_new_producer(e: BaseException) -> bool:
+    """Whether the producer that got `e` must be replaced (see RENEW_PRODUCER_ERRORS)."""
+    return isinstance(e, RENEW_PRODUCER_ERRORS)
+
+
 class FrameTooLarge(MessageError):
     """A frame (image + headers) does not fit in one Kafka message."""
 
