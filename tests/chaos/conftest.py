@@ -36,8 +36,7 @@ from harclip.client import AsyncClient
 from harclip.config import Settings, load_settings
 from harclip.io import store
 from harclip.io.es import make_es
-from harclip.io.kafka import make_producer, send_frame
-from harclip.io.topics import ensure_topics
+from harclip.io.topics import ensure_topics, start_frame_producer
 from harclip.messages import Frame, new_frame_id, now_ms
 from harclip.services import manager
 from harclip.services.base import Service
@@ -249,8 +248,8 @@ class Producer:
         return sum(len(v) for v in self.sent.values())
 
     async def run(self, s: Settings, photos: list[bytes], stop: asyncio.Event) -> None:
-        p = make_producer(s.kafka, role="bulk" if self.poison else "live")
-        await p.start()
+        # as the camera and upload producers send: renewed when a broker restart breaks it
+        p = await start_frame_producer(s.kafka, role="bulk" if self.poison else "live")
         try:
             start, n = time.monotonic(), 0
             rate = RATE_PER_STREAM * len(self.streams)
@@ -280,7 +279,7 @@ class Producer:
     async def _send(self, p: Any, frame: Frame) -> None:
         while True:
             try:
-                await asyncio.wait_for(await send_frame(p, self.topic, frame), 60)
+                await asyncio.wait_for(await p.send_frame(self.topic, frame), 60)
                 return
             except (KafkaError, TimeoutError):
                 self.send_errors += 1
