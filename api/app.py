@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harclip.model.bundle import Bundle
 
         settings = load_settings()
-        setup_logging("harclip-api", settings.log_format, settings.log_level)
+        setup_logging("harclip-api", settings.log_format, settings.log_level, settings.log_shipping)
         bundle_path = args.bundle or settings.model.bundle
         if bundle_path is None:
             raise HarclipError("no model bundle: pass --bundle or set HARCLIP_MODEL__BUNDLE")
@@ -140,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = args.host or settings.api.host
         port = args.port or settings.api.port
         log.info("serving on http://%s:%d (docs: /docs)", host, port)
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
+                    ws_per_message_deflate=settings.api.ws_compression)  # fmt: skip
         return 0
     except HarclipError as e:
         print(f"api: error: {e}", file=sys.stderr)

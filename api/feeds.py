@@ -91,7 +91,8 @@ class Outbox:
         if not self._items and not self.dropped:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):  # no task per wait (wait_for makes one)
+                    await self._ready.wait()
             except TimeoutError:
                 return Heartbeat(at=now_ms()).to_json()
         if self.dropped:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from harclip.engines import Engine
+    from harclip.io.kafka import RenewingProducer
     from harclip.model.bundle import Bundle
     from harclip.model.text import TextEncoder
 
@@ -114,7 +115,7 @@ class Runtime:
         self._redis: Redis | None = None
         self._feeds: dict[FeedKind, Feed] = {}
         self._es: AsyncElasticsearch | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: RenewingProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._control_task: asyncio.Task[None] | None = None
         self._es_lock = asyncio.Lock()
@@ -294,14 +295,19 @@ class Runtime:
                 self._templates_ok = True
         return es
 
-    async def producer(self) -> AIOKafkaProducer:
-        """The Kafka producer, started on first use (predict needs no Kafka)."""
+    async def frame_producer(self) -> RenewingProducer:
+        """The Kafka producer of ingested frames (renewed after a broker restart breaks its
+        sequence), started on first use (predict needs no Kafka)."""
         async with self._producer_lock:
             if self._producer is None:
-                from harclip.io.topics import start_producer
+                from harclip.io.topics import start_frame_producer
 
-                self._producer = await start_producer(self.settings.kafka, role="live")
+                self._producer = await start_frame_producer(self.settings.kafka, role="live")
             return self._producer
+
+    async def producer(self) -> AIOKafkaProducer:
+        """The current Kafka producer (control records: labels, rules)."""
+        return (await self.frame_producer()).producer
 
 
 def _decode(name: str, data: bytes, size: int, max_pixels: int) -> np.ndarray:

@@ -17,7 +17,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
@@ -30,7 +29,7 @@ from api.limits import check_image
 from api.runtime import FeedKind, Runtime, RuntimeDep
 from api.streams import checked_stream_id
 from harclip.errors import HarclipError
-from harclip.io.kafka import send_frame
+from harclip.io.kafka import RenewingProducer
 from harclip.messages import Frame, new_frame_id, now_ms
 from harclip.wire import (
     Ack,
@@ -227,7 +226,7 @@ async def ingest(ws: WebSocket, stream_id: str, rt: RuntimeDep) -> None:
     rt.metrics.ws_clients.labels("ingest").inc()
     async with _session(ws):
         try:
-            producer = await rt.producer()
+            producer = await rt.frame_producer()
             seq = 0
             while True:
                 message = await ws.receive()
@@ -247,7 +246,7 @@ async def ingest(ws: WebSocket, stream_id: str, rt: RuntimeDep) -> None:
 
 
 async def _ingest_one(
-    rt: Runtime, producer: AIOKafkaProducer, stream_id: str, seq: int, data: bytes | None
+    rt: Runtime, producer: RenewingProducer, stream_id: str, seq: int, data: bytes | None
 ) -> Ack | ErrorMessage:
     """Check one frame and publish it; its `Ack` once Kafka has it, or the `ErrorMessage`."""
     s = rt.settings
@@ -266,7 +265,7 @@ async def _ingest_one(
         new_frame_id(), stream_id, seq, now_ms(), data, content_type=f"image/{header.format}"
     )
     try:
-        await (await send_frame(producer, s.kafka.topics.frames, frame))
+        await (await producer.send_frame(s.kafka.topics.frames, frame))
     except KafkaError as e:
         refused = ApiError(503, "unavailable", f"Kafka did not take the frame: {e!r}")
         return refused.message_for_ws(seq)

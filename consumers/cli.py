@@ -105,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = apply_args(load_settings(), args)
-        setup_logging("harclip-worker", settings.log_format, settings.log_level)
+        setup_logging(
+            "harclip-worker", settings.log_format, settings.log_level, settings.log_shipping
+        )
         asyncio.run(_main(settings))
     except HarclipError as e:
         print(f"consumers: error: {e}", file=sys.stderr)

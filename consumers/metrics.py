@@ -13,6 +13,7 @@ from harclip.control import ControlMetrics
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
 class WorkerMetrics:
@@ -26,6 +27,14 @@ class WorkerMetrics:
         self.predicted = Counter(
             "harclip_frames_predicted", "frames with a Prediction written to every sink",
             registry=r,
+        )  # fmt: skip
+        # prediction drift (infra/monitoring): top-1 labels (bounded by the label set) and scores
+        self.labels = Counter(
+            "harclip_predicted_labels", "predictions by top-1 label", ["label"], registry=r
+        )
+        self.score = Histogram(
+            "harclip_prediction_score", "top-1 score of each prediction",
+            buckets=_SCORE_BUCKETS, registry=r,
         )  # fmt: skip
         self.dropped = Counter(
             "harclip_frames_dropped", "live frames dropped unprocessed", ["reason"], registry=r

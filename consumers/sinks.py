@@ -9,6 +9,7 @@ idempotent by frame_id (Kafka's is at-least-once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Protocol
 
@@ -26,7 +27,7 @@ from harclip.errors import SinkRefused, SinkUnavailable, Unavailable
 from harclip.io import search, store
 from harclip.io.es import make_es
 from harclip.io.indices import EmbeddingSpace, ensure_templates
-from harclip.io.kafka import is_permanent, make_producer
+from harclip.io.kafka import is_permanent, make_producer, needs_new_producer
 from harclip.messages import Headers
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class KafkaSink:
         self._s = s
         self._lost = lost
         self._producer: AIOKafkaProducer | None = None
+        self._renew = False  # the producer's sequence broke: replace it before the next write
         self._preds: list[Predicted] = []
         self._failed: list[Work] = []
 
@@ -122,6 +124,8 @@ class KafkaSink:
         refused for good is logged and counted in `lost`, never retried."""
         if not self._preds and not self._failed:
             return
+        if self._renew:
+            await self._new_producer()
         t, limit = self._s.topics, self._s.max_message_bytes
         records: list[_Record] = [
             (t.predictions, p.prediction.to_json(), p.prediction.stream_id.encode(), [])
@@ -134,6 +138,7 @@ class KafkaSink:
             if out is None:
                 continue
             if not is_permanent(out):
+                self._renew = self._renew or needs_new_producer(out)
                 raise SinkUnavailable(f"Kafka: {out!r}") from out
             if i < len(self._preds):
                 refused[self._preds[i].prediction.frame_id] = f"Kafka refused it: {out!r}"
@@ -167,6 +172,20 @@ class KafkaSink:
             except KafkaError as e:
                 outcomes.append(e)
         return outcomes
+
+    async def _new_producer(self) -> None:
+        """Replace a producer whose sequence broke (`needs_new_producer`) by a new one (a new
+        producer id); `SinkUnavailable` while Kafka does not answer (tried again next flush)."""
+        old, self._producer = self._producer, None
+        if old is not None:
+            with contextlib.suppress(Exception):  # whatever the abandoned producer says on exit
+                await old.stop()
+        try:
+            await self.start()
+        except Unavailable as e:
+            raise SinkUnavailable(str(e)) from e
+        self._renew = False
+        log.warning("kafka sink: a new producer replaced one whose sequence broke")
 
     def clear(self) -> None:
         self._preds, self._failed = [], []

@@ -341,6 +341,8 @@ class Worker:
         for p in result.predicted:
             m.queue_latency.observe(p.prediction.latency_ms.queue / 1000)
             m.e2e_latency.observe(max(0, done - p.prediction.captured_at) / 1000)
+            m.labels.labels(p.prediction.label).inc()
+            m.score.observe(p.prediction.score)
         m.predicted.inc(len(result.predicted))
 
     # -- rebalance -------------------------------------------------------------------------------

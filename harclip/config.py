@@ -219,6 +219,11 @@ class ApiSettings(_Section):
     url_max_redirects: int = Field(3, ge=0)
     ws_queue_size: int = Field(256, ge=1, description="per-client buffer before oldest is dropped")
     ws_heartbeat_s: float = Field(15.0, gt=0)
+    ws_compression: bool = Field(
+        False,
+        description="permessage-deflate on WebSockets: compresses each message once per client "
+        "(fan-out CPU grows with subscribers); off unless bandwidth is what is short",
+    )
     batch_wait_ms: float = Field(
         0.0,
         ge=0,
@@ -389,12 +394,20 @@ class Settings(BaseSettings):
     sample_data: Path | None = Field(None, description="HARCLIP_SAMPLE_DATA: shared/data folder")
     log_format: Literal["ecs", "text"] = "text"
     log_level: str = "INFO"
+    log_to_elasticsearch: bool = Field(
+        False, description="also bulk-write ECS log lines to the harclip-logs daily indices"
+    )
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:
         if self.auth.enabled and not self.auth.keys:
             raise ValueError("auth.enabled is true but auth.keys is empty: set HARCLIP_AUTH__KEYS")
         return self
+
+    @property
+    def log_shipping(self) -> ElasticsearchSettings | None:
+        """Where `setup_logging` ships log lines: Elasticsearch when asked for, else nowhere."""
+        return self.elasticsearch if self.log_to_elasticsearch else None
 
     @cached_property
     def sample_photos(self) -> Path | None:

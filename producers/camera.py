@@ -20,7 +20,7 @@ import numpy as np
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError
-from harclip.io.topics import start_producer
+from harclip.io.topics import start_frame_producer
 from harclip.messages import Frame, new_frame_id, now_ms
 from producers.frames import DEFAULT_SHORT_SIDE, encode_jpeg, test_pattern
 from producers.sender import LiveSender, SendStats
@@ -167,7 +167,7 @@ async def run_camera(
     """Capture and send until `stop` is set or the source ends; flushes before returning."""
     check_options(o)
     loop = asyncio.get_running_loop()
-    producer = await start_producer(s, role="live")
+    producer = await start_frame_producer(s, role="live")
     sender = LiveSender(producer, topic or s.topics.frames)
 
     def emit(frame: Frame) -> None:  # capture thread -> event loop

@@ -138,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True)
     try:
         settings = load_settings()
-        setup_logging("harclip-producer", settings.log_format, settings.log_level)
+        setup_logging(
+            "harclip-producer", settings.log_format, settings.log_level, settings.log_shipping
+        )
         return asyncio.run(_RUN[args.command](args, settings, console))
     except HarclipError as e:
         print(f"producers {args.command}: error: {e}", file=sys.stderr)

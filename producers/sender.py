@@ -9,10 +9,9 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from harclip.io.kafka import FrameTooLarge, send_frame
+from harclip.io.kafka import FrameTooLarge, RenewingProducer
 from harclip.messages import Frame
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ class LiveSender:
     """A bounded queue between a capture thread and Kafka; `offer` is thread-safe through the
     event loop and drops the oldest unsent frame when full."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, capacity: int = LIVE_QUEUE) -> None:
+    def __init__(self, producer: RenewingProducer, topic: str, capacity: int = LIVE_QUEUE) -> None:
         self._producer = producer
         self._topic = topic
         self._queue: deque[Frame] = deque()
@@ -93,7 +92,7 @@ class LiveSender:
                 continue
             frame = self._queue.popleft()
             try:
-                await self._acks.add(await send_frame(self._producer, self._topic, frame))
+                await self._acks.add(await self._producer.send_frame(self._topic, frame))
             except (KafkaError, FrameTooLarge) as e:
                 self.stats.failed += 1
                 log.warning("cannot send frame %s: %s", frame.frame_id, e)

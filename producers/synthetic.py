@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError
-from harclip.io.topics import start_producer
+from harclip.io.topics import start_frame_producer
 from harclip.messages import Frame, new_frame_id, now_ms
 from producers.frames import DEFAULT_SHORT_SIDE, encode_jpeg, test_pattern
 from producers.sender import LiveSender, SendStats
@@ -50,7 +50,7 @@ async def run_synthetic(
     if o.streams < 1 or o.fps <= 0:
         raise ConfigError("--streams must be >= 1 and --fps > 0")
     images = itertools.cycle(payloads(o))
-    producer = await start_producer(s, role="live")
+    producer = await start_frame_producer(s, role="live")
     sender = LiveSender(producer, topic or s.topics.frames, capacity=4 * o.streams)
     sending = asyncio.create_task(sender.run())
     period = 1.0 / (o.fps * o.streams)

@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError, DecodeError
-from harclip.io.kafka import FrameTooLarge, send_frame
-from harclip.io.topics import start_producer
+from harclip.io.kafka import FrameTooLarge
+from harclip.io.topics import start_frame_producer
 from harclip.messages import Frame, new_frame_id, now_ms
 from harclip.model.imageio import check_header
 from producers.frames import DEFAULT_SHORT_SIDE, encode_jpeg
@@ -122,7 +122,7 @@ async def run_upload(
                       f"(e.g. {skipped[0]})")  # fmt: skip
     acks = Acks(report.stats)
     topic = topic or s.topics.uploads
-    producer = await start_producer(s, role="bulk")
+    producer = await start_frame_producer(s, role="bulk")
     seq = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[name]}"))  # fmt: skip
@@ -135,7 +135,7 @@ async def run_upload(
                     for data in _payloads(path, o):
                         at = now_ms()
                         frame = Frame(new_frame_id(at), o.job_id, seq, at, data)
-                        await acks.add(await send_frame(producer, topic, frame))
+                        await acks.add(await producer.send_frame(topic, frame))
                         report.frame_ids.append(frame.frame_id)
                         seq += 1
                 except (DecodeError, FrameTooLarge, OSError) as e:

@@ -54,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = apply_args(load_settings(), args)
-        setup_logging("harclip-stream", settings.log_format, settings.log_level)
+        setup_logging(
+            "harclip-stream", settings.log_format, settings.log_level, settings.log_shipping
+        )
         quiet = max(logging.WARNING, logging.getLogger().level)
         for noisy in ("faust", "mode"):  # Faust's INFO is a page per rebalance
             logging.getLogger(noisy).setLevel(quiet)

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("stream")
 
 
-
 class Runtime:
     """What the app needs besides Faust: settings, the tracker, metrics, outputs, webhooks, the
     rules follower and the health server."""

@@ -1,5 +1,6 @@
 """Alert webhooks: every alert is POSTed (Event JSON) to each configured URL by a background
-task, so the agent never waits. The URL guard of `harclip.urlguard` applies to every delivery
+task per URL (its own bounded queue, in order), so the agent never waits and a slow or dead URL
+never delays the others. The URL guard of `harclip.urlguard` applies to every delivery
 (only public addresses; the request goes to the checked address). Timeouts, 429, 5xx and
 connection errors are retried with exponential backoff; other statuses and refused URLs are not.
 A full queue drops its oldest alert. Every failure is counted."""
@@ -24,14 +25,16 @@ _BACKOFF_S = (0.5, 10.0)  # first and longest pause between tries, seconds
 
 
 class Webhooks:
-    """A bounded queue of alerts and one task that delivers them."""
+    """Per URL, a bounded queue of alerts and one task that delivers them in order."""
 
     def __init__(self, s: StreamSettings, metrics: StreamMetrics) -> None:
         self._s = s
         self._m = metrics
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=s.webhook_queue)
+        self._queues: dict[str, asyncio.Queue[Event]] = {
+            url: asyncio.Queue(maxsize=s.webhook_queue) for url in s.webhooks
+        }
         self._client: httpx.AsyncClient | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def enabled(self) -> bool:
@@ -45,30 +48,32 @@ class Webhooks:
             timeout=httpx.Timeout(self._s.webhook_timeout_s),
             headers={"User-Agent": "harclip-stream", "Content-Type": "application/json"},
         )  # fmt: skip
-        self._task = asyncio.create_task(self._run(), name="webhooks")
+        self._tasks = [
+            asyncio.create_task(self._run(url, q), name=f"webhook-{i}")
+            for i, (url, q) in enumerate(self._queues.items())
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         if self._client is not None:
             await self._client.aclose()
 
     def offer(self, alert: Event) -> None:
-        """Queue `alert` for delivery; never waits (a full queue drops its oldest alert)."""
-        if not self.enabled:
-            return
-        if self._queue.full():
-            self._queue.get_nowait()
-            self._m.alerts_failed.labels("queue_full").inc(len(self._s.webhooks))
-        self._queue.put_nowait(alert)
+        """Queue `alert` for every URL; never waits (a full queue drops its oldest alert)."""
+        for q in self._queues.values():
+            if q.full():
+                q.get_nowait()
+                self._m.alerts_failed.labels("queue_full").inc()
+            q.put_nowait(alert)
 
-    async def _run(self) -> None:
+    async def _run(self, url: str, queue: asyncio.Queue[Event]) -> None:
         while True:
-            alert = await self._queue.get()
-            body = alert.to_json()
-            await asyncio.gather(*(self._deliver(url, body, alert) for url in self._s.webhooks))
+            alert = await queue.get()
+            await self._deliver(url, alert.to_json(), alert)
 
     async def _deliver(self, url: str, body: bytes, alert: Event) -> None:
         assert self._client is not None

@@ -1,5 +1,5 @@
 """One process, DDP or FSDP: process-group set-up from `torchrun`'s environment (gloo on CPU,
-nccl on CUDA), model wrapping, and the few collectives the loop needs.
+nccl on CUDA), the AMP dtype, model wrapping, and the few collectives the loop needs.
 
 FSDP is FSDP2 (`fully_shard`): every CLIP encoder block is its own unit, then the root (full
 shard: parameters, gradients and optimizer state are split across ranks and gathered per block
@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from harclip.errors import ConfigError
 from training.config import Strategy
 from training.errors import TrainingError
 
@@ -131,6 +132,28 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (FSDP2 keeps the module itself)."""
     inner = getattr(model, "module", None)
     return inner if isinstance(inner, nn.Module) else model
+
+
+def amp_dtype(amp: str, device: torch.device, strategy: str) -> torch.dtype | None:
+    """The autocast dtype for `train.amp` on `device` (None: fp32)."""
+    if amp == "off":
+        return None
+    cuda = device.type == "cuda"
+    if amp == "auto":
+        if not cuda:
+            return None
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None if strategy == "fsdp" else torch.float16
+    if amp == "fp16":
+        if not cuda:
+            raise ConfigError(
+                "invalid config value train.amp: fp16 needs a CUDA device (use bf16 or off)"
+            )
+        if strategy == "fsdp":
+            raise ConfigError("invalid config value train.amp: fsdp here supports bf16 or off")
+        return torch.float16
+    return torch.bfloat16
 
 
 def device_for(spec: str, local_rank: int) -> torch.device:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,29 +20,21 @@ import orjson
 import torch
 from torch import nn
 
-from harclip.errors import ConfigError
 from training import progress
 from training.checkpoint import Checkpointer, TrainState, full_model_state
 from training.config import Config
 from training.data.loader import BatchPlan, TrainImages, train_loader
 from training.data.prepare import prepared_manifest
 from training.data.split import Manifest
-from training.distributed import Dist, setup, teardown, unwrap, wrap
+from training.distributed import Dist, amp_dtype, setup, teardown, unwrap, wrap
 from training.errors import TrainingError
 from training.evaluate import predict_model, predictions_from_logits
-from training.metrics import classification_metrics
-from training.model import ClipClassifier, base_model, classifier, zero_shot_head
+from training.finish import data_summary, final_eval, manifest_metrics, model_meta, wise_ft
+from training.metrics import classification_metrics, cross_entropy
+from training.model import base_model, classifier, zero_shot_head
 from training.optim import make_optimizer, make_scheduler
+from training.resume import resume
 from training.tracking import start_trackers
-
-# Config keys that may change between a run and its resume (they do not change the result).
-_RESUMABLE_CHANGES = {
-    "train.strategy", "train.device", "train.threads", "train.log_every_steps",
-    "train.final_eval", "train.checkpoint_every_steps", "train.keep_checkpoints",
-    "train.max_steps", "train.eval_batch_size", "train.fsdp_state_dict", "data.workers",
-    "data.manifest", "train.restart_on_change", "output",
-}  # fmt: skip
-_RESUMABLE_SECTIONS = ("tracking.", "export.", "registry.", "hub.")
 
 
 @dataclass(frozen=True)
@@ -111,7 +102,11 @@ class _Run:
         self.ckpt = Checkpointer(
             self.out / "checkpoints", self.d, sharded=sharded, keep=self.t.keep_checkpoints
         )
-        self.state = self._resume()
+        self.state = resume(
+            self.ckpt, self.cfg, self.d, train_fingerprint=self.manifest.fingerprint("train"),
+            model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+            scaler=self.scaler, total_steps=self.total_steps, show=self.show,
+        )  # fmt: skip
         self.trackers = start_trackers(
             self.cfg.tracking, is_main=self.d.is_main, output=self.out,
             run_name=self.cfg.tracking.run_name or self.out.name,
@@ -120,7 +115,9 @@ class _Run:
         ok = False
         try:
             self.state.tracking = self.trackers.ids()
-            self.trackers.log_params(self.cfg.dump() | {"data_summary": self._data_summary()})
+            self.trackers.log_params(
+                self.cfg.dump() | {"data_summary": data_summary(self.manifest)}
+            )
             self._train()
             result = self._finish()
             ok = True
@@ -146,50 +143,6 @@ class _Run:
         if self.d.is_main:
             name = base_model(self.cfg.model, self.out / "base-model", self.t.seed)
         return str(self.d.broadcast(name))
-
-    def _data_summary(self) -> dict[str, Any]:
-        return {"classes": len(self.manifest.classes), **self.manifest.counts(),
-                "train_fingerprint": self.manifest.fingerprint("train")}  # fmt: skip
-
-    def _resume(self) -> TrainState:
-        latest = self.ckpt.latest()
-        if latest is None:
-            return TrainState()
-        changed = self._changes(self.ckpt.trainer(latest))
-        if changed and not self.t.restart_on_change:
-            raise TrainingError(
-                f"{self.out} holds checkpoints of a run with another config "
-                f"({', '.join(changed[:4])} changed); pass a new --output, delete "
-                f"{self.out / 'checkpoints'}, or set train.restart_on_change=true"
-            )
-        if changed:
-            self.d.barrier()
-            if self.d.is_main:
-                shutil.rmtree(self.out / "checkpoints")
-            self.d.barrier()
-            progress.say(f"config changed ({', '.join(changed[:4])}): starting over",
-                         enabled=self.show)  # fmt: skip
-            return TrainState()
-        trainer, state = self.ckpt.load(latest, self.model, self.optimizer)
-        self.scheduler.load_state_dict(trainer["scheduler"])
-        if trainer.get("scaler"):
-            self.scaler.load_state_dict(trainer["scaler"])
-        state.resumed_at.append(state.global_step)
-        progress.say(
-            f"[cyan]resumed[/] from {latest} (epoch {state.epoch + 1}, step {state.global_step} "
-            f"of {self.total_steps})", enabled=self.show,
-        )  # fmt: skip
-        return state
-
-    def _changes(self, trainer: dict[str, Any]) -> list[str]:
-        """What differs between the checkpoint's run and this one (keys that matter)."""
-        before = _flat(trainer.get("config", {}))
-        now = _flat(self.cfg.dump())
-        changed = sorted(k for k in before.keys() | now.keys()
-                         if before.get(k) != now.get(k) and not _may_change(k))  # fmt: skip
-        if trainer.get("train_fingerprint") != self.manifest.fingerprint("train"):
-            changed.insert(0, "the train split")
-        return changed
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -315,7 +268,7 @@ class _Run:
             labels = np.array(self.manifest.label_ids("val"))
             probs = predictions_from_logits(logits, self.manifest, "val").probs
             m = classification_metrics(probs, labels, self.manifest.classes)
-            record |= {"val_loss": _cross_entropy(logits, labels), "val_accuracy": m["accuracy"],
+            record |= {"val_loss": cross_entropy(logits, labels), "val_accuracy": m["accuracy"],
                        "val_macro_f1": m["macro_f1"]}  # fmt: skip
             if s.best is None or m["accuracy"] > s.best:
                 s.best, s.best_step, s.bad_epochs = m["accuracy"], s.global_step, 0
@@ -373,134 +326,36 @@ class _Run:
         final = classifier(clip, self.head0)
         final.load_state_dict(weights)
         if self.t.wise_alpha is not None:
-            final = self._wise(final, self.t.wise_alpha)
+            final = wise_ft(final, self.base, self.head0, self.t.wise_alpha, show=self.show)
         model_dir = self.out / "model"
         from training.model import save_trained
 
-        meta = self._meta(best is not None)
+        meta = model_meta(self.cfg, self.d, s, self.manifest, restored_best=best is not None)
         with progress.step(f"save the trained model -> {model_dir}", enabled=self.show):
             save_trained(model_dir, clip, final.head(self.manifest.classes, version=1), meta)
         metrics = None
         if self.t.final_eval and self.manifest.items("test"):
-            metrics = self._final_eval(final)
+            metrics = final_eval(
+                final, self.manifest, self.out, self.trackers, device=self.d.device,
+                image_size=self.image_size, batch=self.t.eval_batch_size, amp=self.amp,
+                step=s.global_step, show=self.show,
+            )  # fmt: skip
         bundle = None
         if self.cfg.export.after_train:
             from training.export import export_trained
 
             bundle = export_trained(model_dir, self.out / "bundle", self.cfg.export,
-                                    metrics=metrics and self._manifest_metrics(metrics),
+                                    metrics=metrics and manifest_metrics(self.manifest, metrics),
                                     show=self.show).path  # fmt: skip
             self.trackers.log_artifacts(bundle, "bundle")
             progress.say(f"[green]bundle written to {bundle}[/]", enabled=self.show)
         return FitResult(state=s, model_dir=model_dir, metrics=metrics, bundle=bundle)
-
-    def _wise(self, final: ClipClassifier, alpha: float) -> ClipClassifier:
-        from harclip.clip.load import load_clip
-        from training.wise import interpolate
-
-        zero_shot = classifier(load_clip(self.base), self.head0).state_dict()
-        final.load_state_dict(interpolate(zero_shot, final.state_dict(), alpha))
-        progress.say(f"WiSE-FT: alpha {alpha} (fine-tuned) + {1 - alpha:g} (zero-shot)",
-                     enabled=self.show)  # fmt: skip
-        return final
-
-    def _meta(self, restored_best: bool) -> dict[str, Any]:
-        s = self.state
-        scratch = self.cfg.model.scratch
-        return {
-            "base_model": self.cfg.model.name if scratch is None else
-            f"scratch:{scratch.vision_width}w{scratch.vision_layers}L-p{scratch.patch_size}"
-            f"@{scratch.vision_image_size}px",
-            "mode": self.t.mode, "strategy": self.d.strategy, "world": self.d.world,
-            "epochs_run": s.epoch, "steps": s.global_step, "stopped_early": s.stopped_early,
-            "restored_best": restored_best, "best_val_accuracy": s.best,
-            "wise_alpha": self.t.wise_alpha, "resumed_at": s.resumed_at,
-            "data": {"source": self.manifest.source, **self._data_summary()},
-            "history": s.history, "config": self.cfg.dump(),
-        }  # fmt: skip
-
-    def _final_eval(self, final: ClipClassifier) -> dict[str, Any]:
-        from training.report import write_report
-
-        single = Dist("single", 1, 0, 0, self.d.device)
-        files = self.manifest.paths("test")
-        with progress.bar("evaluate test", len(files), enabled=self.show) as advance:
-            logits = predict_model(final.to(self.d.device), files, image_size=self.image_size,
-                                   batch=self.t.eval_batch_size, d=single, amp=self.amp,
-                                   progress=advance)  # fmt: skip
-        preds = predictions_from_logits(logits, self.manifest, "test")
-        out = self.out / "eval"
-        about = {"model": str(self.out / "model"), "split": "test",
-                 "split_fingerprint": self.manifest.fingerprint("test")}  # fmt: skip
-        metrics = write_report(out, preds, title="Evaluation on the test split", about=about)
-        self.trackers.log_summary({f"test/{k}": v for k, v in _headline(metrics).items()})
-        self.trackers.log_images(sorted(out.glob("*.png")), self.state.global_step)
-        self.trackers.log_artifacts(out, "eval")
-        progress.say(
-            f"test: accuracy {metrics['accuracy']:.2%}, macro-F1 {metrics['macro_f1']:.4f}, "
-            f"top-5 {metrics['top5_accuracy']:.2%} on {metrics['n']} images -> {out}",
-            enabled=self.show,
-        )  # fmt: skip
-        return metrics
-
-    def _manifest_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        return {"split": "test", "split_fingerprint": self.manifest.fingerprint("test"),
-                **_headline(metrics)}  # fmt: skip
-
-
-def amp_dtype(amp: str, device: torch.device, strategy: str) -> torch.dtype | None:
-    """The autocast dtype for `train.amp` on `device` (None: fp32)."""
-    if amp == "off":
-        return None
-    cuda = device.type == "cuda"
-    if amp == "auto":
-        if not cuda:
-            return None
-        if torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None if strategy == "fsdp" else torch.float16
-    if amp == "fp16":
-        if not cuda:
-            raise ConfigError(
-                "invalid config value train.amp: fp16 needs a CUDA device (use bf16 or off)"
-            )
-        if strategy == "fsdp":
-            raise ConfigError("invalid config value train.amp: fsdp here supports bf16 or off")
-        return torch.float16
-    return torch.bfloat16
-
-
-def _may_change(key: str) -> bool:
-    return key in _RESUMABLE_CHANGES or key.startswith(_RESUMABLE_SECTIONS)
-
-
-def _headline(metrics: dict[str, Any]) -> dict[str, float]:
-    from training.report import headline
-
-    return headline(metrics)
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out |= _flat(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
     """A DTensor (FSDP's grad norm) as a plain tensor."""
     full = getattr(t, "full_tensor", None)
     return full() if callable(full) else t
-
-
-def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    z = logits.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-logp[np.arange(len(labels)), labels].mean())
 
 
 def _epoch_line(r: dict[str, Any], epochs: int) -> str:

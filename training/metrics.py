@@ -1,5 +1,5 @@
 """Classification metrics from class probabilities: accuracy, macro-F1, per-class precision /
-recall / F1, top-5 accuracy, confusion matrix. Pure numpy."""
+recall / F1, top-5 accuracy, confusion matrix, cross-entropy of logits. Pure numpy."""
 
 from __future__ import annotations
 
@@ -61,3 +61,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The mean cross-entropy (nats) of logits [N, C] against true class ids [N]."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-logp[np.arange(len(labels)), labels].mean())

@@ -8,8 +8,10 @@ and `stop()` when done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, errors
@@ -19,6 +21,8 @@ from aiokafka.errors import KafkaError
 from harclip.config import KafkaSettings
 from harclip.errors import MessageError, Unavailable
 from harclip.messages import Frame, Headers
+
+log = logging.getLogger(__name__)
 
 ProducerRole = Literal["live", "bulk", "sink"]
 
@@ -82,6 +86,21 @@ def is_permanent(e: BaseException) -> bool:
     return isinstance(e, PERMANENT_ERRORS)
 
 
+# Errors after which an idempotent aiokafka producer fails every later send to that partition:
+# a batch lost with its sequence number (a broker restart) leaves a gap that aiokafka never
+# closes, as it does not reset its producer id (the Java client bumps the epoch). Transient for
+# the record, but the producer that got one must be replaced by a new one.
+RENEW_PRODUCER_ERRORS: tuple[type[KafkaError], ...] = (
+    errors.OutOfOrderSequenceNumber,
+    errors.UnknownProducerId,
+)
+
+
+def needs_new_producer(e: BaseException | None) -> bool:
+    """Whether the producer that got `e` must be replaced (see RENEW_PRODUCER_ERRORS)."""
+    return isinstance(e, RENEW_PRODUCER_ERRORS)
+
+
 class FrameTooLarge(MessageError):
     """A frame (image + headers) does not fit in one Kafka message."""
 
@@ -103,6 +122,52 @@ async def send_frame(
             "(the producers resize to a 224-pixel short side by default)"
         ) from None
     return fut
+
+
+class RenewingProducer:
+    """The producer of frames (cameras, uploads, the API's ingest): an idempotent aiokafka
+    producer that is replaced by a fresh one (`make`) before the next send once a delivery failed
+    with an error that breaks its sequence (RENEW_PRODUCER_ERRORS), so a broker restart never
+    leaves it refusing every later frame. The frames whose deliveries failed stay failed (their
+    futures say so); the ones after go through the new producer."""
+
+    def __init__(
+        self, producer: AIOKafkaProducer, make: Callable[[], Awaitable[AIOKafkaProducer]]
+    ) -> None:
+        self.producer = producer
+        self._make = make
+        self._broken = False
+        self.renewed = 0  # producers replaced so far
+
+    async def send_frame(self, topic: str, frame: Frame) -> asyncio.Future[object]:
+        """`send_frame` on the current producer (renewed first when it broke)."""
+        if self._broken:
+            await self._renew()
+        fut = await send_frame(self.producer, topic, frame)
+        if fut.done():
+            self._check(fut)
+        else:  # runs before whoever awaits it resumes (it was added first)
+            fut.add_done_callback(self._check)
+        return fut
+
+    def _check(self, fut: asyncio.Future[object]) -> None:
+        if not fut.cancelled() and needs_new_producer(fut.exception()):
+            self._broken = True
+
+    async def _renew(self) -> None:
+        old = self.producer
+        self.producer = await self._make()
+        self._broken = False
+        self.renewed += 1
+        log.warning("Kafka refused the producer's sequence (broker restart): new producer")
+        with contextlib.suppress(KafkaError):
+            await old.stop()  # what it still held fails through its futures
+
+    async def flush(self) -> None:
+        await self.producer.flush()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
 
 
 def consumer_options(

@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError, Unavailable
-from harclip.io.kafka import ProducerRole, make_admin, make_producer
+from harclip.io.kafka import ProducerRole, RenewingProducer, make_admin, make_producer
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,16 @@ async def start_producer(s: KafkaSettings, *, role: ProducerRole = "sink") -> AI
         await producer.stop()
         raise Unavailable(f"Kafka at {s.bootstrap} is unavailable: {e!r}") from None
     return producer
+
+
+async def start_frame_producer(
+    s: KafkaSettings, *, role: ProducerRole = "live"
+) -> RenewingProducer:
+    """`start_producer` wrapped in a `RenewingProducer` (frames survive a broker restart that
+    breaks the idempotent producer's sequence)."""
+    return RenewingProducer(
+        await start_producer(s, role=role), lambda: start_producer(s, role=role)
+    )
 
 
 async def describe_topics(s: KafkaSettings) -> list[TopicState]:

@@ -83,6 +83,8 @@ class LocalServer:
         pid = self._pid()
         if pid is not None:
             process.stop_pid(pid, timeout_s=self._stop_timeout_s)
+        else:
+            self._settle()
         self._pidfile.unlink(missing_ok=True)
         return self._status(State.STOPPED, None)
 
@@ -93,6 +95,7 @@ class LocalServer:
         pid = self._pid()
         state = State.RUNNING
         if pid is None:
+            self._settle()
             pid = spawn()
             process.write_pid(self._pidfile, pid)
             state = State.STARTED
@@ -104,6 +107,12 @@ class LocalServer:
                 self.down()  # leave no half-started server behind
             raise
         return self._status(state, pid, time.monotonic() - t0)
+
+    def _settle(self) -> None:
+        """Wait until a server of the pid file that was killed or crashed a moment ago has
+        exited: its command line is gone (so `_pid` no longer names it), but its threads still
+        hold its ports, and a new one started now would find them taken."""
+        process.wait_exited(process.read_pid(self._pidfile))
 
     def _pid(self) -> int | None:
         return process.running_pid(self._pidfile, self._marker)

@@ -79,6 +79,7 @@ class ElasticsearchService(LocalServer):
         if pid is not None:
             self._wait(lambda: process.pid_alive(pid))
             return self._status(State.RUNNING, pid, time.monotonic() - t0)
+        self._settle()
         process.require_free(
             self.name, self._es.host, [self._es.port, self._services.elasticsearch_transport_port]
         )

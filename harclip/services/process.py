@@ -36,7 +36,7 @@ def write_pid(pidfile: Path, pid: int) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """True when `pid` is a live process (a zombie counts as gone)."""
+    """True when `pid` is a live process (a zombie counts as gone once all its threads are)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -47,7 +47,27 @@ def pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return True  # no /proc: trust kill(0)
-    return stat.rpartition(")")[2].split()[0] != "Z"
+    return stat.rpartition(")")[2].split()[0] != "Z" or exiting(pid)
+
+
+def exiting(pid: int) -> bool:
+    """True while `pid`'s main thread has exited (a zombie) but other threads of it have not: a
+    killed or crashed server (a JVM unmapping its heap) that still holds its files and ports,
+    and whose command line is already gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return (
+            stat.rpartition(")")[2].split()[0] == "Z" and len(os.listdir(f"/proc/{pid}/task")) > 1
+        )
+    except OSError:
+        return False
+
+
+def wait_exited(pid: int | None, timeout_s: float = 30.0) -> None:
+    """Wait while `pid` is `exiting` (at most `timeout_s` seconds); no signal is sent."""
+    deadline = time.monotonic() + timeout_s
+    while pid is not None and exiting(pid) and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
 
 
 def _cmdline(pid: int) -> str:

@@ -17,6 +17,7 @@ from harclip.wire import Dropped, PredictionMessage, parse_server_message
 from tests.integration.api.conftest import (
     T0,
     Serve,
+    bomb_png,
     index_history,
     prediction,
     wait_subscribed,
@@ -115,6 +116,13 @@ async def test_search_by_example_from_a_frame_or_an_upload(
         assert bad.value.status in (415, 422)
         with pytest.raises(BadRequest, match="exactly one"):
             await client.search_similar()
+        with pytest.raises(BadRequest) as bad:  # 50,000 x 50,000 pixels claimed by its header
+            await client.search_similar(image=bomb_png(), filename="bomb.png")
+        assert (bad.value.status, bad.value.code) == (422, "image_too_large")
+    async with serve(max_body_bytes=4096) as small:  # an upload over the body limit
+        with pytest.raises(BadRequest) as bad:
+            await small.search_similar(image=photos[1], filename="big.jpg")
+        assert bad.value.status == 413
 
 
 async def test_subscribe_resume_without_gap(serve: Serve, unique: Unique) -> None:

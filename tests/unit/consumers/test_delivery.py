@@ -4,9 +4,12 @@ returns), the rest is predicted."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
+import pytest
+from aiokafka.errors import OutOfOrderSequenceNumber
 from aiokafka.structs import TopicPartition
 
 from consumers.delivery import Delivery, dead_letter
@@ -179,3 +182,47 @@ def test_a_batch_given_up_holds_its_partitions_back_for_good() -> None:
     assert gate.after(result((a, 2), (a, 3)), False, assigned) == {}  # given up
     assert gate.after(result((a, 4), (b, 0)), True, assigned) == {b: 1}  # not a: 4 > 2
     assert gate.after(result((b, 1)), True, {a}) == {}  # revoked meanwhile
+
+
+class _Producer:
+    """Stands in for an aiokafka producer: every send fails with `error`, or is written."""
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error, self.sent, self.stopped = error, [], False
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def send(self, topic: str, value: bytes, key: Any = None, headers: Any = None) -> Any:
+        fut = asyncio.get_running_loop().create_future()
+        if self.error is not None:
+            fut.set_exception(self.error)
+        else:
+            self.sent.append(topic)
+            fut.set_result(None)
+        return fut
+
+
+async def test_a_producer_whose_sequence_broke_is_replaced(monkeypatch: Any) -> None:
+    """After a broker restart aiokafka can be left with a sequence gap: the broker answers every
+    later send of that idempotent producer with OUT_OF_ORDER_SEQUENCE_NUMBER, for good (aiokafka
+    never resets the producer id). Retrying with the same producer would stall the worker: the
+    sink starts a new one before the retry."""
+    made: list[_Producer] = []
+
+    def make(s: Any, role: str = "sink") -> _Producer:
+        made.append(_Producer(OutOfOrderSequenceNumber() if not made else None))
+        return made[-1]
+
+    monkeypatch.setattr("consumers.sinks.make_producer", make)
+    sink = KafkaSink(Settings().kafka)
+    await sink.start()
+    sink.add(batch(2))
+    with pytest.raises(SinkUnavailable):
+        await sink.flush()
+    await sink.flush()  # what Delivery's retry does
+    assert len(made) == 2 and made[0].stopped
+    assert made[1].sent == [Settings().kafka.topics.predictions] * 2

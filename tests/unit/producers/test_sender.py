@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from harclip.errors import ConfigError, DecodeError
+from harclip.io.kafka import RenewingProducer
 from harclip.messages import Frame
 from producers.sender import LiveSender
 from producers.upload import expand, image_jpeg
@@ -30,10 +31,14 @@ class SlowProducer:
         fut.set_result(None)
         return fut
 
+    async def never(self) -> Any:
+        raise AssertionError("no renewal expected")
+
 
 async def test_live_sender_drops_oldest_when_the_broker_is_slow() -> None:
     producer = SlowProducer()
-    sender = LiveSender(producer, "t", capacity=3)  # type: ignore[arg-type]
+    renewing = RenewingProducer(producer, producer.never)  # type: ignore[arg-type]
+    sender = LiveSender(renewing, "t", capacity=3)
     task = asyncio.create_task(sender.run())
     sender.offer(Frame("f0", "s", 0, 0, b"x"))
     await asyncio.wait_for(producer.entered.wait(), 10)  # seq 0 is taken and blocks in send

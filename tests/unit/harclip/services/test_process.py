@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harclip.config import ServicesSettings
 from harclip.errors import ServiceError
 from harclip.services import process
+from harclip.services.base import LocalServer, State, Status
 
 
 @pytest.fixture
@@ -46,6 +51,71 @@ def test_stop_pid_ends_a_spawned_process(tmp_path: Path) -> None:
     assert process.pid_alive(pid)
     process.stop_pid(pid, timeout_s=10)
     assert not process.pid_alive(pid)  # exited (a not yet reaped zombie counts as gone)
+
+
+def test_a_process_is_alive_until_its_last_thread_exits() -> None:
+    """A killed multi-threaded server (a JVM) can show its main thread as a zombie while another
+    thread still tears down and holds its sockets: it is not gone yet, or `up` right after a crash
+    finds the port "in use by another process". Here the main thread exits on its own first."""
+    code = (
+        "import ctypes, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,)).start()\n"
+        "print('up', flush=True)\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+        stat = Path(f"/proc/{proc.pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().rpartition(")")[2].split()[0] != "Z":  # the main thread is gone
+            assert time.monotonic() < deadline, "the main thread did not exit"
+        assert process.pid_alive(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert not process.pid_alive(proc.pid)
+
+
+class _Server(LocalServer):
+    name = "test"
+
+    def __init__(self, pidfile: Path) -> None:
+        self._pidfile, self._marker, self._log = pidfile, "never-in-a-cmdline", pidfile
+        self._services = ServicesSettings()
+
+    def _status(self, state: State, pid: int | None, seconds: float | None = None) -> Status:
+        return Status(self.name, state, "", "", pid, self._log, seconds)
+
+
+def test_down_waits_for_a_killed_server_that_still_holds_its_port(tmp_path: Path) -> None:
+    """Right after a SIGKILL, a server's command line is gone but its last threads still hold its
+    port: `down` waits for them, so an `up` after it finds the port free."""
+    code = (
+        "import ctypes, socket, threading, time\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+        "threading.Thread(target=time.sleep, args=(1.5,)).start()\n"
+        "print(s.getsockname()[1], flush=True)\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        process.write_pid(tmp_path / "s.pid", proc.pid)
+        stat = Path(f"/proc/{proc.pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().rpartition(")")[2].split()[0] != "Z":  # the main thread is gone
+            assert time.monotonic() < deadline, "the main thread did not exit"
+        _Server(tmp_path / "s.pid").down()
+        assert not process.port_in_use("127.0.0.1", port)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_port_in_use_detects_a_held_port(listener: int) -> None:

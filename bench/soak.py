@@ -1,0 +1,499 @@
+"""Soak test on the real local services (`harclip services up`): memory, lag and latency over time.
+
+    python bench/soak.py --minutes 30 [--bundle B] [--rate R] [--streams 4]
+
+A worker (`python -m consumers`) and the API (`python -m api`) run as their own processes on
+names of their own (topics, group, index, Redis keys: soak-<suffix>). First the worker's capacity
+is measured (`--capacity-frames` uploads as fast as the producer sends them, until the worker has
+acknowledged all in every sink); then live frames go to harclip.frames at half of it (or
+`--rate`) over `--streams` streams for `--minutes`, while one WebSocket subscriber per stream
+reads the predictions from the API (capture -> subscriber latency), and the API answers a
+`latest` read every second and a predict every `--predict-every-s`.
+Every `--sample-s` seconds: RSS of the worker and of the API (/proc), the worker's consumer lag.
+
+Figures: `rss_growth` (worker, API) = median RSS of the last tenth of the run / median RSS of the
+tenth after a warm-up tenth, minus 1 (goal < 0.10); lag (max, end; `lag_bounded` when it never
+exceeds 10 s of frames); p99 latency of the first and of the last tenth; frames sent, predicted,
+dropped (stale), failed, lost (sent - predicted - dropped). A table, two plots (time series of
+RSS / lag / p99, histogram of first vs last tenth latencies; --plot-dir, default bench/results/)
+and, as the last stdout line, one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# bench/ itself is sys.path[0] when this runs as a script
+from _plots import latency_histogram  # noqa: E402
+
+from harclip.client import AsyncClient, NotFound  # noqa: E402
+from harclip.config import Settings, load_settings  # noqa: E402
+from harclip.io import store  # noqa: E402
+from harclip.io.es import make_es  # noqa: E402
+from harclip.io.kafka import make_producer, send_frame  # noqa: E402
+from harclip.io.topics import ensure_topics  # noqa: E402
+from harclip.messages import Frame, new_frame_id, now_ms  # noqa: E402
+from producers.upload import image_jpeg  # noqa: E402
+
+console = Console(stderr=True)
+PARTITIONS = 2
+START_TIMEOUT_S = 300.0
+
+
+def scoped(base: Settings, bundle: Path) -> Settings:
+    """`base` with names of this run only (soak-<suffix>) and the bundle."""
+    sfx = uuid.uuid4().hex[:8]
+    k, r, e = base.kafka, base.redis, base.elasticsearch
+    return base.model_copy(update={
+        "kafka": k.model_copy(update={"topics": k.topics.with_prefix(f"soak-{sfx}."),
+                                      "group_id": f"soak-{sfx}", "partitions": PARTITIONS}),
+        "redis": r.model_copy(update={"key_prefix": f"soak-{sfx}"}),
+        "elasticsearch": e.model_copy(update={"predictions_index": f"soak-pred-{sfx}",
+                                              "events_index": f"soak-events-{sfx}",
+                                              "logs_index": f"soak-logs-{sfx}"}),
+        "model": base.model.model_copy(update={"bundle": bundle}),
+    })  # fmt: skip
+
+
+def child_env(s: Settings) -> dict[str, str]:
+    """HARCLIP_* variables that give a worker or API process the names of `s`."""
+    k, r, e = s.kafka, s.redis, s.elasticsearch
+    env = {f"HARCLIP_KAFKA__TOPICS__{n.upper()}": t for n, t in k.topics.model_dump().items()}
+    env |= {
+        "HARCLIP_KAFKA__BOOTSTRAP": k.bootstrap, "HARCLIP_KAFKA__GROUP_ID": k.group_id,
+        "HARCLIP_KAFKA__PARTITIONS": str(k.partitions), "HARCLIP_REDIS__URL": r.url,
+        "HARCLIP_REDIS__KEY_PREFIX": r.key_prefix, "HARCLIP_ELASTICSEARCH__URL": e.url,
+        "HARCLIP_ELASTICSEARCH__PREDICTIONS_INDEX": e.predictions_index,
+        "HARCLIP_ELASTICSEARCH__EVENTS_INDEX": e.events_index,
+        "HARCLIP_ELASTICSEARCH__LOGS_INDEX": e.logs_index,
+    }  # fmt: skip
+    return {**os.environ, **env}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Child:
+    """A service process of the soak (worker or API), its log in a file."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    port: int
+    log: Path
+
+    def rss_bytes(self) -> int:
+        """Resident set size now (VmRSS), bytes; 0 once the process is gone."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    async def stop(self) -> int:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 60)
+            except TimeoutError:
+                self.proc.kill()
+        return await self.proc.wait()
+
+
+async def start_child(name: str, args: list[str], env: dict[str, str], port: int,
+                      ready_path: str, log_dir: Path) -> Child:  # fmt: skip
+    """Start `python <args>` and wait until http://127.0.0.1:port<ready_path> answers 200."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"soak-{name}.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *args, cwd=ROOT, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+    child = Child(name, proc, port, log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            if proc.returncode is not None:
+                raise SystemExit(f"{name} exited ({proc.returncode}); see {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"http://127.0.0.1:{port}{ready_path}")).status_code == 200:
+                    return child
+            if time.monotonic() > deadline:
+                await child.stop()
+                raise SystemExit(f"{name} not ready within {START_TIMEOUT_S:g} s; see {log}")
+            await asyncio.sleep(0.5)
+
+
+async def worker_metrics(http: httpx.AsyncClient, port: int) -> dict[str, float]:
+    """The worker's counters and lag, summed over labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if sample.name in ("harclip_frames_predicted_total", "harclip_frames_dropped_total",
+                               "harclip_frames_failed_total", "harclip_consumer_lag"):  # fmt: skip
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
+async def wait_predicted(http: httpx.AsyncClient, port: int, n: float, timeout_s: float) -> float:
+    """Until predicted + dropped + failed >= n; returns when (monotonic)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        m = await worker_metrics(http, port)
+        done = sum(m.get(k, 0.0) for k in ("harclip_frames_predicted_total",
+                                           "harclip_frames_dropped_total",
+                                           "harclip_frames_failed_total"))  # fmt: skip
+        if done >= n:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the worker handled {done:.0f} of {n:.0f} frames in {timeout_s:g} s")
+        await asyncio.sleep(0.2)
+
+
+async def capacity(s: Settings, photos: list[bytes], n: int, port: int) -> float:
+    """Frames/s of the worker: n uploads, from the first send until all are acknowledged."""
+    p = make_producer(s.kafka, role="bulk")
+    await p.start()
+    async with httpx.AsyncClient(timeout=10) as http:
+        start = time.monotonic()
+        for i in range(n):
+            at = now_ms()
+            f = Frame(new_frame_id(at), f"cap-{i % 4}", i, at, photos[i % len(photos)])
+            await send_frame(p, s.kafka.topics.uploads, f)
+        await p.flush()
+        await p.stop()
+        end = await wait_predicted(http, port, n, 600)
+    return n / (end - start)
+
+
+@dataclass
+class Samples:
+    """Time series of the soak (t in s since the soak's start)."""
+
+    t: list[float] = field(default_factory=list)
+    worker_rss: list[int] = field(default_factory=list)
+    api_rss: list[int] = field(default_factory=list)
+    lag: list[float] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)  # the machine's 1-minute load average
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (t, ms)
+    received: set[str] = field(default_factory=set)
+
+
+async def sample_loop(worker: Child, api: Child, every_s: float, t0: float, out: Samples,
+                      stop: asyncio.Event) -> None:  # fmt: skip
+    async with httpx.AsyncClient(timeout=10) as http:
+        while not stop.is_set():
+            m = await worker_metrics(http, worker.port)
+            out.t.append(time.monotonic() - t0)
+            out.worker_rss.append(worker.rss_bytes())
+            out.api_rss.append(api.rss_bytes())
+            out.lag.append(m.get("harclip_consumer_lag", 0.0))
+            out.load.append(os.getloadavg()[0])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+
+
+async def subscriber(client: AsyncClient, stream: str, t0: float, out: Samples,
+                     subscribed: asyncio.Event) -> None:  # fmt: skip
+    sub = client.subscribe(stream, max_reconnects=1000)
+    waiting = asyncio.ensure_future(sub.subscribed.wait())
+    waiting.add_done_callback(lambda _: subscribed.set())
+    try:
+        async for m in sub:
+            p = m.prediction
+            if p.frame_id not in out.received:
+                out.received.add(p.frame_id)
+                out.latencies.append((time.monotonic() - t0, float(now_ms() - p.captured_at)))
+    finally:
+        waiting.cancel()
+        await sub.close()
+
+
+async def api_reads(client: AsyncClient, streams: list[str], photo: bytes, predict_every_s: float,
+                    stop: asyncio.Event) -> int:  # fmt: skip
+    """A `latest` read per second, a predict every `predict_every_s`; returns the errors."""
+    errors, i = 0, 0
+    next_predict = time.monotonic()
+    while not stop.is_set():
+        try:
+            with contextlib.suppress(NotFound):  # no prediction of that stream yet
+                await client.latest(streams[i % len(streams)])
+            if predict_every_s > 0 and time.monotonic() >= next_predict:
+                next_predict += predict_every_s
+                await client.predict_bytes(photo, filename="photo.jpg")
+        except Exception:  # counted: a soak reports, it does not stop
+            errors += 1
+        i += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+    return errors
+
+
+async def live_load(s: Settings, photos: list[bytes], streams: list[str], rate: float,
+                    seconds: float) -> int:  # fmt: skip
+    """Live frames at `rate` frames/s over `streams` for `seconds`; returns how many were sent."""
+    p = make_producer(s.kafka, role="live")
+    await p.start()
+    start, n, total = time.monotonic(), 0, int(rate * seconds)
+    try:
+        while n < total:
+            await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+            at = now_ms()
+            sid = streams[n % len(streams)]
+            f = Frame(new_frame_id(at), sid, n // len(streams), at, photos[n % len(photos)])
+            await (await send_frame(p, s.kafka.topics.frames, f))  # acknowledged: it was sent
+            n += 1
+    finally:
+        await p.stop()
+    return n
+
+
+def tenth(values: list[Any], times: list[float], duration: float, which: str) -> list[Any]:
+    """The values of the tenth after a warm-up tenth ("start") or of the last tenth ("end")."""
+    lo, hi = (0.1 * duration, 0.2 * duration) if which == "start" else (0.9 * duration, duration)
+    return [v for v, t in zip(values, times, strict=True) if lo <= t <= hi + 1e-9]
+
+
+def growth(rss: list[int], times: list[float], duration: float) -> tuple[float, float, float]:
+    """(start MiB, end MiB, growth): medians of the start and end tenths."""
+    a = float(np.median(tenth(rss, times, duration, "start") or rss[:1]))
+    b = float(np.median(tenth(rss, times, duration, "end") or rss[-1:]))
+    return a / 2**20, b / 2**20, (b / a - 1) if a else 0.0
+
+
+async def cleanup(base: Settings, s: Settings) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    sfx = s.kafka.group_id.removeprefix("soak-")
+    es = make_es(base.elasticsearch)
+    await es.options(ignore_status=404).indices.delete(index=f"*{sfx}*", allow_no_indices=True)
+    await es.options(ignore_status=404).indices.delete_index_template(name=f"*{sfx}*")
+    await es.close()
+    r = store.make_redis(base.redis)
+    keys = [k async for k in r.scan_iter(match=f"*{sfx}*", count=1000)]
+    if keys:
+        await r.delete(*keys)
+    await r.aclose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka.bootstrap)
+    await admin.start()
+    topics = [t for t in await admin.list_topics() if sfx in t]
+    if topics:
+        await admin.delete_topics(topics)
+    await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def services(s: Settings, bundle: Path, log_dir: Path) -> AsyncIterator[tuple[Child, Child]]:
+    env = child_env(s)
+    wport, aport = free_port(), free_port()
+    worker = await start_child("worker", ["-m", "consumers", "--bundle", str(bundle),
+                                          "--metrics-port", str(wport)],
+                               env, wport, "/ready", log_dir)  # fmt: skip
+    try:
+        api = await start_child("api", ["-m", "api", "--bundle", str(bundle), "--port", str(aport)],
+                                env, aport, "/ready", log_dir)  # fmt: skip
+        try:
+            yield worker, api
+        finally:
+            await api.stop()
+    finally:
+        await worker.stop()
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    base = load_settings()
+    if args.bundle is None:
+        from pipeline import ensure_bundle  # the benchmarks' ViT-B/32 bundle
+
+        args.bundle = ensure_bundle(ROOT / "state" / "bench-vitb32-bundle")
+    s = scoped(base, args.bundle)
+    sample = base.sample_data or Path("/work/shared/data")
+    paths = sorted((sample / "har-sample").glob("*/*.jpg"))[::3]
+    photos = [image_jpeg(p, 224, base.model.max_pixels) for p in paths]
+    await ensure_topics(s.kafka, partitions=PARTITIONS)
+    seconds = args.minutes * 60
+    streams = [f"soak-cam-{i}" for i in range(args.streams)]
+    try:
+        async with services(s, args.bundle, args.log_dir) as (worker, api):
+            cap = await capacity(s, photos, args.capacity_frames, worker.port)
+            rate = args.rate or cap / 2
+            console.print(f"capacity {cap:.1f} frames/s; soak at {rate:.1f} frames/s for "
+                          f"{args.minutes:g} min over {len(streams)} streams")  # fmt: skip
+            out, stop = Samples(), asyncio.Event()
+            async with AsyncClient(f"http://127.0.0.1:{api.port}") as client:
+                t0 = time.monotonic()
+                subscribed = [asyncio.Event() for _ in streams]
+                subs = [asyncio.create_task(subscriber(client, sid, t0, out, ev))
+                        for sid, ev in zip(streams, subscribed, strict=True)]  # fmt: skip
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in subscribed)), 60)
+                sampler = asyncio.create_task(sample_loop(worker, api, args.sample_s, t0, out,
+                                                          stop))  # fmt: skip
+                reads = asyncio.create_task(api_reads(client, streams, photos[0],
+                                                      args.predict_every_s, stop))  # fmt: skip
+                sent = await live_load(s, photos, streams, rate, seconds)
+                async with httpx.AsyncClient(timeout=10) as http:
+                    await wait_predicted(http, worker.port, args.capacity_frames + sent, 300)
+                    m = await worker_metrics(http, worker.port)
+                stop.set()
+                read_errors = await reads
+                await sampler
+                for t in subs:
+                    t.cancel()
+                await asyncio.gather(*subs, return_exceptions=True)
+            es = make_es(s.elasticsearch)
+            await es.indices.refresh(index=s.elasticsearch.predictions_index)
+            docs = (await es.count(index=s.elasticsearch.predictions_index))["count"]
+            await es.close()
+    finally:
+        await cleanup(base, s)
+
+    predicted = m.get("harclip_frames_predicted_total", 0.0) - args.capacity_frames
+    dropped = m.get("harclip_frames_dropped_total", 0.0)
+    failed = m.get("harclip_frames_failed_total", 0.0)
+    w0, w1, wg = growth(out.worker_rss, out.t, seconds)
+    a0, a1, ag = growth(out.api_rss, out.t, seconds)
+    lt = [t for t, _ in out.latencies]
+    lat = [ms for _, ms in out.latencies]
+    first = tenth(lat, lt, seconds, "start") or lat
+    last = tenth(lat, lt, seconds, "end") or lat
+    p99_start = float(np.percentile(first, 99)) if first else 0.0
+    p99_end = float(np.percentile(last, 99)) if last else 0.0
+    max_lag = max(out.lag) if out.lag else 0.0
+    result: dict[str, Any] = {
+        "minutes": args.minutes, "capacity_frames_s": round(cap, 1),
+        "rate_frames_s": round(rate, 1),
+        "streams": len(streams), "sent": sent, "predicted": int(predicted),
+        "dropped": int(dropped), "failed": int(failed),
+        "lost": int(sent - predicted - dropped - failed),
+        "es_docs": int(docs) - args.capacity_frames,
+        "subscriber_received": len(out.received),
+        "rss_worker_start_mib": round(w0, 1), "rss_worker_end_mib": round(w1, 1),
+        "rss_api_start_mib": round(a0, 1), "rss_api_end_mib": round(a1, 1),
+        "rss_growth": {"worker": round(wg, 4), "api": round(ag, 4)},
+        "rss_growth_ok": wg < 0.10 and ag < 0.10,
+        "lag_max": int(max_lag), "lag_end": int(out.lag[-1]) if out.lag else 0,
+        "lag_bounded": max_lag <= 10 * rate,
+        "p50_ms_start": round(float(np.percentile(first, 50)), 1) if first else 0.0,
+        "p99_ms_start": round(p99_start, 1),
+        "p50_ms_end": round(float(np.percentile(last, 50)), 1) if last else 0.0,
+        "p99_ms_end": round(p99_end, 1),
+        "p99_end_vs_start": round(p99_end / p99_start, 2) if p99_start else None,
+        "api_read_errors": read_errors, "samples": len(out.t),
+        "cpus": os.cpu_count(),
+        "load_avg_mean": round(float(np.mean(out.load)), 2) if out.load else None,
+        "load_avg_max": round(max(out.load), 2) if out.load else None,
+    }  # fmt: skip
+    if args.plot:
+        title = (f"soak {args.minutes:g} min at {rate:.1f} frames/s (half of {cap:.1f}), "
+                 f"{platform.node()}, {os.cpu_count()} CPUs")  # fmt: skip
+        result["plot_series"] = str(plot_series(out, seconds, args.plot_dir / "soak.png", title))
+        result["plot_latency"] = str(latency_histogram(
+            {"first tenth": first, "last tenth": last}, args.plot_dir / "soak-latency.png",
+            "capture → WebSocket subscriber latency, " + title,
+        ))  # fmt: skip
+    return result
+
+
+def plot_series(out: Samples, seconds: float, path: Path, title: str) -> Path:
+    """PNG: RSS of worker and API (MiB), consumer lag, p99 latency per minute, over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(9, 8), sharex=True, layout="constrained")
+    try:
+        mins = np.asarray(out.t) / 60
+        ax1.plot(mins, np.asarray(out.worker_rss) / 2**20, label="worker")
+        ax1.plot(mins, np.asarray(out.api_rss) / 2**20, label="API")
+        ax1.set_ylabel("RSS (MiB)")
+        ax1.legend(fontsize=9)
+        ax2.plot(mins, out.lag, color="C2")
+        ax2.set_ylabel("consumer lag (records)")
+        buckets: dict[int, list[float]] = {}
+        for t, ms in out.latencies:
+            buckets.setdefault(int(t // 60), []).append(ms)
+        xs = sorted(buckets)
+        ax3.plot([x + 0.5 for x in xs], [np.percentile(buckets[x], 99) for x in xs], "o-",
+                 color="C3", label="p99")  # fmt: skip
+        ax3.plot([x + 0.5 for x in xs], [np.percentile(buckets[x], 50) for x in xs], "o-",
+                 color="C4", label="p50")  # fmt: skip
+        ax3.set_ylabel("capture → subscriber (ms)")
+        ax3.set_xlabel("minutes")
+        ax3.legend(fontsize=9)
+        for ax in (ax1, ax2, ax3):
+            ax.grid(alpha=0.3)
+            ax.axvspan(0.1 * seconds / 60, 0.2 * seconds / 60, color="0.9")
+            ax.axvspan(0.9 * seconds / 60, seconds / 60, color="0.9")
+        fig.suptitle(title, fontsize=10)
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        help="default: the benchmarks' ViT-B/32 bundle (state/bench-vitb32-bundle)",
+    )
+    ap.add_argument("--rate", type=float, default=None, help="frames/s; default: half capacity")
+    ap.add_argument("--streams", type=int, default=4)
+    ap.add_argument("--capacity-frames", type=int, default=320)
+    ap.add_argument("--sample-s", type=float, default=5.0)
+    ap.add_argument("--predict-every-s", type=float, default=5.0)
+    ap.add_argument("--log-dir", type=Path, default=ROOT / "state" / "logs")
+    ap.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--plot-dir", type=Path, default=ROOT / "bench" / "results")
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    result = asyncio.run(main_async(args))
+    t = Table(title=f"soak: {args.minutes:g} min at half capacity")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in result.items():
+        t.add_row(k, str(v))
+    Console().print(t)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Kibana saved objects (infra/kibana/saved-objects.ndjson), checked against the shape Kibana's
+import API reads and against the index mappings harclip puts (harclip/io/indices.py): one JSON
+object per line with type, id and attributes; ids unique; every reference resolves in the file;
+data views name harclip's aliases and a date time field; every column, sort and query field of a
+saved search exists in its data view's mapping; dashboard panels name their references."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harclip.config import ElasticsearchSettings
+from harclip.io.indices import alias, events_mappings, logs_mappings, predictions_mappings
+
+SAVED_OBJECTS = Path("infra/kibana/saved-objects.ndjson")
+FLUENT_BIT = Path("infra/logging/fluent-bit.yaml")
+TYPES = {"index-pattern", "search", "dashboard", "visualization", "lens", "config"}
+_KQL_FIELD = re.compile(r"([A-Za-z_@][\w.@]*)\s*:")
+
+
+def fields(mappings: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted field name -> type, from a mapping's properties."""
+    out: dict[str, str] = {}
+    for name, spec in mappings.get("properties", {}).items():
+        out[prefix + name] = spec.get("type", "object")
+        if "properties" in spec:
+            out |= fields(spec, f"{prefix}{name}.")
+    return out
+
+
+def index_fields() -> dict[str, dict[str, str]]:
+    """The fields of each read alias, from harclip's own mappings."""
+    s = ElasticsearchSettings()
+    return {
+        alias(s, "predictions"): fields(predictions_mappings(512)),
+        alias(s, "events"): fields(events_mappings()),
+        alias(s, "logs"): fields(logs_mappings()),
+    }
+
+
+def check(root: Path) -> list[str]:
+    path = root / SAVED_OBJECTS
+    objects: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(f"{SAVED_OBJECTS}:{n}: not JSON: {e}")
+            continue
+        if "exportedCount" in obj:  # the export summary line
+            continue
+        missing = [k for k in ("type", "id", "attributes") if k not in obj]
+        if missing:
+            problems.append(f"{SAVED_OBJECTS}:{n}: missing {missing}")
+            continue
+        if obj["type"] not in TYPES:
+            problems.append(f"{SAVED_OBJECTS}:{n}: unknown type {obj['type']!r}")
+        obj["_line"] = n
+        objects.append(obj)
+    problems += [f"{SAVED_OBJECTS}: {p}" for p in check_objects(objects)]
+    return problems + [f"{FLUENT_BIT}: {p}" for p in check_fluent_bit(root / FLUENT_BIT)]
+
+
+def check_fluent_bit(path: Path) -> list[str]:
+    """Fluent Bit writes the daily indices harclip's logs template, alias and retention expect
+    (`<logs alias>-<yyyy.mm.dd>`), and does not overwrite the ECS line's own @timestamp."""
+    config = yaml.safe_load(path.read_text())
+    outputs = [o for o in config.get("pipeline", {}).get("outputs", []) if o.get("name") == "es"]
+    if not outputs:
+        return ["no es output"]
+    problems: list[str] = []
+    logs = alias(ElasticsearchSettings(), "logs")
+    for o in outputs:
+        if o.get("logstash_format") is not True or o.get("logstash_prefix") != logs:
+            problems.append(f"es output must write logstash_format indices with prefix {logs}")
+        if o.get("logstash_dateformat") != "%Y.%m.%d":
+            problems.append("es output: logstash_dateformat must be %Y.%m.%d (harclip's days)")
+        if o.get("time_key", "@timestamp") == "@timestamp":
+            problems.append("es output: time_key @timestamp would duplicate the ECS @timestamp")
+    return problems
+
+
+def check_objects(objects: list[dict[str, Any]]) -> list[str]:
+    """The checks on parsed saved objects (pure)."""
+    problems: list[str] = []
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for o in objects:
+        key = (o["type"], o["id"])
+        if key in by_key:
+            problems.append(f"{o['type']} id {o['id']!r} is used twice")
+        by_key[key] = o
+    mappings = index_fields()
+    for o in objects:
+        where = f"{o['type']} {o['id']!r}"
+        refs = {r.get("name"): r for r in o.get("references", [])}
+        for r in refs.values():
+            if (r.get("type"), r.get("id")) not in by_key:
+                problems.append(f"{where}: reference {r.get('name')} -> {r.get('type')} "
+                                f"{r.get('id')!r} is not in the file")  # fmt: skip
+        attrs = o["attributes"]
+        if o["type"] == "index-pattern":
+            problems += _data_view(where, attrs, mappings)
+        elif o["type"] == "search":
+            problems += _search(where, attrs, refs, by_key, mappings)
+        elif o["type"] == "dashboard":
+            problems += _dashboard(where, attrs, refs)
+    return problems
+
+
+def _data_view(where: str, attrs: dict[str, Any], mappings: dict[str, dict[str, str]]) -> list[str]:
+    title = attrs.get("title")
+    if title not in mappings:
+        return [f"{where}: title {title!r} is none of harclip's aliases {sorted(mappings)}"]
+    time_field = attrs.get("timeFieldName")
+    if mappings[title].get(time_field) != "date":
+        return [f"{where}: time field {time_field!r} is not a date field of {title}"]
+    return []
+
+
+def _search(
+    where: str,
+    attrs: dict[str, Any],
+    refs: dict[str, Any],
+    by_key: dict[tuple[str, str], dict[str, Any]],
+    mappings: dict[str, dict[str, str]],
+) -> list[str]:
+    try:
+        source = json.loads(attrs["kibanaSavedObjectMeta"]["searchSourceJSON"])
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        return [f"{where}: searchSourceJSON: {e!r}"]
+    ref = refs.get(source.get("indexRefName"))
+    if ref is None:
+        return [f"{where}: indexRefName {source.get('indexRefName')!r} names no reference"]
+    view = by_key.get(("index-pattern", ref["id"]))
+    if view is None:
+        return []  # reported as an unresolved reference
+    known = mappings.get(view["attributes"].get("title"), {})
+    used = set(attrs.get("columns", [])) | {s[0] for s in attrs.get("sort", [])}
+    used |= set(_KQL_FIELD.findall(source.get("query", {}).get("query", "")))
+    return [f"{where}: field {f!r} is not in the mapping of {view['attributes'].get('title')}"
+            for f in sorted(used) if f not in known and f != "_score"]  # fmt: skip
+
+
+def _dashboard(where: str, attrs: dict[str, Any], refs: dict[str, Any]) -> list[str]:
+    try:
+        panels = json.loads(attrs["panelsJSON"])
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        return [f"{where}: panelsJSON: {e!r}"]
+    problems: list[str] = []
+    for p in panels:
+        name = p.get("panelRefName")
+        if name not in refs:
+            problems.append(f"{where}: panel {p.get('panelIndex')} names no reference ({name!r})")
+        if not {"x", "y", "w", "h", "i"} <= set(p.get("gridData", {})):
+            problems.append(f"{where}: panel {p.get('panelIndex')} has an incomplete gridData")
+    return problems
