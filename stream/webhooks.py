@@ -13,7 +13,7 @@ import logging
 
 import httpx
 
-from harclip.config import StreamSettings
+from harclip.appsettings import StreamSettings
 from harclip.errors import HarclipError
 from harclip.events import Event
 from harclip.urlguard import UrlNotAllowed, check_url, pinned_request, resolve_checked
