@@ -53,7 +53,7 @@ async def test_two_replicas_publishing_at_once_converge_on_the_newest_head(
     (url_one, log_one), (url_two, log_two) = two_apis
     async with AsyncClient(url_one, ADMIN_KEY) as one, AsyncClient(url_two, ADMIN_KEY) as two:
         for log in (log_one, log_two):
-            await log.wait("Application startup complete", _DEADLINE_S)
+            await log.wait("Uvicorn running on", _DEADLINE_S)  # bound: startup comes first
         a, b = await asyncio.gather(
             one.set_labels(["cycling", "running"]),
             two.set_labels(["sleeping", "eating", "drinking"]),

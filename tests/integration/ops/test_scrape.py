@@ -89,7 +89,7 @@ async def test_rules_and_dashboards_read_only_scraped_metrics_and_logs_reach_ela
     watches, api_port = services
     worker_port = _PORT.search(await watches["worker"].wait(_PORT.pattern, _START_S))
     stream_port = _PORT.search(await watches["stream"].wait(_PORT.pattern, _START_S))
-    await watches["api"].wait("Application startup complete", _START_S)
+    await watches["api"].wait("Uvicorn running on", _START_S)  # bound: startup comes first
     assert worker_port and stream_port
     scraped = {
         "worker": _families(f"http://127.0.0.1:{worker_port.group(1)}/metrics"),
