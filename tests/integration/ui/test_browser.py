@@ -39,8 +39,8 @@ def ui_url(ui_system: System) -> Iterator[str]:
         ui.stop()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture(scope="module")  # Playwright's sync API runs an event loop on this thread: it
+def browser() -> Iterator[Browser]:  # must end with this module, before tests that asyncio.run
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium (apt)")
     expect.set_options(timeout=_WAIT_MS)  # assertions wait as long as actions
