@@ -26,8 +26,8 @@ def _needs(*tools: str) -> None:
     for name in tools:
         try:
             tool(name)
-        except MissingTool as e:
-            pytest.skip(str(e))
+        except MissingTool as e:  # `make test` builds every tool first (`make tools`)
+            pytest.fail(f"{e} (run `make tools`)")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
@@ -51,12 +50,6 @@ def _unique(evs: list[Event]) -> dict[str, Event]:
     return {e.event_id: e for e in evs}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug (issue 9): in about 1 run of 3 one frame at the switch is counted in no "
-    "segment after the kill and the rebalance (run_end.frames 50, fight_start.first_seq 51); "
-    "the test still runs and reports it",
-)
 async def test_a_killed_worker_s_streams_continue_on_the_others(
     unique: Unique, producer: AIOKafkaProducer, tmp_path: Path
 ) -> None:
