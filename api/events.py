@@ -13,9 +13,8 @@ from api.auth import requires
 from api.errors import error_responses
 from api.gate import GatedRoute
 from api.runtime import RuntimeDep
-from api.streams import EndMs, LabelQ, StartMs, StreamId, StreamIdQ
+from api.streams import Cursor, EndMs, LabelQ, PageSize, StartMs, StreamId, StreamIdQ
 from harclip.control import RULES_KEY, publish
-from harclip.errors import MessageError
 from harclip.events import EventType, Severity, StreamAction, StreamStats
 from harclip.messages import now_ms
 from harclip.rules import Rules, RulesError, rules_from_data
@@ -40,20 +39,13 @@ async def list_events(
     severity: Annotated[Severity | None, Query(description="only alerts of this severity")] = None,
     start_ms: StartMs = None,
     end_ms: EndMs = None,
-    size: Annotated[int, Query(ge=1, le=1000, description="page size")] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=300, description="`next` of the last page")
-    ] = None,
+    size: PageSize = 50,
+    cursor: Cursor = None,
 ) -> EventPage:
     """Segments, alerts and stream up/down events of the events app, by the capture time where
     each starts (`start_ms` inclusive, `end_ms` exclusive)."""
     from harclip.io import search
 
-    if cursor is not None:
-        try:
-            search.decode_cursor(cursor)
-        except MessageError as e:
-            raise ApiError(422, "invalid_cursor", str(e)) from None
     return await search.events(
         await rt.search_client(),
         rt.settings.elasticsearch,

@@ -47,6 +47,22 @@ async def _stream_id_query(
     return None if stream_id is None else checked_stream_id(stream_id)
 
 
+async def _cursor_query(
+    cursor: Annotated[
+        str | None, Query(max_length=300, description="`next` of the last page")
+    ] = None,
+) -> str | None:
+    """A page cursor this API made (`next`), else 422 `invalid_cursor`."""
+    from harclip.io.search import decode_cursor
+
+    if cursor is not None:
+        try:
+            decode_cursor(cursor)
+        except MessageError as e:
+            raise ApiError(422, "invalid_cursor", str(e)) from None
+    return cursor
+
+
 StreamId = Annotated[str, Depends(_stream_id_path)]
 StreamIdQ = Annotated[str | None, Depends(_stream_id_query)]
 StartMs = Annotated[
@@ -56,6 +72,8 @@ EndMs = Annotated[
     int | None, Query(ge=0, le=MAX_MS, description="until (exclusive), ms since epoch")
 ]
 LabelQ = Annotated[str | None, Query(min_length=1, max_length=100, description="only this label")]
+PageSize = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Cursor = Annotated[str | None, Depends(_cursor_query)]
 MinScore = Annotated[float | None, Query(ge=0, le=1, description="only predictions scored >= this")]
 
 
@@ -124,18 +142,11 @@ async def history(
     end_ms: EndMs = None,
     label: LabelQ = None,
     min_score: MinScore = None,
-    size: Annotated[int, Query(ge=1, le=1000, description="page size")] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=300, description="`next` of the last page")
-    ] = None,
+    size: PageSize = 50,
+    cursor: Cursor = None,
 ) -> PredictionPage:
     from harclip.io import search
 
-    if cursor is not None:
-        try:
-            search.decode_cursor(cursor)
-        except MessageError as e:
-            raise ApiError(422, "invalid_cursor", str(e)) from None
     return await search.history(
         await rt.search_client(),
         rt.settings.elasticsearch,
