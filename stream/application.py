@@ -4,9 +4,10 @@
   `Tracker` -> events to harclip.events. The events of a step are acknowledged by Kafka before
   the state that follows from them goes to the changelog, so a recovered state never skips an
   event that was lost.
-- `outputs` (harclip.events): batches to Elasticsearch and Redis.
-- `stats` (harclip.events): windowed statistics, flushed to Redis by a timer.
-- `alerts` (harclip.events): alerts to the webhooks (queued, never waits).
+- `outputs`, `stats`, `alerts` (harclip.events, stream/sinks.py): batches to Elasticsearch and
+  Redis, windowed statistics (flushed to Redis by a timer), alerts to the webhooks.
+- every agent admits records through `Positions` (stream/continuity.py): each partition's
+  records are applied once and in order, whatever Faust's consumer does in a rebalance.
 - the idle timer: a stream of this worker's partitions that has been quiet for a threshold gets a
   tick on the ticks topic (same key, so the same partition and owner as its predictions), which
   `track` turns into `stream.down` and stream-down alerts.
@@ -33,7 +34,9 @@ from harclip.errors import HarclipError, MessageError
 from harclip.events import Event
 from harclip.messages import Prediction, now_ms
 from harclip.rules import Rules
+from stream.continuity import Positions
 from stream.runtime import Runtime, ecs_logging_config, load_rules
+from stream.sinks import wire_sinks
 from stream.stats import Stats
 from stream.tracker import StreamState
 
@@ -109,6 +112,11 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
     events_topic = app.topic(t.events, **raw)
     states = app.Table("states", key_type=bytes, value_type=bytes, help="per-stream state")
     stats = Stats(app, rt.settings.stream.stats_expires_s)
+    positions = Positions(
+        app.Table("positions", key_type=bytes, value_type=bytes, help="last record applied"),
+        rt.reread, lambda agent, n: m.reread.labels(agent).inc(n),
+    )  # fmt: skip
+    sinks = wire_sinks(app, rt, events_topic, positions, stats)
     cache: dict[str, StreamState] = {}  # states of this worker's partitions, as objects
     # Silence is counted from the later of a stream's last prediction and this worker getting
     # its partitions, so a restarted or rebalanced worker first catches up on its backlog.
@@ -182,6 +190,7 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         for st, ev in dirty.values():
             write_state(st, ev)
         dirty.clear()
+        positions.persist("track", track_stream[0])  # after the states they stand for
         acks, unacked[:] = list(unacked), []
         for ev in acks:
             await track_stream[0].ack(ev)
@@ -204,6 +213,18 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
                     cache.clear()
                     raise
 
+    async def step(st: StreamState | None, out: list[Event], ev: Any) -> None:
+        """The state a record led to: written at once after its events (acknowledged first),
+        else at the next flush."""
+        if st is None:
+            return
+        if out:
+            await emit(out)
+            dirty.pop(st.stream_id, None)
+            write_state(st, ev)
+        else:
+            dirty[st.stream_id] = (st, ev)
+
     @app.agent(inputs, name="stream.track")
     async def track(stream: faust.StreamT[bytes]) -> None:
         manual = stream.noack()  # type: ignore[attr-defined]
@@ -214,22 +235,26 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
                 try:
                     msg = ev.message
                     track_stream[0]._set_current_event(ev)  # reads find the right partition
-                    out: list[Event] = []
                     if msg.topic == rt.ticks_topic:
-                        st = on_tick(ev.key, out)
+                        out: list[Event] = []
+                        await step(on_tick(ev.key, out), out, ev)
                     else:
-                        st = on_prediction(ev.value, ev.key, msg.timestamp, out)
-                        processed[msg.partition] = msg.offset
+                        missed = await positions.admit("track", manual, ev)
+                        if missed is None:
+                            m.ignored.labels("redelivered").inc()
+                        else:
+                            track_stream[0]._set_current_event(ev)
+                            for r in missed:
+                                out = []
+                                st = on_prediction(r.value, r.key, r.timestamp / 1000, out)
+                                await step(st, out, ev)
+                            out = []
+                            await step(on_prediction(ev.value, ev.key, msg.timestamp, out), out, ev)
+                            processed[msg.partition] = msg.offset
+                            positions.applied("track", ev)
                     if not unacked:
                         first_unacked[0] = time.monotonic()
                     unacked.append(ev)
-                    if st is not None:
-                        if out:
-                            await emit(out)  # acknowledged before the state that follows
-                            dirty.pop(st.stream_id, None)
-                            write_state(st, ev)
-                        else:
-                            dirty[st.stream_id] = (st, ev)
                     if len(unacked) >= batch:
                         await flush()
                 except BaseException:
@@ -237,25 +262,6 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
                     dirty.clear()
                     unacked.clear()
                     raise
-
-    @app.agent(events_topic, name="stream.outputs")
-    async def outputs(stream: faust.StreamT[bytes]) -> None:
-        wait_s = rt.settings.stream.sink_wait_ms / 1000
-        async for values in stream.take(rt.settings.stream.sink_batch, within=wait_s):
-            await rt.outputs.write(_parse_events(values))
-
-    @app.agent(events_topic, name="stream.stats")
-    async def stats_agent(stream: faust.StreamT[bytes]) -> None:
-        async for value in stream:
-            for e in _parse_events([value]):
-                stats.apply(e)
-
-    @app.agent(events_topic, name="stream.alerts")
-    async def alerts(stream: faust.StreamT[bytes]) -> None:
-        async for value in stream:
-            for e in _parse_events([value]):
-                if e.type == "alert":
-                    rt.webhooks.offer(e)
 
     async def flush_stats() -> None:
         if not stats.dirty:
@@ -319,7 +325,11 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         log.info("events app ready: %d partitions, store %s, rules %d",
                  rt.partitions, rt.settings.stream.store, len(rt.rules.rules))  # fmt: skip
         follow = asyncio.create_task(rt.follower.run(rt._follow_stop), name="rules-follower")
-        rt._tasks += [follow, asyncio.create_task(flush_soon(), name="state-flush")]
+        rt._tasks += [
+            follow,
+            asyncio.create_task(flush_soon(), name="state-flush"),
+            asyncio.create_task(sinks.flusher(), name="outputs-flush"),
+        ]
 
     async def revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         cache.clear()
@@ -327,9 +337,12 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         processed.clear()
         dirty.clear()  # revoked records are not acked: the next owner reads them again
         unacked.clear()
+        sinks.revoked()
+        positions.forget()
 
     async def assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
         cache.clear()
+        positions.forget()
         processed.clear()
         assigned_at[0] = now_ms()
 
@@ -338,14 +351,4 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
     app.task(started)
     app.on_partitions_revoked.connect(cast(Any, revoked))  # faust's stubs want a sync signature
     app.on_partitions_assigned.connect(cast(Any, assigned))
-    del track, outputs, stats_agent, alerts
-
-
-def _parse_events(values: list[bytes]) -> list[Event]:
-    out = []
-    for v in values:
-        try:
-            out.append(Event.from_json(v))
-        except MessageError as e:
-            log.warning("ignoring a malformed event on harclip.events: %s", e)
-    return out
+    del track

@@ -17,7 +17,8 @@ class StreamMetrics:
         )
         self.ignored = Counter(
             "harclip_stream_predictions_ignored",
-            "predictions ignored: stale (seq and captured_at not newer) or malformed",
+            "predictions ignored: stale (seq and captured_at not newer), malformed, or "
+            "redelivered (a record of Kafka this worker applied before)",
             ["reason"], registry=r,
         )  # fmt: skip
         self.events = Counter(
@@ -42,6 +43,11 @@ class StreamMetrics:
             "harclip_stream_processing_lag_seconds",
             "a prediction's arrival on Kafka (record timestamp) -> applied to its stream",
             buckets=_LAG_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.reread = Counter(
+            "harclip_stream_records_reread",
+            "records an agent did not get from Faust's consumer (a rebalance) and read from "
+            "Kafka directly", ["agent"], registry=r,
         )  # fmt: skip
         self.rules = Gauge("harclip_stream_rules", "alert rules in force", registry=r)
         self.rules_refused = Counter(

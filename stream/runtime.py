@@ -21,6 +21,7 @@ from harclip.io.indices import ensure_templates
 from harclip.io.kafka import make_admin
 from harclip.io.topics import ensure_topics
 from harclip.rules import Rules, RulesError, describe, load_rules_file
+from stream.continuity import RangeReader
 from stream.metrics import StreamMetrics
 from stream.outputs import Outputs
 from stream.tracker import Tracker, TrackerConfig
@@ -52,6 +53,7 @@ class Runtime:
         self.rules = rules
         self.outputs = Outputs(settings, self.metrics)
         self.webhooks = Webhooks(s, self.metrics)
+        self.reread = RangeReader(settings.kafka)
         self.follower = ControlFollower(settings.kafka, {RULES_KEY: self.on_rules_record})
         self._follow_stop = asyncio.Event()
         self.health = HealthServer(
@@ -117,6 +119,7 @@ class Runtime:
         await self.stop_tasks()
         await self.webhooks.stop()
         await self.outputs.stop()
+        await self.reread.close()
         await self.follower.stop()
         await self.health.stop()
 
@@ -152,6 +155,7 @@ async def prepare_kafka(settings: Settings, partitions: int, ticks_topic: str) -
     wanted = {
         ticks_topic: {"retention.ms": "3600000"},
         f"{app_id}-states-changelog": compact,
+        f"{app_id}-positions-changelog": compact,
         f"{app_id}-stats-labels-changelog": compact,
         f"{app_id}-stats-minute-changelog": windowed,
     }
