@@ -8,8 +8,9 @@ One `python -m stream` worker (its own topics, group, index and Redis keys):
               capture time, with single-frame flicker) is on harclip.predictions before the app
               starts; predictions/s from the first to the last one applied (/metrics).
   latency     live predictions at half that rate (capture time = now), each stream switching
-              every 3 s; for every segment.start on harclip.events: receipt time minus the
-              arrival (producer acknowledgement) of the segment's first prediction
+              every 3 s; for every segment.start: its arrival on harclip.events minus the
+              arrival of the segment's first prediction on harclip.predictions (both the
+              broker's append time: the bench's topics use LogAppendTime)
               (`p99_event_ms`, includes the hold the rules require), and minus the arrival of the
               prediction that confirmed it (`p99_confirm_ms`: the app's own delay).
 --profile runs the app under cProfile and prints its top functions.
@@ -20,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import pstats
 import re
 import signal
 import sys
@@ -37,11 +36,11 @@ import httpx
 import numpy as np
 from aiokafka import AIOKafkaConsumer
 from rich.console import Console
-from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._stream_report import print_report, quantile_ms  # noqa: E402
 from harclip.config import Settings, load_settings  # noqa: E402
 from harclip.events import Event  # noqa: E402
 from harclip.io.kafka import make_producer  # noqa: E402
@@ -143,6 +142,13 @@ class AppProc:
         m = re.search(r"^harclip_stream_predictions_total ([\d.e+]+)$", text, re.M)
         return float(m.group(1)) if m else 0.0
 
+    async def lag_buckets(self) -> dict[float, float]:
+        """The app's processing-lag histogram (record timestamp -> applied): le -> count."""
+        async with httpx.AsyncClient(timeout=10) as c:
+            text = (await c.get(f"http://127.0.0.1:{self.port}/metrics")).text
+        pat = r'^harclip_stream_processing_lag_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)$'
+        return {float(le): float(n) for le, n in re.findall(pat, text, re.M)}
+
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -152,6 +158,24 @@ class AppProc:
                 console.print(f"[red]the app did not stop in 120 s; killed (log {self.log})")
                 self.proc.kill()
                 await self.proc.wait()
+
+
+async def broker_timestamps(s: Settings, topics: list[str]) -> None:
+    """Records of `topics` get the broker's append time as timestamp (LogAppendTime): latencies
+    are then measured on Kafka's clock, not on when this busy process ran a callback."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([
+            ConfigResource(ConfigResourceType.TOPIC, t,
+                           configs={"message.timestamp.type": "LogAppendTime"})
+            for t in topics
+        ])  # fmt: skip
+    finally:
+        await admin.close()
 
 
 async def produce_backlog(s: Settings, env: dict[str, str], streams: int, total: int) -> None:
@@ -209,11 +233,10 @@ async def latency(s: Settings, env: dict[str, str], streams: int, rate: float, s
     async def read() -> None:
         while not stop.is_set():
             for records in (await consumer.getmany(timeout_ms=100)).values():
-                t = time.time() * 1000
                 for r in records:
                     e = Event.from_json(r.value)
                     if e.type == "segment.start":
-                        received.append((e, t))
+                        received.append((e, float(r.timestamp)))  # appended to harclip.events
 
     reader = asyncio.create_task(read())
     p = make_producer(s.kafka, role="live")
@@ -232,9 +255,9 @@ async def latency(s: Settings, env: dict[str, str], streams: int, rate: float, s
                 label = _label(i + 1, tick, per_phase)
                 sends.append((sid, await p.send(topic, _prediction(sid, seq, at, label),
                                                 key=sid.encode())))  # fmt: skip
-            for sid, fut in sends:
+            for sid, fut in sends:  # arrival: the broker's append time (LogAppendTime)
                 fut.add_done_callback(
-                    lambda f, k=(sid, seq): arrival.__setitem__(k, time.time() * 1000)
+                    lambda f, k=(sid, seq): arrival.__setitem__(k, float(f.result().timestamp))
                 )
             tick += 1
             await asyncio.sleep(max(0.0, tick / fps - (time.perf_counter() - t0)))
@@ -255,15 +278,6 @@ async def latency(s: Settings, env: dict[str, str], streams: int, rate: float, s
             from_confirm.append(t - c)
     _ = elapsed
     return from_first, from_confirm
-
-
-def top_functions(path: Path, n: int = 15) -> list[tuple[str, float, float]]:
-    st = pstats.Stats(str(path))
-    rows = []
-    for (file, line, fn), (_cc, _nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
-        rows.append((f"{Path(file).name}:{line}:{fn}", tt, ct))
-    rows.sort(key=lambda r: -r[1])
-    return rows[:n]
 
 
 async def cleanup(s: Settings, suffix: str) -> None:
@@ -296,6 +310,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     env = scoped(s, suffix, args.store, args.min_segment_ms)
     topics = s.kafka.topics.with_prefix(f"bench-{suffix}.")
     await ensure_topics(s.kafka.model_copy(update={"topics": topics}), partitions=PARTITIONS)
+    await broker_timestamps(s, [topics.predictions, topics.events])
     log = Path(f"/tmp/harclip-bench-stream-{suffix}.log")
     console.print(f"app log: {log}")
     app = AppProc(env, args.profile, log)
@@ -308,9 +323,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                       f"{cpu_per * 1e6:.0f} us of app CPU each)")  # fmt: skip
         half = args.latency_rate or rate / 2
         console.print(f"latency: {half:,.0f} predictions/s for {args.latency_seconds:g} s")
+        lag0 = await app.lag_buckets()
         from_first, from_confirm = await latency(
             s, env, args.streams, half, args.latency_seconds, args.backlog // args.streams
         )
+        lag1 = await app.lag_buckets()
+        lag = {le: n - lag0.get(le, 0.0) for le, n in lag1.items()}
     finally:
         await app.stop()
         await cleanup(s, suffix)
@@ -326,6 +344,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "p99_confirm_ms": round(float(np.percentile(fc, 99)), 1),
         "p50_confirm_ms": round(float(np.percentile(fc, 50)), 1),
         "segment_starts_measured": len(from_first),
+        "p50_app_lag_ms": quantile_ms(lag, 0.5),
+        "p99_app_lag_ms": quantile_ms(lag, 0.99),
         "latency_rate": round(half, 1),
         "streams": args.streams,
         "backlog": args.backlog,
@@ -358,29 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", type=Path, help="run the app under cProfile, stats to this file")
     args = ap.parse_args(argv)
     result = asyncio.run(main_async(args))
-    t = Table(title=f"events app, one worker, {args.streams} streams ({result['machine']})")
-    for col in ("metric", "value", "goal"):
-        t.add_column(col)
-    t.add_row("throughput (predictions/s)", f"{result['events_throughput']:,.0f}", ">= 2,000")
-    t.add_row("  app CPU per prediction (us) / per app CPU-second",
-              f"{result['app_cpu_us_per_prediction']:.0f} / "
-              f"{result['throughput_per_app_cpu_s']:,.0f}", "")  # fmt: skip
-    t.add_row("  machine load average (1 min)", f"{result['load_average']}", "")
-    t.add_row(f"prediction -> segment.start p50 / p99 at {result['latency_rate']:,.0f}/s (ms)",
-              f"{result['p50_event_ms']:.0f} / {result['p99_event_ms']:.0f}",
-              f"p99 <= {result['goal_p99_event_ms']}")  # fmt: skip
-    t.add_row("confirming prediction -> segment.start p50 / p99 (ms)",
-              f"{result['p50_confirm_ms']:.0f} / {result['p99_confirm_ms']:.0f}", "")  # fmt: skip
-    t.add_row("segment starts measured", str(result["segment_starts_measured"]), "")
-    Console().print(t)
-    if args.profile:
-        with contextlib.suppress(OSError, TypeError):
-            p = Table(title=f"app profile (cProfile, top by own time): {args.profile}")
-            for col in ("function", "own s", "cumulative s"):
-                p.add_column(col)
-            for name, tt, ct in top_functions(args.profile):
-                p.add_row(name, f"{tt:.2f}", f"{ct:.2f}")
-            Console().print(p)
+    print_report(result, args.streams, args.profile)
     print(json.dumps(result))
     return 0
 

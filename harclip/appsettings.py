@@ -41,6 +41,10 @@ class StreamSettings(_Section):
     stats_expires_s: int = Field(7200, ge=3600, description="windowed statistics kept, seconds")
     track_batch: int = Field(500, ge=1, description="predictions applied per state write")
     track_wait_ms: float = Field(10.0, gt=0, description="state flush check interval, ms")
+    fetch_wait_ms: int = Field(
+        100, ge=1, le=1500,
+        description="longest a Kafka fetch waits for data (Faust's 1500 holds back live records)",
+    )  # fmt: skip
     sink_batch: int = Field(500, ge=1, description="events per Redis/Elasticsearch write")
     sink_wait_ms: float = Field(20.0, ge=0, description="wait for more events before a write")
     webhooks: tuple[str, ...] = Field((), description="URLs that alerts are POSTed to")

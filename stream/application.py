@@ -39,6 +39,7 @@ from stream.runtime import Runtime, ecs_logging_config, load_rules
 from stream.sinks import wire_sinks
 from stream.stats import Stats
 from stream.tracker import StreamState
+from stream.transport import transport_class
 
 log = logging.getLogger("stream")
 
@@ -58,6 +59,10 @@ class StreamApp(faust.App):
         except HarclipError as e:
             self.runtime.crashed = e
             raise
+
+    def _new_transport(self) -> Any:
+        tuned = transport_class(self.runtime.settings.stream.fetch_wait_ms)
+        return tuned(self.conf.broker_consumer, self)
 
     async def on_shutdown(self) -> None:
         # after the agents stopped: until then they may write, and Faust waits for the state
@@ -132,11 +137,13 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
                 st = cache[stream_id] = StreamState.from_bytes(stored)
         return st
 
+    inflight: list[Any] = []  # acks of the events sent since the last flush
+
     async def emit(events: list[Event]) -> None:
-        futures = [await events_topic.send(key=e.stream_id.encode(), value=e.to_json())
-                   for e in events]  # fmt: skip
-        await asyncio.gather(*futures)  # acknowledged before the state that follows is stored
+        """Send `events` (the agent goes on; `flush` waits for their acks before it writes the
+        states that follow from them)."""
         for e in events:
+            inflight.append(await events_topic.send(key=e.stream_id.encode(), value=e.to_json()))
             m.events.labels(e.type).inc()
 
     def on_prediction(
@@ -172,9 +179,9 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
 
     # State writes are coalesced: one changelog record per stream per flush (every
     # `track_batch` records, or when the oldest unacked record is 250 ms old), not per
-    # prediction. Records are acked (so their offsets can be committed) only once the state they
-    # led to is written; a step that emits events writes its stream's state right after Kafka
-    # acknowledged the events.
+    # prediction. A flush first waits until Kafka acknowledged every event sent since the last
+    # one, so a stored state never follows from an event that was lost; records are acked (so
+    # their offsets can be committed) only once the state they led to is written.
     dirty: dict[str, tuple[StreamState, Any]] = {}  # stream -> (state, its newest record)
     unacked: list[Any] = []
     first_unacked = [0.0]  # monotonic time the agent took the oldest unacked record
@@ -187,6 +194,9 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         states[st.stream_id.encode()] = st.to_bytes()
 
     async def flush() -> None:
+        if inflight:
+            sent, inflight[:] = list(inflight), []
+            await asyncio.gather(*sent)
         for st, ev in dirty.values():
             write_state(st, ev)
         dirty.clear()
@@ -214,16 +224,12 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
                     raise
 
     async def step(st: StreamState | None, out: list[Event], ev: Any) -> None:
-        """The state a record led to: written at once after its events (acknowledged first),
-        else at the next flush."""
+        """Send the events a record led to; its state is written at the next flush."""
         if st is None:
             return
         if out:
             await emit(out)
-            dirty.pop(st.stream_id, None)
-            write_state(st, ev)
-        else:
-            dirty[st.stream_id] = (st, ev)
+        dirty[st.stream_id] = (st, ev)
 
     @app.agent(inputs, name="stream.track")
     async def track(stream: faust.StreamT[bytes]) -> None:
@@ -261,6 +267,7 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
                     cache.clear()  # the table keeps the last written states
                     dirty.clear()
                     unacked.clear()
+                    inflight.clear()
                     raise
 
     async def flush_stats() -> None:
@@ -337,6 +344,7 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         processed.clear()
         dirty.clear()  # revoked records are not acked: the next owner reads them again
         unacked.clear()
+        inflight.clear()
         sinks.revoked()
         positions.forget()
 
