@@ -219,8 +219,12 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
             async with flushing:
                 try:
                     await flush()
-                except BaseException:
+                except Exception as e:  # a stalled flusher would hold every ack: stop loudly
                     cache.clear()
+                    if app.should_stop:  # stopping: the producer may be gone already
+                        return
+                    log.exception("state flush failed; the app stops (records are read again)")
+                    await app.crash(e)
                     raise
 
     async def step(st: StreamState | None, out: list[Event], ev: Any) -> None:

@@ -92,8 +92,15 @@ def wire_sinks(
             await asyncio.sleep(max(0.005, wait_s / 2))
             if acks and not lock.locked() and time.monotonic() - oldest[0] >= wait_s:
                 async with lock:
-                    if acks:
-                        await flush_outputs()
+                    try:
+                        if acks:
+                            await flush_outputs()
+                    except Exception as e:  # a stalled flusher would hold every ack
+                        if app.should_stop:  # stopping: unacked events are read again
+                            return
+                        log.exception("outputs flush failed; the app stops (events are read again)")
+                        await app.crash(e)
+                        raise
 
     @app.agent(events_topic, name="stream.stats")
     async def stats_agent(stream: faust.StreamT[bytes]) -> None:
