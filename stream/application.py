@@ -252,14 +252,12 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
                         missed = await positions.admit("track", manual, ev)
                         if missed is None:
                             m.ignored.labels("redelivered").inc()
-                        else:
-                            track_stream[0]._set_current_event(ev)
-                            for r in missed:
+                        else:  # what the consumer skipped first (aiokafka times are ms)
+                            records = [(r.value, r.key, r.timestamp / 1000) for r in missed]
+                            records.append((ev.value, ev.key, msg.timestamp))
+                            for value, key, arrived_s in records:
                                 out = []
-                                st = on_prediction(r.value, r.key, r.timestamp / 1000, out)
-                                await step(st, out, ev)
-                            out = []
-                            await step(on_prediction(ev.value, ev.key, msg.timestamp, out), out, ev)
+                                await step(on_prediction(value, key, arrived_s, out), out, ev)
                             processed[msg.partition] = msg.offset
                             positions.applied("track", ev)
                     if not unacked:

@@ -108,7 +108,6 @@ def wire_sinks(
             missed = await positions.admit("stats", stream, ev)
             if missed is None:
                 continue
-            stream._set_current_event(ev)  # type: ignore[attr-defined]
             for e in admitted(missed, ev):
                 stats.apply(e)
             positions.applied("stats", ev)
