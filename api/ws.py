@@ -267,7 +267,9 @@ async def _ingest_one(
     try:
         await (await producer.send_frame(s.kafka.topics.frames, frame))
     except KafkaError as e:
-        refused = ApiError(503, "unavailable", f"Kafka did not take the frame: {e!r}")
+        refused = ApiError(
+            503, "unavailable", f"Kafka did not take the frame: {e!r}", {"Retry-After": "1"}
+        )
         return refused.message_for_ws(seq)
     rt.metrics.ingested.inc()
     return Ack(frame_id=frame.frame_id, seq=seq)

@@ -256,9 +256,17 @@ class AsyncClient:
         return Subscription(resumer, auth_headers(self.api_key))
 
     async def ingest(
-        self, stream_id: str, frames: Iterable[bytes] | AsyncIterable[bytes]
+        self,
+        stream_id: str,
+        frames: Iterable[bytes] | AsyncIterable[bytes],
+        *,
+        retry_for_s: float = _ingest.RETRY_FOR_S,
     ) -> list[Ack]:
         """Send encoded frames of `stream_id` over the ingest WebSocket; one `Ack` (frame_id,
-        seq) each, once the server has published it to Kafka. A refused frame raises its
-        `ApiError` (with the status the server gave it)."""
-        return await _ingest.ingest(self.url, auth_headers(self.api_key), stream_id, frames)
+        seq) each, once the server has published it to Kafka. A frame refused for a while (the
+        key's rate limit: 429 with `retry_after`) is sent again after the server's wait, up to
+        `retry_for_s` seconds a frame; another refusal raises its `ApiError` (with the status
+        the server gave it)."""
+        return await _ingest.ingest(
+            self.url, auth_headers(self.api_key), stream_id, frames, retry_for_s
+        )

@@ -243,5 +243,9 @@ class Client:
         )
         return SyncSubscription(resumer, auth_headers(self.api_key))
 
-    def ingest(self, stream_id: str, frames: Iterable[bytes]) -> list[Ack]:
-        return _ingest.ingest_sync(self.url, auth_headers(self.api_key), stream_id, frames)
+    def ingest(
+        self, stream_id: str, frames: Iterable[bytes], *, retry_for_s: float = _ingest.RETRY_FOR_S
+    ) -> list[Ack]:
+        return _ingest.ingest_sync(
+            self.url, auth_headers(self.api_key), stream_id, frames, retry_for_s
+        )

@@ -92,5 +92,8 @@ def error_for(status: int, body: bytes, headers: Mapping[str, str] | None = None
 
 
 def error_from_message(message: ErrorMessage) -> ApiError:
-    """The error a WebSocket `error` message reports, with the status the server gave it."""
-    return typed_error(message.status, message.error.code, message.error.message)
+    """The error a WebSocket `error` message reports, with the status the server gave it (and
+    its `retry_after` as a Retry-After header)."""
+    return typed_error(
+        message.status, message.error.code, message.error.message, message.exception().headers
+    )

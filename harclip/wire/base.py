@@ -70,18 +70,24 @@ class ApiError(HarclipError):
         return ErrorBody(error=self.detail)
 
     def message_for_ws(self, seq: int | None = None) -> ErrorMessage:
-        """The same failure as a WebSocket `error` message (`seq`: the ingest frame it is about)."""
-        return ErrorMessage(status=self.status, error=self.detail, seq=seq)
+        """The same failure as a WebSocket `error` message (`seq`: the ingest frame it is about;
+        `retry_after`: the Retry-After header's seconds, when it has one)."""
+        raw = self.headers.get("Retry-After", "")
+        retry_after = int(raw) if raw.isascii() and raw.isdigit() else None
+        return ErrorMessage(status=self.status, error=self.detail, seq=seq, retry_after=retry_after)
 
 
 class ErrorMessage(WireModel):
     """A failure on a WebSocket; `status` is what HTTP would have answered, `seq` the ingest
-    frame it is about (None when it is about the connection)."""
+    frame it is about (None when it is about the connection), `retry_after` the seconds HTTP's
+    Retry-After would have said (a transient refusal: 429 `rate_limited`, 503 `overloaded`)."""
 
     type: Literal["error"] = "error"
     status: int
     error: ErrorDetail
     seq: int | None = None
+    retry_after: int | None = Field(None, ge=0)
 
     def exception(self) -> ApiError:
-        return ApiError(self.status, self.error.code, self.error.message)
+        headers = {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        return ApiError(self.status, self.error.code, self.error.message, headers)

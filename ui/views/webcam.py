@@ -17,7 +17,8 @@ _SENT = "webcam-sent"  # session state: [(stream id, Ack, when sent ms)], newest
 
 
 def _send(stream_id: str, photo: bytes) -> None:
-    acks = conn.call(conn.client().ingest, stream_id, [photo], what="ingest")
+    # a person waits on the page: a refusal that would keep them waiting long is shown instead
+    acks = conn.call(conn.client().ingest, stream_id, [photo], what="ingest", retry_for_s=5)
     if not acks:
         return
     ack: Ack = acks[0]

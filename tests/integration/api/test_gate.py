@@ -89,6 +89,7 @@ async def test_refusals_frames_and_resume_messages_cost_tokens(
                 replies.append(json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S)))
         assert [r["type"] for r in replies] == ["ack", "ack", "error", "error", "error"]
         assert {r["status"] for r in replies[2:]} == {429} and replies[4]["seq"] == 2
+        assert all(r["retry_after"] >= 1 for r in replies[2:]), replies
 
         # Resume messages: the handshake takes a token, two resumes two more, then 429s.
         url = anon.ws_url("/ws/streams/cam", {"api_key": "k-read-ws"})
@@ -99,6 +100,19 @@ async def test_refusals_frames_and_resume_messages_cost_tokens(
             for _ in range(2):
                 reply = json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
                 assert (reply["type"], reply["status"]) == ("error", 429), reply
+
+
+async def test_a_client_ingesting_faster_than_its_rate_is_paced_to_it(
+    serve: Serve, sample_photos: list[Path]
+) -> None:
+    photo = sample_photos[0].read_bytes()
+    auth = _auth({"k-predict": "predict"}, rate=2.0, burst=2)
+    async with serve(auth=auth) as anon, AsyncClient(anon.url, "k-predict") as camera:
+        acks = await camera.ingest("cam-paced", [photo] * 5)
+        assert [a.seq for a in acks] == [0, 1, 2, 3, 4]  # refused frames were sent again
+        with pytest.raises(RateLimited) as e:  # not allowed to wait: the refusal raises
+            await camera.ingest("cam-paced", [photo] * 5, retry_for_s=0)
+        assert e.value.retry_after >= 1
 
 
 async def _hold_a_predict(url: str) -> asyncio.StreamWriter:

@@ -70,6 +70,14 @@ def test_api_error_as_body_and_ws_message_keeps_its_status() -> None:
     back = message.exception()
     assert (back.status, back.code, back.message) == (415, err.code, err.message)
     assert str(err) == "415 unsupported_media_type: frame: not an image"
+    assert message.retry_after is None
+
+
+def test_a_transient_refusal_tells_a_websocket_client_when_to_send_again() -> None:
+    message = ApiError(429, "rate_limited", "slow down", {"Retry-After": "3"}).message_for_ws(2)
+    assert message.retry_after == 3
+    assert parse_server_message(message.to_json()) == message
+    assert message.exception().headers == {"Retry-After": "3"}
 
 
 def test_resume_positions() -> None:

@@ -9,7 +9,7 @@ from typing import get_type_hints
 import httpx
 import pytest
 
-from harclip.client import AsyncClient, Client, _requests
+from harclip.client import AsyncClient, Client, _ingest, _requests
 from harclip.client.errors import (
     BadRequest,
     ConnectionFailed,
@@ -103,6 +103,19 @@ def test_error_class_by_status(status: int, cls: type) -> None:
     assert type(err) is cls and err.status == status
     ws = error_from_message(ErrorMessage(status=status, error={"code": "c", "message": "m"}))
     assert type(ws) is cls and ws.status == status
+
+
+def test_an_ingest_frame_is_sent_again_only_after_a_transient_refusal_within_its_budget() -> None:
+    def refusal(status: int, retry_after: int | None) -> ErrorMessage:
+        detail = {"code": "c", "message": "m"}
+        return ErrorMessage(status=status, error=detail, seq=3, retry_after=retry_after)
+
+    assert _ingest._wait_before_resending(refusal(429, 2), 0.0, 60.0) == 2.0
+    with pytest.raises(RateLimited) as e:  # 59 s waited already: 2 more would pass the budget
+        _ingest._wait_before_resending(refusal(429, 2), 59.0, 60.0)
+    assert e.value.retry_after == 2.0
+    with pytest.raises(BadRequest):  # not transient: raises at once
+        _ingest._wait_before_resending(refusal(415, None), 0.0, 60.0)
 
 
 def test_rate_limited_reads_retry_after_and_non_json_errors_keep_their_text() -> None:
