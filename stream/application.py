@@ -349,10 +349,12 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         inflight.clear()
         sinks.revoked()
         positions.forget()
+        stats.forget()
 
     async def assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
         cache.clear()
         positions.forget()
+        stats.forget()
         processed.clear()
         assigned_at[0] = now_ms()
 

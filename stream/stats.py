@@ -6,6 +6,11 @@ epoch).
 
 A segment's time is added when its `segment.end` arrives, split at minute boundaries; a segment
 is counted when its `segment.start` arrives, in the window of its start.
+
+A snapshot reads 60 windows x labels x 2 statistics; each window read is kept here until this
+worker adds to that window or its partitions change hands, so a snapshot every second reads only
+the windows that changed since the last one (reading all of them each time was a tenth of the
+app's time at 2,000 predictions/s).
 """
 
 from __future__ import annotations
@@ -53,6 +58,15 @@ class Stats:
                                 help="labels each stream has had")  # fmt: skip
         self.newest: dict[str, float] = {}  # stream -> newest capture time seen here, seconds
         self.dirty: set[str] = set()
+        # stream -> window start (s) -> the window as read; dropped when it is added to
+        self._read: dict[str, dict[float, WindowStats]] = {}
+
+    def forget(self) -> None:
+        """Partitions changed hands: what this worker read or knew of its streams may be stale
+        (the tables are recovered from the changelog); the next events make them dirty again."""
+        self.newest.clear()
+        self.dirty.clear()
+        self._read.clear()
 
     def apply(self, e: Event) -> bool:
         """Update the tables for `e` (inside the agent's iteration); True if it counted."""
@@ -78,6 +92,9 @@ class Stats:
 
     def _add(self, stream_id: str, label: str, kind: str, value: float, at_s: float) -> None:
         self.minutes.relative_to(float(at_s))[stat_key(stream_id, label, kind)] += value
+        read = self._read.get(stream_id)
+        if read:
+            read.pop(self._minute_window.current(float(at_s))[0], None)
 
     def snapshot(self, stream_id: str, wall_ms: int) -> StreamStats | None:
         """The stream's minute windows of the last hour (newest first, empty ones left out) and
@@ -91,9 +108,14 @@ class Stats:
         first = self._minute_window.current(t)[0]
         hour_s: dict[str, float] = {}
         hour_n: dict[str, int] = {}
+        read = self._read.setdefault(stream_id, {})
+        for start in [s for s in read if s <= first - HOUR_S]:
+            del read[start]  # out of the hour
         for i in range(int(HOUR_S / MINUTE_S)):
             rng = self._minute_window.current(first - i * MINUTE_S)
-            w = self._window(self.minutes, stream_id, labels, rng)
+            w = read.get(rng[0])
+            if w is None:
+                w = read[rng[0]] = self._window(self.minutes, stream_id, labels, rng)
             if w.seconds or w.segments:
                 minutes.append(w)
                 for lb, v in w.seconds.items():
