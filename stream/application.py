@@ -277,7 +277,11 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
             return
         dirty, stats.dirty = stats.dirty, set()
         wall = now_ms()
-        docs = [d for sid in dirty if (d := stats.snapshot(sid, wall)) is not None]
+        docs = []
+        for sid in dirty:  # a stream's first snapshot reads its hour: let the agents run between
+            if (d := stats.snapshot(sid, wall)) is not None:
+                docs.append(d)
+            await asyncio.sleep(0)
         if not await rt.outputs.write_stats(docs):
             stats.dirty |= dirty  # next time
 
