@@ -227,7 +227,10 @@ def ui_system(
     suffix = uuid.uuid4().hex[:10]
     s = _scoped(settings, suffix)
     # The engine is not the subject here: the plain ONNX engine skips per-start validation.
-    env = {**os.environ, **api_env(s), "HARCLIP_MODEL__ENGINE": "onnx"}
+    env = {**os.environ, **api_env(s), "HARCLIP_MODEL__ENGINE": "onnx",
+           # the seeded streams keep their latest frames for the session (the default TTL,
+           # 60 s, is shorter than the browser tests that run before the pages' tests)
+           "HARCLIP_REDIS__FRAME_TTL_S": "3600"}  # fmt: skip
     api_port, metrics_port, events_port = free_port(), free_port(), free_port()
     worker = LogWatch(
         [sys.executable, "-m", "consumers", "--bundle", str(tiny_bundle)],
