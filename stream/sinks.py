@@ -102,28 +102,28 @@ def wire_sinks(
                         await app.crash(e)
                         raise
 
-    @app.agent(events_topic, name="stream.stats")
-    async def stats_agent(stream: faust.StreamT[bytes]) -> None:
+    async def each_event(name: str, stream: Any, apply: Callable[[Event], object]) -> None:
+        """`apply` each event once and in order, then record the partition's position."""
         async for ev in stream.events():
-            missed = await positions.admit("stats", stream, ev)
+            missed = await positions.admit(name, stream, ev)
             if missed is None:
                 continue
             for e in admitted(missed, ev):
-                stats.apply(e)
-            positions.applied("stats", ev)
-            positions.persist("stats", stream)
+                apply(e)
+            positions.applied(name, ev)
+            positions.persist(name, stream)
+
+    def alert(e: Event) -> None:
+        if e.type == "alert":
+            rt.webhooks.offer(e)
+
+    @app.agent(events_topic, name="stream.stats")
+    async def stats_agent(stream: faust.StreamT[bytes]) -> None:
+        await each_event("stats", stream, stats.apply)
 
     @app.agent(events_topic, name="stream.alerts")
     async def alerts(stream: faust.StreamT[bytes]) -> None:
-        async for ev in stream.events():
-            missed = await positions.admit("alerts", stream, ev)
-            if missed is None:
-                continue
-            for e in admitted(missed, ev):
-                if e.type == "alert":
-                    rt.webhooks.offer(e)
-            positions.applied("alerts", ev)
-            positions.persist("alerts", stream)
+        await each_event("alerts", stream, alert)
 
     def revoked() -> None:
         pending.clear()

@@ -3,9 +3,9 @@ one encoded image, answered by an `Ack` once Kafka has it or by an `error` messa
 `ApiError`, with the status the server gave it).
 
 A frame refused for a while (an `error` with `retry_after`: the key's rate limit, an overloaded
-decode pool) is sent again after that many seconds, so a source faster than the key's rate is
-paced to it instead of failing half-way; `RateLimited` (or the refusal's error) raises once one
-frame would wait more than `retry_for_s` in all."""
+decode pool, Kafka not taking it) is sent again after that many seconds, so a source faster than
+the key's rate is paced to it instead of failing half-way; `RateLimited` (or the refusal's error)
+raises once one frame would wait more than `retry_for_s` in all."""
 
 from __future__ import annotations
 
