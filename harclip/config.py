@@ -7,15 +7,18 @@ pass each part the section it needs.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -342,6 +345,16 @@ class Settings(BaseSettings):
         """Where `setup_logging` ships log lines: Elasticsearch when asked for, else nowhere."""
         return self.elasticsearch if self.log_to_elasticsearch else None
 
+    def to_env(self) -> dict[str, str]:
+        """The `HARCLIP_*` variables that make a child process read exactly these settings:
+        one per leaf field (`HARCLIP_KAFKA__TOPICS__FRAMES`), lists and maps as JSON, secrets
+        revealed, fields that are None left out (their default is None). Give a child these
+        in place of the inherited `HARCLIP_*` ones (`child_environ`)."""
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            _flatten(f"HARCLIP_{name.upper()}", getattr(self, name), out)
+        return out
+
     @cached_property
     def sample_photos(self) -> Path | None:
         """The labelled HAR photos under `sample_data`, if present."""
@@ -349,6 +362,43 @@ class Settings(BaseSettings):
             return None
         p = self.sample_data / "har-sample"
         return p if p.is_dir() else None
+
+
+def _flatten(var: str, value: Any, out: dict[str, str]) -> None:
+    if value is None:
+        return
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _flatten(f"{var}__{name.upper()}", getattr(value, name), out)
+    elif isinstance(value, SecretStr):
+        out[var] = value.get_secret_value()
+    elif isinstance(value, str | Path):
+        out[var] = str(value)
+    elif isinstance(value, bool | int | float):
+        out[var] = json.dumps(value)
+    else:  # tuples, lists, maps (of sections too): JSON, as pydantic-settings reads them
+        out[var] = json.dumps(_plain(value))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def child_environ(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
+    """`base` (usually the parent's environment) without its `HARCLIP_*` variables, plus
+    `settings.to_env()`: what a child process (worker, API, events app) runs with."""
+    keep = {k: v for k, v in base.items() if not k.startswith("HARCLIP_")}
+    return keep | settings.to_env()
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -144,3 +144,34 @@ def test_api_keys_as_roles_or_grants_with_stream_scopes(monkeypatch: pytest.Monk
     monkeypatch.setenv("HARCLIP_AUTH__KEYS", '{"k-2": {"role": "predict", "stream": ["x"]}}')
     with pytest.raises(ConfigError, match="HARCLIP_AUTH__KEYS"):
         load_settings()
+
+
+def test_to_env_gives_a_child_exactly_these_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from harclip.config import child_environ
+
+    s = load_settings(
+        kafka={"topics": Topics().with_prefix("t-1."), "partitions": 3},
+        auth={"enabled": True,
+              "keys": {"k-1": "read", "k-2": {"role": "admin", "streams": ["a-*"]}}},
+        ui={"api_key": "s3cret"},
+        model={"providers": ["A", "B"]},
+        sample_data="/data/x",
+        log_level="DEBUG",
+    )  # fmt: skip
+    env = s.to_env()
+    assert env["HARCLIP_KAFKA__TOPICS__FRAMES"] == "t-1.harclip.frames"
+    assert env["HARCLIP_UI__API_KEY"] == "s3cret"
+    monkeypatch.setenv("HARCLIP_KAFKA__PARTITIONS", "9")  # inherited: replaced, not merged
+    monkeypatch.setenv("HARCLIP_REDIS__URL", "redis://elsewhere:1/0")
+    child = child_environ(s, dict(os.environ))
+    for name in list(os.environ):
+        if name.startswith("HARCLIP_"):
+            monkeypatch.delenv(name)
+    for name, value in child.items():
+        if name.startswith("HARCLIP_"):
+            monkeypatch.setenv(name, value)
+    again = load_settings()
+    assert again.model_dump() == s.model_dump()
+    assert again.ui.api_key is not None and again.ui.api_key.get_secret_value() == "s3cret"
