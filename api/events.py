@@ -15,8 +15,7 @@ from api.gate import GatedRoute
 from api.runtime import RuntimeDep
 from api.streams import Cursor, EndMs, LabelQ, PageSize, StartMs, StreamId, StreamIdQ
 from harclip.control import RULES_KEY, publish
-from harclip.events import EventType, Severity, StreamAction, StreamStats
-from harclip.messages import now_ms
+from harclip.messages import EventType, Severity, StreamAction, StreamStats, now_ms
 from harclip.rules import Rules, RulesError, rules_from_data
 from harclip.wire import ApiError, EventPage, RulesDoc, RulesRequest
 
@@ -70,7 +69,7 @@ async def list_events(
 async def stream_action(stream_id: StreamId, rt: RuntimeDep) -> StreamAction:
     """The label of the stream's open segment and since when, or state `down`; 404 when the
     events app has not seen the stream (or does not run)."""
-    from harclip.events import read_action
+    from harclip.io.events import read_action
 
     action = await read_action(rt.redis(), rt.settings.redis, stream_id)
     if action is None:
@@ -86,7 +85,7 @@ async def stream_action(stream_id: StreamId, rt: RuntimeDep) -> StreamAction:
     responses=error_responses(401, 403, 404, 422, 429, 503),
 )
 async def stream_stats(stream_id: StreamId, rt: RuntimeDep) -> StreamStats:
-    from harclip.events import read_stats
+    from harclip.io.events import read_stats
 
     stats = await read_stats(rt.redis(), rt.settings.redis, stream_id)
     if stats is None:

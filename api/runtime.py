@@ -322,24 +322,23 @@ def _decode(name: str, data: bytes, size: int, max_pixels: int) -> np.ndarray:
 
 
 def _source(kind: FeedKind, settings: Settings) -> Source:
-    from harclip import events
-    from harclip.io import store
+    from harclip.io import events, store
+    from harclip.io.keys import redis_keys
 
     r = settings.redis
+    k = redis_keys(r)
     if kind == "predictions":
-        k = store.keys(r)
 
         async def streams(redis: Redis) -> list[str]:
             return [sid for sid, _ in await store.list_streams(redis, r)]
 
         return Source("subscribe", "prediction", "prediction", store.RECENT_FIELD, k.recent,
-                      k.stream_of, streams)  # fmt: skip
-    e = events.event_keys(r)
+                      k.stream_of_recent, streams)  # fmt: skip
 
     async def event_streams(redis: Redis) -> list[str]:
         return await events.list_event_streams(redis, r)
 
-    return Source("events", "event", "event", events.EVENT_FIELD, e.events, e.stream_of,
+    return Source("events", "event", "event", events.EVENT_FIELD, k.events, k.stream_of_events,
                   event_streams)  # fmt: skip
 
 

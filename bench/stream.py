@@ -42,10 +42,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench._stream_report import print_report, quantile_ms  # noqa: E402
 from harclip.config import Settings, load_settings  # noqa: E402
-from harclip.events import Event  # noqa: E402
 from harclip.io.kafka import make_producer  # noqa: E402
 from harclip.io.topics import ensure_topics  # noqa: E402
-from harclip.messages import Prediction, now_ms  # noqa: E402
+from harclip.messages import (  # noqa: E402
+    Event,
+    Prediction,
+    now_ms,
+)
 
 console = Console(stderr=True)
 PARTITIONS = 3

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from harclip.config import KafkaSettings
 from harclip.control import RULES_KEY, ControlFollower, publish
 from harclip.errors import ConfigError
-from harclip.events import Severity
 from harclip.io.topics import start_producer
+from harclip.messages import Severity
 
 RULES_SCHEMA = "harclip.rules/1"
 

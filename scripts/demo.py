@@ -29,12 +29,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harclip import events
 from harclip.config import Settings, load_settings
 from harclip.errors import HarclipError
-from harclip.events import StreamAction
-from harclip.io import store
-from harclip.messages import Prediction
+from harclip.io import events, store
+from harclip.messages import Prediction, StreamAction
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM_ID = "demo-cam"

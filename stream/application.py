@@ -31,8 +31,7 @@ from faust.types import TP
 
 from harclip.config import Settings
 from harclip.errors import HarclipError, MessageError
-from harclip.events import Event
-from harclip.messages import Prediction, now_ms
+from harclip.messages import Event, Prediction, now_ms
 from harclip.rules import Rules
 from stream.continuity import Positions
 from stream.runtime import Runtime, ecs_logging_config, load_rules

@@ -15,9 +15,10 @@ from elasticsearch import AsyncElasticsearch
 
 from harclip.config import Settings
 from harclip.errors import SinkUnavailable
-from harclip.events import Event, StreamAction, StreamStats, action_of, write_outputs, write_stats
 from harclip.io import search, store
 from harclip.io.es import make_es
+from harclip.io.events import write_outputs, write_stats
+from harclip.messages import Event, StreamAction, StreamStats, action_of
 from stream.metrics import StreamMetrics
 
 log = logging.getLogger(__name__)

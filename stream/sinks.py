@@ -20,7 +20,7 @@ from typing import Any
 import faust
 
 from harclip.errors import MessageError
-from harclip.events import Event
+from harclip.messages import Event
 from stream.continuity import Positions, Record
 from stream.runtime import Runtime
 from stream.stats import Stats

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from faust.windows import TumblingWindow
 
-from harclip.events import Event, StreamStats, WindowStats
+from harclip.messages import Event, StreamStats, WindowStats
 
 MINUTE_S = 60.0
 HOUR_S = 3600.0

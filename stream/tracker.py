@@ -18,8 +18,7 @@ from typing import Any
 
 import orjson
 
-from harclip.events import Event, EventType, event_id
-from harclip.messages import ModelRef, Prediction
+from harclip.messages import Event, EventType, ModelRef, Prediction, event_id
 from harclip.rules import DownRule, LabelRule, Rules
 
 _PRUNE = 1e-3  # smoothed scores below this are dropped from the state

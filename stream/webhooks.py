@@ -15,7 +15,7 @@ import httpx
 
 from harclip.appsettings import StreamSettings
 from harclip.errors import HarclipError
-from harclip.events import Event
+from harclip.messages import Event
 from harclip.urlguard import UrlNotAllowed, check_url, pinned_request, resolve_checked
 from stream.metrics import StreamMetrics
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harclip.events import Event, StreamAction
-from harclip.messages import Prediction
+from harclip.messages import Event, Prediction, StreamAction
 
 
 @dataclass(frozen=True, slots=True)

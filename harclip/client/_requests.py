@@ -16,8 +16,8 @@ import httpx
 from pydantic import BaseModel
 
 from harclip.client.errors import error_for, typed_error
-from harclip.events import StreamAction, StreamStats
 from harclip.ids import STREAM_ID_RULE, stream_id_problem
+from harclip.messages import StreamAction, StreamStats
 from harclip.wire import (
     EventPage,
     LabelSet,

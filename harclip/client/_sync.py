@@ -15,7 +15,7 @@ from harclip.client import _ingest, _requests
 from harclip.client._requests import Call, auth_headers
 from harclip.client.errors import ConnectionFailed
 from harclip.client.subscription import SyncSubscription, _Resumer
-from harclip.events import StreamAction, StreamStats
+from harclip.messages import StreamAction, StreamStats
 from harclip.wire import (
     Ack,
     EventMessage,

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from harclip.config import ElasticsearchSettings
 from harclip.errors import MessageError, SinkRefused, SinkUnavailable
-from harclip.events import Event
 from harclip.io.es import TRANSIENT_TYPES, es_errors, transient_status
 from harclip.io.indices import (
     EMBEDDING,
@@ -26,7 +25,7 @@ from harclip.io.indices import (
     quantize,
     space_pattern,
 )
-from harclip.messages import Prediction
+from harclip.messages import Event, Prediction
 from harclip.wire import EventPage, PredictionPage, SearchHit
 
 _MAX_CANDIDATES = 10_000  # Elasticsearch's limit for knn.num_candidates

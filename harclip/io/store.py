@@ -1,13 +1,12 @@
 """Redis as the live store: the latest Prediction and frame of each stream, a capped Redis Stream
 of recent Predictions per stream (read with a resume position), and the set of streams by
-last-seen time. Keys as DESIGN.md fixes them; the prefix comes from `RedisSettings.key_prefix`.
+last-seen time; the Redis client and the one Redis error mapping. Keys in `harclip.io.keys`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -26,7 +25,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from harclip.config import RedisSettings
 from harclip.errors import MessageError
 from harclip.io.errors import Fault, mapped
-from harclip.messages import Prediction
+from harclip.io.keys import redis_keys
+from harclip.messages.prediction import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -48,38 +48,6 @@ redis.call('SET', KEYS[1], ARGV[1])
 if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5]) end
 return 1
 """
-
-
-@dataclass(frozen=True, slots=True)
-class RedisKeys:
-    """The Redis key names of DESIGN.md under one prefix (default `harclip`)."""
-
-    prefix: str = "harclip"
-
-    @property
-    def streams(self) -> str:
-        """Sorted set: stream id -> last-seen `captured_at` (ms since epoch)."""
-        return f"{self.prefix}:streams"
-
-    def latest(self, stream_id: str) -> str:
-        return f"{self.prefix}:stream:{stream_id}:latest"
-
-    def recent(self, stream_id: str) -> str:
-        return f"{self.prefix}:stream:{stream_id}:recent"
-
-    def frame(self, stream_id: str) -> str:
-        return f"{self.prefix}:stream:{stream_id}:frame"
-
-    def stream_of(self, recent_key: str) -> str:
-        """The stream id inside a `recent(...)` key."""
-        head, tail = f"{self.prefix}:stream:", ":recent"
-        if not (recent_key.startswith(head) and recent_key.endswith(tail)):
-            raise ValueError(f"not a recent-stream key: {recent_key!r}")
-        return recent_key[len(head) : -len(tail)]
-
-
-def keys(s: RedisSettings) -> RedisKeys:
-    return RedisKeys(s.key_prefix)
 
 
 def make_redis(s: RedisSettings) -> aioredis.Redis:
@@ -134,7 +102,7 @@ def _not_now(e: RedisError) -> bool:
     )
 
 
-redis_errors = mapped("Redis", _classify)  # the one Redis error mapping (also harclip.events)
+redis_errors = mapped("Redis", _classify)  # the one Redis error mapping (also harclip.io.events)
 
 
 @redis_errors("read")
@@ -160,7 +128,7 @@ async def write_predictions(
     """
     if not preds:
         return
-    k = keys(s)
+    k = redis_keys(s)
     newest: dict[str, tuple[Prediction, bytes]] = {}
     pipe = r.pipeline(transaction=False)
     for p in preds:
@@ -184,14 +152,14 @@ async def write_predictions(
 @redis_errors("read")
 async def read_latest(r: aioredis.Redis, s: RedisSettings, stream_id: str) -> Prediction | None:
     """The latest Prediction of `stream_id`, or None if there is none."""
-    raw = await r.get(keys(s).latest(stream_id))
+    raw = await r.get(redis_keys(s).latest(stream_id))
     return None if raw is None else Prediction.from_json(raw)
 
 
 @redis_errors("read")
 async def read_frame(r: aioredis.Redis, s: RedisSettings, stream_id: str) -> bytes | None:
     """The latest frame (encoded image) of `stream_id`, or None once its TTL has passed."""
-    raw: Any = await r.get(keys(s).frame(stream_id))
+    raw: Any = await r.get(redis_keys(s).frame(stream_id))
     return None if raw is None else bytes(raw)
 
 
@@ -202,7 +170,7 @@ async def list_streams(
     """(stream id, last-seen ms since epoch), most recently seen first; only those seen at or
     after `since_ms` when given."""
     rows: Any = await r.zrange(
-        keys(s).streams, "+inf", "-inf" if since_ms is None else since_ms,
+        redis_keys(s).streams, "+inf", "-inf" if since_ms is None else since_ms,
         desc=True, byscore=True, offset=0, num=limit, withscores=True,
     )  # fmt: skip
     return [(sid.decode(), int(score)) for sid, score in rows]
@@ -214,7 +182,7 @@ async def tail_positions(
 ) -> dict[str, str]:
     """The id of the last entry in each stream's `recent` ("0-0" if empty): a resume position
     for `read_recent` that yields only what is added from now on."""
-    k = keys(s)
+    k = redis_keys(s)
     pipe = r.pipeline(transaction=False)
     for sid in stream_ids:
         pipe.xrevrange(k.recent(sid), count=1)
@@ -246,7 +214,7 @@ async def read_recent(
     """
     if block_ms is not None and not 0 < block_ms <= MAX_BLOCK_MS:
         raise ValueError(f"block_ms must be in 1..{MAX_BLOCK_MS} or None, got {block_ms}")
-    k = keys(s)
+    k = redis_keys(s)
     if stream_ids is None:
         members: Any = await r.zrange(k.streams, 0, -1)
         stream_ids = [sid.decode() for sid in members]
@@ -296,13 +264,13 @@ async def read_entries(
 
 
 @redis_errors("read")
-async def last_entry_ids(r: aioredis.Redis, redis_keys: Sequence[str]) -> dict[str, str]:
+async def last_entry_ids(r: aioredis.Redis, stream_keys: Sequence[str]) -> dict[str, str]:
     """The id of the last entry of each Redis Stream ("0-0" when empty or missing)."""
     pipe = r.pipeline(transaction=False)
-    for key in redis_keys:
+    for key in stream_keys:
         pipe.xrevrange(key, count=1)
     rows: Any = await pipe.execute()
     return {
         key: (row[0][0].decode() if row else "0-0")
-        for key, row in zip(redis_keys, rows, strict=True)
+        for key, row in zip(stream_keys, rows, strict=True)
     }

@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from harclip.events import Event
-from harclip.messages import LabelScore, ModelRef, Prediction
+from harclip.messages import Event, LabelScore, ModelRef, Prediction
 from harclip.wire.base import _MODEL_EXAMPLE, WireModel, _Request
 
 # ----------------------------------------------------------------------------- predict

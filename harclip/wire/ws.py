@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from harclip.events import Event
-from harclip.messages import Prediction
+from harclip.messages import Event, Prediction
 from harclip.wire.base import EntryId, ErrorMessage, WireModel, _Request
 
 # ----------------------------------------------------------------------------- WebSockets

@@ -12,8 +12,7 @@ import streamlit as st
 
 from harclip.client import ApiError, NotFound
 from harclip.errors import HarclipError
-from harclip.events import StreamAction
-from harclip.messages import Prediction
+from harclip.messages import Prediction, StreamAction
 from ui import conn, frames, prom, text
 
 _COLUMNS = 3

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from harclip.events import EVENT_TYPES
-from harclip.messages import Prediction
+from harclip.messages import EVENT_TYPES, Prediction
 from harclip.wire import SearchHit
 from ui import conn, frames, text
 

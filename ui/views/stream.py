@@ -8,8 +8,7 @@ import streamlit as st
 
 from harclip.client import NotFound
 from harclip.errors import HarclipError
-from harclip.events import Event, StreamAction
-from harclip.messages import Prediction
+from harclip.messages import Event, Prediction, StreamAction
 from harclip.wire import PredictionPage
 from ui import charts, conn, frames, text, timeline
 

@@ -9,12 +9,20 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from harclip import events as ev
 from harclip.client import AsyncClient, BadRequest, NotFound, Subscription, Unauthorized
-from harclip.events import Event, EventType, StreamAction, StreamStats, WindowStats
+from harclip.io import events as ev
 from harclip.io import search, store
 from harclip.io.es import make_es
 from harclip.io.indices import ensure_templates
+from harclip.messages import (
+    Event,
+    EventType,
+    StreamAction,
+    StreamStats,
+    WindowStats,
+    action_of,
+    event_id,
+)
 from harclip.wire import EventMessage
 from tests.integration.api.conftest import T0, Serve, wait_subscribed
 from tests.integration.conftest import Unique
@@ -24,7 +32,7 @@ def event(stream_id: str, type_: EventType, seq: int, label: str | None = None, 
           ) -> Event:  # fmt: skip
     at = T0 + seq * 100
     return Event(
-        event_id=ev.event_id(stream_id, type_, seq, kw.get("rule")),  # type: ignore[arg-type]
+        event_id=event_id(stream_id, type_, seq, kw.get("rule")),  # type: ignore[arg-type]
         type=type_, stream_id=stream_id, label=label, start=at, first_seq=seq, last_seq=seq,
         frames=1, emitted_at=at + 50, **kw,  # type: ignore[arg-type]
     )  # fmt: skip
@@ -36,7 +44,7 @@ async def write_events(unique: Unique, items: list[Event]) -> None:
     r = store.make_redis(s.redis)
     es = make_es(s.elasticsearch)
     try:
-        actions = {a.stream_id: a for e in items if (a := ev.action_of(e)) is not None}
+        actions = {a.stream_id: a for e in items if (a := action_of(e)) is not None}
         await ev.write_outputs(r, s.redis, items, actions, maxlen=1000)
         await ensure_templates(es, s.elasticsearch)
         await search.index_events(es, s.elasticsearch, items)

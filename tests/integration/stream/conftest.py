@@ -16,10 +16,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from harclip.config import Settings
-from harclip.events import Event
 from harclip.io.kafka import make_producer
 from harclip.io.topics import ensure_topics
-from harclip.messages import Prediction
+from harclip.messages import Event, Prediction
 from tests.integration.conftest import Unique, settings_env
 from tests.integration.consumers.conftest import read_topic
 

@@ -19,7 +19,7 @@ from typing import ClassVar
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from harclip import events as ev
+from harclip.io import events as ev
 from harclip.io import store
 from harclip.io.es import make_es
 from harclip.rules import parse_rules, publish_rules

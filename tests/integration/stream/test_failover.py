@@ -12,8 +12,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from harclip.events import Event
 from harclip.io.es import make_es
+from harclip.messages import Event
 from tests.integration.conftest import Unique
 from tests.integration.stream.conftest import (
     PARTITIONS,

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harclip.events import StreamAction
-from harclip.messages import Prediction
+from harclip.messages import Prediction, StreamAction
 
 _spec = importlib.util.spec_from_file_location(
     "demo", Path(__file__).resolve().parents[3] / "scripts" / "demo.py"

@@ -7,7 +7,7 @@ import math
 from types import SimpleNamespace
 from typing import Any
 
-from harclip.events import Event
+from harclip.messages import Event
 from stream.stats import MINUTE_S, Stats, minute_pieces, stat_key
 
 

@@ -3,8 +3,7 @@ merging, alerts, idle handling, replays, and the state's round trip through its 
 
 from __future__ import annotations
 
-from harclip.events import Event, event_id
-from harclip.messages import Prediction
+from harclip.messages import Event, Prediction, event_id
 from harclip.rules import parse_rules
 from stream.tracker import StreamState, Tracker, TrackerConfig
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from harclip.events import Event, StreamAction
-from harclip.messages import LabelScore, Latency, ModelRef, Prediction
+from harclip.messages import Event, LabelScore, Latency, ModelRef, Prediction, StreamAction
 from ui import timeline
 
 

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from harclip.config import RedisSettings
 from harclip.errors import ReadUnavailable, SinkUnavailable
 from harclip.io import store
+from harclip.io.keys import redis_keys
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
 from tests.integration.conftest import Unique
 
@@ -60,7 +61,7 @@ async def test_latest_wins_by_capture_time_not_by_arrival(
     assert await store.read_latest(r, s, "b") == new[2]
     assert await store.read_latest(r, s, "nobody") is None
     assert await store.read_frame(r, s, "a") == b"jpeg-6"
-    assert 0 < await r.ttl(store.keys(s).frame("a")) <= s.frame_ttl_s
+    assert 0 < await r.ttl(redis_keys(s).frame("a")) <= s.frame_ttl_s
     assert await store.list_streams(r, s) == [("a", new[1].captured_at), ("b", new[2].captured_at)]
     assert await store.list_streams(r, s, since_ms=new[1].captured_at) == [
         ("a", new[1].captured_at)
@@ -106,7 +107,7 @@ async def test_recent_is_capped(r: aioredis.Redis, unique: Unique) -> None:
     for start in range(0, 400, 100):
         await store.write_predictions(r, s, [_pred("cap", i) for i in range(start, start + 100)])
     # MAXLEN ~ trims whole radix-tree nodes (100 entries by default), so the length is approximate
-    assert await r.xlen(store.keys(s).recent("cap")) <= 10 + 100
+    assert await r.xlen(redis_keys(s).recent("cap")) <= 10 + 100
 
 
 async def test_an_unreachable_redis_is_a_retriable_sink_error(s: RedisSettings) -> None:

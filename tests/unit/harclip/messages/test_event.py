@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harclip.errors import MessageError
-from harclip.events import Event, action_of, event_id
+from harclip.messages import Event, action_of, event_id
 
 
 def test_event_ids_are_deterministic_and_distinct() -> None:

@@ -1,7 +1,7 @@
-"""The messages that cross component boundaries: Frame (Kafka headers + JPEG bytes) and
-Prediction (JSON on Kafka, in Redis and in Elasticsearch), with their encodings.
+"""Frame: one image on its way to a worker (Kafka headers + the encoded image bytes), frame ids
+(ULIDs) and the wall clock in ms.
 
-Decoding never trusts its input: anything malformed raises `MessageError` naming the field.
+Decoding never trusts its input: anything malformed raises `MessageError` naming the header.
 """
 
 from __future__ import annotations
@@ -10,15 +10,11 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harclip.errors import MessageError
 from harclip.ids import check_stream_id
 
 FRAME_SCHEMA = "harclip.frame/1"
-PREDICTION_SCHEMA = "harclip.prediction/1"
 
 Headers = list[tuple[str, bytes]]
 
@@ -118,65 +114,3 @@ def header_value(headers: Iterable[tuple[str, bytes]], name: str) -> str | None:
         if k == name and v is not None:
             return v.decode(errors="replace")
     return None
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LabelScore(_Model):
-    label: str
-    score: float
-
-
-class ModelRef(_Model):
-    name: str
-    version: str
-    head_version: int
-    engine: str | None = Field(
-        None,
-        description="the engine that embedded the frame, e.g. onnx-int8, onnx/cuda, "
-        "torch/fp16/cuda, tensorrt/fp16 (None in documents written before it was recorded)",
-    )
-
-
-class Latency(_Model):
-    queue: float = Field(description="captured_at -> batch start, ms")
-    infer: float = Field(description="engine + head for the batch, ms")
-    total: float = Field(description="captured_at -> prediction built, ms")
-
-
-class Prediction(_Model):
-    """What a worker (or the API) says about one frame."""
-
-    schema_: str = Field(PREDICTION_SCHEMA, alias="schema")
-    frame_id: str
-    stream_id: str
-    seq: int
-    captured_at: int
-    inferred_at: int
-    label: str
-    score: float
-    top_k: list[LabelScore]
-    model: ModelRef
-    latency_ms: Latency
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True)
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> Prediction:
-        try:
-            p = cls.model_validate_json(raw)
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            raise MessageError(f"invalid Prediction: {loc}: {err['msg']}") from None
-        if p.schema_ != PREDICTION_SCHEMA:
-            raise MessageError(f"unsupported schema {p.schema_!r} (expected {PREDICTION_SCHEMA!r})")
-        return p

@@ -1,0 +1,59 @@
+"""The messages that cross component boundaries, shared by producers, workers, the events app
+and the API: `Frame` (frame.py: Kafka headers + image bytes), `Prediction` (prediction.py) and
+`Event` with the events app's per-stream documents (event.py); the JSON ones share one codec
+(base.py: `Message`). Import them from here."""
+
+from harclip.messages.base import Message, Part
+from harclip.messages.event import (
+    EVENT_SCHEMA,
+    EVENT_TYPES,
+    Event,
+    EventType,
+    Severity,
+    StreamAction,
+    StreamStats,
+    WindowStats,
+    action_of,
+    event_id,
+)
+from harclip.messages.frame import (
+    FRAME_SCHEMA,
+    Frame,
+    Headers,
+    header_value,
+    new_frame_id,
+    now_ms,
+)
+from harclip.messages.prediction import (
+    PREDICTION_SCHEMA,
+    LabelScore,
+    Latency,
+    ModelRef,
+    Prediction,
+)
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "EVENT_TYPES",
+    "FRAME_SCHEMA",
+    "PREDICTION_SCHEMA",
+    "Event",
+    "EventType",
+    "Frame",
+    "Headers",
+    "LabelScore",
+    "Latency",
+    "Message",
+    "ModelRef",
+    "Part",
+    "Prediction",
+    "Severity",
+    "StreamAction",
+    "StreamStats",
+    "WindowStats",
+    "action_of",
+    "event_id",
+    "header_value",
+    "new_frame_id",
+    "now_ms",
+]

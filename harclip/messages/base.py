@@ -1,0 +1,46 @@
+"""The one JSON codec of the messages that travel as JSON (Prediction, Event): pydantic's JSON
+(field order as declared, `schema` first), a schema check, and `MessageError` naming the first
+bad field."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harclip.errors import MessageError
+
+
+class Part(BaseModel):
+    """A frozen part of a message (a score, a model reference): no fields beyond its own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Message(BaseModel):
+    """A versioned JSON message: `SCHEMA` names its version and is the first field, `schema`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    SCHEMA: ClassVar[str]
+    schema_: str = Field(alias="schema")  # each message sets its SCHEMA as the default
+
+    def to_json(self) -> bytes:
+        """The message as JSON bytes (what Kafka, Redis and Elasticsearch hold)."""
+        return self.model_dump_json(by_alias=True).encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Self:
+        """Parse and check a message; `MessageError` naming the first bad field or the schema."""
+        try:
+            m = cls.model_validate_json(raw)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise MessageError(f"invalid {cls.__name__}: {loc}: {err['msg']}") from None
+        if m.schema_ != cls.SCHEMA:
+            raise MessageError(f"unsupported schema {m.schema_!r} (expected {cls.SCHEMA!r})")
+        return m

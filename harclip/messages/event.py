@@ -1,0 +1,111 @@
+"""The events contract shared by the events app (`stream/`) and its readers (the API, the UI):
+the `harclip.event/1` Event, its deterministic id, and the per-stream documents the app keeps
+(current action, statistics). Their Redis reads and writes are in `harclip.io.events`.
+
+Alert rules (their YAML, validation and the `harclip.control` record) live in `harclip.rules`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from harclip.messages.base import Message, Part
+from harclip.messages.prediction import ModelRef
+
+EVENT_SCHEMA = "harclip.event/1"
+
+EventType = Literal["segment.start", "segment.end", "alert", "stream.down", "stream.up"]
+EVENT_TYPES: tuple[EventType, ...] = (
+    "segment.start", "segment.end", "alert", "stream.down", "stream.up",
+)  # fmt: skip
+Severity = Literal["info", "warning", "critical"]
+
+
+def event_id(stream_id: str, type_: EventType, seq: int, rule: str | None = None) -> str:
+    """The id of an event: 32 hex digits, a hash of (stream, type, starting seq, rule).
+
+    The same event computed twice (a replay, a restarted app) gets the same id, so Elasticsearch
+    (`_id`) and the Redis event stream keep one copy. The starting seq is the segment's first seq
+    for `segment.start`/`segment.end`, the seq of the prediction that fired an alert (with the
+    rule's name), the last seq before a `stream.down`, the first seq after a `stream.up`.
+    """
+    raw = f"{stream_id}\x1f{type_}\x1f{seq}\x1f{rule or ''}".encode()
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+class Event(Message):
+    """What the events app says about a stream (see docs/events.md for the exact semantics).
+
+    Times are `captured_at` of predictions (ms since epoch, UTC); `emitted_at` is the app's wall
+    clock when it emitted the event and is not part of the event's identity.
+    """
+
+    SCHEMA: ClassVar[str] = EVENT_SCHEMA
+    schema_: str = Field(EVENT_SCHEMA, alias="schema")
+    event_id: str
+    type: EventType
+    stream_id: str
+    label: str | None = None
+    start: int | None = Field(None, description="captured_at where it starts, ms")
+    end: int | None = Field(None, description="captured_at where it ends (exclusive), ms")
+    first_seq: int | None = None
+    last_seq: int | None = None
+    frames: int = 0
+    score_mean: float | None = Field(None, description="mean smoothed score of `label`")
+    score_max: float | None = Field(None, description="max smoothed score of `label`")
+    rule: str | None = None
+    severity: Severity | None = None
+    model: ModelRef | None = None
+    emitted_at: int = Field(0, description="wall clock of the app when emitted, ms")
+
+
+class StreamAction(Part):
+    """A stream's current action (`harclip:stream:{id}:action`): the label of its open segment,
+    or `state` "down" (with label None) once the stream went quiet."""
+
+    stream_id: str
+    state: Literal["active", "down"]
+    label: str | None = None
+    since: int | None = Field(None, description="captured_at where the segment started, ms")
+    seq: int | None = Field(None, description="the newest seq the setting event covers")
+    event_id: str = Field(description="the event that set it")
+    score: float | None = Field(None, description="the segment's mean smoothed score so far")
+    model: ModelRef | None = None
+    updated_at: int = Field(description="emitted_at of that event (wall clock of the app, ms)")
+
+
+class WindowStats(Part):
+    """Statistics of one time window [start, end) of capture time (ms since epoch)."""
+
+    start: int
+    end: int
+    seconds: dict[str, float] = Field(default_factory=dict, description="time in each action")
+    segments: dict[str, int] = Field(default_factory=dict, description="segments started")
+
+
+class StreamStats(Part):
+    """Per-stream statistics (`harclip:stream:{id}:stats`): the 1-minute tumbling windows of the
+    last hour (newest first) and the rolling hour ending with the newest minute."""
+
+    stream_id: str
+    minutes: list[WindowStats]
+    hour: WindowStats
+    updated_at: int = Field(0, description="wall clock of the app, ms")
+
+
+def action_of(e: Event) -> StreamAction | None:
+    """The action an event sets: segment.start (its label), stream.up (active, no label yet),
+    stream.down (down); None for the others."""
+    if e.type == "segment.start":
+        return StreamAction(stream_id=e.stream_id, state="active", label=e.label, since=e.start,
+                            seq=e.last_seq, event_id=e.event_id, score=e.score_mean,
+                            model=e.model, updated_at=e.emitted_at)  # fmt: skip
+    if e.type in ("stream.up", "stream.down"):
+        state: Literal["active", "down"] = "active" if e.type == "stream.up" else "down"
+        return StreamAction(stream_id=e.stream_id, state=state, since=e.start,
+                            seq=e.last_seq, event_id=e.event_id, model=e.model,
+                            updated_at=e.emitted_at)  # fmt: skip
+    return None
