@@ -13,7 +13,7 @@ import logging
 
 import httpx
 
-from harclip.appsettings import StreamSettings
+from harclip.config import StreamSettings
 from harclip.errors import HarclipError
 from harclip.messages import Event
 from harclip.urlguard import UrlNotAllowed, check_url, pinned_request, resolve_checked

@@ -15,9 +15,8 @@ from typing import Any, Generic, TypeVar
 
 import streamlit as st
 
-from harclip.appsettings import UiSettings
 from harclip.client import ApiError, Client, ConnectionFailed, NotFound
-from harclip.config import load_settings
+from harclip.config import UiSettings, load_settings
 from harclip.errors import HarclipError
 
 T = TypeVar("T")

@@ -1,6 +1,5 @@
-"""Settings sections of the events app (`stream/`) and the live view (`ui/`); part of
-`harclip.config.Settings` (`settings.stream`, `settings.ui`), read from the environment there
-(`HARCLIP_STREAM__*`, `HARCLIP_UI__*`) like every other section."""
+"""The sections of the events app (`stream/`, `HARCLIP_STREAM__*`) and the live view (`ui/`,
+`HARCLIP_UI__*`)."""
 
 from __future__ import annotations
 
@@ -8,11 +7,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+from harclip.config.base import _Section
 
 
 class StreamSettings(_Section):

@@ -1,0 +1,91 @@
+"""The API's sections: serving (`HARCLIP_API__*`) and API keys (`HARCLIP_AUTH__*`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from harclip.config.base import _Section
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    cors_origins: tuple[str, ...] = Field(
+        (),
+        description="origins of web pages that may call the API (CORS, and the Origin check of "
+        "every request and WebSocket handshake; the API's own pages always may); '*': any",
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        ("127.0.0.1", "localhost", "::1"),
+        description="Host header values served (against DNS rebinding), besides `host` when it "
+        "names one address: names, addresses, '*.example.com'; '*': any",
+    )
+    max_concurrent_predicts: int = Field(
+        64, ge=1, description="predict requests served at once; more answer 503 + Retry-After"
+    )
+    max_queued_images: int = Field(
+        512, ge=1, description="images waiting for an engine batch; more answer 503 + Retry-After"
+    )
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_upload_files: int = Field(32, ge=1)
+    url_fetch_timeout_s: float = Field(5.0, gt=0)
+    url_max_redirects: int = Field(3, ge=0)
+    ws_queue_size: int = Field(256, ge=1, description="per-client buffer before oldest is dropped")
+    ws_heartbeat_s: float = Field(15.0, gt=0)
+    ws_compression: bool = Field(
+        False,
+        description="permessage-deflate on WebSockets: compresses each message once per client "
+        "(fan-out CPU grows with subscribers); off unless bandwidth is what is short",
+    )
+    batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="REST micro-batching: extra wait for more requests once the engine is free; "
+        "0 = greedy (a batch starts when the engine is free; requests queued meanwhile join it)",
+    )
+    url_allow_loopback: bool = Field(
+        False, description="tests only: let image URLs reach 127.0.0.1/::1 (private stays refused)"
+    )
+    follow_control: bool = Field(True, description="apply heads published on harclip.control")
+    control_catch_up_s: float = Field(
+        10.0, gt=0, description="at start: longest wait to read harclip.control before serving, s"
+    )
+
+
+Role = Literal["read", "predict", "admin"]
+
+
+class KeyGrant(_Section):
+    """What one API key may do: its role, and the stream ids it may ingest into."""
+
+    role: Role
+    streams: tuple[str, ...] | None = Field(
+        None,
+        description="stream-id patterns this key may ingest into (fnmatch, case-sensitive: "
+        "'lobby-*', 'cam-?'); None: any stream",
+    )
+
+    @field_validator("streams")
+    @classmethod
+    def _check_streams(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None and not all(p.strip() for p in v):
+            raise ValueError("stream patterns must not be empty")
+        return v
+
+
+class AuthSettings(_Section):
+    enabled: bool = Field(
+        False,
+        description="false: reads and predict need no key; writes (PUT /labels, ingest) still "
+        "need an admin key from `keys`",
+    )
+    # per key: a role ("read" | "predict" | "admin") or {"role": ..., "streams": ["lobby-*"]}
+    keys: dict[str, Role | KeyGrant] = Field(default_factory=dict)
+    rate_per_s: float = Field(50.0, gt=0, description="per-key request rate")
+    burst: int = Field(100, ge=1)
+
+    def grants(self) -> dict[str, KeyGrant]:
+        """Every key with its grant (a bare role grants every stream)."""
+        return {k: v if isinstance(v, KeyGrant) else KeyGrant(role=v) for k, v in self.keys.items()}
