@@ -21,7 +21,7 @@ import orjson
 
 from harclip.config import ElasticsearchSettings
 from harclip.io.indices import daily_index, templates
-from harclip.log import EcsFormatter
+from harclip.logformat import EcsFormatter
 
 # The HTTP client's loggers: shipping their records would feed the handler its own writes.
 _OWN_LOGGERS = ("httpx", "httpcore")

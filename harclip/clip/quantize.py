@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from harclip.clip.sampling import spread
 from harclip.errors import ModelError
 
 if TYPE_CHECKING:
@@ -137,15 +138,6 @@ def calibration_images(
     pixels, errors = preprocess_batch([p.read_bytes() for p in chosen], size, max_pixels=max_pixels)
     ok = [e is None for e in errors]
     return pixels[ok], len(chosen)
-
-
-def spread(items: Sequence[Any], n: int, offset: float = 0.0) -> list[Any]:
-    """`n` items evenly spaced over `items` (all of them when there are at most `n`), starting
-    `offset` (0..1) of a step in, so two calls with different offsets pick different items."""
-    if len(items) <= n:
-        return list(items)
-    step = len(items) / n
-    return [items[int((i + offset) * step)] for i in range(n)]
 
 
 @dataclass(frozen=True)

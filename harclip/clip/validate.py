@@ -13,6 +13,7 @@ import numpy as np
 from rich.table import Table
 
 from harclip.clip.load import LoadedClip
+from harclip.clip.sampling import spread
 from harclip.config import EngineName, Settings
 from harclip.errors import HarclipError
 from harclip.model.bundle import Bundle
@@ -26,8 +27,6 @@ def validation_images(
 ) -> tuple[np.ndarray, str]:
     """uint8 [n, S, S, 3]: sample photos spread over every class when `settings.sample_photos`
     is set, else generated images (smooth colour blocks plus noise); and a word saying which."""
-    from harclip.clip.quantize import spread
-
     photos = (
         spread(sorted(settings.sample_photos.glob("*/*.jpg")), n) if settings.sample_photos else []
     )

@@ -10,8 +10,6 @@ below, else fp32 ONNX.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import importlib.util
 import logging
 from collections.abc import Iterator
@@ -19,10 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harclip.config import EngineName, ModelSettings
+from harclip.engines.base import Engine
+from harclip.engines.device import resolve_device
+from harclip.engines.named import open_named
 from harclip.errors import EngineUnavailable, ModelError
 
 if TYPE_CHECKING:
-    from harclip.engines import Engine
     from harclip.model.bundle import Bundle, Manifest
 
 log = logging.getLogger(__name__)
@@ -42,33 +42,6 @@ class Choice:
     name: EngineName
     settings: ModelSettings
     reason: str
-
-
-def cuda_device_count() -> int:
-    """CUDA devices the driver shows this process (honours CUDA_VISIBLE_DEVICES); 0 when there is
-    no NVIDIA driver. Asks libcuda directly, so nothing heavy (torch) is imported."""
-    return _cuda_device_count()
-
-
-@functools.cache
-def _cuda_device_count() -> int:
-    for lib in ("libcuda.so.1", "libcuda.so"):
-        try:
-            cuda = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        count = ctypes.c_int(0)
-        if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return 0
-        return int(count.value)
-    return 0
-
-
-def resolve_device(device: str) -> str:
-    """`auto` → `cuda` when a CUDA device is visible, else `cpu`; any other value unchanged."""
-    if device != "auto":
-        return device
-    return "cuda" if cuda_device_count() > 0 else "cpu"
 
 
 def int8_verdict(manifest: Manifest) -> tuple[bool, str]:
@@ -134,14 +107,12 @@ def _ort_has_cuda() -> bool:
 
 def open_auto(bundle: Bundle, settings: ModelSettings) -> tuple[Engine, str]:
     """Open the engine `auto` picks for `bundle` here; returns it and the reason (one line)."""
-    from harclip.engines import create_engine
-
     device = resolve_device(settings.device)
     skipped: list[str] = []
     if device.startswith("cuda"):
         for choice in gpu_choices(bundle, settings, device):
             try:
-                return create_engine(bundle, choice.name, choice.settings), choice.reason
+                return open_named(bundle, choice.name, choice.settings), choice.reason
             except (EngineUnavailable, ModelError) as e:
                 skipped.append(f"{choice.name}: {e}")
         if not skipped:
@@ -150,7 +121,7 @@ def open_auto(bundle: Bundle, settings: ModelSettings) -> tuple[Engine, str]:
     reason = choice.reason
     if skipped:
         reason += f" (on {device}, skipped: {'; '.join(skipped)})"
-    return create_engine(bundle, choice.name, choice.settings), reason
+    return open_named(bundle, choice.name, choice.settings), reason
 
 
 def describe(engine: Any) -> str:

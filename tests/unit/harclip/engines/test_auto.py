@@ -17,12 +17,11 @@ from harclip.engines.auto import (
     INT8_MIN_COSINE,
     INT8_MIN_TOP1,
     cpu_choice,
-    cuda_device_count,
     gpu_choices,
     int8_verdict,
     open_auto,
-    resolve_device,
 )
+from harclip.engines.device import cuda_device_count, resolve_device
 from harclip.model.bundle import Bundle
 
 
