@@ -1,3 +1,4 @@
-"""Clients of the services harclip runs on: Kafka (`kafka`), Redis as the live store (`store`) and
-Elasticsearch as history and vector search (`search`), and the one mapping of their failures to
-harclip's retry-or-refuse errors."""
+"""Clients of the services harclip runs on: Kafka (`kafka`, `topics`), Redis as the live store
+(`keys` names every key; `store`: predictions, the client and its error mapping; `events`: the
+events app's outputs) and Elasticsearch as history and vector search (`search`, `indices`), and
+the one mapping of their failures to harclip's retry-or-refuse errors (`errors`)."""
