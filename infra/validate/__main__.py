@@ -9,11 +9,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.validate import compose, k8s, kibana, monitoring, workflows
+from infra.validate import cluster, compose, k8s, kibana, monitoring, workflows
 from infra.validate.tools import K8S_SCHEMAS, REPO, MissingTool
 
 CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
     "k8s": ("kustomize build | kubeconform -strict, and the manifest policy", k8s.check),
+    "cluster": ("what a cluster would do: cross-namespace addresses, autoscaled replicas, volume "
+                "writers, each workload's env as Settings, Secrets, TLS and sign-in, GPU rollouts",
+                cluster.check),
     "rules": ("promtool check rules, promtool test rules, PrometheusRule in sync",
               monitoring.check_rules),
     "dashboards": ("Grafana dashboards: shape, PromQL parsed by promtool, metric names exported",
