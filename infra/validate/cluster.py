@@ -22,7 +22,9 @@ from infra.validate import k8s
 
 Doc = dict[str, Any]
 # KEDA's operator resolves the ScaledObjects' addresses from its own namespace
-QUALIFIED = re.compile(r"^(?P<svc>[a-z0-9-]+)\.(?P<ns>[a-z0-9-]+)\.svc(\.cluster\.local)?:(?P<port>\d+)$")
+QUALIFIED = re.compile(
+    r"^(?P<svc>[a-z0-9-]+)\.(?P<ns>[a-z0-9-]+)\.svc(\.cluster\.local)?:(?P<port>\d+)$"
+)
 GPU = "nvidia.com/gpu"
 ORT_COMPONENTS = ("worker", "api")  # containers that run ONNX Runtime
 CREDENTIALS_NONE = "harclip.io/credentials"  # annotation value "none": a Secret without secrets
@@ -68,6 +70,10 @@ def _ns(doc: Doc) -> str:
     return str(doc.get("metadata", {}).get("namespace") or "default")
 
 
+def _component(doc: Doc) -> str | None:
+    return doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+
+
 def _where(doc: Doc) -> str:
     return f"{doc['kind']}/{doc['metadata']['name']}"
 
@@ -102,18 +108,26 @@ def keda_addresses(docs: list[Doc]) -> list[str]:
             for address in str(meta.get("bootstrapServers", "")).split(","):
                 m = QUALIFIED.match(address.strip())
                 if m is None:
-                    problems.append(f"{at}: bootstrapServers {address!r} does not resolve from "
-                                    "KEDA's namespace: use <service>.<namespace>.svc:<port>")  # fmt: skip
+                    problems.append(
+                        f"{at}: bootstrapServers {address!r} does not resolve from "
+                        "KEDA's namespace: use <service>.<namespace>.svc:<port>"
+                    )
                 elif m["ns"] != _ns(so):
-                    problems.append(f"{at}: bootstrapServers {address!r} names namespace "
-                                    f"{m['ns']}, the workers run in {_ns(so)}")  # fmt: skip
+                    problems.append(
+                        f"{at}: bootstrapServers {address!r} names namespace "
+                        f"{m['ns']}, the workers run in {_ns(so)}"
+                    )
                 elif kafkas and m["svc"] not in kafkas:
-                    problems.append(f"{at}: {m['svc']} is not the bootstrap Service of a Kafka "
-                                    f"here ({', '.join(sorted(kafkas))})")  # fmt: skip
+                    problems.append(
+                        f"{at}: {m['svc']} is not the bootstrap Service of a Kafka "
+                        f"here ({', '.join(sorted(kafkas))})"
+                    )
             if meta.get("offsetResetPolicy") != "earliest":
-                problems.append(f"{at}: trigger {meta.get('topic')} offsetResetPolicy "
-                                f"{meta.get('offsetResetPolicy')!r}: the workers start from "
-                                "'earliest'")  # fmt: skip
+                problems.append(
+                    f"{at}: trigger {meta.get('topic')} offsetResetPolicy "
+                    f"{meta.get('offsetResetPolicy')!r}: the workers start from "
+                    "'earliest'"
+                )
         fallback = spec.get("fallback")
         if not fallback:
             problems.append(f"{at}: no fallback (replicas to hold when the lag cannot be read)")
@@ -149,31 +163,42 @@ def volume_writers(docs: list[Doc]) -> list[str]:
     readers: list[tuple[str, str]] = []
     for owner, pod in pods(docs):
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
-        init_rw = {m["name"] for c in pod.get("initContainers", []) for m in c.get("volumeMounts", [])
-                   if not m.get("readOnly")}  # fmt: skip
+        init_rw = {
+            m["name"]
+            for c in pod.get("initContainers", [])
+            for m in c.get("volumeMounts", [])
+            if not m.get("readOnly")
+        }
         for c in pod.get("initContainers", []) + pod["containers"]:
             for m in c.get("volumeMounts", []):
                 vol = volumes.get(m["name"], {})
                 claim = vol.get("persistentVolumeClaim", {}).get("claimName")
-                if claim and not m.get("readOnly") and not vol["persistentVolumeClaim"].get(
-                    "readOnly"
+                if (
+                    claim
+                    and not m.get("readOnly")
+                    and not vol["persistentVolumeClaim"].get("readOnly")
                 ):
                     written_claims.add(claim)
                 elif claim:
                     readers.append((f"{_where(owner)}: container {c['name']}", claim))
                 if "emptyDir" in vol and m.get("readOnly") and m["name"] not in init_rw:
-                    problems.append(f"{_where(owner)}: container {c['name']} reads emptyDir "
-                                    f"{m['name']}, which no init container writes")  # fmt: skip
-            if owner["metadata"].get("labels", {}).get("app.kubernetes.io/component") in ORT_COMPONENTS:
+                    problems.append(
+                        f"{_where(owner)}: container {c['name']} reads emptyDir "
+                        f"{m['name']}, which no init container writes"
+                    )
+            if _component(owner) in ORT_COMPONENTS:
                 problems += _bundle_mounted(owner, c, container_env(docs, c)[0])
     for at, claim in readers:
         modes = claims.get(claim, {}).get("spec", {}).get("accessModes", [])
         if claim not in written_claims:
-            problems.append(f"{at}: reads claim {claim}, which no pod of the build writes "
-                            "(it stays empty)")  # fmt: skip
+            problems.append(
+                f"{at}: reads claim {claim}, which no pod of the build writes (it stays empty)"
+            )
         if modes == ["ReadOnlyMany"]:
-            problems.append(f"{at}: claim {claim} is ReadOnlyMany only: EBS, Azure Disk and "
-                            "local-path cannot bind it, and nothing can fill it")  # fmt: skip
+            problems.append(
+                f"{at}: claim {claim} is ReadOnlyMany only: EBS, Azure Disk and "
+                "local-path cannot bind it, and nothing can fill it"
+            )
     return problems
 
 
@@ -183,8 +208,10 @@ def _bundle_mounted(owner: Doc, c: Doc, env: dict[str, str]) -> list[str]:
     if not bundle or not _harclip_image(c):
         return []
     if not any(bundle.startswith(m) for m in mounts):
-        return [f"{_where(owner)}: container {c['name']}: HARCLIP_MODEL__BUNDLE {bundle} is on "
-                "none of its volumes"]  # fmt: skip
+        return [
+            f"{_where(owner)}: container {c['name']}: HARCLIP_MODEL__BUNDLE {bundle} is on "
+            "none of its volumes"
+        ]
     return []
 
 
@@ -273,7 +300,7 @@ def settings_errors(env: dict[str, str]) -> list[str]:
     try:
         Settings(_env_file=None, **nested)  # type: ignore[call-arg]
     except ValidationError as e:
-        return [f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors()]
+        return [f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors()]
     return []
 
 
@@ -292,7 +319,7 @@ def workload_settings(docs: list[Doc]) -> list[str]:
                 continue
             at = f"{_where(owner)}: container {c['name']}"
             env, missing = container_env(docs, c)
-            problems += [f"{at}: reads {m}, which this build neither has nor makes" for m in missing]
+            problems += [f"{at}: reads {m}, which the build neither has nor makes" for m in missing]
             problems += [f"{at}: its settings fail: {e}" for e in settings_errors(env)]
     return problems
 
@@ -337,8 +364,10 @@ def published(docs: list[Doc]) -> list[str]:
         behind = _components_behind(docs, ing)
         annotations = ing["metadata"].get("annotations", {})
         if "ui" in behind and "nginx.ingress.kubernetes.io/auth-url" not in annotations:
-            problems.append(f"{at}: publishes the UI without a sign-in (an identity-aware proxy: "
-                            "nginx.ingress.kubernetes.io/auth-url)")  # fmt: skip
+            problems.append(
+                f"{at}: publishes the UI without a sign-in (an identity-aware proxy: "
+                "nginx.ingress.kubernetes.io/auth-url)"
+            )
         if "api" in behind:
             problems += _published_api(docs)
     return problems
@@ -347,15 +376,17 @@ def published(docs: list[Doc]) -> list[str]:
 def _published_api(docs: list[Doc]) -> list[str]:
     problems: list[str] = []
     for d in _by_kind(docs, "Deployment"):
-        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "api":
+        if _component(d) != "api":
             continue
         for c in d["spec"]["template"]["spec"]["containers"]:
             env, _ = container_env(docs, c)
             if env.get("HARCLIP_AUTH__ENABLED", "false").lower() not in ("true", "1"):
                 problems.append(f"{_where(d)}: published by an Ingress with auth off")
             if "FORWARDED_ALLOW_IPS" not in env:
-                problems.append(f"{_where(d)}: behind an Ingress without FORWARDED_ALLOW_IPS: "
-                                "uvicorn sees the proxy as every client")  # fmt: skip
+                problems.append(
+                    f"{_where(d)}: behind an Ingress without FORWARDED_ALLOW_IPS: "
+                    "uvicorn sees the proxy as every client"
+                )
     return problems
 
 
@@ -367,8 +398,10 @@ def kafka_listeners(docs: list[Doc]) -> list[str]:
         spec = kafka["spec"]
         for listener in spec["kafka"].get("listeners", []):
             if not listener.get("networkPolicyPeers"):
-                problems.append(f"{_where(kafka)}: listener {listener['name']} has no "
-                                "networkPolicyPeers: Strimzi's NetworkPolicy admits every pod")  # fmt: skip
+                problems.append(
+                    f"{_where(kafka)}: listener {listener['name']} has no "
+                    "networkPolicyPeers: Strimzi's NetworkPolicy admits every pod"
+                )
         if "kafkaExporter" not in spec:
             problems.append(f"{_where(kafka)}: no kafkaExporter (consumer lag only self-reported)")
     return problems
@@ -382,8 +415,10 @@ def argocd_sync(docs: list[Doc]) -> list[str]:
         spec = app["spec"]
         options = spec.get("syncPolicy", {}).get("syncOptions", [])
         if spec.get("ignoreDifferences") and "RespectIgnoreDifferences=true" not in options:
-            problems.append(f"{_where(app)}: ignoreDifferences without "
-                            "RespectIgnoreDifferences=true: every sync re-applies those fields")  # fmt: skip
+            problems.append(
+                f"{_where(app)}: ignoreDifferences without "
+                "RespectIgnoreDifferences=true: every sync re-applies those fields"
+            )
     return problems
 
 
@@ -403,8 +438,10 @@ def gpu_pods(docs: list[Doc]) -> list[str]:
         if owner["kind"] == "Deployment":
             rolling = owner["spec"].get("strategy", {}).get("rollingUpdate", {})
             if str(rolling.get("maxSurge", "25%")) not in ("0", "0%"):
-                problems.append(f"{_where(owner)}: GPU pods with maxSurge "
-                                f"{rolling.get('maxSurge', '25%')}: a rollout waits for a spare GPU")  # fmt: skip
+                problems.append(
+                    f"{_where(owner)}: GPU pods with maxSurge "
+                    f"{rolling.get('maxSurge', '25%')}: a rollout waits for a spare GPU"
+                )
     return problems
 
 
@@ -413,14 +450,22 @@ def ort_threads(docs: list[Doc]) -> list[str]:
     the worker and API set HARCLIP_MODEL__INTRA_OP_THREADS from limits.cpu."""
     problems: list[str] = []
     for d in _by_kind(docs, "Deployment"):
-        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") not in ORT_COMPONENTS:
+        if _component(d) not in ORT_COMPONENTS:
             continue
         for c in d["spec"]["template"]["spec"]["containers"]:
             if "cpu" not in c.get("resources", {}).get("limits", {}):
                 continue
-            ref = next((e.get("valueFrom", {}).get("resourceFieldRef", {}) for e in c.get("env", [])
-                        if e["name"] == "HARCLIP_MODEL__INTRA_OP_THREADS"), None)  # fmt: skip
+            ref = next(
+                (
+                    e.get("valueFrom", {}).get("resourceFieldRef", {})
+                    for e in c.get("env", [])
+                    if e["name"] == "HARCLIP_MODEL__INTRA_OP_THREADS"
+                ),
+                None,
+            )
             if not ref or ref.get("resource") != "limits.cpu":
-                problems.append(f"{_where(d)}: container {c['name']} has a CPU limit but "
-                                "HARCLIP_MODEL__INTRA_OP_THREADS does not follow limits.cpu")  # fmt: skip
+                problems.append(
+                    f"{_where(d)}: container {c['name']} has a CPU limit but "
+                    "HARCLIP_MODEL__INTRA_OP_THREADS does not follow limits.cpu"
+                )
     return problems
