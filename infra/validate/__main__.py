@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.validate import cluster, compose, k8s, kibana, monitoring, workflows
+from infra.validate import cluster, compose, images, k8s, kibana, monitoring, workflows
 from infra.validate.tools import K8S_SCHEMAS, REPO, MissingTool
 
 CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
@@ -26,6 +26,8 @@ CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
     "compose": ("docker-compose.yml against the Compose JSON schema, and its references",
                 compose.check_compose),
     "docker": ("hadolint on every Dockerfile", compose.check_dockerfiles),
+    "images": ("hashed locks and --require-hashes, pinned base images, compose volumes owned by "
+               "their writers", images.check),
     "workflows": ("actionlint on .github/workflows", workflows.check),
 }  # fmt: skip
 
