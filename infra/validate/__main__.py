@@ -9,7 +9,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.validate import cluster, compose, images, k8s, kibana, monitoring, workflows
+from infra.validate import (
+    cluster,
+    compose,
+    images,
+    k8s,
+    kibana,
+    monitoring,
+    pipelines,
+    workflows,
+)
 from infra.validate.tools import K8S_SCHEMAS, REPO, MissingTool
 
 CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
@@ -29,6 +38,8 @@ CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
     "images": ("hashed locks and --require-hashes, pinned base images, compose volumes owned by "
                "their writers", images.check),
     "workflows": ("actionlint on .github/workflows", workflows.check),
+    "pipelines": ("what GitHub would do: trigger filters, pushes to main, PR tokens, the model "
+                  "gate on the served model", pipelines.check),
 }  # fmt: skip
 
 
