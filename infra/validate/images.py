@@ -39,7 +39,7 @@ def lock_problems(text: str) -> list[str]:
     problems: list[str] = []
     entries = re.split(r"\n(?=[A-Za-z0-9])", "\n" + text)
     for entry in entries:
-        head = entry.strip().split(" ", 1)[0] if entry.strip() else ""
+        head = entry.split()[0] if entry.strip() else ""
         if not head or head.startswith(("#", "-")):
             continue
         if "==" not in head:
@@ -119,7 +119,7 @@ def _install(rest: str) -> list[str]:
         if local:
             continue
         if "--require-hashes" not in words:
-            problems.append(f"installs without --require-hashes: {command.strip()}")
+            problems.append(f"installs without --require-hashes: {' '.join(words)}")
         for m in PIN.finditer(command.split("pip install", 1)[1]):
             problems.append(
                 f"pins {m[0].strip(chr(34) + chr(39))} outside a hashed lock "
