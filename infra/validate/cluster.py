@@ -9,16 +9,22 @@ endpoints without TLS or sign-in, listeners open to every pod, GPU rollouts that
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from harclip.config import Settings
 from infra.validate import k8s
+from infra.validate.workloads import (
+    by_kind,
+    component_of,
+    container_env,
+    harclip_image,
+    namespace_of,
+    pods,
+    secrets_in_build,
+    where,
+    workload_settings,
+)
 
 Doc = dict[str, Any]
 # KEDA's operator resolves the ScaledObjects' addresses from its own namespace
@@ -27,9 +33,6 @@ QUALIFIED = re.compile(
 )
 GPU = "nvidia.com/gpu"
 ORT_COMPONENTS = ("worker", "api")  # containers that run ONNX Runtime
-CREDENTIALS_NONE = "harclip.io/credentials"  # annotation value "none": a Secret without secrets
-# Secrets the operator creates by hand (docs/deploy.md, "What the operator provides"): name -> keys
-OPERATOR_SECRETS: dict[str, set[str] | None] = {"harclip-train-secrets": None}
 
 
 def check(root: Path) -> list[str]:
@@ -62,35 +65,6 @@ def policy(docs: list[Doc]) -> list[str]:
     ]
 
 
-def _by_kind(docs: list[Doc], kind: str) -> Iterator[Doc]:
-    return (d for d in docs if d.get("kind") == kind)
-
-
-def _ns(doc: Doc) -> str:
-    return str(doc.get("metadata", {}).get("namespace") or "default")
-
-
-def _component(doc: Doc) -> str | None:
-    return doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
-
-
-def _where(doc: Doc) -> str:
-    return f"{doc['kind']}/{doc['metadata']['name']}"
-
-
-def pods(docs: list[Doc]) -> Iterator[tuple[Doc, Doc]]:
-    """(owner, pod spec) of every workload, CronJob and PyTorchJob role."""
-    for d in docs:
-        kind, spec = d.get("kind"), d.get("spec", {})
-        if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-            yield d, spec["template"]["spec"]
-        elif kind == "CronJob":
-            yield d, spec["jobTemplate"]["spec"]["template"]["spec"]
-        elif kind == "PyTorchJob":
-            for role in spec["pytorchReplicaSpecs"].values():
-                yield d, role["template"]["spec"]
-
-
 # ----------------------------------------------------------------------------- addresses
 
 
@@ -98,9 +72,9 @@ def keda_addresses(docs: list[Doc]) -> list[str]:
     """KEDA's Kafka triggers name the bootstrap Service with its namespace (the scaler runs in
     namespace keda), a Kafka of this build, and read the lag as the workers' consumer does."""
     problems: list[str] = []
-    kafkas = {f"{d['metadata']['name']}-kafka-bootstrap": d for d in _by_kind(docs, "Kafka")}
-    for so in _by_kind(docs, "ScaledObject"):
-        spec, at = so["spec"], _where(so)
+    kafkas = {f"{d['metadata']['name']}-kafka-bootstrap": d for d in by_kind(docs, "Kafka")}
+    for so in by_kind(docs, "ScaledObject"):
+        spec, at = so["spec"], where(so)
         for trigger in spec.get("triggers", []):
             if trigger.get("type") != "kafka":
                 continue
@@ -112,10 +86,10 @@ def keda_addresses(docs: list[Doc]) -> list[str]:
                         f"{at}: bootstrapServers {address!r} does not resolve from "
                         "KEDA's namespace: use <service>.<namespace>.svc:<port>"
                     )
-                elif m["ns"] != _ns(so):
+                elif m["ns"] != namespace_of(so):
                     problems.append(
                         f"{at}: bootstrapServers {address!r} names namespace "
-                        f"{m['ns']}, the workers run in {_ns(so)}"
+                        f"{m['ns']}, the workers run in {namespace_of(so)}"
                     )
                 elif kafkas and m["svc"] not in kafkas:
                     problems.append(
@@ -144,8 +118,8 @@ def autoscaled_replicas(docs: list[Doc]) -> list[str]:
         if d.get("kind") in ("ScaledObject", "HorizontalPodAutoscaler")
     }
     return [
-        f"{_where(d)}: sets replicas but is scaled by an autoscaler (a sync resets its count)"
-        for d in _by_kind(docs, "Deployment")
+        f"{where(d)}: sets replicas but is scaled by an autoscaler (a sync resets its count)"
+        for d in by_kind(docs, "Deployment")
         if d["metadata"]["name"] in scaled and "replicas" in d["spec"]
     ]
 
@@ -158,7 +132,7 @@ def volume_writers(docs: list[Doc]) -> list[str]:
     fills, a claim that some pod of the build mounts writable and that can bind that way; and the
     model bundle a container is told to load lies on one of its mounts."""
     problems: list[str] = []
-    claims = {d["metadata"]["name"]: d for d in _by_kind(docs, "PersistentVolumeClaim")}
+    claims = {d["metadata"]["name"]: d for d in by_kind(docs, "PersistentVolumeClaim")}
     written_claims: set[str] = set()
     readers: list[tuple[str, str]] = []
     for owner, pod in pods(docs):
@@ -180,13 +154,13 @@ def volume_writers(docs: list[Doc]) -> list[str]:
                 ):
                     written_claims.add(claim)
                 elif claim:
-                    readers.append((f"{_where(owner)}: container {c['name']}", claim))
+                    readers.append((f"{where(owner)}: container {c['name']}", claim))
                 if "emptyDir" in vol and m.get("readOnly") and m["name"] not in init_rw:
                     problems.append(
-                        f"{_where(owner)}: container {c['name']} reads emptyDir "
+                        f"{where(owner)}: container {c['name']} reads emptyDir "
                         f"{m['name']}, which no init container writes"
                     )
-            if _component(owner) in ORT_COMPONENTS:
+            if component_of(owner) in ORT_COMPONENTS:
                 problems += _bundle_mounted(owner, c, container_env(docs, c)[0])
     for at, claim in readers:
         modes = claims.get(claim, {}).get("spec", {}).get("accessModes", [])
@@ -205,11 +179,11 @@ def volume_writers(docs: list[Doc]) -> list[str]:
 def _bundle_mounted(owner: Doc, c: Doc, env: dict[str, str]) -> list[str]:
     bundle = env.get("HARCLIP_MODEL__BUNDLE")
     mounts = [m["mountPath"].rstrip("/") + "/" for m in c.get("volumeMounts", [])]
-    if not bundle or not _harclip_image(c):
+    if not bundle or not harclip_image(c):
         return []
     if not any(bundle.startswith(m) for m in mounts):
         return [
-            f"{_where(owner)}: container {c['name']}: HARCLIP_MODEL__BUNDLE {bundle} is on "
+            f"{where(owner)}: container {c['name']}: HARCLIP_MODEL__BUNDLE {bundle} is on "
             "none of its volumes"
         ]
     return []
@@ -218,130 +192,13 @@ def _bundle_mounted(owner: Doc, c: Doc, env: dict[str, str]) -> list[str]:
 # ----------------------------------------------------------------------------- settings
 
 
-def _stand_in(key: str) -> str:
-    """A valid value for a setting whose real value is in a Secret."""
-    if key.endswith("AUTH__KEYS"):
-        return json.dumps({"stand-in": "admin"})
-    return "stand-in"
-
-
-def _secret_keys(docs: list[Doc]) -> dict[str, set[str] | None]:
-    """Secret name -> its keys (None: unknown, any) for the Secrets this build makes or has
-    made (ExternalSecret targets)."""
-    out: dict[str, set[str] | None] = dict(OPERATOR_SECRETS)
-    for d in _by_kind(docs, "Elasticsearch"):  # ECK makes the superuser's
-        out[f"{d['metadata']['name']}-es-elastic-user"] = {"elastic"}
-    for d in _by_kind(docs, "Secret"):
-        out[d["metadata"]["name"]] = set(d.get("data") or {}) | set(d.get("stringData") or {})
-    for d in _by_kind(docs, "ExternalSecret"):
-        spec = d["spec"]
-        name = spec.get("target", {}).get("name") or d["metadata"]["name"]
-        keys = {x["secretKey"] for x in spec.get("data", [])}
-        keys |= set(spec.get("target", {}).get("template", {}).get("data", {}))
-        out[name] = None if spec.get("dataFrom") else keys
-    return out
-
-
-def container_env(docs: list[Doc], c: Doc) -> tuple[dict[str, str], list[str]]:
-    """The environment a container starts with (Secret values as stand-ins), and the references
-    that would keep it from starting (a ConfigMap or Secret, or one of their keys, not there)."""
-    maps = {d["metadata"]["name"]: d.get("data") or {} for d in _by_kind(docs, "ConfigMap")}
-    secrets = _secret_keys(docs)
-    env: dict[str, str] = {}
-    missing: list[str] = []
-    for src in c.get("envFrom", []):
-        if "configMapRef" in src:
-            ref = src["configMapRef"]
-            if ref["name"] in maps:
-                env.update({k: str(v) for k, v in maps[ref["name"]].items()})
-            elif not ref.get("optional"):
-                missing.append(f"ConfigMap {ref['name']}")
-        elif "secretRef" in src:
-            ref = src["secretRef"]
-            if ref["name"] in secrets:
-                env.update({k: _stand_in(k) for k in secrets[ref["name"]] or ()})
-            elif not ref.get("optional"):
-                missing.append(f"Secret {ref['name']}")
-    for e in c.get("env", []):
-        if "value" in e:
-            env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), str(e["value"]))
-            continue
-        source = e.get("valueFrom", {})
-        if "secretKeyRef" in source:
-            ref = source["secretKeyRef"]
-            keys = secrets.get(ref["name"], set())
-            if ref["name"] in secrets and (keys is None or ref["key"] in keys):
-                env[e["name"]] = _stand_in(e["name"])
-            elif not ref.get("optional"):
-                missing.append(f"key {ref['key']} of Secret {ref['name']}")
-        elif "configMapKeyRef" in source:
-            ref = source["configMapKeyRef"]
-            if ref["key"] in maps.get(ref["name"], {}):
-                env[e["name"]] = str(maps[ref["name"]][ref["key"]])
-            elif not ref.get("optional"):
-                missing.append(f"key {ref['key']} of ConfigMap {ref['name']}")
-        else:  # resourceFieldRef, fieldRef: the kubelet fills these in
-            env[e["name"]] = "1"
-    return env, missing
-
-
-def settings_errors(env: dict[str, str]) -> list[str]:
-    """harclip's settings from an environment's HARCLIP_* variables, as the process would load
-    them; the errors it would refuse to start with."""
-    nested: dict[str, Any] = {}
-    for key, value in env.items():
-        if not key.startswith("HARCLIP_"):
-            continue
-        parts = key.removeprefix("HARCLIP_").lower().split("__")
-        node = nested
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = json.loads(value) if value[:1] in "[{" else value
-    try:
-        Settings(_env_file=None, **nested)  # type: ignore[call-arg]
-    except ValidationError as e:
-        return [f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors()]
-    return []
-
-
-def _harclip_image(c: Doc) -> bool:
-    return "/harclip-" in str(c.get("image", ""))
-
-
-def workload_settings(docs: list[Doc]) -> list[str]:
-    """Every harclip container's environment loads as Settings, and everything it reads is
-    there: a job that gets `auth.enabled` without keys, or a key from a Secret nobody makes,
-    fails at start in a cluster."""
-    problems: list[str] = []
-    for owner, pod in pods(docs):
-        for c in pod.get("initContainers", []) + pod["containers"]:
-            if not _harclip_image(c):
-                continue
-            at = f"{_where(owner)}: container {c['name']}"
-            env, missing = container_env(docs, c)
-            problems += [f"{at}: reads {m}, which the build neither has nor makes" for m in missing]
-            problems += [f"{at}: its settings fail: {e}" for e in settings_errors(env)]
-    return problems
-
-
-def secrets_in_build(docs: list[Doc]) -> list[str]:
-    """No credentials in the manifests: a sync would put the placeholder back over the real
-    value. Secrets come from an ExternalSecret or the operator (docs/deploy.md)."""
-    return [
-        f"{_where(d)}: a Secret with data in the manifests (every sync re-applies it); make it "
-        "an ExternalSecret or a Secret the operator creates"
-        for d in _by_kind(docs, "Secret")
-        if d["metadata"].get("annotations", {}).get(CREDENTIALS_NONE) != "none"
-    ]
-
-
 # ----------------------------------------------------------------------------- exposure
 
 
 def _components_behind(docs: list[Doc], ingress: Doc) -> set[str]:
     services = {
         d["metadata"]["name"]: d["spec"].get("selector", {}).get("app.kubernetes.io/component")
-        for d in _by_kind(docs, "Service")
+        for d in by_kind(docs, "Service")
     }
     return {
         str(services.get(p["backend"]["service"]["name"]))
@@ -355,8 +212,8 @@ def published(docs: list[Doc]) -> list[str]:
     """Ingress hosts are served over TLS; the UI only behind a sign-in (auth-url); the API only
     with auth on, trusting X-Forwarded-For from its proxies."""
     problems: list[str] = []
-    for ing in _by_kind(docs, "Ingress"):
-        at = _where(ing)
+    for ing in by_kind(docs, "Ingress"):
+        at = where(ing)
         tls = {h for t in ing["spec"].get("tls", []) for h in t.get("hosts", [])}
         for rule in ing["spec"].get("rules", []):
             if rule.get("host") not in tls:
@@ -375,16 +232,16 @@ def published(docs: list[Doc]) -> list[str]:
 
 def _published_api(docs: list[Doc]) -> list[str]:
     problems: list[str] = []
-    for d in _by_kind(docs, "Deployment"):
-        if _component(d) != "api":
+    for d in by_kind(docs, "Deployment"):
+        if component_of(d) != "api":
             continue
         for c in d["spec"]["template"]["spec"]["containers"]:
             env, _ = container_env(docs, c)
             if env.get("HARCLIP_AUTH__ENABLED", "false").lower() not in ("true", "1"):
-                problems.append(f"{_where(d)}: published by an Ingress with auth off")
+                problems.append(f"{where(d)}: published by an Ingress with auth off")
             if "FORWARDED_ALLOW_IPS" not in env:
                 problems.append(
-                    f"{_where(d)}: behind an Ingress without FORWARDED_ALLOW_IPS: "
+                    f"{where(d)}: behind an Ingress without FORWARDED_ALLOW_IPS: "
                     "uvicorn sees the proxy as every client"
                 )
     return problems
@@ -394,16 +251,16 @@ def kafka_listeners(docs: list[Doc]) -> list[str]:
     """Strimzi opens each listener to every pod unless its peers are named; lag comes from
     Kafka too (the exporter), not only from the workers."""
     problems: list[str] = []
-    for kafka in _by_kind(docs, "Kafka"):
+    for kafka in by_kind(docs, "Kafka"):
         spec = kafka["spec"]
         for listener in spec["kafka"].get("listeners", []):
             if not listener.get("networkPolicyPeers"):
                 problems.append(
-                    f"{_where(kafka)}: listener {listener['name']} has no "
+                    f"{where(kafka)}: listener {listener['name']} has no "
                     "networkPolicyPeers: Strimzi's NetworkPolicy admits every pod"
                 )
         if "kafkaExporter" not in spec:
-            problems.append(f"{_where(kafka)}: no kafkaExporter (consumer lag only self-reported)")
+            problems.append(f"{where(kafka)}: no kafkaExporter (consumer lag only self-reported)")
     return problems
 
 
@@ -411,12 +268,12 @@ def argocd_sync(docs: list[Doc]) -> list[str]:
     """ignoreDifferences hides a field from the diff; only RespectIgnoreDifferences=true keeps a
     sync from applying it."""
     problems: list[str] = []
-    for app in _by_kind(docs, "Application"):
+    for app in by_kind(docs, "Application"):
         spec = app["spec"]
         options = spec.get("syncPolicy", {}).get("syncOptions", [])
         if spec.get("ignoreDifferences") and "RespectIgnoreDifferences=true" not in options:
             problems.append(
-                f"{_where(app)}: ignoreDifferences without "
+                f"{where(app)}: ignoreDifferences without "
                 "RespectIgnoreDifferences=true: every sync re-applies those fields"
             )
     return problems
@@ -434,12 +291,12 @@ def gpu_pods(docs: list[Doc]) -> list[str]:
         if not wants:
             continue
         if not any(t.get("key") == GPU for t in pod.get("tolerations", [])):
-            problems.append(f"{_where(owner)}: asks for {GPU} without tolerating its taint")
+            problems.append(f"{where(owner)}: asks for {GPU} without tolerating its taint")
         if owner["kind"] == "Deployment":
             rolling = owner["spec"].get("strategy", {}).get("rollingUpdate", {})
             if str(rolling.get("maxSurge", "25%")) not in ("0", "0%"):
                 problems.append(
-                    f"{_where(owner)}: GPU pods with maxSurge "
+                    f"{where(owner)}: GPU pods with maxSurge "
                     f"{rolling.get('maxSurge', '25%')}: a rollout waits for a spare GPU"
                 )
     return problems
@@ -449,8 +306,8 @@ def ort_threads(docs: list[Doc]) -> list[str]:
     """ONNX Runtime sizes its thread pool from the node's cores, not the container's CPU limit:
     the worker and API set HARCLIP_MODEL__INTRA_OP_THREADS from limits.cpu."""
     problems: list[str] = []
-    for d in _by_kind(docs, "Deployment"):
-        if _component(d) not in ORT_COMPONENTS:
+    for d in by_kind(docs, "Deployment"):
+        if component_of(d) not in ORT_COMPONENTS:
             continue
         for c in d["spec"]["template"]["spec"]["containers"]:
             if "cpu" not in c.get("resources", {}).get("limits", {}):
@@ -465,7 +322,7 @@ def ort_threads(docs: list[Doc]) -> list[str]:
             )
             if not ref or ref.get("resource") != "limits.cpu":
                 problems.append(
-                    f"{_where(d)}: container {c['name']} has a CPU limit but "
+                    f"{where(d)}: container {c['name']} has a CPU limit but "
                     "HARCLIP_MODEL__INTRA_OP_THREADS does not follow limits.cpu"
                 )
     return problems

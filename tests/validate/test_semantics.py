@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.validate import cluster, images, k8s, kibana, monitoring, pipelines
+from infra.validate import cluster, images, k8s, kibana, monitoring, pipelines, workloads
 from infra.validate.tools import REPO, MissingTool, tool
 
 Docs = list[dict[str, Any]]
@@ -191,10 +191,10 @@ def test_argocd_needs_respect_ignore_differences() -> None:
 
 
 def test_each_workloads_env_is_loaded_as_settings() -> None:
-    assert cluster.settings_errors({"HARCLIP_KAFKA__PARTITIONS": "3"}) == []
-    errors = cluster.settings_errors({"HARCLIP_AUTH__ENABLED": "true"})
+    assert workloads.settings_errors({"HARCLIP_KAFKA__PARTITIONS": "3"}) == []
+    errors = workloads.settings_errors({"HARCLIP_AUTH__ENABLED": "true"})
     assert any("auth.keys is empty" in e for e in errors)
-    assert cluster.settings_errors({"HARCLIP_AUTH__ENABLED": "true",
+    assert workloads.settings_errors({"HARCLIP_AUTH__ENABLED": "true",
                                     "HARCLIP_AUTH__KEYS": '{"k": "admin"}'}) == []  # fmt: skip
 
 
