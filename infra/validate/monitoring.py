@@ -21,8 +21,9 @@ DASHBOARDS = Path("infra/monitoring/grafana/dashboards")
 K8S_DASHBOARDS = Path("k8s/base/dashboards")
 
 # Metrics that come from elsewhere than harclip's code, by prefix: Prometheus itself, the NVIDIA
-# DCGM exporter (GPU memory), kube-state-metrics (replicas), KEDA's operator metrics.
-EXTERNAL = ("up", "ALERTS", "DCGM_FI_", "kube_", "keda_", "harclip:")
+# DCGM exporter (GPU memory), kube-state-metrics (replicas), KEDA's operator metrics, Strimzi's
+# Kafka exporter (consumer-group lag as the brokers see it).
+EXTERNAL = ("up", "ALERTS", "DCGM_FI_", "kube_", "keda_", "kafka_consumergroup_", "harclip:")
 _SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created")
 # Grafana's variables, replaced by something promtool parses
 _VARIABLES = {
