@@ -46,6 +46,7 @@ def main() -> int:
         return 1
     shutil.rmtree(dest, ignore_errors=True)
     root.rename(dest)
+    shutil.rmtree(staging, ignore_errors=True)  # what the download left beside the bundle
     (dest / "SOURCE").write_text(uri + "\n")
     m = bundle.manifest
     print(f"model-fetch: {uri} -> {dest} ({m.name} {m.version}, base {m.base_model})")

@@ -33,6 +33,7 @@ def test_a_bundle_is_fetched_verified_and_put_in_place(tiny_bundle: Path, tmp_pa
     assert (dest / "manifest.json").is_file()
     assert (dest / "SOURCE").read_text() == f"{tiny_bundle}\n"
     assert "model-fetch:" in done.stdout and str(dest) in done.stdout
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["current"]
 
 
 def test_a_run_artifact_folder_with_the_bundle_inside_is_accepted(
