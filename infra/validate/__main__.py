@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -72,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="convert kubernetes-validate's schema folder DIR for kubeconform and exit",
     )
+    ap.add_argument(
+        "--online",
+        action="store_true",
+        help="also resolve every lock's pins against the package index (network)",
+    )
     args = ap.parse_args(argv)  # fmt: skip
+    if args.online:
+        os.environ[images.ONLINE] = "1"
     if args.write_prometheusrule:
         monitoring.write_prometheus_rule(args.root)
         return 0

@@ -8,15 +8,22 @@ starts as a copy of the image's folder, else it is root's).
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from infra.validate.compose import COMPOSE, DOCKERFILES
+from infra.validate.tools import run
 
 LOCKS = ("requirements.lock", "infra/docker/*.lock")
+# `--online` (HARCLIP_VALIDATE_ONLINE=1): every pin of every lock is resolved against the index,
+# for the platform its image runs on
+ONLINE = "HARCLIP_VALIDATE_ONLINE"
+PLATFORMS = {"infra/docker/worker-gpu.lock": "x86_64-manylinux_2_28"}
 PIN = re.compile(r"""(?<![-\w])["']?[A-Za-z0-9][\w.-]*(\[[\w,]+\])?(==|~=)[\w.*+!-]+""")
 
 
@@ -29,6 +36,8 @@ def check(root: Path) -> list[str]:
     for f in sorted((root / DOCKERFILES).glob("*.Dockerfile")):
         rel = f.relative_to(root)
         problems += [f"{rel}: {p}" for p in dockerfile_problems(f.read_text())]
+    if os.environ.get(ONLINE) == "1":
+        problems += online_problems(root)
     compose = yaml.safe_load((root / COMPOSE).read_text())
     problems += [f"{COMPOSE}: {p}" for p in volume_owners(compose, (root / COMPOSE).parent)]
     return problems
@@ -46,6 +55,25 @@ def lock_problems(text: str) -> list[str]:
             problems.append(f"{head}: not pinned with ==")
         elif "--hash=sha256:" not in entry:
             problems.append(f"{head}: no --hash (lock with `uv pip compile --generate-hashes`)")
+    return problems
+
+
+def online_problems(root: Path) -> list[str]:
+    """Each lock's pins exist in the package index (`uv pip compile --no-deps` of the lock)."""
+    uv = shutil.which("uv")
+    if uv is None:
+        return ["--online needs uv on PATH"]
+    problems: list[str] = []
+    for pattern in LOCKS:
+        for lock in sorted(root.glob(pattern)):
+            rel = str(lock.relative_to(root))
+            platform = PLATFORMS.get(rel)
+            args = [uv, "pip", "compile", str(lock), "--no-deps", "-q", "-o", os.devnull,
+                    "--python-version", "3.11",
+                    *(["--python-platform", platform] if platform else [])]  # fmt: skip
+            code, out = run(args)
+            if code:
+                problems.append(f"{rel}: a pin is not in the index: {out}")
     return problems
 
 
