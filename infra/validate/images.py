@@ -24,6 +24,12 @@ LOCKS = ("requirements.lock", "infra/docker/*.lock")
 # for the platform its image runs on
 ONLINE = "HARCLIP_VALIDATE_ONLINE"
 PLATFORMS = {"infra/docker/worker-gpu.lock": "x86_64-manylinux_2_28"}
+# The CUDA major version PyPI's onnxruntime-gpu wheels are built for, by release (from the
+# nvidia-*-cu* packages of `onnxruntime-gpu[cuda,cudnn]==V`, resolved with uv, December 2026):
+# 1.19-1.26 CUDA 12, 1.28 and later CUDA 13. The GPU image's base must be the same major.
+ORT_CUDA_13_FROM = (1, 28)
+GPU_DOCKERFILE = "infra/docker/worker-gpu.Dockerfile"
+GPU_LOCK = "infra/docker/worker-gpu.lock"
 PIN = re.compile(r"""(?<![-\w])["']?[A-Za-z0-9][\w.-]*(\[[\w,]+\])?(==|~=)[\w.*+!-]+""")
 
 
@@ -36,6 +42,10 @@ def check(root: Path) -> list[str]:
     for f in sorted((root / DOCKERFILES).glob("*.Dockerfile")):
         rel = f.relative_to(root)
         problems += [f"{rel}: {p}" for p in dockerfile_problems(f.read_text())]
+    if (root / GPU_DOCKERFILE).is_file() and (root / GPU_LOCK).is_file():
+        problems += gpu_cuda_problems(
+            (root / GPU_DOCKERFILE).read_text(), (root / GPU_LOCK).read_text()
+        )
     if os.environ.get(ONLINE) == "1":
         problems += online_problems(root)
     compose = yaml.safe_load((root / COMPOSE).read_text())
@@ -58,6 +68,30 @@ def lock_problems(text: str) -> list[str]:
     return problems
 
 
+def gpu_cuda_problems(dockerfile: str, lock: str) -> list[str]:
+    """The GPU image's onnxruntime-gpu was built for the CUDA major version of its base image."""
+    base = next(
+        (
+            v
+            for w, r in instructions(dockerfile)
+            if w == "ARG" and r.startswith("CUDA_IMAGE=")
+            for v in [r.partition("=")[2]]
+        ),
+        "",
+    )
+    cuda = re.search(r":(\d+)\.\d+", base)
+    ort = re.search(r"^onnxruntime-gpu==(\d+)\.(\d+)", lock, re.MULTILINE)
+    if cuda is None or ort is None:
+        return [f"{GPU_DOCKERFILE}: no CUDA_IMAGE default, or {GPU_LOCK} has no onnxruntime-gpu"]
+    built_for = 13 if (int(ort[1]), int(ort[2])) >= ORT_CUDA_13_FROM else 12
+    if int(cuda[1]) != built_for:
+        return [
+            f"{GPU_LOCK}: onnxruntime-gpu {ort[1]}.{ort[2]} is built for CUDA {built_for}, "
+            f"the base {base} is CUDA {cuda[1]}"
+        ]
+    return []
+
+
 def online_problems(root: Path) -> list[str]:
     """Each lock's pins exist in the package index (`uv pip compile --no-deps` of the lock)."""
     uv = shutil.which("uv")
@@ -68,9 +102,19 @@ def online_problems(root: Path) -> list[str]:
         for lock in sorted(root.glob(pattern)):
             rel = str(lock.relative_to(root))
             platform = PLATFORMS.get(rel)
-            args = [uv, "pip", "compile", str(lock), "--no-deps", "-q", "-o", os.devnull,
-                    "--python-version", "3.11",
-                    *(["--python-platform", platform] if platform else [])]  # fmt: skip
+            args = [
+                uv,
+                "pip",
+                "compile",
+                str(lock),
+                "--no-deps",
+                "-q",
+                "-o",
+                os.devnull,
+                "--python-version",
+                "3.11",
+                *(["--python-platform", platform] if platform else []),
+            ]
             code, out = run(args)
             if code:
                 problems.append(f"{rel}: a pin is not in the index: {out}")

@@ -316,3 +316,14 @@ def test_fluent_bit_keeps_each_namespace_apart() -> None:
     problems = kibana.fluent_bit_routes(config)
     assert any("logs in as 'elastic'" in p for p in problems)
     assert any("writes the logs of namespace harclip-dev into another" in p for p in problems)
+
+
+def test_the_gpu_base_and_onnxruntime_gpu_agree_on_cuda() -> None:
+    base = "ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04\n"
+    assert images.gpu_cuda_problems(base, "onnxruntime-gpu==1.26.0 \\\n") == []
+    assert images.gpu_cuda_problems(base, "onnxruntime-gpu==1.32.0 \\\n") == [
+        "infra/docker/worker-gpu.lock: onnxruntime-gpu 1.32 is built for CUDA 13, the base "
+        "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 is CUDA 12"
+    ]
+    cuda13 = "ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04\n"
+    assert images.gpu_cuda_problems(cuda13, "onnxruntime-gpu==1.31.1 \\\n") == []
