@@ -117,9 +117,20 @@ def container_env(docs: list[Doc], c: Doc) -> tuple[dict[str, str], list[str]]:
     return env, missing
 
 
-def settings_errors(env: dict[str, str]) -> list[str]:
+# The addresses each component reaches (settings fields): in a pod, 127.0.0.1 is the pod itself
+ADDRESSES = {
+    "worker": ("kafka.bootstrap", "redis.url", "elasticsearch.url"),
+    "api": ("kafka.bootstrap", "redis.url", "elasticsearch.url"),
+    "stream": ("kafka.bootstrap", "redis.url", "elasticsearch.url"),
+    "retention": ("elasticsearch.url",),
+    "ui": ("ui.api_url", "ui.worker_metrics_url", "ui.events_metrics_url"),
+}
+LOOPBACK = re.compile(r"(^|//|@)(127\.0\.0\.1|localhost|\[::1\])(:|/|$)")
+
+
+def load_settings(env: dict[str, str]) -> Settings | list[str]:
     """harclip's settings from an environment's HARCLIP_* variables, as the process would load
-    them; the errors it would refuse to start with."""
+    them, or the errors it would refuse to start with."""
     nested: dict[str, Any] = {}
     for key, value in env.items():
         if not key.startswith("HARCLIP_"):
@@ -130,10 +141,27 @@ def settings_errors(env: dict[str, str]) -> list[str]:
             node = node.setdefault(part, {})
         node[parts[-1]] = json.loads(value) if value[:1] in "[{" else value
     try:
-        Settings(_env_file=None, **nested)
+        return Settings(_env_file=None, **nested)
     except ValidationError as e:
         return [f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors()]
-    return []
+
+
+def settings_errors(env: dict[str, str], component: str | None = None) -> list[str]:
+    """What keeps a component with this environment from working: settings it refuses, and
+    addresses it needs that point at the pod itself (a default meant for one machine)."""
+    settings = load_settings(env)
+    if isinstance(settings, list):
+        return settings
+    problems: list[str] = []
+    for field in ADDRESSES.get(component or "", ()):
+        section, name = field.split(".")
+        value = str(getattr(getattr(settings, section), name))
+        if LOOPBACK.search(value):
+            problems.append(
+                f"{field} is {value}: the pod itself (set HARCLIP_{section.upper()}"
+                f"__{name.upper()})"
+            )
+    return problems
 
 
 def harclip_image(c: Doc) -> bool:
@@ -152,7 +180,8 @@ def workload_settings(docs: list[Doc]) -> list[str]:
             at = f"{where(owner)}: container {c['name']}"
             env, missing = container_env(docs, c)
             problems += [f"{at}: reads {m}, which the build neither has nor makes" for m in missing]
-            problems += [f"{at}: its settings fail: {e}" for e in settings_errors(env)]
+            component = component_of(owner) if c in pod["containers"] else None
+            problems += [f"{at}: its settings fail: {e}" for e in settings_errors(env, component)]
     return problems
 
 

@@ -91,6 +91,11 @@ def _auth_for_everyone(docs: Docs) -> None:
     config["data"]["HARCLIP_AUTH__ENABLED"] = "true"
 
 
+def _ui_reads_itself(docs: Docs) -> None:
+    config = next(d for d in docs if d["metadata"]["name"].startswith("harclip-config"))
+    del config["data"]["HARCLIP_UI__WORKER_METRICS_URL"]
+
+
 def _secret_in_build(docs: Docs) -> None:
     docs.append({"kind": "Secret", "metadata": {"name": "harclip-secrets"},
                  "stringData": {"HARCLIP_AUTH__KEYS": "{}"}})  # fmt: skip
@@ -149,6 +154,8 @@ def _threads_from_node(docs: Docs) -> None:
         (_fetch_writes_nothing, "reads emptyDir models, which no init container writes"),
         (_auth_for_everyone, "CronJob/harclip-retention: container retention: its settings fail: "
          "settings: Value error, auth.enabled is true but auth.keys is empty"),
+        (_ui_reads_itself, "Deployment/harclip-ui: container ui: its settings fail: "
+         "ui.worker_metrics_url is http://127.0.0.1:9300/metrics: the pod itself"),
         (_secret_in_build, "Secret/harclip-secrets: a Secret with data in the manifests"),
         (_key_nobody_makes, "reads key keys of Secret harclip-secrets, which the build neither"),
         (_no_tls, "host api.harclip.example.com is served without TLS"),
