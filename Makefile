@@ -29,7 +29,8 @@ help:
 	@echo "make ui               the Streamlit UI on :8501 (HARCLIP_UI__API_URL, HARCLIP_UI__API_KEY)"
 	@echo "make services-up | services-down | services-status"
 	@echo "make venv             $(VENV) from requirements.lock (no-op when unchanged)"
-	@echo "make validate         k8s manifests, rules, dashboards, Kibana, Docker, compose, CI, offline"
+	@echo "make validate         k8s manifests, rules, dashboards, Kibana, Docker, compose, CI, offline,"
+	@echo "                      and what a cluster, an image build and GitHub would do with them"
 	@echo "make tools            build the validators into .tools/ (once; make validate does it)"
 
 ## Python environment: uv + Python 3.11; redone only when the lock or pyproject changes.

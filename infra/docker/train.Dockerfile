@@ -3,9 +3,13 @@
 # transformers, MLflow, W&B, DVC. PyTorch's wheels bring their own CUDA libraries, so the same
 # image trains on CPU or on NVIDIA GPUs (Kubeflow PyTorchJob, k8s/training). Build from the root:
 #   docker build -f infra/docker/train.Dockerfile -t ghcr.io/harclip/harclip-train:$(git describe --tags --always) .
+# Base images are build arguments: pin them by digest for a release build
+# (--build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>, the digest from
+# `docker buildx imagetools inspect`); docs/deploy.md, "Images".
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9.5
 
-FROM ghcr.io/astral-sh/uv:0.9.5 AS uv
+FROM ${UV_IMAGE} AS uv
 
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
@@ -14,14 +18,18 @@ WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv venv --python /usr/local/bin/python /opt/venv && \
-    uv pip install --python /opt/venv/bin/python --constraint requirements.lock \
+    uv pip install --python /opt/venv/bin/python --require-hashes \
+        --constraint requirements.lock \
         -r pyproject.toml --extra train
 COPY harclip ./harclip
 RUN uv pip install --python /opt/venv/bin/python --no-deps .
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 harclip && \
-    useradd --system --uid 10001 --gid harclip --home-dir /home/harclip --create-home harclip
+    useradd --system --uid 10001 --gid harclip --home-dir /home/harclip --create-home harclip && \
+    mkdir -p /models && chown harclip:harclip /models
+# /models belongs to the user: a new volume mounted there (compose's `models`, written by
+# model-init as 10001) starts as a copy of this folder, owner included
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY training ./training

@@ -3,9 +3,13 @@
 #   docker build -f infra/docker/ui.Dockerfile -t ghcr.io/harclip/harclip-ui:$(git describe --tags --always) .
 # Two stages: dependencies pinned by requirements.lock (as constraints, so only this role's extras
 # are installed) into /opt/venv, then a slim runtime with that venv, the code and a non-root user.
+# Base images are build arguments: pin them by digest for a release build
+# (--build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>, the digest from
+# `docker buildx imagetools inspect`); docs/deploy.md, "Images".
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9.5
 
-FROM ghcr.io/astral-sh/uv:0.9.5 AS uv
+FROM ${UV_IMAGE} AS uv
 
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
@@ -15,7 +19,8 @@ WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv venv --python /usr/local/bin/python /opt/venv && \
-    uv pip install --python /opt/venv/bin/python --constraint requirements.lock \
+    uv pip install --python /opt/venv/bin/python --require-hashes \
+        --constraint requirements.lock \
         -r pyproject.toml --extra ui
 # then the library itself (no dependencies left to resolve)
 COPY harclip ./harclip

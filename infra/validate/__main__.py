@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.validate import compose, k8s, kibana, monitoring, workflows
+from infra.validate import (
+    cluster,
+    compose,
+    images,
+    k8s,
+    kibana,
+    monitoring,
+    pipelines,
+    workflows,
+)
 from infra.validate.tools import K8S_SCHEMAS, REPO, MissingTool
 
 CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
     "k8s": ("kustomize build | kubeconform -strict, and the manifest policy", k8s.check),
+    "cluster": ("what a cluster would do: cross-namespace addresses, autoscaled replicas, volume "
+                "writers, each workload's env as Settings, Secrets, TLS and sign-in, GPU rollouts",
+                cluster.check),
     "rules": ("promtool check rules, promtool test rules, PrometheusRule in sync",
               monitoring.check_rules),
     "dashboards": ("Grafana dashboards: shape, PromQL parsed by promtool, metric names exported",
@@ -23,7 +36,11 @@ CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
     "compose": ("docker-compose.yml against the Compose JSON schema, and its references",
                 compose.check_compose),
     "docker": ("hadolint on every Dockerfile", compose.check_dockerfiles),
+    "images": ("hashed locks and --require-hashes, pinned base images, compose volumes owned by "
+               "their writers", images.check),
     "workflows": ("actionlint on .github/workflows", workflows.check),
+    "pipelines": ("what GitHub would do: trigger filters, pushes to main, PR tokens, the model "
+                  "gate on the served model", pipelines.check),
 }  # fmt: skip
 
 
@@ -56,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="convert kubernetes-validate's schema folder DIR for kubeconform and exit",
     )
+    ap.add_argument(
+        "--online",
+        action="store_true",
+        help="also resolve every lock's pins against the package index (network)",
+    )
     args = ap.parse_args(argv)  # fmt: skip
+    if args.online:
+        os.environ[images.ONLINE] = "1"
     if args.write_prometheusrule:
         monitoring.write_prometheus_rule(args.root)
         return 0

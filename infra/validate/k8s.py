@@ -4,6 +4,7 @@ k8s/schemas/crds), then harclip's own policy on what was built."""
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from collections.abc import Iterator
@@ -25,13 +26,23 @@ INPUT_TOPICS = ("frames", "uploads")  # what the workers consume (KEDA triggers)
 
 def kustomizations(root: Path) -> list[Path]:
     """Every folder under k8s/ with a kustomization.yaml (base, overlays, training, argocd)."""
-    return sorted(p.parent for p in (root / "k8s").rglob("kustomization.yaml"))
+    return sorted(
+        p.parent
+        for p in (root / "k8s").rglob("kustomization.yaml")
+        if yaml.safe_load(p.read_text()).get("kind") != "Component"  # built by the overlays
+    )
 
 
+@functools.lru_cache(maxsize=64)
 def build(folder: Path) -> tuple[str, list[str]]:
-    """`kustomize build` output, or the error."""
+    """`kustomize build` output, or the error (once per folder and run: several checks read it)."""
     code, out = run([tool("kustomize"), "build", str(folder)])
     return (out, []) if code == 0 else ("", [f"kustomize build {folder}: {out}"])
+
+
+def load_docs(text: str) -> list[Doc]:
+    """The objects of a multi-document YAML text."""
+    return [d for d in yaml.safe_load_all(text) if d]
 
 
 def kubeconform(root: Path, files: list[Path]) -> list[str]:
@@ -64,7 +75,7 @@ def check(root: Path) -> list[str]:
                 continue
             files.append(Path(tmp) / (name.replace("/", "_") + ".yaml"))
             files[-1].write_text(out)
-            docs = [d for d in yaml.safe_load_all(out) if d]
+            docs = load_docs(out)
             problems += [f"{name}: {p}" for p in policy(docs)]
         if files:
             problems += kubeconform(root, files)
@@ -189,7 +200,8 @@ def _apps(docs: list[Doc]) -> list[str]:
         for c in d["spec"]["template"]["spec"]["containers"]:
             for src in c.get("envFrom", []):
                 for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
-                    if key in src and (kind, src[key]["name"]) not in names:
+                    if key in src and not src[key].get("optional") and (
+                        kind, src[key]["name"]) not in names:  # fmt: skip
                         problems.append(f"{d['metadata']['name']}: {kind} {src[key]['name']} "
                                         "is not in the build")  # fmt: skip
     problems += _topics(docs, kafka)
@@ -255,9 +267,12 @@ def _scaling(docs: list[Doc], kafka: KafkaSettings, deployments: dict[Any, Doc])
         if meta.get("consumerGroup") != kafka.group_id:
             problems.append(f"KEDA trigger {meta.get('topic')}: group {meta.get('consumerGroup')} "
                             f"!= HARCLIP_KAFKA__GROUP_ID {kafka.group_id}")  # fmt: skip
-        if meta.get("bootstrapServers") != kafka.bootstrap:
+        # the same Service and port as the config's (namespace-qualified: infra.validate.cluster)
+        theirs = str(meta.get("bootstrapServers")).split(":")
+        if (theirs[0].split(".")[0], theirs[-1]) != (kafka.first_host.split(".")[0],
+                                                     str(kafka.first_port)):  # fmt: skip
             problems.append(f"KEDA trigger {meta.get('topic')}: bootstrap "
-                            f"{meta.get('bootstrapServers')} != {kafka.bootstrap}")  # fmt: skip
+                            f"{meta.get('bootstrapServers')} is not {kafka.bootstrap}")  # fmt: skip
     if seen != wanted:
         problems.append(f"KEDA triggers cover {sorted(seen)}, want the lag of {sorted(wanted)}")
     cap = min(partitions[t] for t in wanted)

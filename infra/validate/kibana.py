@@ -84,6 +84,34 @@ def check_fluent_bit(path: Path) -> list[str]:
             problems.append("es output: logstash_dateformat must be %Y.%m.%d (harclip's days)")
         if o.get("time_key", "@timestamp") == "@timestamp":
             problems.append("es output: time_key @timestamp would duplicate the ECS @timestamp")
+    return problems + fluent_bit_routes(config)
+
+
+def fluent_bit_routes(config: dict[str, Any]) -> list[str]:
+    """Each namespace's logs reach that namespace's Elasticsearch only, as a user of its own
+    (not the `elastic` superuser)."""
+    pipeline = config.get("pipeline", {})
+    namespaces: dict[str, str] = {}  # input tag -> namespace its path reads
+    problems: list[str] = []
+    for i in pipeline.get("inputs", []):
+        m = re.fullmatch(r".*/\*_([a-z0-9-]+)_\*\.log", str(i.get("path", "")))
+        if m is None:
+            problems.append(f"input {i.get('tag')}: path {i.get('path')} does not name one "
+                            "namespace (/var/log/containers/*_<namespace>_*.log)")  # fmt: skip
+        else:
+            namespaces[str(i.get("tag"))] = m[1]
+    for o in pipeline.get("outputs", []):
+        if o.get("name") != "es":
+            continue
+        if str(o.get("http_user", "")).strip() in ("", "elastic"):
+            problems.append(f"es output {o.get('match')}: logs in as {o.get('http_user')!r}: "
+                            "use a user that can only write the log indices")  # fmt: skip
+        host = re.fullmatch(r"[a-z0-9-]+\.([a-z0-9-]+)\.svc(\.cluster\.local)?", str(o.get("host")))
+        source = namespaces.get(str(o.get("match")))
+        if host is None or source is None or host[1] != source:
+            problems.append(f"es output {o.get('match')} -> {o.get('host')}: writes the logs of "
+                            f"namespace {source} into another namespace's Elasticsearch (or its "
+                            "host is not <service>.<namespace>.svc)")  # fmt: skip
     return problems
 
 

@@ -21,8 +21,9 @@ DASHBOARDS = Path("infra/monitoring/grafana/dashboards")
 K8S_DASHBOARDS = Path("k8s/base/dashboards")
 
 # Metrics that come from elsewhere than harclip's code, by prefix: Prometheus itself, the NVIDIA
-# DCGM exporter (GPU memory), kube-state-metrics (replicas), KEDA's operator metrics.
-EXTERNAL = ("up", "ALERTS", "DCGM_FI_", "kube_", "keda_", "harclip:")
+# DCGM exporter (GPU memory), kube-state-metrics (replicas), KEDA's operator metrics, Strimzi's
+# Kafka exporter (consumer-group lag as the brokers see it).
+EXTERNAL = ("up", "ALERTS", "DCGM_FI_", "kube_", "keda_", "kafka_consumergroup_", "harclip:")
 _SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created")
 # Grafana's variables, replaced by something promtool parses
 _VARIABLES = {
@@ -80,10 +81,34 @@ def check_rules(root: Path) -> list[str]:
         if code:
             problems.append(f"promtool test rules {test.name}: {out}")
     problems += _check_config(root, promtool)
+    problems += [
+        f"{RULES}: {p}" for p in namespace_problems(yaml.safe_load((root / RULES).read_text()))
+    ]
     deployed = yaml.safe_load((root / PROMETHEUS_RULE).read_text())
     if deployed != prometheus_rule(root / RULES):
         problems.append(f"{PROMETHEUS_RULE} differs from {RULES}: run "
                         "`python -m infra.validate --write-prometheusrule`")  # fmt: skip
+    return problems
+
+
+_AGGREGATION = re.compile(
+    r"\b(sum|avg|min|max|count|topk|bottomk|quantile)\s*(by\s*\(([^)]*)\))?\s*\("
+)
+
+
+def namespace_problems(rules: dict[str, Any]) -> list[str]:
+    """Every aggregation over harclip's series keeps `namespace` (`by (namespace, ...)`): dev and
+    prod may share a Prometheus, and a sum over both hides one behind the other."""
+    problems: list[str] = []
+    for group in rules.get("groups", []):
+        for rule in group.get("rules", []):
+            expr = str(rule.get("expr", ""))
+            if "harclip" not in expr:
+                continue
+            for m in _AGGREGATION.finditer(expr):
+                if m[3] is None or "namespace" not in m[3].replace(" ", "").split(","):
+                    name = rule.get("record") or rule.get("alert")
+                    problems.append(f"{name}: `{m[0].strip()}` aggregates across namespaces")
     return problems
 
 

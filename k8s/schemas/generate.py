@@ -45,6 +45,8 @@ SOURCES: tuple[tuple[str, str, str], ...] = (
     ("kubeflow/training-operator", "v1.9.0", "manifests/base/crds/kubeflow.org_pytorchjobs.yaml"),
     ("argoproj/argo-cd", "v3.5.1", "manifests/crds/application-crd.yaml"),
     ("argoproj/argo-cd", "v3.5.1", "manifests/crds/appproject-crd.yaml"),
+    ("external-secrets/external-secrets", "v2.9.0",
+     "config/crds/bases/external-secrets.io_externalsecrets.yaml"),
 )  # fmt: skip
 
 OUT = Path(__file__).parent / "crds"
