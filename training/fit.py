@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import orjson
 import torch
 from torch import nn
 
+from harclip.model.head import Head
 from training import progress
 from training.checkpoint import Checkpointer, TrainState, full_model_state
 from training.config import Config
@@ -34,7 +35,7 @@ from training.metrics import classification_metrics, cross_entropy
 from training.model import base_model, classifier, zero_shot_head
 from training.optim import make_optimizer, make_scheduler
 from training.resume import resume
-from training.tracking import start_trackers
+from training.tracking import Trackers, start_trackers
 
 
 @dataclass(frozen=True)
@@ -50,112 +51,145 @@ def finetune(cfg: Config, *, show: bool = True) -> FitResult:
     d = setup(cfg.train.strategy, cfg.train.device, cfg.train.threads)
     show = show and d.is_main
     try:
-        return _Run(cfg, d, show).run()
+        torch.manual_seed(cfg.train.seed)
+        parts = _build(cfg, d, show)
+        state = resume(
+            parts.ckpt, cfg, d, train_fingerprint=parts.manifest.fingerprint("train"),
+            model=parts.model, optimizer=parts.optimizer, scheduler=parts.scheduler,
+            scaler=parts.scaler, total_steps=parts.total_steps, show=show,
+        )  # fmt: skip
+        trackers = start_trackers(
+            cfg.tracking, is_main=d.is_main, output=cfg.output,
+            run_name=cfg.tracking.run_name or cfg.output.name,
+            resume=state.tracking, config=cfg.dump(),
+        )  # fmt: skip
+        ok = False
+        try:
+            state.tracking = trackers.ids()
+            trackers.log_params(cfg.dump() | {"data_summary": data_summary(parts.manifest)})
+            run = _Run(cfg, d, show, parts, state, trackers)
+            run.train()
+            result = run.finish()
+            ok = True
+            return result
+        finally:
+            trackers.finish(ok)
     finally:
         teardown(d)
 
 
+@dataclass
+class _Parts:
+    """What one training run is made of, built before its first step."""
+
+    manifest: Manifest
+    base: str  # the CLIP folder the model starts from
+    image_size: int
+    head0: Head  # the zero-shot head the classifier starts from
+    model: nn.Module  # wrapped for the strategy (DDP / FSDP)
+    amp: torch.dtype | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    plan: BatchPlan
+    loader: Iterable[Any]
+    total_steps: int
+    ckpt: Checkpointer
+
+
+def _build(cfg: Config, d: Dist, show: bool) -> _Parts:
+    """The split, the model (wrapped), its optimizer and schedule, the data and the
+    checkpointer of a run."""
+    t = cfg.train
+    amp = amp_dtype(t.amp, d.device, d.strategy)
+    manifest = _manifest(cfg, d, show)
+    base = _base_model(cfg, d)
+    from harclip.clip.load import load_clip
+
+    clip = load_clip(base)
+    head0 = zero_shot_head(clip, manifest.classes)
+    model = classifier(clip, head0)
+    image_size = clip.image_size
+    del clip  # the text tower is not trained: do not keep it in memory
+    if t.mode == "linear-probe":
+        model.encoder.requires_grad_(False)
+    num_layers = model.num_layers
+    wrapped = wrap(model, d, amp if d.strategy == "fsdp" else None)
+    head_lr = t.head_lr or (t.lr if t.mode == "linear-probe" else 10 * t.lr)
+    optimizer = make_optimizer(
+        wrapped, num_layers,
+        lr=t.lr, head_lr=head_lr, llrd=t.llrd, weight_decay=t.weight_decay,
+    )  # fmt: skip
+    train_files = manifest.paths("train")
+    plan = BatchPlan(
+        len(train_files), t.batch_size,
+        world=d.world, rank=d.rank, accum=t.grad_accum, seed=t.seed,
+    )  # fmt: skip
+    dataset = TrainImages(train_files, manifest.label_ids("train"), image_size,
+                          cfg.augment, t.seed)  # fmt: skip
+    total_steps = t.epochs * plan.steps_per_epoch
+    scheduler = make_scheduler(
+        optimizer, total_steps, int(t.warmup_fraction * total_steps), t.min_lr_ratio
+    )
+    sharded = d.strategy == "fsdp" and t.fsdp_state_dict == "sharded"
+    return _Parts(
+        manifest=manifest, base=base, image_size=image_size, head0=head0, model=wrapped,
+        amp=amp, optimizer=optimizer, scheduler=scheduler,
+        scaler=torch.amp.GradScaler(d.device.type, enabled=amp == torch.float16),
+        plan=plan, loader=train_loader(dataset, plan, cfg.data.workers), total_steps=total_steps,
+        ckpt=Checkpointer(cfg.output / "checkpoints", d, sharded=sharded,
+                          keep=t.keep_checkpoints),
+    )  # fmt: skip
+
+
+def _manifest(cfg: Config, d: Dist, show: bool) -> Manifest:
+    """Rank 0 prepares the split (or reads the given one); the others read what it wrote."""
+    path = None
+    if d.is_main:
+        _, path = prepared_manifest(cfg, show=show)
+    path = d.broadcast(path)
+    from training.data.split import load_manifest
+
+    manifest = load_manifest(path)
+    if not manifest.items("train"):
+        raise TrainingError(f"the train split of {path} is empty")
+    return manifest
+
+
+def _base_model(cfg: Config, d: Dist) -> str:
+    name = None
+    if d.is_main:
+        name = base_model(cfg.model, cfg.output / "base-model", cfg.train.seed)
+    return str(d.broadcast(name))
+
+
 class _Run:
-    def __init__(self, cfg: Config, d: Dist, show: bool) -> None:
+    """The training loop and what follows it, over the parts `_build` made."""
+
+    def __init__(
+        self, cfg: Config, d: Dist, show: bool, parts: _Parts, state: TrainState, trackers: Trackers
+    ) -> None:
         self.cfg, self.d, self.show = cfg, d, show
         self.out = cfg.output
         self.t = cfg.train
-        self.amp = amp_dtype(self.t.amp, d.device, d.strategy)
-
-    # --- set-up --------------------------------------------------------------------------------
-
-    def run(self) -> FitResult:
-        torch.manual_seed(self.t.seed)
-        self.manifest = self._manifest()
-        self.base = self._base_model()
-        from harclip.clip.load import load_clip
-
-        clip = load_clip(self.base)
-        self.image_size = clip.image_size
-        self.head0 = zero_shot_head(clip, self.manifest.classes)
-        model = classifier(clip, self.head0)
-        del clip  # the text tower is not trained: do not keep it in memory
-        if self.t.mode == "linear-probe":
-            model.encoder.requires_grad_(False)
-        self.num_layers = model.num_layers
-        self.model = wrap(model, self.d, self.amp if self.d.strategy == "fsdp" else None)
-        head_lr = self.t.head_lr or (self.t.lr if self.t.mode == "linear-probe" else 10 * self.t.lr)
-        self.optimizer = make_optimizer(
-            self.model, self.num_layers,
-            lr=self.t.lr, head_lr=head_lr, llrd=self.t.llrd, weight_decay=self.t.weight_decay,
-        )  # fmt: skip
-        train_files = self.manifest.paths("train")
-        self.plan = BatchPlan(
-            len(train_files), self.t.batch_size,
-            world=self.d.world, rank=self.d.rank, accum=self.t.grad_accum, seed=self.t.seed,
-        )  # fmt: skip
-        dataset = TrainImages(train_files, self.manifest.label_ids("train"), self.image_size,
-                              self.cfg.augment, self.t.seed)  # fmt: skip
-        self.loader = train_loader(dataset, self.plan, self.cfg.data.workers)
-        self.total_steps = self.t.epochs * self.plan.steps_per_epoch
-        warmup = int(self.t.warmup_fraction * self.total_steps)
-        self.scheduler = make_scheduler(
-            self.optimizer, self.total_steps, warmup, self.t.min_lr_ratio
-        )
-        self.scaler = torch.amp.GradScaler(self.d.device.type, enabled=self.amp == torch.float16)
-        sharded = self.d.strategy == "fsdp" and self.t.fsdp_state_dict == "sharded"
-        self.ckpt = Checkpointer(
-            self.out / "checkpoints", self.d, sharded=sharded, keep=self.t.keep_checkpoints
-        )
-        self.state = resume(
-            self.ckpt, self.cfg, self.d, train_fingerprint=self.manifest.fingerprint("train"),
-            model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-            scaler=self.scaler, total_steps=self.total_steps, show=self.show,
-        )  # fmt: skip
-        self.trackers = start_trackers(
-            self.cfg.tracking, is_main=self.d.is_main, output=self.out,
-            run_name=self.cfg.tracking.run_name or self.out.name,
-            resume=self.state.tracking, config=self.cfg.dump(),
-        )  # fmt: skip
-        ok = False
-        try:
-            self.state.tracking = self.trackers.ids()
-            self.trackers.log_params(
-                self.cfg.dump() | {"data_summary": data_summary(self.manifest)}
-            )
-            self._train()
-            result = self._finish()
-            ok = True
-            return result
-        finally:
-            self.trackers.finish(ok)
-
-    def _manifest(self) -> Manifest:
-        """Rank 0 prepares the split (or reads the given one); the others read what it wrote."""
-        path = None
-        if self.d.is_main:
-            _, path = prepared_manifest(self.cfg, show=self.show)
-        path = self.d.broadcast(path)
-        from training.data.split import load_manifest
-
-        manifest = load_manifest(path)
-        if not manifest.items("train"):
-            raise TrainingError(f"the train split of {path} is empty")
-        return manifest
-
-    def _base_model(self) -> str:
-        name = None
-        if self.d.is_main:
-            name = base_model(self.cfg.model, self.out / "base-model", self.t.seed)
-        return str(self.d.broadcast(name))
+        self.p = parts
+        self.amp = parts.amp
+        self.state = state
+        self.trackers = trackers
+        self.step_lr = 0.0  # the head's learning rate at the last step (logged)
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def _train(self) -> None:
+    def train(self) -> None:
         s, t = self.state, self.t
-        steps_per_epoch = self.plan.steps_per_epoch
-        stop_at = min(self.total_steps, t.max_steps or self.total_steps)
+        steps_per_epoch = self.p.plan.steps_per_epoch
+        stop_at = min(self.p.total_steps, t.max_steps or self.p.total_steps)
         if s.global_step >= stop_at or s.stopped_early:
             return
         progress.say(
             f"train: {self.t.mode} on {self.d.world} × {self.d.device} ({self.d.strategy}), "
-            f"{self.plan.n} images, {steps_per_epoch} steps/epoch × {t.epochs} epochs, "
-            f"batch {t.batch_size} (micro {self.plan.micro} × accum {t.grad_accum} × "
+            f"{self.p.plan.n} images, {steps_per_epoch} steps/epoch × {t.epochs} epochs, "
+            f"batch {t.batch_size} (micro {self.p.plan.micro} × accum {t.grad_accum} × "
             f"{self.d.world} ranks), amp {self.amp or 'off'}", enabled=self.show,
         )  # fmt: skip
         with progress.bar("train", stop_at, enabled=self.show) as advance:
@@ -178,11 +212,11 @@ class _Run:
     def _epoch(self, epoch: int, stop_at: int, advance: Any) -> bool:
         """Train the rest of `epoch`; False when `stop_at` came first."""
         s, t = self.state, self.t
-        self.plan.set_epoch(epoch, s.step_in_epoch)
-        batches = iter(self.loader)
+        self.p.plan.set_epoch(epoch, s.step_in_epoch)
+        batches = iter(self.p.loader)
         start = time.perf_counter()
         loss_sum, correct, seen, steps = 0.0, 0, 0, 0
-        for step in range(s.step_in_epoch, self.plan.steps_per_epoch):
+        for step in range(s.step_in_epoch, self.p.plan.steps_per_epoch):
             if s.global_step >= stop_at:
                 return False
             loss, hits, n, grad_norm = self._step(batches)
@@ -194,7 +228,7 @@ class _Run:
                     "train/loss": self.d.mean(loss),
                     "train/lr": self.step_lr,
                     "train/grad_norm": grad_norm,
-                    "epoch": epoch + step / self.plan.steps_per_epoch,
+                    "epoch": epoch + step / self.p.plan.steps_per_epoch,
                 }
                 self.trackers.log_metrics(metrics, s.global_step)
             advance(1, info=f"epoch {epoch + 1}/{t.epochs} loss {loss:.3f}")
@@ -213,8 +247,8 @@ class _Run:
 
     def _step(self, batches: Iterator[Any]) -> tuple[float, int, int, float]:
         """One optimizer step over `grad_accum` micro-batches: (loss, hits, images, grad norm)."""
-        t, model = self.t, self.model
-        self.optimizer.zero_grad(set_to_none=True)
+        t, model = self.t, self.p.model
+        self.p.optimizer.zero_grad(set_to_none=True)
         loss_total, hits, n = 0.0, 0, 0
         for k in range(t.grad_accum):
             images, labels = next(batches)
@@ -228,26 +262,26 @@ class _Run:
                         )
                         / t.grad_accum
                     )
-                self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+                self.p.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
             loss_total += float(loss.item())
             hits += int((logits.argmax(dim=1) == labels).sum().item())
             n += len(labels)
         grad_norm = 0.0
         if t.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
+            self.p.scaler.unscale_(self.p.optimizer)
             params = [p for p in model.parameters() if p.requires_grad]
             norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
             grad_norm = float(_full(norm))
-        self.step_lr = float(self.optimizer.param_groups[-1]["lr"])  # the head's (last group)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        self.step_lr = float(self.p.optimizer.param_groups[-1]["lr"])  # the head's (last group)
+        self.p.scaler.step(self.p.optimizer)
+        self.p.scaler.update()
+        self.p.scheduler.step()
         return loss_total, hits, n, grad_norm
 
     def _sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
         """DDP: all-reduce gradients only on the last micro-batch of a step."""
         if self.d.strategy == "ddp" and not last:
-            return self.model.no_sync()  # type: ignore[operator,no-any-return]
+            return self.p.model.no_sync()  # type: ignore[operator,no-any-return]
         return contextlib.nullcontext()
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -259,20 +293,20 @@ class _Run:
         """Validate, keep the best weights, log, checkpoint; True to stop early."""
         s = self.state
         record = s.history[-1]
-        val_files = self.manifest.paths("val")
+        val_files = self.p.manifest.paths("val")
         if val_files:
             logits = predict_model(
-                self._eval_model(), val_files, image_size=self.image_size,
+                self._eval_model(), val_files, image_size=self.p.image_size,
                 batch=self.t.eval_batch_size, d=self.d, amp=self.amp,
             )  # fmt: skip
-            labels = np.array(self.manifest.label_ids("val"))
-            probs = predictions_from_logits(logits, self.manifest, "val").probs
-            m = classification_metrics(probs, labels, self.manifest.classes)
+            labels = np.array(self.p.manifest.label_ids("val"))
+            probs = predictions_from_logits(logits, self.p.manifest, "val").probs
+            m = classification_metrics(probs, labels, self.p.manifest.classes)
             record |= {"val_loss": cross_entropy(logits, labels), "val_accuracy": m["accuracy"],
                        "val_macro_f1": m["macro_f1"]}  # fmt: skip
             if s.best is None or m["accuracy"] > s.best:
                 s.best, s.best_step, s.bad_epochs = m["accuracy"], s.global_step, 0
-                self.ckpt.save_best(self.model)
+                self.p.ckpt.save_best(self.p.model)
             else:
                 s.bad_epochs += 1
         self.trackers.log_metrics({k: float(v) for k, v in record.items() if k != "step"},
@@ -285,17 +319,17 @@ class _Run:
         return stop
 
     def _eval_model(self) -> nn.Module:
-        return unwrap(self.model) if self.d.strategy == "ddp" else self.model
+        return unwrap(self.p.model) if self.d.strategy == "ddp" else self.p.model
 
     def _checkpoint(self) -> None:
         trainer = {
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "scheduler": self.p.scheduler.state_dict(),
+            "scaler": self.p.scaler.state_dict() if self.p.scaler.is_enabled() else None,
             "config": self.cfg.dump(),
-            "train_fingerprint": self.manifest.fingerprint("train"),
+            "train_fingerprint": self.p.manifest.fingerprint("train"),
             "rng": torch.get_rng_state(),
         }
-        self.ckpt.save(self.model, self.optimizer, trainer, self.state)
+        self.p.ckpt.save(self.p.model, self.p.optimizer, trainer, self.state)
 
     def _write_history(self) -> None:
         """`history.jsonl` and `history.csv` (for `dvc plots`): one row per epoch."""
@@ -311,33 +345,33 @@ class _Run:
 
     # --- after training (rank 0) ---------------------------------------------------------------
 
-    def _finish(self) -> FitResult:
+    def finish(self) -> FitResult:
         s = self.state
-        weights = full_model_state(self.model, self.d)  # collective under FSDP
+        weights = full_model_state(self.p.model, self.d)  # collective under FSDP
         self.d.barrier()
         if not self.d.is_main:
             return FitResult(state=s)
-        best = self.ckpt.load_best() if self.manifest.items("val") else None
+        best = self.p.ckpt.load_best() if self.p.manifest.items("val") else None
         if best is not None:
             weights = best
         from harclip.clip.load import load_clip
 
-        clip = load_clip(self.base)
-        final = classifier(clip, self.head0)
+        clip = load_clip(self.p.base)
+        final = classifier(clip, self.p.head0)
         final.load_state_dict(weights)
         if self.t.wise_alpha is not None:
-            final = wise_ft(final, self.base, self.head0, self.t.wise_alpha, show=self.show)
+            final = wise_ft(final, self.p.base, self.p.head0, self.t.wise_alpha, show=self.show)
         model_dir = self.out / "model"
         from training.model import save_trained
 
-        meta = model_meta(self.cfg, self.d, s, self.manifest, restored_best=best is not None)
+        meta = model_meta(self.cfg, self.d, s, self.p.manifest, restored_best=best is not None)
         with progress.step(f"save the trained model -> {model_dir}", enabled=self.show):
-            save_trained(model_dir, clip, final.head(self.manifest.classes, version=1), meta)
+            save_trained(model_dir, clip, final.head(self.p.manifest.classes, version=1), meta)
         metrics = None
-        if self.t.final_eval and self.manifest.items("test"):
+        if self.t.final_eval and self.p.manifest.items("test"):
             metrics = final_eval(
-                final, self.manifest, self.out, self.trackers, device=self.d.device,
-                image_size=self.image_size, batch=self.t.eval_batch_size, amp=self.amp,
+                final, self.p.manifest, self.out, self.trackers, device=self.d.device,
+                image_size=self.p.image_size, batch=self.t.eval_batch_size, amp=self.amp,
                 step=s.global_step, show=self.show,
             )  # fmt: skip
         bundle = None
@@ -345,7 +379,7 @@ class _Run:
             from training.export import export_trained
 
             bundle = export_trained(model_dir, self.out / "bundle", self.cfg.export,
-                                    metrics=metrics and manifest_metrics(self.manifest, metrics),
+                                    metrics=metrics and manifest_metrics(self.p.manifest, metrics),
                                     show=self.show).path  # fmt: skip
             self.trackers.log_artifacts(bundle, "bundle")
             progress.say(f"[green]bundle written to {bundle}[/]", enabled=self.show)
