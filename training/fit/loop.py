@@ -1,9 +1,6 @@
-"""`finetune`: the training task. Linear probe or full fine-tuning of the CLIP image tower with a
-text-initialised head, on one process, DDP or FSDP; gradient accumulation, clipping, AMP,
-warm-up + cosine with LLRD, early stopping on validation accuracy, resumable checkpoints,
-WiSE-FT, tracking on rank 0. Rank 0 then saves `OUTPUT/model`, evaluates it on the test split
-(`OUTPUT/eval`) and exports `OUTPUT/bundle`.
-"""
+"""The fine-tuning loop: the parts of a run (`build_parts`: the split, the wrapped model, its
+optimizer and schedule, the data, the checkpointer) and `FitLoop`, which trains them epoch by
+epoch with gradient accumulation, clipping, AMP, validation, early stopping and checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +9,6 @@ import csv
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,64 +18,22 @@ from torch import nn
 
 from harclip.model.head import Head
 from training import progress
-from training.checkpoint import Checkpointer, TrainState, full_model_state
 from training.config import Config
 from training.data.loader import BatchPlan, TrainImages, train_loader
 from training.data.prepare import prepared_manifest
 from training.data.split import Manifest
-from training.distributed import Dist, amp_dtype, setup, teardown, unwrap, wrap
 from training.errors import TrainingError
-from training.evaluate import predict_model, predictions_from_logits
-from training.finish import data_summary, final_eval, manifest_metrics, model_meta, wise_ft
-from training.metrics import classification_metrics, cross_entropy
-from training.model import base_model, classifier, zero_shot_head
-from training.optim import make_optimizer, make_scheduler
-from training.resume import resume
-from training.tracking import Trackers, start_trackers
-
-
-@dataclass(frozen=True)
-class FitResult:
-    state: TrainState
-    model_dir: Path | None = None  # rank 0
-    metrics: dict[str, Any] | None = None  # test report (rank 0, when train.final_eval)
-    bundle: Path | None = None  # rank 0, when export.after_train
-
-
-def finetune(cfg: Config, *, show: bool = True) -> FitResult:
-    """Run (or resume) the training described by `cfg` into `cfg.output`."""
-    d = setup(cfg.train.strategy, cfg.train.device, cfg.train.threads)
-    show = show and d.is_main
-    try:
-        torch.manual_seed(cfg.train.seed)
-        parts = _build(cfg, d, show)
-        state = resume(
-            parts.ckpt, cfg, d, train_fingerprint=parts.manifest.fingerprint("train"),
-            model=parts.model, optimizer=parts.optimizer, scheduler=parts.scheduler,
-            scaler=parts.scaler, total_steps=parts.total_steps, show=show,
-        )  # fmt: skip
-        trackers = start_trackers(
-            cfg.tracking, is_main=d.is_main, output=cfg.output,
-            run_name=cfg.tracking.run_name or cfg.output.name,
-            resume=state.tracking, config=cfg.dump(),
-        )  # fmt: skip
-        ok = False
-        try:
-            state.tracking = trackers.ids()
-            trackers.log_params(cfg.dump() | {"data_summary": data_summary(parts.manifest)})
-            run = _Run(cfg, d, show, parts, state, trackers)
-            run.train()
-            result = run.finish()
-            ok = True
-            return result
-        finally:
-            trackers.finish(ok)
-    finally:
-        teardown(d)
+from training.evaluation.metrics import classification_metrics, cross_entropy
+from training.evaluation.predict import predict_model, predictions_from_logits
+from training.fit.checkpoint import Checkpointer, TrainState
+from training.fit.distributed import Dist, amp_dtype, unwrap, wrap
+from training.fit.optim import make_optimizer, make_scheduler
+from training.fit.tracking import Trackers
+from training.model.classifier import base_model, classifier, zero_shot_head
 
 
 @dataclass
-class _Parts:
+class Parts:
     """What one training run is made of, built before its first step."""
 
     manifest: Manifest
@@ -97,7 +51,7 @@ class _Parts:
     ckpt: Checkpointer
 
 
-def _build(cfg: Config, d: Dist, show: bool) -> _Parts:
+def build_parts(cfg: Config, d: Dist, show: bool) -> Parts:
     """The split, the model (wrapped), its optimizer and schedule, the data and the
     checkpointer of a run."""
     t = cfg.train
@@ -132,7 +86,7 @@ def _build(cfg: Config, d: Dist, show: bool) -> _Parts:
         optimizer, total_steps, int(t.warmup_fraction * total_steps), t.min_lr_ratio
     )
     sharded = d.strategy == "fsdp" and t.fsdp_state_dict == "sharded"
-    return _Parts(
+    return Parts(
         manifest=manifest, base=base, image_size=image_size, head0=head0, model=wrapped,
         amp=amp, optimizer=optimizer, scheduler=scheduler,
         scaler=torch.amp.GradScaler(d.device.type, enabled=amp == torch.float16),
@@ -163,11 +117,11 @@ def _base_model(cfg: Config, d: Dist) -> str:
     return str(d.broadcast(name))
 
 
-class _Run:
+class FitLoop:
     """The training loop and what follows it, over the parts `_build` made."""
 
     def __init__(
-        self, cfg: Config, d: Dist, show: bool, parts: _Parts, state: TrainState, trackers: Trackers
+        self, cfg: Config, d: Dist, show: bool, parts: Parts, state: TrainState, trackers: Trackers
     ) -> None:
         self.cfg, self.d, self.show = cfg, d, show
         self.out = cfg.output
@@ -344,46 +298,6 @@ class _Run:
             writer.writerows(rows)
 
     # --- after training (rank 0) ---------------------------------------------------------------
-
-    def finish(self) -> FitResult:
-        s = self.state
-        weights = full_model_state(self.p.model, self.d)  # collective under FSDP
-        self.d.barrier()
-        if not self.d.is_main:
-            return FitResult(state=s)
-        best = self.p.ckpt.load_best() if self.p.manifest.items("val") else None
-        if best is not None:
-            weights = best
-        from harclip.clip.load import load_clip
-
-        clip = load_clip(self.p.base)
-        final = classifier(clip, self.p.head0)
-        final.load_state_dict(weights)
-        if self.t.wise_alpha is not None:
-            final = wise_ft(final, self.p.base, self.p.head0, self.t.wise_alpha, show=self.show)
-        model_dir = self.out / "model"
-        from training.model import save_trained
-
-        meta = model_meta(self.cfg, self.d, s, self.p.manifest, restored_best=best is not None)
-        with progress.step(f"save the trained model -> {model_dir}", enabled=self.show):
-            save_trained(model_dir, clip, final.head(self.p.manifest.classes, version=1), meta)
-        metrics = None
-        if self.t.final_eval and self.p.manifest.items("test"):
-            metrics = final_eval(
-                final, self.p.manifest, self.out, self.trackers, device=self.d.device,
-                image_size=self.p.image_size, batch=self.t.eval_batch_size, amp=self.amp,
-                step=s.global_step, show=self.show,
-            )  # fmt: skip
-        bundle = None
-        if self.cfg.export.after_train:
-            from training.export import export_trained
-
-            bundle = export_trained(model_dir, self.out / "bundle", self.cfg.export,
-                                    metrics=metrics and manifest_metrics(self.p.manifest, metrics),
-                                    show=self.show).path  # fmt: skip
-            self.trackers.log_artifacts(bundle, "bundle")
-            progress.say(f"[green]bundle written to {bundle}[/]", enabled=self.show)
-        return FitResult(state=s, model_dir=model_dir, metrics=metrics, bundle=bundle)
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
