@@ -13,15 +13,13 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from api.auth import Authenticator
-from api.clients import Clients, FeedKind
+from api.clients import Clients
 from api.control import Control
 from api.metrics import ApiMetrics
 from api.overload import ConcurrencyLimit
-from api.predictor import Predictor, Scored, space_of
+from api.predictor import Predictor, space_of
 from harclip.config import Settings
 from harclip.model.bundle import Bundle
-
-__all__ = ["FeedKind", "Runtime", "Scored"]
 
 
 class Runtime:

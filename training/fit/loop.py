@@ -118,7 +118,9 @@ def _base_model(cfg: Config, d: Dist) -> str:
 
 
 class FitLoop:
-    """The training loop and what follows it, over the parts `_build` made."""
+    """The training loop over the parts `build_parts` made: epochs of steps, validation, the best
+    weights, checkpoints and history. `train()` runs (or resumes) it; the finetune command then
+    saves, evaluates and exports."""
 
     def __init__(
         self, cfg: Config, d: Dist, show: bool, parts: Parts, state: TrainState, trackers: Trackers
