@@ -7,7 +7,7 @@ route takes only the parts it needs as FastAPI dependencies (`PredictorDep`, `Cl
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
@@ -19,7 +19,9 @@ from api.metrics import ApiMetrics
 from api.overload import ConcurrencyLimit
 from api.predictor import Predictor, space_of
 from harclip.config import Settings
-from harclip.model.bundle import Bundle
+
+if TYPE_CHECKING:
+    from harclip.model.bundle import Bundle
 
 
 class Runtime:
