@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from api.auth import requires
 from api.errors import error_responses
 from api.gate import GatedRoute
-from api.runtime import RuntimeDep
+from api.runtime import ClientsDep, ControlDep, SettingsDep
 from api.streams import Cursor, EndMs, LabelQ, PageSize, StartMs, StreamId, StreamIdQ
 from harclip.control import RULES_KEY, publish
 from harclip.messages import EventType, Severity, StreamAction, StreamStats, now_ms
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
     responses=error_responses(401, 403, 422, 429, 503),
 )
 async def list_events(
-    rt: RuntimeDep,
+    clients: ClientsDep,
+    settings: SettingsDep,
     stream_id: StreamIdQ = None,
     type: Annotated[EventType | None, Query(description="only this event type")] = None,
     label: LabelQ = None,
@@ -46,8 +47,8 @@ async def list_events(
     from harclip.io import search
 
     return await search.events(
-        await rt.search_client(),
-        rt.settings.elasticsearch,
+        await clients.search_client(),
+        settings.elasticsearch,
         stream_id=stream_id,
         type_=type,
         label=label,
@@ -66,12 +67,14 @@ async def list_events(
     dependencies=[Depends(requires("read"))],
     responses=error_responses(401, 403, 404, 422, 429, 503),
 )
-async def stream_action(stream_id: StreamId, rt: RuntimeDep) -> StreamAction:
+async def stream_action(
+    stream_id: StreamId, clients: ClientsDep, settings: SettingsDep
+) -> StreamAction:
     """The label of the stream's open segment and since when, or state `down`; 404 when the
     events app has not seen the stream (or does not run)."""
     from harclip.io.events import read_action
 
-    action = await read_action(rt.redis(), rt.settings.redis, stream_id)
+    action = await read_action(clients.redis(), settings.redis, stream_id)
     if action is None:
         raise ApiError(404, "not_found", f"no action for stream {stream_id!r} (events app)")
     return action
@@ -84,10 +87,12 @@ async def stream_action(stream_id: StreamId, rt: RuntimeDep) -> StreamAction:
     dependencies=[Depends(requires("read"))],
     responses=error_responses(401, 403, 404, 422, 429, 503),
 )
-async def stream_stats(stream_id: StreamId, rt: RuntimeDep) -> StreamStats:
+async def stream_stats(
+    stream_id: StreamId, clients: ClientsDep, settings: SettingsDep
+) -> StreamStats:
     from harclip.io.events import read_stats
 
-    stats = await read_stats(rt.redis(), rt.settings.redis, stream_id)
+    stats = await read_stats(clients.redis(), settings.redis, stream_id)
     if stats is None:
         raise ApiError(404, "not_found", f"no statistics for stream {stream_id!r} (events app)")
     return stats
@@ -107,14 +112,14 @@ def _doc(rules: tuple[Rules, int] | None) -> RulesDoc:
     dependencies=[Depends(requires("read"))],
     responses=error_responses(401, 403, 429, 503),
 )
-async def get_rules(rt: RuntimeDep) -> RulesDoc:
+async def get_rules(control: ControlDep, settings: SettingsDep) -> RulesDoc:
     """The newest valid rules published on `harclip.control` (`published: false` when none
     was: the events app then uses its rules file)."""
-    if not rt.settings.api.follow_control:
+    if not settings.api.follow_control:
         from harclip.rules import read_published_rules
 
-        return _doc(await read_published_rules(rt.settings.kafka))
-    return _doc(rt.rules)
+        return _doc(await read_published_rules(settings.kafka))
+    return _doc(control.rules)
 
 
 @router.put(
@@ -124,7 +129,9 @@ async def get_rules(rt: RuntimeDep) -> RulesDoc:
     dependencies=[Depends(requires("admin"))],
     responses=error_responses(401, 403, 422, 429, 503),
 )
-async def put_rules(body: RulesRequest, rt: RuntimeDep) -> RulesDoc:
+async def put_rules(
+    body: RulesRequest, clients: ClientsDep, control: ControlDep, settings: SettingsDep
+) -> RulesDoc:
     """Checks the rules as the events app checks its file (422 `invalid_rules` naming the rule
     and the field) and publishes them on `harclip.control`; every events app applies them."""
     try:
@@ -132,7 +139,7 @@ async def put_rules(body: RulesRequest, rt: RuntimeDep) -> RulesDoc:
     except RulesError as e:
         raise ApiError(422, "invalid_rules", str(e)) from None
     updated_at = now_ms()
-    await publish(await rt.producer(), rt.settings.kafka, RULES_KEY, rules.to_control(updated_at))
-    rt.rules = (rules, updated_at)
+    await publish(await clients.producer(), settings.kafka, RULES_KEY, rules.to_control(updated_at))
+    control.rules = (rules, updated_at)
     log.info("%d alert rules published", len(rules.rules))
-    return _doc(rt.rules)
+    return _doc(control.rules)

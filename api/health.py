@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import harclip
-from api.auth import Principal, key_from, peer_of
+from api.auth import Authenticator, Principal, key_from, peer_of
+from api.clients import Clients
 from api.gate import GatedRoute
-from api.runtime import Runtime, RuntimeDep
+from api.runtime import AuthDep, ClientsDep, MetricsDep, PredictorDep, SettingsDep
 from harclip.wire import Health, Readiness, ServiceInfo
 
 router = APIRouter(tags=["service"], route_class=GatedRoute)
@@ -24,10 +25,10 @@ _CHECK_TIMEOUT_S = 2.0
 _PLAIN = frozenset({"ok", "not loaded"})  # check results any caller may read
 
 
-def _caller(request: Request, rt: Runtime) -> Principal | None:
+def _caller(request: Request, auth: Authenticator) -> Principal | None:
     """The caller's principal if it shows a valid key (these routes are open: a missing key is
     fine, an unknown one costs the client's address a token, as everywhere)."""
-    return rt.auth.peek(key_from(request.headers), peer_of(request.scope))
+    return auth.peek(key_from(request.headers), peer_of(request.scope))
 
 
 def _local_path(name: str) -> bool:
@@ -45,23 +46,25 @@ def _local_path(name: str) -> bool:
     response_model=ServiceInfo,
     summary="Service, model, engine and labels (labels only for callers who may read them)",
 )
-async def info(request: Request, rt: RuntimeDep) -> ServiceInfo:
+async def info(
+    request: Request, predictor: PredictorDep, auth: AuthDep, settings: SettingsDep
+) -> ServiceInfo:
     """Callers without read access (auth on, no valid key) get no labels; a base model loaded
     from a local path is named by its last folder only, unless the caller shows a valid key."""
-    m = rt.bundle.manifest
-    caller = _caller(request, rt)
+    m = predictor.bundle.manifest
+    caller = _caller(request, auth)
     base = m.base_model
     if caller is None and _local_path(base):
         base = "local:" + Path(base.replace("\\", "/")).name
     return ServiceInfo(
         service="harclip-api",
         version=getattr(harclip, "__version__", "0"),
-        model=rt.heads.current.model,
+        model=predictor.heads.current.model,
         base_model=base,
-        engine=rt.engine.name if rt.engine is not None else rt.settings.model.engine,
+        engine=predictor.engine.name if predictor.engine is not None else settings.model.engine,
         image_size=m.image_size,
-        labels=list(rt.heads.head.labels) if caller or not rt.auth.enabled else [],
-        auth=rt.auth.enabled,
+        labels=list(predictor.heads.head.labels) if caller or not auth.enabled else [],
+        auth=auth.enabled,
     )
 
 
@@ -70,13 +73,13 @@ async def health() -> Health:
     return Health(status="ok")
 
 
-async def _check(name: str, rt: Runtime) -> str:
+async def _check(name: str, clients: Clients) -> str:
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
             if name == "redis":
-                await rt.redis().ping()
+                await clients.redis().ping()
             elif name == "elasticsearch":
-                await rt.es().cluster.health()
+                await clients.es().cluster.health()
         return "ok"
     except TimeoutError:
         return f"no answer within {_CHECK_TIMEOUT_S:g} s"
@@ -90,26 +93,32 @@ async def _check(name: str, rt: Runtime) -> str:
     summary="Model loaded and dependencies reachable (503 otherwise)",
     responses={503: {"model": Readiness, "description": "not ready; `checks` says why"}},
 )
-async def ready(request: Request, rt: RuntimeDep) -> JSONResponse:
+async def ready(
+    request: Request,
+    predictor: PredictorDep,
+    clients: ClientsDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+) -> JSONResponse:
     """Each check is "ok" or why not; the reason's text (addresses, exception names) only for
     callers with a valid key, "unavailable" for others (the log has it too)."""
     names = [
         n
         for n, on in (
-            ("redis", rt.settings.redis.enabled),
-            ("elasticsearch", rt.settings.elasticsearch.enabled),
+            ("redis", settings.redis.enabled),
+            ("elasticsearch", settings.elasticsearch.enabled),
         )
         if on
     ]
-    results = await asyncio.gather(*(_check(n, rt) for n in names))
+    results = await asyncio.gather(*(_check(n, clients) for n in names))
     checks = {
-        "model": "ok" if rt.engine is not None else "not loaded",
+        "model": "ok" if predictor.engine is not None else "not loaded",
         **dict(zip(names, results, strict=True)),
     }
     ok = all(v == "ok" for v in checks.values())
     if not ok:
         log.warning("not ready: %s", checks)
-        if _caller(request, rt) is None:
+        if _caller(request, auth) is None:
             checks = {k: v if v in _PLAIN else "unavailable" for k, v in checks.items()}
     body = Readiness(ready=ok, checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
@@ -121,5 +130,5 @@ async def ready(request: Request, rt: RuntimeDep) -> JSONResponse:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
-async def metrics(rt: RuntimeDep) -> Response:
-    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(api_metrics: MetricsDep) -> Response:
+    return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends
 from api.auth import requires
 from api.errors import error_responses
 from api.gate import GatedRoute
-from api.runtime import Runtime, RuntimeDep
-from harclip.control import HEAD_KEY, publish
+from api.runtime import ClientsDep, PredictorDep, SettingsDep
+from harclip.control import HEAD_KEY, HeadHolder, publish
 from harclip.errors import MessageError
 from harclip.labels import prompts_for
 from harclip.model.head import next_version
@@ -23,8 +23,8 @@ router = APIRouter(tags=["labels"], route_class=GatedRoute)
 log = logging.getLogger(__name__)
 
 
-def _describe(rt: Runtime) -> LabelSet:
-    h = rt.heads.head
+def _describe(heads: HeadHolder) -> LabelSet:
+    h = heads.head
     return LabelSet(version=h.version, kind=h.kind, labels=list(h.labels), prompts=dict(h.prompts))
 
 
@@ -35,8 +35,8 @@ def _describe(rt: Runtime) -> LabelSet:
     dependencies=[Depends(requires("read"))],
     responses=error_responses(401, 403, 429),
 )
-async def get_labels(rt: RuntimeDep) -> LabelSet:
-    return _describe(rt)
+async def get_labels(predictor: PredictorDep) -> LabelSet:
+    return _describe(predictor.heads)
 
 
 @router.put(
@@ -46,7 +46,9 @@ async def get_labels(rt: RuntimeDep) -> LabelSet:
     dependencies=[Depends(requires("admin"))],
     responses=error_responses(401, 403, 422, 429, 503),
 )
-async def put_labels(body: LabelSetRequest, rt: RuntimeDep) -> LabelSet:
+async def put_labels(
+    body: LabelSetRequest, predictor: PredictorDep, clients: ClientsDep, settings: SettingsDep
+) -> LabelSet:
     """Builds a zero-shot head for the labels (a name without prompts gets the default prompt
     ensemble), publishes it to the workers and returns it with its new version."""
     from harclip.model.relabel import validate_label_set
@@ -68,8 +70,8 @@ async def put_labels(body: LabelSetRequest, rt: RuntimeDep) -> LabelSet:
         raise ApiError(422, "invalid_labels", str(e)) from None
     if len(label_set) != len(body.labels):
         raise ApiError(422, "invalid_labels", "label names must be unique")
-    encoder = await rt.text_encoder()
-    current = rt.heads.head
+    encoder = await predictor.text_encoder()
+    current = predictor.heads.head
     head = await asyncio.to_thread(
         build_head,
         encoder,
@@ -77,7 +79,7 @@ async def put_labels(body: LabelSetRequest, rt: RuntimeDep) -> LabelSet:
         logit_scale=current.logit_scale,
         version=next_version(current.version),  # unique across replicas; the largest wins
     )
-    await publish(await rt.producer(), rt.settings.kafka, HEAD_KEY, head.to_control())
-    rt.heads.offer(head)
+    await publish(await clients.producer(), settings.kafka, HEAD_KEY, head.to_control())
+    predictor.heads.offer(head)
     log.info("label set v%d published: %s", head.version, ", ".join(head.labels))
-    return _describe(rt)
+    return _describe(predictor.heads)

@@ -14,7 +14,8 @@ from api.auth import requires
 from api.errors import error_responses
 from api.gate import GatedRoute
 from api.overload import bounded
-from api.runtime import RuntimeDep, Scored
+from api.predictor import Scored
+from api.runtime import ClientsDep, PredictorDep, SettingsDep
 from harclip.wire import (
     ApiError,
     LabelScore,
@@ -65,16 +66,19 @@ def _response(s: Scored, start: float, filename: str | None) -> PredictResponse:
     summary="Predict the action in one image (base64 or URL)",
     responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
 )
-async def predict(body: PredictRequest, rt: RuntimeDep) -> PredictResponse:
+async def predict(
+    body: PredictRequest, predictor: PredictorDep, clients: ClientsDep, settings: SettingsDep
+) -> PredictResponse:
     """The top-k actions for an image sent as base64 (`image`) or fetched from a public
     http(s) URL (`image_url`; private, loopback and link-local addresses are refused)."""
     start = time.perf_counter()
     if body.image is not None:
-        data = await rt.in_pool(_b64, body.image)  # up to 20 MB of text: not on the event loop
+        # up to 20 MB of text: not on the event loop
+        data = await predictor.in_pool(_b64, body.image)
     else:
         assert body.image_url is not None
-        data = await rt.fetch_url(body.image_url)
-    (scored,) = await rt.predict([("image", data)], body.top_k or rt.settings.model.top_k)
+        data = await clients.fetch_url(body.image_url)
+    (scored,) = await predictor.predict([("image", data)], body.top_k or settings.model.top_k)
     return _response(scored, start, None)
 
 
@@ -85,7 +89,8 @@ async def predict(body: PredictRequest, rt: RuntimeDep) -> PredictResponse:
     responses=error_responses(401, 403, 413, 415, 422, 429, 503),
 )
 async def predict_image(
-    rt: RuntimeDep,
+    predictor: PredictorDep,
+    settings: SettingsDep,
     files: Annotated[
         list[UploadFile] | None, File(description="one or more image files (field `files`)")
     ] = None,
@@ -99,16 +104,16 @@ async def predict_image(
     uploads = [*(files or []), *([file] if file is not None else [])]
     if not uploads:
         raise ApiError(422, "invalid_request", "send at least one file in field 'files'")
-    if len(uploads) > rt.settings.api.max_upload_files:
+    if len(uploads) > settings.api.max_upload_files:
         raise ApiError(
             413,
             "too_many_files",
-            f"{len(uploads)} files; at most {rt.settings.api.max_upload_files} per request",
+            f"{len(uploads)} files; at most {settings.api.max_upload_files} per request",
         )
     images = []
     for i, up in enumerate(uploads):
         images.append((up.filename or f"file {i + 1}", await up.read()))
-    scored = await rt.predict(images, top_k or rt.settings.model.top_k)
+    scored = await predictor.predict(images, top_k or settings.model.top_k)
     return PredictManyResponse(
         results=[_response(s, start, up.filename) for s, up in zip(scored, uploads, strict=True)]
     )

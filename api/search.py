@@ -15,7 +15,7 @@ from api.auth import requires
 from api.errors import error_responses
 from api.gate import GatedRoute
 from api.overload import bounded
-from api.runtime import RuntimeDep
+from api.runtime import ClientsDep, PredictorDep, SettingsDep
 from api.streams import EndMs, LabelQ, MinScore, StartMs, StreamIdQ
 from harclip.wire import ApiError, SearchResponse
 
@@ -31,7 +31,9 @@ router = APIRouter(
     responses=error_responses(401, 403, 422, 429, 503),
 )
 async def search_text(
-    rt: RuntimeDep,
+    predictor: PredictorDep,
+    clients: ClientsDep,
+    settings: SettingsDep,
     q: Annotated[
         str,
         Query(
@@ -51,13 +53,13 @@ async def search_text(
     """Best matches first; `similarity` is the cosine of text and frame embeddings."""
     from harclip.io import search
 
-    encoder = await rt.text_encoder()
+    encoder = await predictor.text_encoder()
     vector = (await asyncio.to_thread(encoder.encode, [q]))[0]  # [1, D] -> [D]
     hits = await search.knn(
-        await rt.search_client(), rt.settings.elasticsearch, rt.space, vector, k=k,
+        await clients.search_client(), settings.elasticsearch, predictor.space, vector, k=k,
         stream_id=stream_id, start_ms=start_ms, end_ms=end_ms, label=label, min_score=min_score,
     )  # fmt: skip
-    return SearchResponse(query=q, space=rt.space.slug, hits=hits)
+    return SearchResponse(query=q, space=predictor.space.slug, hits=hits)
 
 
 @router.post(
@@ -68,7 +70,9 @@ async def search_text(
     responses=error_responses(401, 403, 404, 413, 415, 422, 429, 503),
 )
 async def search_similar(
-    rt: RuntimeDep,
+    predictor: PredictorDep,
+    clients: ClientsDep,
+    settings: SettingsDep,
     frame_id: Annotated[
         str | None,
         Query(min_length=1, max_length=64, description="a frame from the history (`frame_id`)"),
@@ -90,23 +94,23 @@ async def search_similar(
 
     if (frame_id is None) == (file is None):
         raise ApiError(422, "invalid_request", "give exactly one of 'frame_id' or a 'file'")
-    es = await rt.search_client()
+    es = await clients.search_client()
     if frame_id is not None:
-        found = await search.frame_embedding(es, rt.settings.elasticsearch, rt.space, frame_id)
+        found = await search.frame_embedding(es, settings.elasticsearch, predictor.space, frame_id)
         if found is None:
             raise ApiError(
                 404, "not_found",
-                f"frame {frame_id!r} is not in the history of model {rt.space.slug} (unknown, "
-                "removed by retention, or made by another model)",
+                f"frame {frame_id!r} is not in the history of model {predictor.space.slug} "
+                "(unknown, removed by retention, or made by another model)",
             )  # fmt: skip
         vector, query = found[1], f"frame:{frame_id}"
     else:
         assert file is not None
         name = file.filename or "file"
-        (scored,) = await rt.predict([(name, await file.read())], 1)
+        (scored,) = await predictor.predict([(name, await file.read())], 1)
         vector, query = scored.embedding, f"image:{name}"
     hits = await search.knn(
-        es, rt.settings.elasticsearch, rt.space, vector, k=k, stream_id=stream_id,
+        es, settings.elasticsearch, predictor.space, vector, k=k, stream_id=stream_id,
         start_ms=start_ms, end_ms=end_ms, label=label, min_score=min_score,
     )  # fmt: skip
-    return SearchResponse(query=query, space=rt.space.slug, hits=hits)
+    return SearchResponse(query=query, space=predictor.space.slug, hits=hits)

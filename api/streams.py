@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from api.auth import requires
 from api.errors import error_responses
 from api.gate import GatedRoute
-from api.runtime import RuntimeDep
+from api.runtime import ClientsDep, SettingsDep
 from harclip.errors import MessageError
 from harclip.ids import STREAM_ID_RULE, check_stream_id
 from harclip.wire import ApiError, Prediction, PredictionPage, StreamInfo, StreamList
@@ -84,13 +84,14 @@ MinScore = Annotated[float | None, Query(ge=0, le=1, description="only predictio
     responses=error_responses(401, 403, 429, 503),
 )
 async def list_streams(
-    rt: RuntimeDep,
+    clients: ClientsDep,
+    settings: SettingsDep,
     since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS, description="seen at or after")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> StreamList:
     from harclip.io import store
 
-    rows = await store.list_streams(rt.redis(), rt.settings.redis, since_ms=since_ms, limit=limit)
+    rows = await store.list_streams(clients.redis(), settings.redis, since_ms=since_ms, limit=limit)
     return StreamList(streams=[StreamInfo(stream_id=sid, last_seen=ms) for sid, ms in rows])
 
 
@@ -100,10 +101,10 @@ async def list_streams(
     summary="The latest prediction of a stream",
     responses=error_responses(401, 403, 404, 422, 429, 503),
 )
-async def latest(stream_id: StreamId, rt: RuntimeDep) -> Prediction:
+async def latest(stream_id: StreamId, clients: ClientsDep, settings: SettingsDep) -> Prediction:
     from harclip.io import store
 
-    pred = await store.read_latest(rt.redis(), rt.settings.redis, stream_id)
+    pred = await store.read_latest(clients.redis(), settings.redis, stream_id)
     if pred is None:
         raise ApiError(404, "not_found", f"no prediction for stream {stream_id!r}")
     return pred
@@ -118,11 +119,11 @@ async def latest(stream_id: StreamId, rt: RuntimeDep) -> Prediction:
         **error_responses(401, 403, 404, 422, 429, 503),
     },
 )
-async def frame(stream_id: StreamId, rt: RuntimeDep) -> Response:
+async def frame(stream_id: StreamId, clients: ClientsDep, settings: SettingsDep) -> Response:
     from harclip.io import store
     from harclip.model.imageio import sniff_format
 
-    data = await store.read_frame(rt.redis(), rt.settings.redis, stream_id)
+    data = await store.read_frame(clients.redis(), settings.redis, stream_id)
     if data is None:
         raise ApiError(404, "not_found", f"no recent frame for stream {stream_id!r}")
     fmt = sniff_format(data) or "jpeg"
@@ -137,7 +138,8 @@ async def frame(stream_id: StreamId, rt: RuntimeDep) -> Response:
 )
 async def history(
     stream_id: StreamId,
-    rt: RuntimeDep,
+    clients: ClientsDep,
+    settings: SettingsDep,
     start_ms: StartMs = None,
     end_ms: EndMs = None,
     label: LabelQ = None,
@@ -148,8 +150,8 @@ async def history(
     from harclip.io import search
 
     return await search.history(
-        await rt.search_client(),
-        rt.settings.elasticsearch,
+        await clients.search_client(),
+        settings.elasticsearch,
         stream_id=stream_id,
         start_ms=start_ms,
         end_ms=end_ms,

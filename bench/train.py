@@ -82,9 +82,9 @@ def _worker(args: argparse.Namespace) -> None:
 
     from harclip.clip.load import load_clip
     from training.config import ScratchArch
-    from training.distributed import setup, teardown, wrap
-    from training.model import ClipClassifier, write_scratch_model
-    from training.optim import make_optimizer
+    from training.fit.distributed import setup, teardown, wrap
+    from training.fit.optim import make_optimizer
+    from training.model.classifier import ClipClassifier, write_scratch_model
 
     d = setup(args.strategy, "auto", 0)
     baseline = _rss_bytes()

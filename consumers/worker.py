@@ -9,57 +9,43 @@ Three stages, pipelined:
   sinks (asyncio)   Kafka (predictions + DLQ), Redis, Elasticsearch, retried with backoff until
                     every one acknowledged (frames a sink refused for good: to the DLQ) ->
                     commit the batch's offsets, batches in order
+
+Its parts: `Fetcher` (consumer, decode pool, backpressure, commits), `InFlight` (queue, batch
+slots, commit gate), `Scoring` (engine and head), `Outputs` (sinks); the worker owns the loop and
+the order decode -> batch -> embed -> head -> sinks -> commit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka import ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
-from consumers.delivery import Delivery
-from consumers.inference import run_batch
-from consumers.keyframes import KeyframePolicy
+from consumers.fetch import Fetcher
+from consumers.inflight import InFlight
 from consumers.metrics import WorkerMetrics
-from consumers.sinks import ElasticsearchSink, KafkaSink, RedisSink, Sink
-from consumers.work import (
-    BULK,
-    LIVE,
-    BatchResult,
-    CommitGate,
-    Work,
-    decode_in_pool,
-    failure_reason,
-)
-from harclip.batching import TwoLaneQueue, collect_batch
+from consumers.outputs import Outputs
+from consumers.scoring import Scoring
+from consumers.work import BatchResult, failure_reason
+from harclip.batching import collect_batch
 from harclip.config import Settings
-from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
-from harclip.engines import Engine, create_engine
-from harclip.engines.gpu_decode import TorchDecoder, decoder_for
-from harclip.errors import ModelError, Unavailable
+from harclip.control import HeadHolder
 from harclip.health import HealthServer
 from harclip.io.indices import EmbeddingSpace
-from harclip.io.kafka import make_consumer
 from harclip.io.topics import ensure_topics
 from harclip.messages import now_ms
 from harclip.model.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
-_POLL_MS = 100  # longest getmany wait, ms: how quickly the fetch loop notices a change
 _IDLE_S = 0.1  # engine thread: longest wait for a first item or a free slot, seconds
 _REVOKE_WAIT_S = 20.0  # on rebalance: longest wait for in-flight batches to commit, seconds
 _SHUTDOWN_GRACE_S = 30.0  # on stop: longest retry of a sink that is down, seconds
-_LAG_EVERY_S = 2.0
 
 
 class Worker:
@@ -68,35 +54,28 @@ class Worker:
     def __init__(self, settings: Settings, bundle: Bundle) -> None:
         self.settings = settings
         self.bundle = bundle
-        self.engine_name = settings.model.engine
-        self.pipelined = settings.batching.pipelined
         self.metrics = WorkerMetrics()
-        b = settings.batching
-        self._queue: TwoLaneQueue[Work] = TwoLaneQueue(capacity=2 * b.max_batch)
-        self._slots = threading.Semaphore(b.max_inflight_batches if self.pipelined else 1)
-        self._halt = threading.Event()
+        b, m = settings.batching, bundle.manifest
+        self._inflight = InFlight(b.max_batch, b.max_inflight_batches if b.pipelined else 1)
+        self._fetch = Fetcher(settings, m.image_size, self._inflight, self.metrics)
+        self._scoring = Scoring(settings, bundle, self.metrics)
+        space = EmbeddingSpace(m.name, str(m.version), m.embed_dim)
+        self._outputs = Outputs(settings, space, self.metrics)
         self._results: asyncio.Queue[BatchResult | BaseException | None] = asyncio.Queue()
-        self._outstanding: Counter[TopicPartition] = Counter()  # queued or in a batch
-        self._committed = asyncio.Event()  # set after each batch is accounted for
-        self._last_committed: dict[TopicPartition, int] = {}
-        self._gate = CommitGate()
-        self._decode_pool = ThreadPoolExecutor(b.decode_threads, thread_name_prefix="decode")
-        self._engine: Engine | None = None
-        self._decoder: TorchDecoder | None = None  # JPEGs decoded on the engine's GPU
-        self._consumer: AIOKafkaConsumer | None = None
-        self._sinks: list[Sink] = []
-        self._delivery: Delivery | None = None
+        self._halt = threading.Event()  # the engine thread stops
         self._stopping = False
         self.started = asyncio.Event()  # running: clients open, consuming
         self.assigned = asyncio.Event()  # holds partitions (set again after each rebalance)
         self._changed = asyncio.Event()  # set after every batch and head swap (see wait_for)
-        self.heads = HeadHolder(bundle.manifest, bundle.load_head(), self.metrics.control)
-        self.heads.on_change(lambda _: self._changed.set())
-        self._control = ControlFollower(settings.kafka, {HEAD_KEY: self.heads.offer_raw})
-        m = settings.metrics
-        self._health = HealthServer(m.host, m.port, self.metrics.registry, self.not_ready)
+        self._scoring.on_change(self._changed.set)
+        ms = settings.metrics
+        self._health = HealthServer(ms.host, ms.port, self.metrics.registry, self.not_ready)
 
     # -- state read by others ----------------------------------------------------------------
+
+    @property
+    def heads(self) -> HeadHolder:
+        return self._scoring.heads
 
     @property
     def health_port(self) -> int:
@@ -107,7 +86,7 @@ class Worker:
         out = []
         if not self.started.is_set():
             out.append("starting")
-        out += [f"sink {name} unavailable (retrying)" for name in sorted(self._trouble)]
+        out += [f"sink {name} unavailable (retrying)" for name in sorted(self._outputs.trouble)]
         if self._stopping:
             out.append("stopping")
         return out
@@ -122,10 +101,6 @@ class Worker:
                     return
                 await self._changed.wait()
 
-    @property
-    def _trouble(self) -> set[str]:
-        return self._delivery.trouble if self._delivery is not None else set()
-
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -139,46 +114,19 @@ class Worker:
 
     async def _start(self) -> None:
         s = self.settings
-        self._engine = await asyncio.to_thread(
-            create_engine, self.bundle, self.engine_name, s.model
-        )
-        self.heads.use_engine(self._engine.label)  # every Prediction names the engine
-        size = self.bundle.manifest.image_size
-        self._decoder = decoder_for(
-            self._engine, size, max_pixels=s.model.max_pixels, enabled=s.model.gpu_decode
-        )
-        if self._engine.embed_dim != self.heads.head.embed_dim:
-            raise ModelError(f"the head is {self.heads.head.embed_dim}-dim, the engine makes "
-                             f"{self._engine.embed_dim}")  # fmt: skip
+        await self._scoring.load()
         await ensure_topics(s.kafka)
-        kafka = KafkaSink(s.kafka, self.metrics.dlq_lost)  # also the dead-letter writer
-        self._sinks = [kafka]
-        if s.redis.enabled:
-            self._sinks.append(RedisSink(s.redis))
-        if s.elasticsearch.enabled:
-            e, m = s.elasticsearch, self.bundle.manifest
-            space = EmbeddingSpace(m.name, str(m.version), m.embed_dim)
-            keyframes = KeyframePolicy(e.keyframe_distance, e.keyframe_every_s,
-                                       enabled=e.keyframes)  # fmt: skip
-            self._sinks.append(ElasticsearchSink(e, space, keyframes))
-        for sink in self._sinks:
-            await sink.start()
-        self._delivery = Delivery(self._sinks, kafka, self.metrics, self._changed.set)
-        await self._control.catch_up()  # the first batch uses the newest head
+        await self._outputs.start(self._changed.set)
+        await self._scoring.control.catch_up()  # the first batch uses the newest head
         if s.metrics.enabled:
             await self._health.start()
-        t = s.kafka.topics
-        self._consumer = make_consumer(s.kafka)
-        self._consumer.subscribe([t.frames, t.uploads], listener=_Rebalance(self))
-        try:
-            await self._consumer.start()
-        except KafkaError as e:
-            raise Unavailable(f"Kafka at {s.kafka.bootstrap}: {e!r}") from e
+        await self._fetch.start(_Rebalance(self))
         self.started.set()
         self.metrics.ready.set(1)
         log.info("worker up: engine %s, model %s v%s, head v%d, batch <= %d, wait %g ms",
-                 self._engine.label, self.bundle.manifest.name, self.bundle.manifest.version,
-                 self.heads.head.version, s.batching.max_batch, s.batching.max_wait_ms)  # fmt: skip
+                 self._scoring.engine.label, self.bundle.manifest.name,
+                 self.bundle.manifest.version, self.heads.head.version, s.batching.max_batch,
+                 s.batching.max_wait_ms)  # fmt: skip
 
     async def _loop(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -186,22 +134,24 @@ class Worker:
             target=self._engine_loop, args=(loop,), name="engine", daemon=True
         )
         engine_thread.start()
-        fetch = asyncio.create_task(self._fetch_loop(), name="fetch")
+        fetch = asyncio.create_task(
+            self._fetch.run(lambda: self._stopping, self._hold, self._scoring.decoder),
+            name="fetch",
+        )
         sinks = asyncio.create_task(self._sink_loop(), name="sinks")
-        follow = asyncio.create_task(self._control.run(stop), name="control")
+        follow = asyncio.create_task(self._scoring.control.run(stop), name="control")
         stopped = asyncio.create_task(stop.wait(), name="stop")
         done, _ = await asyncio.wait(
             {fetch, sinks, follow, stopped}, return_when=asyncio.FIRST_COMPLETED
         )
         log.info("worker stopping: finishing in-flight batches")
         self._stopping = True
-        if self._delivery is not None:
-            self._delivery.give_up_at = time.monotonic() + _SHUTDOWN_GRACE_S
+        self._outputs.give_up_at(time.monotonic() + _SHUTDOWN_GRACE_S)
         stop.set()
         await asyncio.gather(fetch, return_exceptions=True)
-        self._drop_queued(lambda _: True)
+        self._inflight.drop_queued(lambda _: True)
         self._halt.set()
-        self._queue.wake()
+        self._inflight.queue.wake()
         await asyncio.gather(sinks, follow, return_exceptions=True)
         await asyncio.to_thread(engine_thread.join)
         for task in (fetch, sinks, follow):  # a stage that crashed: re-raise its error
@@ -209,95 +159,43 @@ class Worker:
                 raise task.exception()  # type: ignore[misc]
 
     async def _close(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()  # leaves the group
-        for sink in self._sinks:
-            await sink.stop()
-        await self._control.stop()
+        await self._fetch.stop()  # leaves the group
+        await self._outputs.stop()
         await self._health.stop()
-        if self._engine is not None:
-            self._engine.close()
-        self._decode_pool.shutdown(wait=True, cancel_futures=True)
+        await self._scoring.close()
+        self._fetch.close_pool()
         self.metrics.ready.set(0)
 
-    # -- stage 1: fetch + decode ---------------------------------------------------------------
+    def _hold(self) -> bool:
+        """Fetch nothing new: a sink is down, or (per-frame mode) the last batch is not yet
+        committed."""
+        waiting = not self.settings.batching.pipelined and self._inflight.pending > 0
+        return bool(self._outputs.trouble) or waiting
 
-    async def _fetch_loop(self) -> None:
-        assert self._consumer is not None
-        c, s = self._consumer, self.settings
-        frames_topic = s.kafka.topics.frames
-        size, max_pixels = self.bundle.manifest.image_size, s.model.max_pixels
-        threads = s.batching.decode_threads
-        next_lag = 0.0
-        while not self._stopping:
-            # per-frame mode: nothing new until the last batch is committed
-            hold = not self.pipelined and sum(self._outstanding.values()) > 0
-            room = self._backpressure(hold)
-            if room <= 0:  # every partition paused: polling keeps the group membership alive
-                await c.getmany(timeout_ms=_POLL_MS)
-                continue
-            fetched = await c.getmany(timeout_ms=_POLL_MS, max_records=room)
-            for tp, records in fetched.items():
-                lane = LIVE if tp.topic == frames_topic else BULK
-                self.metrics.consumed.labels(tp.topic).inc(len(records))
-                works = await decode_in_pool(
-                    self._decode_pool, threads, records, lane, size, max_pixels, self._decoder
-                )
-                if tp not in c.assignment():
-                    continue  # revoked meanwhile: the new owner reads them again
-                for w in works:
-                    self._queue.put(w, lane)
-                self._outstanding[tp] += len(works)
-            if time.monotonic() >= next_lag:
-                next_lag = time.monotonic() + _LAG_EVERY_S
-                self.metrics.record_lag(c.assignment(), c.highwater, self._last_committed)
-
-    def _backpressure(self, hold: bool) -> int:
-        """Pause the partitions of full lanes (all of them while a sink is down or `hold`),
-        resume the others; returns how many records the next fetch may bring."""
-        assert self._consumer is not None
-        c = self._consumer
-        assigned = c.assignment()
-        live_topic = self.settings.kafka.topics.frames
-        rooms = {LIVE: self._queue.room(LIVE), BULK: self._queue.room(BULK)}
-        if self._trouble or hold:
-            rooms = {LIVE: 0, BULK: 0}
-        elif rooms[LIVE] < self._queue.capacity:
-            rooms[BULK] = 0  # live work waiting: uploads wait (live first)
-        pause = [tp for tp in assigned if rooms[LIVE if tp.topic == live_topic else BULK] <= 0]
-        resume = [tp for tp in assigned if tp not in pause]
-        if pause:
-            c.pause(*pause)
-        if resume:
-            c.resume(*resume)
-        return max(rooms.values())
-
-    # -- stage 2: engine (thread) --------------------------------------------------------------
+    # -- the engine thread: batch -> embed -> head -----------------------------------------------
 
     def _engine_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        b, k = self.settings.batching, self.settings.model.top_k
-        max_age_s = b.max_age_ms / 1000
-        assert self._engine is not None
+        b = self.settings.batching
+        queue, slots = self._inflight.queue, self._inflight.slots
         try:
             while not self._halt.is_set():
-                if not self._slots.acquire(timeout=_IDLE_S):
+                if not slots.acquire(timeout=_IDLE_S):
                     continue
                 batch = collect_batch(
-                    self._queue, b.max_batch, b.max_wait_ms / 1000, max_age_s,
+                    queue, b.max_batch, b.max_wait_ms / 1000, b.max_age_ms / 1000,
                     first_timeout_s=_IDLE_S,
                 )  # fmt: skip
                 if batch.empty:
-                    self._slots.release()
+                    slots.release()
                     continue
-                in_use = self.heads.current  # one head per batch
-                result = run_batch(batch, self._engine, in_use, k)
+                result = self._scoring.score(batch)
                 loop.call_soon_threadsafe(self._results.put_nowait, result)
         except BaseException as e:  # a bug: the sink loop re-raises it in the event loop
             loop.call_soon_threadsafe(self._results.put_nowait, e)
         finally:
             loop.call_soon_threadsafe(self._results.put_nowait, None)
 
-    # -- stage 3: sinks + commit -------------------------------------------------------------
+    # -- sinks -> commit, batches in order --------------------------------------------------------
 
     async def _sink_loop(self) -> None:
         while True:
@@ -306,28 +204,15 @@ class Worker:
                 return
             if isinstance(item, BaseException):
                 raise item
-            assert self._delivery is not None
-            delivered = await self._delivery.deliver(item)
-            await self._commit(item, delivered)
+            delivered = await self._outputs.deliver(item)
+            offsets = self._inflight.offsets(item, delivered, self._fetch.assignment)
+            await self._fetch.commit(offsets)
             self._account(item, delivered)
-            self._slots.release()
-
-    async def _commit(self, result: BatchResult, delivered: bool) -> None:
-        assert self._consumer is not None
-        offsets = self._gate.after(result, delivered, self._consumer.assignment())
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as e:  # rebalanced away: the new owner redoes them (at-least-once)
-            log.warning("commit of %d partitions failed: %r", len(offsets), e)
-            return
-        self._last_committed.update(offsets)
+            self._inflight.slots.release()
 
     def _account(self, result: BatchResult, delivered: bool) -> None:
         m = self.metrics
-        self._forget(result.works)
-        self._committed.set()
+        self._inflight.settle(result)
         self._changed.set()
         if result.stale:
             m.dropped.labels("stale").inc(len(result.stale))
@@ -347,29 +232,13 @@ class Worker:
 
     # -- rebalance -------------------------------------------------------------------------------
 
-    def _drop_queued(self, pred: Callable[[Work], bool]) -> None:
-        self._forget(self._queue.remove_if(pred))
-
-    def _forget(self, works: list[Work]) -> None:
-        """`works` are no longer queued or in a batch."""
-        for w in works:
-            self._outstanding[w.tp] -= 1
-        self._outstanding = +self._outstanding  # drop zero counts
-
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Before partitions move: forget their queued records (the next owner reads them from
         the committed offset) and let the batches already collected finish and commit."""
         self.assigned.clear()
-        self._drop_queued(lambda w: w.tp in revoked)
-        deadline = time.monotonic() + _REVOKE_WAIT_S
-        while any(self._outstanding[tp] > 0 for tp in revoked):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                log.warning("rebalance: in-flight batches did not commit in time")
-                return
-            self._committed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._committed.wait(), min(left, _POLL_MS / 1000))
+        self._inflight.drop_queued(lambda w: w.tp in revoked)
+        if not await self._inflight.wait_settled(revoked, _REVOKE_WAIT_S):
+            log.warning("rebalance: in-flight batches did not commit in time")
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("assigned %d partitions", len(assigned))

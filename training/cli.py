@@ -134,8 +134,8 @@ def _zeroshot_opts(p: argparse.ArgumentParser) -> None:
 
 
 def _zeroshot(cfg: Config, args: argparse.Namespace) -> int:
+    from training.commands.zeroshot import run_zeroshot, table_text
     from training.data.prepare import prepared_manifest
-    from training.zeroshot import run_zeroshot, table_text
 
     manifest, _ = prepared_manifest(cfg, show=not args.quiet)
     out = args.report or cfg.output / "zeroshot"
@@ -166,11 +166,11 @@ def _finetune_opts(p: argparse.ArgumentParser) -> None:
 
 
 def _finetune(cfg: Config, args: argparse.Namespace) -> int:
-    from training.distributed import launched_by_torchrun
+    from training.fit.distributed import launched_by_torchrun
 
     if args.nproc and not launched_by_torchrun():
         return _relaunch(args.nproc, sys.argv[1:] if args.argv is None else args.argv)
-    from training.fit import finetune
+    from training.commands.finetune import finetune
 
     result = finetune(cfg, show=not args.quiet)
     if result.metrics is not None:
@@ -211,8 +211,8 @@ def _evaluate_opts(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(cfg: Config, args: argparse.Namespace) -> int:
+    from training.commands.evaluate import evaluate_command
     from training.data.prepare import prepared_manifest
-    from training.evaluate_cmd import evaluate_command
 
     manifest, _ = prepared_manifest(cfg, show=not args.quiet)
     out = args.report or cfg.output / "eval"
@@ -236,8 +236,8 @@ def _export_opts(p: argparse.ArgumentParser) -> None:
 
 
 def _export(cfg: Config, args: argparse.Namespace) -> int:
-    from training.evaluate_cmd import manifest_metrics
-    from training.export import export_trained
+    from training.commands.evaluate import manifest_metrics
+    from training.commands.export import export_trained
 
     model_dir = args.checkpoint or cfg.output / "model"
     out = args.bundle or cfg.output / "bundle"
@@ -258,8 +258,8 @@ def _register_opts(p: argparse.ArgumentParser) -> None:
 
 
 def _register(cfg: Config, args: argparse.Namespace) -> int:
+    from training.commands.register import register
     from training.data.prepare import prepared_manifest
-    from training.registry import register
 
     manifest, _ = prepared_manifest(cfg, show=not args.quiet)
     bundle = args.bundle or cfg.output / "bundle"
@@ -277,7 +277,7 @@ def _push_opts(p: argparse.ArgumentParser) -> None:
 
 
 def _push(cfg: Config, args: argparse.Namespace) -> int:
-    from training.hub import push
+    from training.commands.push import push
 
     bundle = args.bundle or cfg.output / "bundle"
     plan = push(bundle, cfg.hub, dry_run=args.dry_run)

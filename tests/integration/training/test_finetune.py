@@ -58,7 +58,7 @@ def test_linear_probe_trains_the_head_only(
                         "--set", "train.final_eval=false")])  # fmt: skip
     assert _same(_vision(out / "model"), _vision(tiny_model_dir))
     trained = _head(out / "model")
-    from training.model import zero_shot_head
+    from training.model.classifier import zero_shot_head
 
     start = zero_shot_head(load_clip(tiny_model_dir), CLASSES)
     assert trained.weight.shape == start.weight.shape
@@ -79,7 +79,7 @@ def test_early_stopping_and_wise_ft_alpha_zero(
     meta = orjson.loads((out / "model" / "training.json").read_bytes())
     assert meta["stopped_early"] and meta["epochs_run"] == 2 and meta["restored_best"]
     assert _same(_vision(out / "model"), _vision(tiny_model_dir))
-    from training.model import zero_shot_head
+    from training.model.classifier import zero_shot_head
 
     start = zero_shot_head(load_clip(tiny_model_dir), CLASSES)
     assert torch.allclose(torch.from_numpy(_head(out / "model").weight),

@@ -9,7 +9,7 @@ import pytest
 
 from harclip.errors import ConfigError
 from training.config import load_config, parse_override
-from training.metrics import classification_metrics
+from training.evaluation.metrics import classification_metrics
 
 
 def test_metrics_on_a_known_confusion() -> None:

@@ -21,8 +21,8 @@ from harclip.model.head import Head
 from training import progress
 from training.data.loader import eval_batches
 from training.data.split import Manifest
-from training.metrics import classification_metrics, softmax
-from training.report import Predictions, write_report
+from training.evaluation.metrics import classification_metrics, softmax
+from training.evaluation.report import Predictions, write_report
 
 HeadBuilder = Callable[[Mapping[str, Sequence[str]]], Head]
 
@@ -126,7 +126,7 @@ def _table(results: Sequence[PromptSetResult], what: str, split: str, n: int) ->
 def _torch_side(model: str) -> tuple[Callable[[np.ndarray], np.ndarray], HeadBuilder, int, str]:
     from harclip.clip.load import load_clip
     from harclip.clip.validate import pytorch_embed
-    from training.model import text_head
+    from training.model.classifier import text_head
 
     clip = load_clip(model)
     return pytorch_embed(clip), lambda ls: text_head(clip, ls), clip.image_size, model

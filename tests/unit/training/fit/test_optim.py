@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.optim import (
+from training.fit.optim import (
     clean_name,
     group_specs,
     layer_of,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.wise import interpolate
+from training.model.wise import interpolate
 
 
 def test_interpolates_float_tensors_and_keeps_counters() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from harclip.model.bundle import Bundle
 from training import progress
 from training.config import ExportConfig
-from training.model import load_trained
+from training.model.classifier import load_trained
 
 
 def export_trained(

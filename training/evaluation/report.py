@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from training.metrics import classification_metrics
+from training.evaluation.metrics import classification_metrics
 
 GRID_MAX = 16
 GRID_SIZE = 160  # pixels per tile

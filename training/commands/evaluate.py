@@ -12,7 +12,7 @@ from training import progress
 from training.config import Config
 from training.data.split import Manifest
 from training.errors import DataError
-from training.report import Predictions, headline, write_report
+from training.evaluation.report import Predictions, headline, write_report
 
 
 def evaluate_command(
@@ -32,7 +32,7 @@ def evaluate_command(
         raise DataError(f"split {split!r} of the manifest holds no images")
     with progress.bar(f"evaluate {split}", len(files), enabled=show) as advance:
         if bundle is not None:
-            from training.evaluate import predict_bundle
+            from training.evaluation.predict import predict_bundle
 
             preds = predict_bundle(bundle, manifest, split, engine=engine, progress=advance)
             what = f"bundle {bundle} ({engine})"
@@ -54,9 +54,9 @@ def manifest_metrics(metrics_file: Path) -> dict[str, Any]:
 def _predict_checkpoint(
     model_dir: Path, manifest: Manifest, split: str, cfg: Config, advance: progress.Advance
 ) -> Predictions:
-    from training.distributed import Dist, device_for
-    from training.evaluate import columns, predict_model, predictions_from_logits
-    from training.model import classifier, load_trained
+    from training.evaluation.predict import columns, predict_model, predictions_from_logits
+    from training.fit.distributed import Dist, device_for
+    from training.model.classifier import classifier, load_trained
 
     clip, head, _ = load_trained(model_dir)
     cols = columns(head, manifest.classes, str(model_dir))

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training import progress
-from training.checkpoint import TrainState
 from training.config import Config
 from training.data.split import Manifest
-from training.distributed import Dist
-from training.evaluate import predict_model, predictions_from_logits
-from training.model import ClipClassifier, classifier
-from training.tracking import Trackers
+from training.evaluation.predict import predict_model, predictions_from_logits
+from training.fit.checkpoint import TrainState
+from training.fit.distributed import Dist
+from training.fit.tracking import Trackers
+from training.model.classifier import ClipClassifier, classifier
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +33,7 @@ def wise_ft(
     """`final` with its weights interpolated towards the zero-shot classifier (`base` with the
     text head `head0`); alpha 1 keeps the fine-tuned weights."""
     from harclip.clip.load import load_clip
-    from training.wise import interpolate
+    from training.model.wise import interpolate
 
     zero_shot = classifier(load_clip(base), head0).state_dict()
     final.load_state_dict(interpolate(zero_shot, final.state_dict(), alpha))
@@ -76,7 +76,7 @@ def final_eval(
 ) -> dict[str, Any]:
     """Evaluate `final` on the test split into `output/eval` (one process, on `device`), log it
     at global step `step`; returns the metrics."""
-    from training.report import write_report
+    from training.evaluation.report import write_report
 
     single = Dist("single", 1, 0, 0, device)
     files = manifest.paths("test")
@@ -107,6 +107,6 @@ def manifest_metrics(manifest: Manifest, metrics: dict[str, Any]) -> dict[str, A
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, float]:
-    from training.report import headline
+    from training.evaluation.report import headline
 
     return headline(metrics)

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from training import progress
-from training.checkpoint import Checkpointer, TrainState
 from training.config import Config
-from training.distributed import Dist
 from training.errors import TrainingError
+from training.fit.checkpoint import Checkpointer, TrainState
+from training.fit.distributed import Dist
 
 # Config keys that may change between a run and its resume (they do not change the result).
 _RESUMABLE_CHANGES = {

@@ -18,9 +18,9 @@ from training import progress
 from training.config import Config
 from training.data.split import Manifest
 from training.errors import TrackingError
-from training.evaluate import predict_bundle
-from training.metrics import classification_metrics
-from training.tracking import mlflow_experiment, mlflow_uri
+from training.evaluation.metrics import classification_metrics
+from training.evaluation.predict import predict_bundle
+from training.fit.tracking import mlflow_experiment, mlflow_uri
 
 CHAMPION, CANDIDATE = "champion", "candidate"
 

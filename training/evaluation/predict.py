@@ -14,15 +14,15 @@ import numpy as np
 from training.data.loader import eval_batches
 from training.data.split import Manifest
 from training.errors import DataError
-from training.metrics import softmax
-from training.report import Predictions
+from training.evaluation.metrics import softmax
+from training.evaluation.report import Predictions
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from harclip.model.head import Head
-    from training.distributed import Dist
+    from training.fit.distributed import Dist
 
 Progress = Callable[[int], None]
 

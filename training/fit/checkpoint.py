@@ -25,7 +25,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from training.distributed import Dist
+from training.fit.distributed import Dist
 
 _COMPLETE = "COMPLETE"
 

@@ -1,0 +1,180 @@
+"""The API's predict path: the engine and the current head, the shared micro-batcher, the decode
+pool and the text encoder. Started and closed by the app's lifespan (see `api.runtime`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from api.limits import check_image
+from api.metrics import ApiMetrics
+from harclip.batching import MicroBatcher
+from harclip.config import Settings
+from harclip.control import HeadHolder
+from harclip.errors import DecodeError, Overloaded
+from harclip.io.indices import EmbeddingSpace
+from harclip.messages import ModelRef
+from harclip.wire import ApiError
+
+if TYPE_CHECKING:
+    from harclip.engines import Engine
+    from harclip.model.bundle import Bundle
+    from harclip.model.text import TextEncoder
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One image waiting for a batch: its pixels and how many labels its caller wants."""
+
+    pixels: np.ndarray  # uint8 [S, S, 3]
+    k: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """One image's result from its batch (computed in the engine thread)."""
+
+    top_k: list[tuple[str, float]]  # best first
+    model: ModelRef  # the model and head of the batch
+    embedding: np.ndarray  # float32 [D], L2-normalised
+    batch_start: float  # perf_counter seconds
+    infer_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One image's prediction: top-k (best first), the model and head that made it, its
+    embedding, and the timings the API reports (ms)."""
+
+    top_k: list[tuple[str, float]]
+    model: ModelRef
+    embedding: np.ndarray  # float32 [D]
+    decode_ms: float
+    queue_ms: float
+    infer_ms: float
+
+
+class Predictor:
+    """Images -> predictions through one engine and one micro-batcher. `start()` loads the
+    engine; until then `predict` answers 503."""
+
+    def __init__(self, settings: Settings, bundle: Bundle, metrics: ApiMetrics) -> None:
+        self.settings = settings
+        self.bundle = bundle
+        self._metrics = metrics
+        self.heads = HeadHolder(bundle.manifest, bundle.load_head(), metrics.control)
+        self.engine: Engine | None = None
+        self._decode_pool = ThreadPoolExecutor(
+            settings.batching.decode_threads, thread_name_prefix="api-decode"
+        )
+        self._batcher: MicroBatcher[_Job, _Done] | None = None
+        self._text: TextEncoder | None = None
+        self._text_lock = asyncio.Lock()
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        """The embedding space of this API's model: text and example search query it only."""
+        return space_of(self.bundle)
+
+    async def start(self) -> None:
+        from harclip.engines import create_engine
+
+        s = self.settings
+        self.engine = await asyncio.to_thread(create_engine, self.bundle, s.model.engine, s.model)
+        self.heads.use_engine(self.engine.label)  # `auto` resolved: Predictions name the engine
+        self._batcher = MicroBatcher(
+            self._run_batch,
+            max_size=s.batching.max_batch,
+            max_wait_s=s.api.batch_wait_ms / 1000,
+            on_batch=self._metrics.batch_size.observe,
+            max_queue=s.api.max_queued_images,
+        )
+        await self._batcher.start()
+
+    async def close(self) -> None:
+        """Stop batching (after the lifespan stopped the control follower)."""
+        if self._batcher is not None:
+            await self._batcher.close()
+
+    def close_engine(self) -> None:
+        """Free the engine and the decode pool (last, after every client closed)."""
+        if self.engine is not None:
+            self.engine.close()
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def text_encoder(self) -> TextEncoder:
+        async with self._text_lock:
+            if self._text is None:
+                self._text = await asyncio.to_thread(self.bundle.text_encoder)
+            return self._text
+
+    def _run_batch(self, jobs: Sequence[_Job]) -> list[_Done]:
+        """The engine thread's work for one batch, as in the worker: embed, then score with one
+        head snapshot (`heads.current`), whose model reference every result carries."""
+        assert self.engine is not None
+        in_use = self.heads.current  # read once: the whole batch uses one head
+        start = time.perf_counter()
+        emb = self.engine.embed(np.stack([j.pixels for j in jobs]))  # [N, S, S, 3] -> [N, D]
+        top = in_use.head.top_k(emb, max(j.k for j in jobs))  # [N, D] -> N × k_max, best first
+        infer_ms = (time.perf_counter() - start) * 1000
+        return [
+            _Done(row[: j.k], in_use.model, e, start, infer_ms)
+            for j, row, e in zip(jobs, top, emb, strict=True)
+        ]
+
+    async def predict(self, images: Sequence[tuple[str, bytes]], k: int) -> list[Scored]:
+        """Named encoded images -> one result each (its `k` best labels), in order; the whole
+        request fails (422/415 naming the image) if any image is not usable. Header checks and
+        decoding run in the decode pool, never on the event loop."""
+        size, max_pixels = self.bundle.manifest.image_size, self.settings.model.max_pixels
+        batcher = self._running_batcher()
+        if not batcher.has_room(len(images)):  # refuse before decoding anything
+            raise Overloaded(f"{batcher.queued} images wait for the engine; try again shortly")
+        start = time.perf_counter()
+        decoded = await asyncio.gather(
+            *(self.in_pool(_decode, name, data, size, max_pixels) for name, data in images)
+        )
+        submitted = time.perf_counter()
+        done = await batcher.submit_many([_Job(img, k) for img in decoded])
+        decode_ms = (submitted - start) * 1000
+        self._metrics.images.inc(len(images))
+        return [
+            Scored(d.top_k, d.model, d.embedding, decode_ms,
+                   max(0.0, (d.batch_start - submitted) * 1000), d.infer_ms)
+            for d in done
+        ]  # fmt: skip
+
+    def _running_batcher(self) -> MicroBatcher[_Job, _Done]:
+        if self._batcher is None:
+            raise ApiError(503, "unavailable", "the model is not loaded yet")
+        return self._batcher
+
+    async def in_pool(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the decode pool: header checks, base64 and decoding never run on the
+        event loop (which must answer /health and every other request meanwhile)."""
+        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
+
+
+def space_of(bundle: Bundle) -> EmbeddingSpace:
+    """The embedding space of `bundle`'s model (Elasticsearch indexes embeddings per space)."""
+    m = bundle.manifest
+    return EmbeddingSpace(m.name, str(m.version), m.embed_dim)
+
+
+def _decode(name: str, data: bytes, size: int, max_pixels: int) -> np.ndarray:
+    """Check and decode one image (in the decode pool); `ApiError` 415/422 naming it."""
+    from harclip.model.preprocess import decode_image
+
+    check_image(data, max_pixels=max_pixels, name=name)
+    try:
+        return decode_image(data, size, max_pixels=max_pixels)
+    except DecodeError as e:
+        raise ApiError(422, "invalid_image", f"{name}: {e}") from None

@@ -1,0 +1,62 @@
+"""The worker's model: the engine (and its GPU JPEG decoder, if any) and the head in use, which
+follows `head` records on the control topic between batches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from consumers.inference import run_batch
+from consumers.metrics import WorkerMetrics
+from consumers.work import BatchResult, Work
+from harclip.batching import Batch
+from harclip.config import Settings
+from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
+from harclip.engines import Engine, create_engine
+from harclip.engines.gpu_decode import TorchDecoder, decoder_for
+from harclip.errors import ModelError
+from harclip.model.bundle import Bundle
+
+
+class Scoring:
+    """Embeds a batch with the engine and scores it with one snapshot of the current head."""
+
+    def __init__(self, settings: Settings, bundle: Bundle, metrics: WorkerMetrics) -> None:
+        self._settings = settings
+        self._bundle = bundle
+        self.heads = HeadHolder(bundle.manifest, bundle.load_head(), metrics.control)
+        self.control = ControlFollower(settings.kafka, {HEAD_KEY: self.heads.offer_raw})
+        self._engine: Engine | None = None
+        self.decoder: TorchDecoder | None = None  # JPEGs decoded on the engine's GPU
+
+    @property
+    def engine(self) -> Engine:
+        assert self._engine is not None, "load() first"
+        return self._engine
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` after every head swap."""
+        self.heads.on_change(lambda _: callback())
+
+    async def load(self) -> None:
+        """Load the engine (`ModelError` when its embeddings do not fit the head)."""
+        s = self._settings
+        engine = await asyncio.to_thread(create_engine, self._bundle, s.model.engine, s.model)
+        self._engine = engine
+        self.heads.use_engine(engine.label)  # every Prediction names the engine
+        size = self._bundle.manifest.image_size
+        self.decoder = decoder_for(
+            engine, size, max_pixels=s.model.max_pixels, enabled=s.model.gpu_decode
+        )
+        if engine.embed_dim != self.heads.head.embed_dim:
+            raise ModelError(f"the head is {self.heads.head.embed_dim}-dim, the engine makes "
+                             f"{engine.embed_dim}")  # fmt: skip
+
+    def score(self, batch: Batch[Work]) -> BatchResult:
+        """Embed -> head for one batch (engine thread), with one head for the whole batch."""
+        return run_batch(batch, self.engine, self.heads.current, self._settings.model.top_k)
+
+    async def close(self) -> None:
+        await self.control.stop()
+        if self._engine is not None:
+            self._engine.close()

@@ -1,0 +1,2 @@
+"""Evaluation parts: predictions of a model or a bundle over a split (`predict`), the metrics
+(`metrics`) and the written report (`report`)."""
