@@ -17,7 +17,8 @@ class MetricsSettings(_Section):
 
 
 class ServicesSettings(_Section):
-    """The local Kafka / Redis / Elasticsearch / object store that `harclip services up` runs (tests, demo)."""
+    """The local Kafka / Redis / Elasticsearch / object store that `harclip services up` runs
+    (tests, demo)."""
 
     state_dir: Path = Path("state")
     cache_dir: Path | None = Field(None, description="downloads; default: <state_dir>/cache")

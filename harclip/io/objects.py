@@ -74,13 +74,14 @@ def s3_fault(e: BaseException) -> tuple[Fault, str] | None:
     """boto3's failures: no answer, a timeout, a 5xx or throttling is transient; any other
     refusal (4xx: credentials, permissions, a bad request) is permanent."""
     from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as NoConnection
 
     if isinstance(e, ClientError):
         code, status = _code(e), _status(e)
         if code in _TRANSIENT_CODES or status >= 500 or status in (408, 429):
             return "transient", f"not now: {code} (HTTP {status})"
         return "permanent", f"refused: {code} (HTTP {status}): {_message(e)}"
-    if isinstance(e, HTTPClientError | OSError):  # connection refused/reset, timeouts
+    if isinstance(e, HTTPClientError | NoConnection | OSError):  # refused, reset, timed out
         return "transient", str(e)
     if isinstance(e, BotoCoreError):  # no credentials, bad parameters, bad endpoint
         return "permanent", str(e)
