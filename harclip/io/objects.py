@@ -305,7 +305,7 @@ class ObjectStore:
             }
             raise ClientError(reply, "DeleteObjects")
 
-    def _list(self, prefix: str) -> list[ObjectInfo]:
+    def _list(self, prefix: str) -> builtins.list[ObjectInfo]:
         pages = self._c.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return [
             _info(o["Key"], o.get("Size"), "", o.get("ETag"))

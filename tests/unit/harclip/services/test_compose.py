@@ -29,7 +29,8 @@ def _published(service: dict[str, object]) -> tuple[str, str, int]:
 
 def test_compose_ports_match_the_default_settings() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert {"kafka", "elasticsearch", "redis", "objects", "kibana"} <= set(services)  # and the deployables
+    # and the deployables
+    assert {"kafka", "elasticsearch", "redis", "objects", "kibana"} <= set(services)
     expected = {  # the code's defaults, whatever this environment overrides
         "kafka": ("HARCLIP_KAFKA_PORT", KafkaSettings().first_port),
         "elasticsearch": ("HARCLIP_ES_PORT", ElasticsearchSettings().port),
