@@ -16,7 +16,8 @@ MODULE = "github.com/versity/versitygw/cmd/versitygw"
 _GO_TARBALL = Path("/usr/local/go/bin/go")
 _GO_HINT = (
     "the object store (Versity's S3 gateway) is built with Go on the first `services up`: "
-    "install it with `apt-get install -y golang` (or put Go 1.24+ on PATH)"
+    "install it with `apt-get install -y golang` or put Go on PATH (a Go older than 1.25 "
+    "fetches the 1.25 toolchain that versitygw asks for)"
 )
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -82,10 +83,12 @@ class ObjectStoreService(LocalServer):
         (partial / "bin").mkdir(parents=True)
         go = find_go()
         process.run_tool(
-            ["env", f"GOBIN={partial / 'bin'}", go, "install", f"{MODULE}@{version}"],
+            # GOTOOLCHAIN=auto: an older Go (Debian's sets `local`) fetches the one go.mod asks for
+            ["env", f"GOBIN={partial / 'bin'}", "GOTOOLCHAIN=auto", go, "install",
+             f"{MODULE}@{version}"],
             f"building Versity's S3 gateway {version} with Go (a few minutes, once)",
             timeout_s=1800,
-        )
+        )  # fmt: skip
         shutil.rmtree(self._bin.parent.parent, ignore_errors=True)
         partial.rename(self._bin.parent.parent)
 
