@@ -13,6 +13,7 @@ import pytest
 
 from harclip.config import ObjectStoreSettings, ServicesSettings, Settings
 from harclip.errors import ReadUnavailable, SinkUnavailable
+from harclip.io.keys import evidence_keys, thumb_key
 from harclip.io.objects import ObjectStore, RangeNotSatisfiable
 from harclip.services.base import State
 from harclip.services.objects import ObjectStoreService
@@ -75,6 +76,23 @@ async def test_put_again_overwrites(store: ObjectStore, prefix: str) -> None:
     await store.put(key, b"second!", "image/png")
     body = await store.get(key)
     assert body is not None and (body.data, body.content_type) == (b"second!", "image/png")
+
+
+async def test_evidence_keys_of_odd_ids_round_trip(store: ObjectStore, prefix: str) -> None:
+    """Valid stream ids such as '..' or 'lobby #2' (and any event id) stay inside the prefix."""
+    at = 1_772_668_799_500
+    keys = [
+        prefix + evidence_keys("..", at, "ev/1").snapshot,
+        prefix + evidence_keys("lobby #2", at, "..").clip,
+        prefix + evidence_keys("a%2Fb", at, "e").thumbnail,
+        prefix + thumb_key("cam:1", at, "f 1"),
+    ]
+    for key in keys:
+        await store.put(key, key.encode(), JPEG)
+    assert sorted(o.key for o in await store.list(prefix)) == sorted(keys)
+    for key in keys:
+        body = await store.get(key)
+        assert body is not None and body.data == key.encode()
 
 
 async def test_a_missing_object_is_none(store: ObjectStore, prefix: str) -> None:
