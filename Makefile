@@ -17,7 +17,7 @@ ifneq ($(HARCLIP_SAMPLE_DATA),)
 export HARCLIP_SAMPLE_DATA
 endif
 
-.PHONY: help venv redis-server chromium ui services-up services-down services-status test \
+.PHONY: help venv redis-server golang chromium ui services-up services-down services-status test \
         test-unit test-integration chaos lint demo clean-state
 
 help:
@@ -47,13 +47,20 @@ redis-server:
 	@command -v redis-server >/dev/null || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
+## Go, which builds the object store (versitygw) on the first `services up`: on PATH or the
+## official tarball's /usr/local/go (GO, below), else Debian's golang, installed once. An older Go
+## fetches the toolchain versitygw's go.mod asks for from the Go proxy (GOTOOLCHAIN=auto).
+golang:
+	@command -v $(GO) >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq golang; }
+
 ## Debian's chromium for the UI's browser tests (Playwright drives it; it cannot download its own).
 chromium:
 	@command -v chromium >/dev/null || \
 	  { $(SUDO) apt-get update -qq && \
 	    $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
-services-up: venv redis-server
+services-up: venv redis-server golang
 	$(HARCLIP) services up
 
 services-down: venv
@@ -63,14 +70,14 @@ services-status: venv
 	$(HARCLIP) services status
 
 ## Lint, then every test; the services are stopped afterwards only if this run started them.
-test: venv redis-server chromium
+test: venv redis-server golang chromium
 	@$(MAKE) --no-print-directory lint
 	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests
 
 test-unit: venv
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests/unit
 
-test-integration: venv redis-server chromium
+test-integration: venv redis-server golang chromium
 	HARCLIP=$(HARCLIP) infra/local/with-services.sh $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration
 
 ## Fault tests (docs/chaos.md): they start and kill their own Kafka / Elasticsearch / Redis on

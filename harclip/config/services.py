@@ -17,7 +17,8 @@ class MetricsSettings(_Section):
 
 
 class ServicesSettings(_Section):
-    """The local Kafka / Redis / Elasticsearch that `harclip services up` runs (tests, demo)."""
+    """The local Kafka / Redis / Elasticsearch / object store that `harclip services up` runs
+    (tests, demo)."""
 
     state_dir: Path = Path("state")
     cache_dir: Path | None = Field(None, description="downloads; default: <state_dir>/cache")
@@ -27,6 +28,9 @@ class ServicesSettings(_Section):
     elasticsearch_version: str = "9.3.2"
     elasticsearch_transport_port: int = Field(9400, ge=1, le=65535, description="node-to-node")
     elasticsearch_heap_mb: int = Field(512, ge=256)
+    versitygw_version: str = Field(
+        "v1.8.0", description="Versity S3 gateway (the `objects` service), built with Go"
+    )
     java_home: Path | None = None
     es_java_home: Path | None = None
     start_timeout_s: float = Field(180.0, gt=0)

@@ -28,7 +28,7 @@ from harclip.config.apps import StreamSettings, UiSettings
 from harclip.config.kafka import KafkaSettings
 from harclip.config.model import BatchingSettings, ModelSettings
 from harclip.config.services import MetricsSettings, ServicesSettings
-from harclip.config.stores import ElasticsearchSettings, RedisSettings
+from harclip.config.stores import ElasticsearchSettings, ObjectStoreSettings, RedisSettings
 from harclip.errors import ConfigError
 
 
@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    objects: ObjectStoreSettings = ObjectStoreSettings()
     model: ModelSettings = ModelSettings()
     batching: BatchingSettings = BatchingSettings()
     api: ApiSettings = ApiSettings()

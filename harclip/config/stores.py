@@ -1,11 +1,13 @@
-"""The stores' sections: Redis (`HARCLIP_REDIS__*`, the live store) and Elasticsearch
-(`HARCLIP_ELASTICSEARCH__*`, history, events, logs)."""
+"""The stores' sections: Redis (`HARCLIP_REDIS__*`, the live store), Elasticsearch
+(`HARCLIP_ELASTICSEARCH__*`, history, events, logs) and the S3 object store (`HARCLIP_OBJECTS__*`,
+evidence)."""
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from harclip.config.base import _Section
 
@@ -81,3 +83,42 @@ class ElasticsearchSettings(_Section):
     @property
     def port(self) -> int:
         return urlsplit(self.url).port or 9200
+
+
+class ObjectStoreSettings(_Section):
+    """The S3-compatible object store (`HARCLIP_OBJECTS__*`) that keeps evidence: snapshots,
+    thumbnails and clips. Locally `harclip services up` runs one (Versity's S3 gateway) with the
+    dev credentials below; in production point `url` at any S3 endpoint and set real keys."""
+
+    enabled: bool = True
+    url: str = Field("http://127.0.0.1:9000", description="S3 endpoint, http(s)://host:port")
+    bucket: str = Field("harclip", min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+$")
+    access_key: str = Field("harclip", min_length=1)
+    secret_key: SecretStr = Field(
+        SecretStr("harclip-local-secret"),
+        description="dev default of the local server; set a real one anywhere else",
+    )
+    region: str = "us-east-1"
+    addressing: Literal["path", "virtual"] = Field(
+        "path", description="bucket in the path (most S3-compatible servers) or in the host name"
+    )
+    request_timeout_s: float = Field(10.0, gt=0, description="connect and read timeout, s")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected http(s)://host:port, got {v!r}")
+        if parts.path not in ("", "/"):
+            raise ValueError(f"expected an endpoint without a path, got {v!r}")
+        return v.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)

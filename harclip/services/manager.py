@@ -7,13 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from harclip.config import Settings
 from harclip.errors import HarclipError, ServiceError
-from harclip.services import elasticsearch, kafka, redis
+from harclip.services import elasticsearch, kafka, objects, redis
 from harclip.services.base import Service, Status
 from harclip.services.elasticsearch import ElasticsearchService
 from harclip.services.kafka import KafkaService
+from harclip.services.objects import ObjectStoreService
 from harclip.services.redis import RedisService
 
-NAMES = ("kafka", "elasticsearch", "redis")
+NAMES = ("kafka", "elasticsearch", "redis", "objects")
 
 
 def build(settings: Settings, names: Sequence[str] = ()) -> list[Service]:
@@ -26,6 +27,7 @@ def build(settings: Settings, names: Sequence[str] = ()) -> list[Service]:
         "kafka": lambda: KafkaService(settings.kafka, s),
         "elasticsearch": lambda: ElasticsearchService(settings.elasticsearch, s),
         "redis": lambda: RedisService(settings.redis, s),
+        "objects": lambda: ObjectStoreService(settings.objects, s),
     }
     return [every[n]() for n in NAMES if not names or n in names]
 
@@ -78,6 +80,7 @@ def not_answering(settings: Settings) -> list[str]:
         "kafka": lambda: kafka.answers(settings.kafka),
         "elasticsearch": lambda: elasticsearch.answers(settings.elasticsearch),
         "redis": lambda: redis.answers(settings.redis),
+        "objects": lambda: objects.answers(settings.objects),
     }
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:
         futures = {name: pool.submit(check) for name, check in checks.items()}

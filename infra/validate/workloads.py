@@ -119,10 +119,10 @@ def container_env(docs: list[Doc], c: Doc) -> tuple[dict[str, str], list[str]]:
 
 # The addresses each component reaches (settings fields): in a pod, 127.0.0.1 is the pod itself
 ADDRESSES = {
-    "worker": ("kafka.bootstrap", "redis.url", "elasticsearch.url"),
-    "api": ("kafka.bootstrap", "redis.url", "elasticsearch.url"),
-    "stream": ("kafka.bootstrap", "redis.url", "elasticsearch.url"),
-    "retention": ("elasticsearch.url",),
+    "worker": ("kafka.bootstrap", "redis.url", "elasticsearch.url", "objects.url"),
+    "api": ("kafka.bootstrap", "redis.url", "elasticsearch.url", "objects.url"),
+    "stream": ("kafka.bootstrap", "redis.url", "elasticsearch.url", "objects.url"),
+    "retention": ("elasticsearch.url", "objects.url"),
     "ui": ("ui.api_url", "ui.worker_metrics_url", "ui.events_metrics_url"),
 }
 LOOPBACK = re.compile(r"(^|//|@)(127\.0\.0\.1|localhost|\[::1\])(:|/|$)")

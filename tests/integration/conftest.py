@@ -46,7 +46,8 @@ def _services_answer(settings: Settings) -> None:
     if missing:
         pytest.fail(
             f"not answering: {', '.join(missing)} (kafka {settings.kafka.bootstrap}, "
-            f"elasticsearch {settings.elasticsearch.url}, redis {settings.redis.url}); "
+            f"elasticsearch {settings.elasticsearch.url}, redis {settings.redis.url}, "
+            f"objects {settings.objects.url}); "
             "start them with `make services-up` (or run `make test`)",
             pytrace=False,
         )

@@ -157,12 +157,17 @@ def test_to_env_gives_a_child_exactly_these_settings(monkeypatch: pytest.MonkeyP
               "keys": {"k-1": "read", "k-2": {"role": "admin", "streams": ["a-*"]}}},
         ui={"api_key": "s3cret"},
         model={"providers": ["A", "B"]},
+        objects={"url": "https://s3.example:8443", "bucket": "ev-1", "secret_key": "obj-secret",
+                 "addressing": "virtual", "request_timeout_s": 2.5},
+        services={"versitygw_version": "v9.9.9"},
         sample_data="/data/x",
         log_level="DEBUG",
     )  # fmt: skip
     env = s.to_env()
     assert env["HARCLIP_KAFKA__TOPICS__FRAMES"] == "t-1.harclip.frames"
     assert env["HARCLIP_UI__API_KEY"] == "s3cret"
+    assert env["HARCLIP_OBJECTS__SECRET_KEY"] == "obj-secret"
+    assert env["HARCLIP_OBJECTS__ADDRESSING"] == "virtual"
     monkeypatch.setenv("HARCLIP_KAFKA__PARTITIONS", "9")  # inherited: replaced, not merged
     monkeypatch.setenv("HARCLIP_REDIS__URL", "redis://elsewhere:1/0")
     child = child_environ(s, dict(os.environ))
@@ -175,3 +180,33 @@ def test_to_env_gives_a_child_exactly_these_settings(monkeypatch: pytest.MonkeyP
     again = load_settings()
     assert again.model_dump() == s.model_dump()
     assert again.ui.api_key is not None and again.ui.api_key.get_secret_value() == "s3cret"
+    assert again.objects.secret_key.get_secret_value() == "obj-secret"
+    assert again.objects.url == "https://s3.example:8443"
+
+
+def test_object_store_defaults_are_the_local_server() -> None:
+    s = load_settings().objects
+    assert (s.url, s.bucket, s.access_key, s.region, s.addressing) == (
+        "http://127.0.0.1:9000", "harclip", "harclip", "us-east-1", "path",
+    )  # fmt: skip
+    assert s.secret_key.get_secret_value() == "harclip-local-secret"
+    assert (s.host, s.port) == ("127.0.0.1", 9000)
+    assert "harclip-local-secret" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("HARCLIP_OBJECTS__URL", "s3://bucket"),
+        ("HARCLIP_OBJECTS__URL", "http://127.0.0.1:9000/harclip"),
+        ("HARCLIP_OBJECTS__BUCKET", "Has_Upper"),
+        ("HARCLIP_OBJECTS__ADDRESSING", "dns"),
+        ("HARCLIP_OBJECTS__REQUEST_TIMEOUT_S", "0"),
+    ],
+)
+def test_a_bad_object_store_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError, match=env):
+        load_settings()

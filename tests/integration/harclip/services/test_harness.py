@@ -10,6 +10,7 @@ from harclip.config import ServicesSettings, Settings
 from harclip.errors import ServiceError
 from harclip.services import manager
 from harclip.services.kafka import KafkaService
+from harclip.services.objects import ObjectStoreService
 from harclip.services.redis import RedisService
 from tests.integration.conftest import Unique
 
@@ -32,15 +33,19 @@ def test_unique_names_every_resource_apart(settings: Settings, unique: Unique) -
     assert scoped.redis.url == settings.redis.url
 
 
-@pytest.mark.parametrize("service", ["kafka", "redis"])
+@pytest.mark.parametrize("service", ["kafka", "redis", "objects"])
 def test_a_second_up_on_the_same_ports_names_the_port(
     settings: Settings, tmp_path: Path, service: str
 ) -> None:
     """Another state folder (so not `up`'s own pid files) with the running servers' ports."""
     other = ServicesSettings(state_dir=tmp_path)
+    svc: KafkaService | RedisService | ObjectStoreService
     if service == "kafka":
-        svc: KafkaService | RedisService = KafkaService(settings.kafka, other)
+        svc = KafkaService(settings.kafka, other)
         port = settings.kafka.first_port
+    elif service == "objects":
+        svc = ObjectStoreService(settings.objects, other)
+        port = settings.objects.port
     else:
         svc = RedisService(settings.redis, other)
         port = settings.redis.port

@@ -19,6 +19,7 @@ def test_status_of_nothing_started_is_stopped_and_exit_1(
         ["kafka", "stopped"],
         ["elasticsearch", "stopped"],
         ["redis", "stopped"],
+        ["objects", "stopped"],
     ]
 
 

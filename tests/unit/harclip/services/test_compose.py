@@ -10,6 +10,7 @@ import yaml
 from harclip.config import (
     ElasticsearchSettings,
     KafkaSettings,
+    ObjectStoreSettings,
     RedisSettings,
     ServicesSettings,
 )
@@ -28,11 +29,13 @@ def _published(service: dict[str, object]) -> tuple[str, str, int]:
 
 def test_compose_ports_match_the_default_settings() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert {"kafka", "elasticsearch", "redis", "kibana"} <= set(services)  # and the deployables
+    # and the deployables
+    assert {"kafka", "elasticsearch", "redis", "objects", "kibana"} <= set(services)
     expected = {  # the code's defaults, whatever this environment overrides
         "kafka": ("HARCLIP_KAFKA_PORT", KafkaSettings().first_port),
         "elasticsearch": ("HARCLIP_ES_PORT", ElasticsearchSettings().port),
         "redis": ("HARCLIP_REDIS_PORT", RedisSettings().port),
+        "objects": ("HARCLIP_OBJECTS_PORT", ObjectStoreSettings().port),
         "kibana": ("HARCLIP_KIBANA_PORT", 5601),
     }
     for name, (var, port) in expected.items():
@@ -46,3 +49,20 @@ def test_compose_images_match_the_local_versions() -> None:
     es_image = f"docker.elastic.co/elasticsearch/elasticsearch:{s.elasticsearch_version}"
     assert services["elasticsearch"]["image"] == es_image
     assert services["kibana"]["image"].endswith(f":{s.elasticsearch_version}")
+    assert services["objects"]["image"] == f"versity/versitygw:{s.versitygw_version}"
+
+
+def test_compose_object_store_keys_are_the_settings_defaults() -> None:
+    """The gateway's root keys and what the deployables sign with are the same pair."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    o = ObjectStoreSettings()
+    access = f"${{HARCLIP_OBJECTS_ACCESS_KEY:-{o.access_key}}}"
+    secret = f"${{HARCLIP_OBJECTS_SECRET_KEY:-{o.secret_key.get_secret_value()}}}"
+    gateway = services["objects"]["environment"]
+    assert (gateway["ROOT_ACCESS_KEY"], gateway["ROOT_SECRET_KEY"]) == (access, secret)
+    for name in ("worker", "api", "stream"):
+        env = services[name]["environment"]
+        assert env["HARCLIP_OBJECTS__URL"] == "http://objects:9000", name
+        assert (env["HARCLIP_OBJECTS__ACCESS_KEY"], env["HARCLIP_OBJECTS__SECRET_KEY"]) == (
+            access, secret,
+        ), name  # fmt: skip

@@ -114,7 +114,7 @@ def test_redis_up_names_a_taken_port(tmp_path: Path, held_port: int) -> None:
 def test_status_of_a_fresh_state_dir_is_stopped(tmp_path: Path) -> None:
     settings = load_settings(services=ServicesSettings(state_dir=tmp_path))
     statuses = manager.status(manager.build(settings))
-    assert [s.name for s in statuses] == ["kafka", "elasticsearch", "redis"]
+    assert [s.name for s in statuses] == ["kafka", "elasticsearch", "redis", "objects"]
     assert {s.state for s in statuses} == {State.STOPPED}
 
 
