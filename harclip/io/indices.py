@@ -160,6 +160,18 @@ def events_mappings() -> dict[str, Any]:
                 }
             },
             "emitted_at": _EPOCH_MS,
+            "peak_at": _EPOCH_MS,
+            "evidence": {
+                "properties": {
+                    "snapshot": {"type": "keyword"},
+                    "thumbnail": {"type": "keyword"},
+                    "clip": {"type": "keyword"},
+                    "frames": {"type": "integer"},
+                    "first_captured_at": _EPOCH_MS,
+                    "last_captured_at": _EPOCH_MS,
+                    "missing": {"type": "keyword"},
+                }
+            },
         },
     }
 

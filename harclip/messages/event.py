@@ -36,6 +36,30 @@ def event_id(stream_id: str, type_: EventType, seq: int, rule: str | None = None
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+EvidenceMissing = Literal["frames_expired", "no_frames", "disabled", "failed"]
+
+
+class Evidence(Part):
+    """What an event's evidence is (DESIGN.md "Evidence"): object-store keys of its snapshot,
+    thumbnail and clip (`harclip.io.keys.evidence_keys`), the frames the clip holds and their
+    first/last capture time (ms since epoch) — or, when there is none, why (`missing`).
+
+    A key is set only once its object is written (write the object, then the reference). An
+    open segment (`segment.start`) gets a snapshot at once; its clip comes with `segment.end`.
+    """
+
+    snapshot: str | None = None
+    thumbnail: str | None = None
+    clip: str | None = None
+    frames: int = 0
+    first_captured_at: int | None = None
+    last_captured_at: int | None = None
+    missing: EvidenceMissing | None = Field(
+        None, description="why there is no snapshot or clip: frames_expired (Kafka no longer "
+        "holds them), no_frames (the camera sent none in the window), disabled, failed"
+    )  # fmt: skip
+
+
 class Event(Message):
     """What the events app says about a stream (see docs/events.md for the exact semantics).
 
@@ -60,6 +84,13 @@ class Event(Message):
     severity: Severity | None = None
     model: ModelRef | None = None
     emitted_at: int = Field(0, description="wall clock of the app when emitted, ms")
+    peak_at: int | None = Field(
+        None, description="captured_at of the prediction with `score_max` (the snapshot), ms"
+    )
+    evidence: Evidence | None = Field(
+        None, description="set on the copy of the event the evidence step republishes (same "
+        "event_id) once its objects are written; None on the event as first emitted"
+    )  # fmt: skip
 
 
 class StreamAction(Part):

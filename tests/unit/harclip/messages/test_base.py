@@ -21,8 +21,10 @@ EVENT_BYTES = (
     b'"stream_id":"cam-1","label":"fighting","start":1764223200123,"end":null,"first_seq":12,'
     b'"last_seq":12,"frames":1,"score_mean":0.75,"score_max":0.9,"rule":"fight",'
     b'"severity":"critical","model":{"name":"clip-vit-b32","version":"1","head_version":3,'
-    b'"engine":null},"emitted_at":1764223201000}'
+    b'"engine":null},"emitted_at":1764223201000,"peak_at":null,"evidence":null}'
 )
+# an event as written before `peak_at` and `evidence` existed (still read)
+EVENT_BYTES_V0 = EVENT_BYTES.replace(b',"peak_at":null,"evidence":null}', b"}")
 
 
 def test_a_prediction_encodes_to_the_same_bytes_and_back() -> None:
@@ -48,6 +50,21 @@ def test_an_event_encodes_to_the_same_bytes_and_back() -> None:
     assert e.to_json() == EVENT_BYTES
     assert Event.from_json(EVENT_BYTES) == e
     assert Event.from_json(EVENT_BYTES.decode()).to_json() == EVENT_BYTES
+    assert Event.from_json(EVENT_BYTES_V0) == e
+
+
+def test_an_event_with_evidence_round_trips() -> None:
+    from harclip.messages import Evidence
+
+    e = Event.from_json(EVENT_BYTES).model_copy(
+        update={"peak_at": 1764223200500,
+                "evidence": Evidence(snapshot="evidence/cam-1/2025-11-27/x.jpg", frames=25,
+                                     first_captured_at=1764223197123)}
+    )  # fmt: skip
+    assert Event.from_json(e.to_json()) == e
+    assert Event.from_json(e.to_json()).evidence == e.evidence
+    missing = e.model_copy(update={"evidence": Evidence(missing="frames_expired")})
+    assert Event.from_json(missing.to_json()).evidence == Evidence(missing="frames_expired")
 
 
 def test_each_message_checks_its_own_schema_and_names_its_type() -> None:
