@@ -17,15 +17,14 @@ from harclip.io.indices import EmbeddingSpace
 from harclip.io.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
 from harclip.model.bundle import Bundle
-from tests.integration.conftest import Unique
-from tests.integration.consumers.conftest import (
+from tests.support.kafka import header, read_topic
+from tests.support.processes import free_port
+from tests.support.scoped import Unique
+from tests.support.worker import (
     PARTITIONS,
     failed,
-    free_port,
-    header,
     predicted,
     producer,
-    read_topic,
     ready,
     redis_server,
     redis_url,

@@ -11,7 +11,7 @@ from harclip.errors import ServiceError
 from harclip.services import manager
 from harclip.services.kafka import KafkaService
 from harclip.services.redis import RedisService
-from tests.integration.conftest import Unique
+from tests.support.scoped import Unique
 
 
 def test_every_service_answers(settings: Settings) -> None:
