@@ -1,6 +1,6 @@
 """Preprocessing benchmark: harclip.model.preprocess against transformers' CLIPImageProcessor.
 
-    python bench/preprocess.py --images /work/shared/data/har-sample [--limit N] [--no-embed]
+    python -m bench.preprocess --images /work/shared/data/har-sample [--limit N] [--no-embed]
 
 Measures images/s both ways single-threaded (decode + resize + crop; HF also rescales and
 normalises, which our engines do inside the graph), ours threaded too; pixel |Δ| between the two
