@@ -25,7 +25,8 @@ _POLL_S = 0.2
 
 class Child:
     """A running child process whose stdout and stderr (merged) are read by a thread: each line is
-    kept in `lines`, appended to `log` (when given) and copied to `echo` (when given)."""
+    kept in `lines`, appended to `log` (when given) and copied to `echo` (when given). With
+    `new_session` it does not get the terminal's Ctrl-C (its parent stops it)."""
 
     def __init__(
         self,
@@ -36,6 +37,7 @@ class Child:
         log: Path | None = None,
         echo: TextIO | None = None,
         name: str | None = None,
+        new_session: bool = False,
     ) -> None:
         self.name = name or " ".join(cmd[:3])
         self.log = log
@@ -47,7 +49,7 @@ class Child:
         self.proc = subprocess.Popen(
             list(cmd), cwd=cwd, env=None if env is None else dict(env),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace",
+            text=True, errors="replace", start_new_session=new_session,
         )  # fmt: skip
         self._reader = threading.Thread(target=self._read, daemon=True, name=f"log {self.name}")
         self._reader.start()
@@ -163,7 +165,7 @@ class Child:
 def http_ok(url: str, timeout_s: float = 2.0) -> bool:
     """True when GET `url` answers 200."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 (loopback URLs)
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
             return bool(r.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
