@@ -16,8 +16,6 @@ from rich.console import Console
 
 from bench import harness
 from harclip.config import Settings
-from harclip.io import store
-from harclip.io.es import make_es
 from harclip.io.kafka import make_producer, send_frame
 from harclip.messages import Frame, new_frame_id, now_ms
 from harclip.services.child import Child
@@ -109,24 +107,8 @@ async def capacity(s: Settings, photos: list[bytes], n: int, port: int) -> float
 
 
 async def cleanup(base: Settings, s: Settings) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    sfx = s.kafka.group_id.removeprefix("soak-")
-    es = make_es(base.elasticsearch)
-    await es.options(ignore_status=404).indices.delete(index=f"*{sfx}*", allow_no_indices=True)
-    await es.options(ignore_status=404).indices.delete_index_template(name=f"*{sfx}*")
-    await es.close()
-    r = store.make_redis(base.redis)
-    keys = [k async for k in r.scan_iter(match=f"*{sfx}*", count=1000)]
-    if keys:
-        await r.delete(*keys)
-    await r.aclose()
-    admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka.bootstrap)
-    await admin.start()
-    topics = [t for t in await admin.list_topics() if sfx in t]
-    if topics:
-        await admin.delete_topics(topics)
-    await admin.close()
+    """Delete what the soak made under its names (soak-<suffix>)."""
+    await harness.cleanup(base, s.kafka.group_id.removeprefix("soak-"))
 
 
 @contextlib.asynccontextmanager

@@ -100,3 +100,31 @@ def start_events(settings: Settings, *, log: Path | None = None, profile: Path |
         fail(str(e).splitlines()[0])
     port = next(int(m.group(1)) for line in c.lines if (m := _EVENTS_PORT.search(line)))
     return c, port
+
+
+async def cleanup(settings: Settings, token: str) -> None:
+    """Delete the Kafka topics, Elasticsearch indices and templates and Redis keys whose names
+    contain `token` (a run's own suffix), on the services `settings` points at."""
+    import redis.asyncio as aioredis
+    from aiokafka.admin import AIOKafkaAdminClient
+    from elasticsearch import AsyncElasticsearch
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if token in t]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+    async with AsyncElasticsearch(settings.elasticsearch.url) as es:
+        await es.indices.delete(index=f"*{token}*", ignore_unavailable=True,
+                                allow_no_indices=True)  # fmt: skip
+        await es.options(ignore_status=404).indices.delete_index_template(name=f"*{token}*")
+    r = aioredis.Redis.from_url(settings.redis.url)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"*{token}*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+    finally:
+        await r.aclose()

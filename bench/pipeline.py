@@ -56,6 +56,7 @@ from producers.upload import image_jpeg
 
 ROOT = harness.ROOT
 console = Console(stderr=True)
+RUN = uuid.uuid4().hex[:8]  # in every name this run makes: its cleanup deletes those only
 PARTITIONS = 2
 
 
@@ -76,7 +77,8 @@ def ensure_bundle(path: Path, data: Path | None = None) -> Path:
 
 
 def scoped(base: Settings, bundle: Path, engine: str = "auto", **batching: Any) -> Settings:
-    sfx = uuid.uuid4().hex[:8]
+    """`base` with names of one phase of this run (bench-<RUN><n>), the bundle and `engine`."""
+    sfx = f"{RUN}{uuid.uuid4().hex[:4]}"
     k, r, e = base.kafka, base.redis, base.elasticsearch
     return base.model_copy(update={
         "kafka": k.model_copy(update={"topics": k.topics.with_prefix(f"bench-{sfx}."),
@@ -200,24 +202,8 @@ async def latency(
 
 
 async def cleanup(base: Settings) -> None:
-    """Delete the topics, indices and Redis keys the phases made (all named bench-*)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    es = make_es(base.elasticsearch)
-    await es.options(ignore_status=404).indices.delete(index="bench-*", allow_no_indices=True)
-    await es.options(ignore_status=404).indices.delete_index_template(name="bench-*")
-    await es.close()
-    r = store.make_redis(base.redis)
-    keys = [k async for k in r.scan_iter(match="bench-*", count=1000)]
-    if keys:
-        await r.delete(*keys)
-    await r.aclose()
-    admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka.bootstrap)
-    await admin.start()
-    topics = [t for t in await admin.list_topics() if t.startswith("bench-")]
-    if topics:
-        await admin.delete_topics(topics)
-    await admin.close()
+    """Delete the topics, indices and Redis keys this run's phases made (their names hold RUN)."""
+    await harness.cleanup(base, RUN)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

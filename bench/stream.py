@@ -249,30 +249,6 @@ async def latency(s: Settings, app: Settings, streams: int, rate: float, seconds
     return from_first, from_confirm
 
 
-async def cleanup(s: Settings, suffix: str) -> None:
-    import redis.asyncio as aioredis
-    from aiokafka.admin import AIOKafkaAdminClient
-    from elasticsearch import AsyncElasticsearch
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if suffix in t]
-        if topics:
-            await admin.delete_topics(topics)
-    finally:
-        await admin.close()
-    async with AsyncElasticsearch(s.elasticsearch.url) as es:
-        await es.indices.delete(index=f"*{suffix}*", ignore_unavailable=True,
-                                allow_no_indices=True)  # fmt: skip
-        await es.options(ignore_status=404).indices.delete_index_template(name=f"*{suffix}*")
-    r = aioredis.Redis.from_url(s.redis.url)
-    keys = [k async for k in r.scan_iter(match=f"*{suffix}*", count=1000)]
-    if keys:
-        await r.delete(*keys)
-    await r.aclose()
-
-
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     s = load_settings()
     suffix = uuid.uuid4().hex[:10]
@@ -300,7 +276,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         lag = {le: n - lag0.get(le, 0.0) for le, n in lag1.items()}
     finally:
         await app.stop()
-        await cleanup(s, suffix)
+        await harness.cleanup(s, suffix)
     ff = np.array(from_first) if from_first else np.array([np.nan])
     fc = np.array(from_confirm) if from_confirm else np.array([np.nan])
     return {
