@@ -6,6 +6,7 @@ through it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import subprocess
@@ -109,11 +110,14 @@ class Child:
                     if found.search(line):
                         return line
                 seen = max(seen, len(self.lines))
-                if self.proc.poll() is not None and not self._reader.is_alive():
-                    raise ServiceError(self._ended(f"exited ({self.proc.returncode}) before "
-                                                   f"a line {pattern!r}"))  # fmt: skip
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if not self._reader.is_alive():  # its output ended: it exits (or has)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        code = self.proc.wait(timeout=max(0.0, left))
+                        raise ServiceError(
+                            self._ended(f"exited ({code}) before a line {pattern!r}")
+                        )
+                if left <= 0 or not self._reader.is_alive():
                     raise ServiceError(
                         self._ended(f"logged no line {pattern!r} within {timeout_s:g} s")
                     )
