@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from harclip.config import Settings
 from harclip.io import store
 from harclip.io.kafka import make_producer
 from harclip.io.topics import ensure_topics
+from harclip.services.child import Child
 
 PARTITIONS = 3
 START_TIMEOUT_S = 60.0
@@ -92,40 +92,22 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
 
 
 @contextlib.asynccontextmanager
-async def redis_server(port: int, workdir: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+async def redis_server(port: int, workdir: Path) -> AsyncIterator[Child]:
     """A private redis-server on `port` (no persistence), up once it logs that it accepts
     connections and answers PING; killed on exit."""
-    proc = await asyncio.create_subprocess_exec(
-        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", str(workdir), "--loglevel", "notice",
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
+    proc = Child(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", "--dir", str(workdir), "--loglevel", "notice"],
+                 name="redis-server")  # fmt: skip
     try:
-        async with asyncio.timeout(30):
-            while b"Ready to accept connections" not in (line := await proc.stdout.readline()):
-                assert line, f"redis-server exited with {await proc.wait()}"
+        await proc.await_line("Ready to accept connections", timeout_s=30)
         client = store.make_redis(Settings().redis.model_copy(update={"url": redis_url(port)}))
         try:
             await store.ping(client)
         finally:
             await client.aclose()
-        async with asyncio.TaskGroup() as tg:  # keeps its output pipe from filling up
-            tg.create_task(_drain(proc.stdout))
-            try:
-                yield proc
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
+        yield proc
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+        await proc.astop(kill=True)
 
 
 def redis_url(port: int) -> str:

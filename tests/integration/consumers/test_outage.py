@@ -81,8 +81,7 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
         await worker.wait_for(lambda: predicted(worker) >= 4, TIMEOUT_S)
         assert await ready(worker.health_port) == (200, "ready\n")
 
-        first.kill()  # the outage
-        await first.wait()
+        await first.astop(kill=True)  # the outage
         during = [await send(seq) for seq in range(4, 8)]
         tp = during[0][0]  # one key: one partition
         assert all(x[0] == tp for x in during)

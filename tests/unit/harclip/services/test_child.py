@@ -39,7 +39,9 @@ def test_a_line_is_waited_for_and_the_log_is_kept_after_stop(tmp_path: Path) -> 
 
 def test_a_child_that_exits_first_is_an_error_with_its_last_lines() -> None:
     child = Child([sys.executable, "-c", "print('no config'); raise SystemExit(2)"], name="bad")
-    with pytest.raises(ServiceError, match=r"(?s)bad exited \(2\) before a line 'ready'.*no config"):
+    with pytest.raises(
+        ServiceError, match=r"(?s)bad exited \(2\) before a line 'ready'.*no config"
+    ):
         child.wait_line("ready", timeout_s=60)
     assert child.stop() == 2
 
