@@ -1,6 +1,6 @@
 """Plots for the benchmark scripts (matplotlib, Agg backend: no display needed).
 
-Scripts in bench/ run as `python bench/<name>.py`, so they import this as `from _plots import ...`.
+The benchmarks import it as `from bench._plots import latency_histogram`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The report of bench/stream.py: its tables and the helpers they need."""
+"""The report of `bench.stream`: its tables and the helpers they need."""
 
 from __future__ import annotations
 

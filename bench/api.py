@@ -11,7 +11,7 @@ Progress goes to stderr, a rich table of the results to stdout before the JSON l
 a histogram PNG (--plot-path, default bench/results/api-latency.png; its path is `latency_plot` in
 the JSON, null without a plot).
 
-    python bench/api.py [--bundle B] [--photos DIR] [--requests N] [--no-plot] [--plot-path P]
+    python -m bench.api [--bundle B] [--data DIR] [--requests N] [--no-plot] [--plot-path P]
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -31,11 +29,15 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _plots import latency_histogram  # bench/ itself is sys.path[0] when this runs as a script
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import harness
+from bench._plots import latency_histogram
+from harclip.config import load_settings
+from harclip.services.child import Child
+
+ROOT = harness.ROOT
 CONCURRENCY = (1, 4, 16, 64)
 console = Console(stderr=True)
 
@@ -53,38 +55,14 @@ def build_bundle(out: Path) -> Path:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_api(bundle: Path, max_batch: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "HARCLIP_BATCHING__MAX_BATCH": str(max_batch),
-        "HARCLIP_API__FOLLOW_CONTROL": "false",
-        "HARCLIP_LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api", "--bundle", str(bundle), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"api exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("api did not start within 120 s")
+def start_api(bundle: Path, max_batch: int) -> tuple[Child, str]:
+    base = load_settings()
+    settings = base.model_copy(update={
+        "batching": base.batching.model_copy(update={"max_batch": max_batch}),
+        "api": base.api.model_copy(update={"follow_control": False}),
+        "log_level": "WARNING",
+    })  # fmt: skip
+    return harness.start_api(settings, bundle, ready="/health")
 
 
 async def load(
@@ -150,11 +128,7 @@ def engine_bench(bundle: Path, photos: Sequence[bytes], batch: int, n: int) -> d
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", type=Path, help="default: build state/bench/vit-b-32-bundle")
-    p.add_argument(
-        "--photos",
-        type=Path,
-        default=Path(os.environ.get("HARCLIP_SAMPLE_DATA", "/work/shared/data")) / "har-sample",
-    )
+    p.add_argument("--data", type=Path, help="sample data folder (default: HARCLIP_SAMPLE_DATA)")
     p.add_argument("--requests", type=int, default=96, help="requests per level (at least 4x c)")
     p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
                    help="write the latency histogram PNG (default: on)")  # fmt: skip
@@ -162,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    default=ROOT / "bench" / "results" / "api-latency.png")  # fmt: skip
     args = p.parse_args(argv)
     bundle = args.bundle or build_bundle(ROOT / "state" / "bench" / "vit-b-32-bundle")
-    photos = [f.read_bytes() for f in sorted(args.photos.glob("*/*.jpg"))[:64]]
+    photos = [f.read_bytes() for f in harness.sample_photos(args.data)[:64]]
     result: dict[str, object] = {"bundle": str(bundle), "photos": len(photos)}
     # The engine is timed next to each API run and its best p50 kept: the machine is shared, so
     # the fastest engine figure is the conservative baseline for the ratios.
@@ -182,8 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f"p99 {s['p99_ms']:.1f} ms")  # fmt: skip
             result[mode] = levels
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            proc.stop()
     runs.append(_engine_run(bundle, photos, args.requests))
     engine = {b: min((r[b] for r in runs), key=lambda x: x["p50_ms"]) for b in ("b1", "b16")}
     result["engine"] = engine

@@ -3,7 +3,7 @@ the checks still let through (`HARCLIP_MODEL__MAX_PIXELS` 40 M pixels, at most 1
 byte above 4 M, at most 40 JPEG scans, a Kafka message of at most 4 MiB), decoded to 224×224 by
 `harclip.model.preprocess.decode_image`, each in a fresh process: seconds and peak memory.
 
-    python bench/decode_bounds.py [--quick]
+    python -m bench.decode_bounds [--quick]
 
 Prints a table, then one JSON line: {"<case>": {"seconds": s, "peak_mb": MB, "bytes": n}, ...,
 "worst_seconds": s, "worst_peak_mb": MB}.
@@ -16,14 +16,11 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harclip.model.imageio import MAX_JPEG_SCANS
 

@@ -2,7 +2,7 @@
 (dynamic, and static QDQ calibrated on the sample photos: `onnx-int8-static`) and TorchScript at
 batch 1, 8 and 32, through the same engines the services use.
 
-    python bench/engine.py [--threads 2] [--seconds 3] [--per-channel] [--engines ...]
+    python -m bench.engine [--threads 2] [--seconds 3] [--per-channel] [--engines ...]
 
 The model is written once by `init-model --arch vit-b-32` into --model-dir (cached) and exported
 to a fresh bundle each run. Prints a table; the last stdout line is one JSON object.

@@ -14,7 +14,7 @@ The last stdout line is one JSON object with `p50_ms_<N>`, `p99_ms_<N>`, `droppe
 p99 <= 250 ms and no drops. A histogram of the delays per N goes to --plot-path (default
 bench/results/fanout-delay.png) unless --no-plot.
 
-    python bench/fanout.py [--subscribers 10,100,500] [--rate 20] [--seconds 20] [--streams 4]
+    python -m bench.fanout [--subscribers 10,100,500] [--rate 20] [--seconds 20] [--streams 4]
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -34,22 +31,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 import psutil
-from _plots import latency_histogram  # bench/ itself is sys.path[0] when this runs as a script
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import harness
+from bench._plots import latency_histogram
+from harclip.config import load_settings
+from harclip.services.child import Child
+
+ROOT = harness.ROOT
 console = Console(stderr=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build_bundle(out: Path) -> Path:
@@ -65,33 +59,15 @@ def build_bundle(out: Path) -> Path:
 
 
 def start_api(bundle: Path, prefix: str, queue: int, compression: bool = False
-              ) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
-    port = _free_port()
-    env = {
-        **os.environ,
-        "HARCLIP_REDIS__KEY_PREFIX": prefix,
-        "HARCLIP_API__FOLLOW_CONTROL": "false",
-        "HARCLIP_API__WS_QUEUE_SIZE": str(queue),
-        "HARCLIP_API__WS_COMPRESSION": str(compression).lower(),
-        "HARCLIP_LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api", "--bundle", str(bundle), "--port", str(port)],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"api exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("api did not start within 120 s")
+              ) -> tuple[Child, str]:  # fmt: skip
+    base = load_settings()
+    settings = base.model_copy(update={
+        "redis": base.redis.model_copy(update={"key_prefix": prefix}),
+        "api": base.api.model_copy(update={"follow_control": False, "ws_queue_size": queue,
+                                           "ws_compression": compression}),
+        "log_level": "WARNING",
+    })  # fmt: skip
+    return harness.start_api(settings, bundle, ready="/health")
 
 
 def _receiver(url: str, n: int, ready: Any, stop: Any, out: Any) -> None:
@@ -244,8 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[n] = run_level(url, api, prefix, n, args.rate, args.seconds,
                                    args.streams, args.procs)  # fmt: skip
     finally:
-        proc.terminate()
-        proc.wait(30)
+        proc.stop()
         _cleanup(prefix)
 
     table = Table(title=f"WebSocket fan-out, {args.rate:g} predictions/s over {args.streams} "

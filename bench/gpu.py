@@ -2,7 +2,7 @@
 TorchScript engine on CUDA at batch 1, 8, 32 and 128, against ONNX Runtime on the CPU cores; then
 the hot path end to end.
 
-    python bench/gpu.py [--device cuda] [--seconds 2] [--quick]
+    python -m bench.gpu [--device cuda] [--seconds 2] [--quick]
 
 End to end (`e2e_*` keys): JPEG bytes in memory (the sample photos, repeated) -> decode ->
 resize/crop -> engine (torch fp16 with CUDA graphs) -> head top-k, frames/s at batch 1, 32 and
@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gpu_e2e import WARMUP_CALLS, e2e_result, jpegs_to_decode, measure_e2e  # bench/ is on sys.path
+
+from bench.gpu_e2e import WARMUP_CALLS, e2e_result, jpegs_to_decode, measure_e2e
 
 TORCH_DTYPES = ("fp32", "fp16", "bf16")
 

@@ -1,4 +1,4 @@
-"""The end-to-end part of `bench/gpu.py`: JPEG bytes -> decode -> engine -> head top-k, four
+"""The end-to-end part of `bench.gpu`: JPEG bytes -> decode -> engine -> head top-k, four
 ways (see that script's docstring), and its figures for the JSON line."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Streaming-path benchmark on the real local services (`harclip services up`).
 
-    python bench/pipeline.py [--frames 320] [--max-batch 16] [--latency-seconds 10]
+    python -m bench.pipeline [--frames 320] [--max-batch 16] [--latency-seconds 10]
 
 ViT-B/32-shaped random CLIP (made once into state/bench-vitb32-bundle with ONNX fp32 and INT8
 calibrated on the sample photos, validated), the real sample photos as producers send them
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,37 +39,37 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import harness
+from bench._plots import latency_histogram
+from consumers.cli import run as run_worker
+from consumers.worker import Worker
+from harclip.config import EngineChoice, Settings, load_settings
+from harclip.engines import create_engine
+from harclip.io import store
+from harclip.io.es import make_es
+from harclip.io.kafka import make_producer, send_frame
+from harclip.io.topics import ensure_topics
+from harclip.messages import Frame, new_frame_id, now_ms
+from harclip.model.bundle import Bundle
+from harclip.model.preprocess import preprocess_batch
+from producers.upload import image_jpeg
 
-# bench/ itself is sys.path[0] when this runs as a script
-from _plots import latency_histogram  # noqa: E402
-
-from consumers.cli import run as run_worker  # noqa: E402
-from consumers.worker import Worker  # noqa: E402
-from harclip.config import EngineChoice, Settings, load_settings  # noqa: E402
-from harclip.engines import create_engine  # noqa: E402
-from harclip.io import store  # noqa: E402
-from harclip.io.es import make_es  # noqa: E402
-from harclip.io.kafka import make_producer, send_frame  # noqa: E402
-from harclip.io.topics import ensure_topics  # noqa: E402
-from harclip.messages import Frame, new_frame_id, now_ms  # noqa: E402
-from harclip.model.bundle import Bundle  # noqa: E402
-from harclip.model.preprocess import preprocess_batch  # noqa: E402
-from producers.upload import image_jpeg  # noqa: E402
-
+ROOT = harness.ROOT
 console = Console(stderr=True)
+RUN = uuid.uuid4().hex[:8]  # in every name this run makes: its cleanup deletes those only
 PARTITIONS = 2
 
 
-def ensure_bundle(path: Path) -> Path:
+def ensure_bundle(path: Path, data: Path | None = None) -> Path:
+    """The benchmarks' ViT-B/32-shaped bundle at `path`, made once (INT8 calibrated on the sample
+    photos of `data`, default HARCLIP_SAMPLE_DATA)."""
     if (path / "manifest.json").is_file():
         return path
     model = path.with_name(path.name.replace("bundle", "model"))
     h = [sys.executable, "-m", "harclip"]
     if not (model / "config.json").is_file():
         subprocess.run([*h, "init-model", str(model), "--arch", "vit-b-32"], check=True)
-    photos = (load_settings().sample_photos or Path("/work/shared/data/har-sample")).resolve()
+    photos = (harness.sample_data(data) / "har-sample").resolve()
     subprocess.run([*h, "export", "--model", str(model), "--output", str(path), "--format",
                     "onnx", "int8", "--calibration", str(photos), "--validate"],
                    check=True)  # fmt: skip
@@ -77,7 +77,8 @@ def ensure_bundle(path: Path) -> Path:
 
 
 def scoped(base: Settings, bundle: Path, engine: str = "auto", **batching: Any) -> Settings:
-    sfx = uuid.uuid4().hex[:8]
+    """`base` with names of one phase of this run (bench-<RUN><n>), the bundle and `engine`."""
+    sfx = f"{RUN}{uuid.uuid4().hex[:4]}"
     k, r, e = base.kafka, base.redis, base.elasticsearch
     return base.model_copy(update={
         "kafka": k.model_copy(update={"topics": k.topics.with_prefix(f"bench-{sfx}."),
@@ -201,32 +202,15 @@ async def latency(
 
 
 async def cleanup(base: Settings) -> None:
-    """Delete the topics, indices and Redis keys the phases made (all named bench-*)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    es = make_es(base.elasticsearch)
-    await es.options(ignore_status=404).indices.delete(index="bench-*", allow_no_indices=True)
-    await es.options(ignore_status=404).indices.delete_index_template(name="bench-*")
-    await es.close()
-    r = store.make_redis(base.redis)
-    keys = [k async for k in r.scan_iter(match="bench-*", count=1000)]
-    if keys:
-        await r.delete(*keys)
-    await r.aclose()
-    admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka.bootstrap)
-    await admin.start()
-    topics = [t for t in await admin.list_topics() if t.startswith("bench-")]
-    if topics:
-        await admin.delete_topics(topics)
-    await admin.close()
+    """Delete the topics, indices and Redis keys this run's phases made (their names hold RUN)."""
+    await harness.cleanup(base, RUN)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     base = load_settings()
-    bundle_path = ensure_bundle(args.bundle)
+    bundle_path = ensure_bundle(args.bundle, args.data)
     bundle = Bundle.load(bundle_path)
-    sample = base.sample_data or Path("/work/shared/data")
-    paths = sorted((sample / "har-sample").glob("*/*.jpg"))
+    paths = harness.sample_photos(args.data)
     photos = [image_jpeg(p, 224, base.model.max_pixels) for p in paths]
     b = args.max_batch
     engine_ips, batch_ms, label = raw_engine(bundle, base, photos, b, "auto")
@@ -272,17 +256,18 @@ def plot_latency(lat_ms: list[float], path: Path, rate: float, batch: int, engin
     return latency_histogram({"half load": lat_ms}, path, title)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=320)
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument("--bundle", type=Path, default=ROOT / "state" / "bench-vitb32-bundle")
+    ap.add_argument("--data", type=Path, help="sample data folder (default: HARCLIP_SAMPLE_DATA)")
     ap.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
                     help="write the latency histogram PNG (default: on)")  # fmt: skip
     ap.add_argument("--plot-path", type=Path,
                     default=ROOT / "bench" / "results" / "pipeline-latency.png")  # fmt: skip
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     import logging
 
     logging.basicConfig(level=logging.WARNING)

@@ -1,6 +1,6 @@
 """Preprocessing benchmark: harclip.model.preprocess against transformers' CLIPImageProcessor.
 
-    python bench/preprocess.py --images /work/shared/data/har-sample [--limit N] [--no-embed]
+    python -m bench.preprocess [--images DIR] [--limit N] [--no-embed]
 
 Measures images/s both ways single-threaded (decode + resize + crop; HF also rescales and
 normalises, which our engines do inside the graph), ours threaded too; pixel |Δ| between the two
@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench import harness
 from harclip.model.imageio import iter_image_paths
 from harclip.model.preprocess import preprocess_batch
 
@@ -97,7 +98,9 @@ def _embed_cosines(ours: np.ndarray, hf: np.ndarray, batch: int) -> np.ndarray:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, required=True, help="folder of images")
+    parser.add_argument(
+        "--images", type=Path, help="folder of images (default: HARCLIP_SAMPLE_DATA/har-sample)"
+    )
     parser.add_argument("--limit", type=int, default=0, help="at most this many images (0: all)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs, best kept")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
@@ -105,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-embed", action="store_true", help="skip the embedding comparison")
     args = parser.parse_args(argv)
 
+    args.images = args.images or harness.sample_data() / "har-sample"
     paths = list(iter_image_paths([args.images]))[: args.limit or None]
     if not paths:
         parser.error(f"no images under {args.images}")

@@ -1,6 +1,6 @@
 """Soak test on the real local services (`harclip services up`): memory, lag and latency over time.
 
-    python bench/soak.py --minutes 30 [--bundle B] [--rate R] [--streams 4]
+    python -m bench.soak --minutes 30 [--bundle B] [--rate R] [--streams 4]
 
 A worker (`python -m consumers`) and the API (`python -m api`) run as their own processes on
 names of their own (topics, group, index, Redis keys: soak-<suffix>). First the worker's capacity
@@ -29,6 +29,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,14 +39,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-# bench/ itself is sys.path[0] when this runs as a script
-from _plots import latency_histogram  # noqa: E402
-from _soak_rig import (  # noqa: E402
+from bench import harness
+from bench._plots import latency_histogram
+from bench._soak_rig import (
     PARTITIONS,
-    Child,
+    Running,
     capacity,
     cleanup,
     console,
@@ -54,14 +52,16 @@ from _soak_rig import (  # noqa: E402
     wait_predicted,
     worker_metrics,
 )
+from bench.pipeline import ensure_bundle
+from harclip.client import AsyncClient, NotFound
+from harclip.config import Settings, load_settings
+from harclip.io.es import make_es
+from harclip.io.kafka import make_producer, send_frame
+from harclip.io.topics import ensure_topics
+from harclip.messages import Frame, new_frame_id, now_ms
+from producers.upload import image_jpeg
 
-from harclip.client import AsyncClient, NotFound  # noqa: E402
-from harclip.config import Settings, load_settings  # noqa: E402
-from harclip.io.es import make_es  # noqa: E402
-from harclip.io.kafka import make_producer, send_frame  # noqa: E402
-from harclip.io.topics import ensure_topics  # noqa: E402
-from harclip.messages import Frame, new_frame_id, now_ms  # noqa: E402
-from producers.upload import image_jpeg  # noqa: E402
+ROOT = harness.ROOT
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Samples:
     received: set[str] = field(default_factory=set)
 
 
-async def sample_loop(worker: Child, api: Child, every_s: float, t0: float, out: Samples,
+async def sample_loop(worker: Running, api: Running, every_s: float, t0: float, out: Samples,
                       stop: asyncio.Event) -> None:  # fmt: skip
     async with httpx.AsyncClient(timeout=10) as http:
         while not stop.is_set():
@@ -159,53 +159,74 @@ def growth(rss: list[int], times: list[float], duration: float) -> tuple[float, 
     return a / 2**20, b / 2**20, (b / a - 1) if a else 0.0
 
 
+@dataclass
+class Soak:
+    """What the soak measured, before the figures are computed."""
+
+    capacity: float  # frames/s
+    rate: float  # frames/s sent live
+    sent: int
+    metrics: dict[str, float]  # the worker's counters at the end
+    samples: Samples
+    read_errors: int
+    docs: int  # Elasticsearch documents, capacity frames included
+    streams: list[str]
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     base = load_settings()
-    if args.bundle is None:
-        from pipeline import ensure_bundle  # the benchmarks' ViT-B/32 bundle
-
+    if args.bundle is None:  # the benchmarks' ViT-B/32 bundle
         args.bundle = ensure_bundle(ROOT / "state" / "bench-vitb32-bundle")
     s = scoped(base, args.bundle)
-    sample = base.sample_data or Path("/work/shared/data")
-    paths = sorted((sample / "har-sample").glob("*/*.jpg"))[::3]
+    paths = harness.sample_photos(args.data)[::3]
     photos = [image_jpeg(p, 224, base.model.max_pixels) for p in paths]
     await ensure_topics(s.kafka, partitions=PARTITIONS)
-    seconds = args.minutes * 60
-    streams = [f"soak-cam-{i}" for i in range(args.streams)]
     try:
         async with services(s, args.bundle, args.log_dir) as (worker, api):
-            cap = await capacity(s, photos, args.capacity_frames, worker.port)
-            rate = args.rate or cap / 2
-            console.print(f"capacity {cap:.1f} frames/s; soak at {rate:.1f} frames/s for "
-                          f"{args.minutes:g} min over {len(streams)} streams")  # fmt: skip
-            out, stop = Samples(), asyncio.Event()
-            async with AsyncClient(f"http://127.0.0.1:{api.port}") as client:
-                t0 = time.monotonic()
-                subscribed = [asyncio.Event() for _ in streams]
-                subs = [asyncio.create_task(subscriber(client, sid, t0, out, ev))
-                        for sid, ev in zip(streams, subscribed, strict=True)]  # fmt: skip
-                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in subscribed)), 60)
-                sampler = asyncio.create_task(sample_loop(worker, api, args.sample_s, t0, out,
-                                                          stop))  # fmt: skip
-                reads = asyncio.create_task(api_reads(client, streams, photos[0],
-                                                      args.predict_every_s, stop))  # fmt: skip
-                sent = await live_load(s, photos, streams, rate, seconds)
-                async with httpx.AsyncClient(timeout=10) as http:
-                    await wait_predicted(http, worker.port, args.capacity_frames + sent, 300)
-                    m = await worker_metrics(http, worker.port)
-                stop.set()
-                read_errors = await reads
-                await sampler
-                for t in subs:
-                    t.cancel()
-                await asyncio.gather(*subs, return_exceptions=True)
-            es = make_es(s.elasticsearch)
-            await es.indices.refresh(index=s.elasticsearch.predictions_index)
-            docs = (await es.count(index=s.elasticsearch.predictions_index))["count"]
-            await es.close()
+            run = await soak(s, args, photos, worker, api)
     finally:
         await cleanup(base, s)
+    return figures(args, run)
 
+
+async def soak(s: Settings, args: argparse.Namespace, photos: list[bytes], worker: Running,
+               api: Running) -> Soak:  # fmt: skip
+    """The capacity, then the live load with subscribers, samples and API reads."""
+    streams = [f"soak-cam-{i}" for i in range(args.streams)]
+    cap = await capacity(s, photos, args.capacity_frames, worker.port)
+    rate = args.rate or cap / 2
+    console.print(f"capacity {cap:.1f} frames/s; soak at {rate:.1f} frames/s for "
+                  f"{args.minutes:g} min over {len(streams)} streams")  # fmt: skip
+    out, stop = Samples(), asyncio.Event()
+    async with AsyncClient(f"http://127.0.0.1:{api.port}") as client:
+        t0 = time.monotonic()
+        subscribed = [asyncio.Event() for _ in streams]
+        subs = [asyncio.create_task(subscriber(client, sid, t0, out, ev))
+                for sid, ev in zip(streams, subscribed, strict=True)]  # fmt: skip
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in subscribed)), 60)
+        sampler = asyncio.create_task(sample_loop(worker, api, args.sample_s, t0, out, stop))
+        reads = asyncio.create_task(api_reads(client, streams, photos[0],
+                                              args.predict_every_s, stop))  # fmt: skip
+        sent = await live_load(s, photos, streams, rate, args.minutes * 60)
+        async with httpx.AsyncClient(timeout=10) as http:
+            await wait_predicted(http, worker.port, args.capacity_frames + sent, 300)
+            m = await worker_metrics(http, worker.port)
+        stop.set()
+        read_errors = await reads
+        await sampler
+        for t in subs:
+            t.cancel()
+        await asyncio.gather(*subs, return_exceptions=True)
+    es = make_es(s.elasticsearch)
+    await es.indices.refresh(index=s.elasticsearch.predictions_index)
+    docs = (await es.count(index=s.elasticsearch.predictions_index))["count"]
+    await es.close()
+    return Soak(cap, rate, sent, m, out, read_errors, int(docs), streams)
+
+
+def figures(args: argparse.Namespace, run: Soak) -> dict[str, Any]:
+    """The JSON result (and the plots, unless --no-plot) of a soak."""
+    seconds, out, m, rate, cap = args.minutes * 60, run.samples, run.metrics, run.rate, run.capacity
     predicted = m.get("harclip_frames_predicted_total", 0.0) - args.capacity_frames
     dropped = m.get("harclip_frames_dropped_total", 0.0)
     failed = m.get("harclip_frames_failed_total", 0.0)
@@ -221,10 +242,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "minutes": args.minutes, "capacity_frames_s": round(cap, 1),
         "rate_frames_s": round(rate, 1),
-        "streams": len(streams), "sent": sent, "predicted": int(predicted),
+        "streams": len(run.streams), "sent": run.sent, "predicted": int(predicted),
         "dropped": int(dropped), "failed": int(failed),
-        "lost": int(sent - predicted - dropped - failed),
-        "es_docs": int(docs) - args.capacity_frames,
+        "lost": int(run.sent - predicted - dropped - failed),
+        "es_docs": run.docs - args.capacity_frames,
         "subscriber_received": len(out.received),
         "rss_worker_start_mib": round(w0, 1), "rss_worker_end_mib": round(w1, 1),
         "rss_api_start_mib": round(a0, 1), "rss_api_end_mib": round(a1, 1),
@@ -237,7 +258,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms_end": round(float(np.percentile(last, 50)), 1) if last else 0.0,
         "p99_ms_end": round(p99_end, 1),
         "p99_end_vs_start": round(p99_end / p99_start, 2) if p99_start else None,
-        "api_read_errors": read_errors, "samples": len(out.t),
+        "api_read_errors": run.read_errors, "samples": len(out.t),
         "cpus": os.cpu_count(),
         "load_avg_mean": round(float(np.mean(out.load)), 2) if out.load else None,
         "load_avg_max": round(max(out.load), 2) if out.load else None,
@@ -292,7 +313,7 @@ def plot_series(out: Samples, seconds: float, path: Path, title: str) -> Path:
     return path
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument(
@@ -306,10 +327,11 @@ def main() -> int:
     ap.add_argument("--capacity-frames", type=int, default=320)
     ap.add_argument("--sample-s", type=float, default=5.0)
     ap.add_argument("--predict-every-s", type=float, default=5.0)
+    ap.add_argument("--data", type=Path, help="sample data folder (default: HARCLIP_SAMPLE_DATA)")
     ap.add_argument("--log-dir", type=Path, default=ROOT / "state" / "logs")
     ap.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--plot-dir", type=Path, default=ROOT / "bench" / "results")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     import logging
 
     logging.basicConfig(level=logging.WARNING)

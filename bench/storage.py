@@ -1,6 +1,6 @@
 """History storage benchmark on the real local services (`harclip services up`).
 
-    python bench/storage.py [--loops 4] [--fps 10] [--no-photos]
+    python -m bench.storage [--loops 4] [--fps 10] [--no-photos]
 
 The sample videos (each played --loops times at --fps as a live camera stream, capture times
 spaced as a camera would) and the 600 sample photos (one upload job), through the real worker
@@ -31,23 +31,21 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import harness
+from bench.pipeline import cleanup, ensure_bundle, scoped, worker
+from consumers.keyframes import KeyframePolicy
+from harclip.config import Settings, load_settings
+from harclip.io.es import make_es
+from harclip.io.indices import EMBEDDING, EmbeddingSpace, space_pattern
+from harclip.io.kafka import make_producer, send_frame
+from harclip.io.topics import ensure_topics
+from harclip.labels import HAR_CLASSES
+from harclip.messages import Frame, new_frame_id, now_ms
+from harclip.model.bundle import Bundle
+from producers.frames import encode_jpeg
+from producers.upload import image_jpeg
 
-from pipeline import cleanup, ensure_bundle, scoped, worker  # noqa: E402
-
-from consumers.keyframes import KeyframePolicy  # noqa: E402
-from harclip.config import Settings, load_settings  # noqa: E402
-from harclip.io.es import make_es  # noqa: E402
-from harclip.io.indices import EMBEDDING, EmbeddingSpace, space_pattern  # noqa: E402
-from harclip.io.kafka import make_producer, send_frame  # noqa: E402
-from harclip.io.topics import ensure_topics  # noqa: E402
-from harclip.labels import HAR_CLASSES  # noqa: E402
-from harclip.messages import Frame, new_frame_id, now_ms  # noqa: E402
-from harclip.model.bundle import Bundle  # noqa: E402
-from producers.frames import encode_jpeg  # noqa: E402
-from producers.upload import image_jpeg  # noqa: E402
-
+ROOT = harness.ROOT
 console = Console(stderr=True)
 QUERIES = [f"a photo of a person {c.replace('_', ' ')}." for c in HAR_CLASSES] + [
     "someone riding a bike", "a crowd of people", "a person alone in a room",
@@ -166,22 +164,36 @@ def replay(docs: list[dict[str, Any]], distance: float, every_s: float) -> list[
     ]  # fmt: skip
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    base = load_settings()
-    bundle_path = ensure_bundle(ROOT / "state" / "bench-vitb32-bundle")
-    bundle = Bundle.load(bundle_path)
-    m = bundle.manifest
-    space = EmbeddingSpace(m.name, str(m.version), m.embed_dim)
+def sample_frames(data: Path, args: argparse.Namespace) -> tuple[list[tuple[str, int, bytes]], int]:
+    """(stream id, capture ms, JPEG) of every frame to send, and the number of videos: each
+    sample video at --fps --loops times, and (unless --no-photos) the sample photos as uploads.
+    `fail`s (exit 2) when there is no frame at all."""
     t0 = now_ms()
     frames: list[tuple[str, int, bytes]] = []
-    videos = sorted((Path(args.data) / "video").glob("*.mp4"))
+    videos = sorted((data / "video").glob("*.mp4"))
     for n, video in enumerate(videos):
         frames += [(f"cam-{n}", t0 + ms, j) for ms, j in video_frames(video, args.fps, args.loops)]
     if not args.no_photos:
-        photos = sorted((Path(args.data) / "har-sample").glob("*/*.jpg"))
+        photos = sorted((data / "har-sample").glob("*/*.jpg"))
         frames += [(f"upload-{i // 100}", t0 + 200 * i, image_jpeg(p, 224, 40_000_000))
                    for i, p in enumerate(photos)]  # fmt: skip
-    live = {f"cam-{n}" for n in range(len(videos))}
+    if not frames:
+        harness.fail(
+            f"no frames to send: no {data / 'video'}/*.mp4 that OpenCV can read"
+            + ("" if args.no_photos else f" and no {data / 'har-sample'}/*/*.jpg")
+        )
+    return frames, len(videos)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    base = load_settings()
+    data = harness.sample_data(args.data)
+    frames, videos = sample_frames(data, args)
+    bundle_path = ensure_bundle(ROOT / "state" / "bench-vitb32-bundle", data)
+    bundle = Bundle.load(bundle_path)
+    m = bundle.manifest
+    space = EmbeddingSpace(m.name, str(m.version), m.embed_dim)
+    live = {f"cam-{n}" for n in range(videos)}
     console.print(f"{len(frames)} frames ({sum(f[0] in live for f in frames)} video) "
                   f"through a {m.embed_dim}-d bundle")  # fmt: skip
     out: dict[str, Any] = {"frames": len(frames)}
@@ -251,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loops", type=int, default=4, help="plays of each sample video")
     p.add_argument("--fps", type=float, default=10.0, help="video sampling rate, frames/s")
     p.add_argument("--no-photos", action="store_true", help="videos only")
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"),
-                   help="the shared sample data (HARCLIP_SAMPLE_DATA)")  # fmt: skip
+    p.add_argument("--data", type=Path,
+                   help="the shared sample data (default: HARCLIP_SAMPLE_DATA)")  # fmt: skip
     args = p.parse_args(argv)
     out = asyncio.run(main_async(args))
     report(out)

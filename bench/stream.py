@@ -1,6 +1,6 @@
 """Events-app benchmark on the real local services (`harclip services up`).
 
-    python bench/stream.py [--streams 50] [--backlog 20000] [--latency-seconds 20]
+    python -m bench.stream [--streams 50] [--backlog 20000] [--latency-seconds 20]
                            [--min-segment-ms 600] [--store rocksdb] [--profile app.prof]
 
 One `python -m stream` worker (its own topics, group, index and Redis keys):
@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import re
-import signal
 import sys
 import time
 import uuid
@@ -37,18 +36,13 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench._stream_report import print_report, quantile_ms  # noqa: E402
-from harclip.config import Settings, load_settings  # noqa: E402
-from harclip.io.kafka import make_producer  # noqa: E402
-from harclip.io.topics import ensure_topics  # noqa: E402
-from harclip.messages import (  # noqa: E402
-    Event,
-    Prediction,
-    now_ms,
-)
+from bench import harness
+from bench._stream_report import print_report, quantile_ms
+from harclip.config import Settings, load_settings
+from harclip.io.kafka import make_producer
+from harclip.io.topics import ensure_topics
+from harclip.messages import Event, Prediction, now_ms
+from harclip.services.child import Child
 
 console = Console(stderr=True)
 PARTITIONS = 3
@@ -75,69 +69,46 @@ def _label(stream: int, seq: int, frames_per_phase: int) -> str:
     return label
 
 
-def scoped(base: Settings, suffix: str, store_: str, min_segment_ms: int) -> dict[str, str]:
-    """HARCLIP_* for the app with names of its own."""
-    k, r, e = base.kafka, base.redis, base.elasticsearch
-    prefix = f"bench-{suffix}."
-    env = {f"HARCLIP_KAFKA__TOPICS__{n.upper()}": prefix + t
-           for n, t in k.topics.model_dump().items()}  # fmt: skip
-    env |= {
-        "HARCLIP_KAFKA__BOOTSTRAP": k.bootstrap,
-        "HARCLIP_KAFKA__PARTITIONS": str(PARTITIONS),
-        "HARCLIP_REDIS__URL": r.url,
-        "HARCLIP_REDIS__KEY_PREFIX": f"bench-{suffix}",
-        "HARCLIP_ELASTICSEARCH__URL": e.url,
-        "HARCLIP_ELASTICSEARCH__EVENTS_INDEX": f"bench-events-{suffix}",
-        "HARCLIP_STREAM__APP_ID": f"bench-stream-{suffix}",
-        "HARCLIP_STREAM__DATADIR": f"/tmp/harclip-bench-stream-{suffix}",
-        "HARCLIP_STREAM__PORT": "0",
-        "HARCLIP_STREAM__STORE": store_,
-        "HARCLIP_STREAM__MIN_SEGMENT_MS": str(min_segment_ms),
-        "HARCLIP_STREAM__IDLE_TIMEOUT_S": "600",
-    }
-    return env
+def scoped(base: Settings, suffix: str, store_: str, min_segment_ms: int) -> Settings:
+    """`base` for the app with names of its own (bench-<suffix>)."""
+    k = base.kafka
+    stream = base.stream.model_copy(
+        update={
+            "app_id": f"bench-stream-{suffix}",
+            "datadir": Path(f"/tmp/harclip-bench-stream-{suffix}"),
+            "port": 0,
+            "store": store_,
+            "min_segment_ms": min_segment_ms,
+            "idle_timeout_s": 600.0,
+        }
+    )
+    return base.model_copy(update={
+        "kafka": k.model_copy(update={"topics": k.topics.with_prefix(f"bench-{suffix}."),
+                                      "partitions": PARTITIONS}),
+        "redis": base.redis.model_copy(update={"key_prefix": f"bench-{suffix}"}),
+        "elasticsearch": base.elasticsearch.model_copy(
+            update={"events_index": f"bench-events-{suffix}"}),
+        "stream": stream,
+    })  # fmt: skip
 
 
 class AppProc:
-    def __init__(self, env: dict[str, str], profile: Path | None, log: Path) -> None:
-        self.env, self.profile, self.log = env, profile, log
-        self.proc: asyncio.subprocess.Process | None = None
+    """The events app (`python -m stream`) under test, its log in a file."""
+
+    def __init__(self, settings: Settings, profile: Path | None, log: Path) -> None:
+        self.settings, self.profile, self.log = settings, profile, log
+        self.child: Child | None = None
         self.port = 0
-        self._drain: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        pre = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, *pre, "-m", "stream", cwd=ROOT, env={**os.environ, **self.env},
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert self.proc.stderr is not None
-        out = self.log.open("a")
-        async with asyncio.timeout(120):
-            while True:
-                line = (await self.proc.stderr.readline()).decode()
-                out.write(line)
-                if not line:
-                    raise RuntimeError(f"app exited with {await self.proc.wait()}")
-                if m := _PORT.search(line):
-                    self.port = int(m.group(1))
-                if "events app ready" in line:
-                    break
-        out.flush()
-        self._drain = asyncio.create_task(self._read_rest(out))
-
-    async def _read_rest(self, out: Any) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
-            out.write(line.decode())
-            out.flush()
-            if b"ERROR" in line or b"CRITICAL" in line:
-                console.print(f"[red]app: {line.decode().rstrip()}")
+        self.child, self.port = await asyncio.to_thread(
+            harness.start_events, self.settings, log=self.log, profile=self.profile
+        )
 
     def cpu_s(self) -> float:
         """CPU seconds the app process has used (user + system)."""
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        assert self.child is not None
+        fields = Path(f"/proc/{self.child.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     async def applied(self, client: httpx.AsyncClient) -> float:
@@ -153,14 +124,8 @@ class AppProc:
         return {float(le): float(n) for le, n in re.findall(pat, text, re.M)}
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 120)
-            except TimeoutError:
-                console.print(f"[red]the app did not stop in 120 s; killed (log {self.log})")
-                self.proc.kill()
-                await self.proc.wait()
+        if self.child is not None:
+            await self.child.astop(120.0)  # SIGTERM; SIGKILL after 120 s
 
 
 async def broker_timestamps(s: Settings, topics: list[str]) -> None:
@@ -181,8 +146,8 @@ async def broker_timestamps(s: Settings, topics: list[str]) -> None:
         await admin.close()
 
 
-async def produce_backlog(s: Settings, env: dict[str, str], streams: int, total: int) -> None:
-    topic = env["HARCLIP_KAFKA__TOPICS__PREDICTIONS"]
+async def produce_backlog(s: Settings, app: Settings, streams: int, total: int) -> None:
+    topic = app.kafka.topics.predictions
     p = make_producer(s.kafka, role="bulk")
     await p.start()
     try:
@@ -219,12 +184,12 @@ async def throughput(app: AppProc, total: int) -> tuple[float, float, float]:
     return (total - first_n) / elapsed, elapsed, cpu / (total - first_n)
 
 
-async def latency(s: Settings, env: dict[str, str], streams: int, rate: float, seconds: float,
+async def latency(s: Settings, app: Settings, streams: int, rate: float, seconds: float,
                   start_seq: int) -> tuple[list[float], list[float]]:  # fmt: skip
     """Live predictions at `rate`/s; per segment.start: (from its first prediction, from the
     prediction that confirmed it), ms."""
-    topic = env["HARCLIP_KAFKA__TOPICS__PREDICTIONS"]
-    events_topic = env["HARCLIP_KAFKA__TOPICS__EVENTS"]
+    topic = app.kafka.topics.predictions
+    events_topic = app.kafka.topics.events
     consumer = AIOKafkaConsumer(events_topic, bootstrap_servers=s.kafka.bootstrap,
                                 group_id=None, auto_offset_reset="latest")  # fmt: skip
     await consumer.start()
@@ -283,43 +248,19 @@ async def latency(s: Settings, env: dict[str, str], streams: int, rate: float, s
     return from_first, from_confirm
 
 
-async def cleanup(s: Settings, suffix: str) -> None:
-    import redis.asyncio as aioredis
-    from aiokafka.admin import AIOKafkaAdminClient
-    from elasticsearch import AsyncElasticsearch
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if suffix in t]
-        if topics:
-            await admin.delete_topics(topics)
-    finally:
-        await admin.close()
-    async with AsyncElasticsearch(s.elasticsearch.url) as es:
-        await es.indices.delete(index=f"*{suffix}*", ignore_unavailable=True,
-                                allow_no_indices=True)  # fmt: skip
-        await es.options(ignore_status=404).indices.delete_index_template(name=f"*{suffix}*")
-    r = aioredis.Redis.from_url(s.redis.url)
-    keys = [k async for k in r.scan_iter(match=f"*{suffix}*", count=1000)]
-    if keys:
-        await r.delete(*keys)
-    await r.aclose()
-
-
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     s = load_settings()
     suffix = uuid.uuid4().hex[:10]
-    env = scoped(s, suffix, args.store, args.min_segment_ms)
-    topics = s.kafka.topics.with_prefix(f"bench-{suffix}.")
+    app_s = scoped(s, suffix, args.store, args.min_segment_ms)
+    topics = app_s.kafka.topics
     await ensure_topics(s.kafka.model_copy(update={"topics": topics}), partitions=PARTITIONS)
     await broker_timestamps(s, [topics.predictions, topics.events])
     log = Path(f"/tmp/harclip-bench-stream-{suffix}.log")
     console.print(f"app log: {log}")
-    app = AppProc(env, args.profile, log)
+    app = AppProc(app_s, args.profile, log)
     try:
         console.print(f"backlog: {args.backlog} predictions for {args.streams} streams")
-        await produce_backlog(s, env, args.streams, args.backlog)
+        await produce_backlog(s, app_s, args.streams, args.backlog)
         await app.start()
         rate, elapsed, cpu_per = await throughput(app, args.backlog)
         console.print(f"throughput: {rate:,.0f} predictions/s ({elapsed:.1f} s, "
@@ -328,13 +269,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         console.print(f"latency: {half:,.0f} predictions/s for {args.latency_seconds:g} s")
         lag0 = await app.lag_buckets()
         from_first, from_confirm = await latency(
-            s, env, args.streams, half, args.latency_seconds, args.backlog // args.streams
+            s, app_s, args.streams, half, args.latency_seconds, args.backlog // args.streams
         )
         lag1 = await app.lag_buckets()
         lag = {le: n - lag0.get(le, 0.0) for le, n in lag1.items()}
     finally:
         await app.stop()
-        await cleanup(s, suffix)
+        await harness.cleanup(s, suffix)
     ff = np.array(from_first) if from_first else np.array([np.nan])
     fc = np.array(from_confirm) if from_confirm else np.array([np.nan])
     return {
@@ -362,7 +303,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bench/stream.py", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, default=50)
     ap.add_argument("--backlog", type=int, default=20_000)
     ap.add_argument("--latency-seconds", type=float, default=20.0)

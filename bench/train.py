@@ -3,7 +3,7 @@ DDP and FSDP (2 processes, gloo on CPU / nccl on GPU), on the cpu-small preset's
 ViT-B/32 shape (random weights), with the training package's own model, optimizer (AdamW +
 LLRD groups) and wrapping; and the peak memory per rank of DDP against FSDP.
 
-    python bench/train.py [--steps 4] [--vit-batch 8] [--small-batch 64]
+    python -m bench.train [--steps 4] [--vit-batch 8] [--small-batch 64]
 
 Images are generated uint8 224×224 batches (data loading is not measured: it runs in DataLoader
 workers beside the step). Memory per rank, on CPU: the peak resident set during the warm-up and

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -22,17 +21,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
 
-import httpx
+from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harclip.config import Settings, load_settings
-from harclip.errors import HarclipError
+from harclip.config import Settings, child_environ, load_settings
+from harclip.errors import HarclipError, ServiceError
 from harclip.io import events, store
 from harclip.messages import Prediction, StreamAction
+from harclip.services.child import Child
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM_ID = "demo-cam"
@@ -101,7 +100,7 @@ def table(rows: list[Row], elapsed_s: float) -> Table:
     return t
 
 
-async def watch(s: Settings, seconds: float | None, procs: list[subprocess.Popen[bytes]]) -> int:
+async def watch(s: Settings, seconds: float | None, procs: list[Child]) -> int:
     """Show the latest predictions until Ctrl-C, `seconds`, or a child process exits."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -116,10 +115,9 @@ async def watch(s: Settings, seconds: float | None, procs: list[subprocess.Popen
                 elapsed = time.monotonic() - start
                 if seconds is not None and elapsed >= seconds:
                     break
-                dead = [p for p in procs if p.poll() is not None]
+                dead = [p for p in procs if p.returncode is not None]
                 if dead:
-                    name = cast(list[str], dead[0].args)[2]
-                    console.print(f"[red]{name} exited with {dead[0].returncode}")
+                    console.print(f"[red]{dead[0].name} exited with {dead[0].returncode}")
                     return 1
                 streams = [sid for sid, _ in await store.list_streams(r, s.redis, limit=20)]
                 rows: list[Row] = [
@@ -137,10 +135,11 @@ async def watch(s: Settings, seconds: float | None, procs: list[subprocess.Popen
     return 0 if seen else 1
 
 
-def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    out = log.open("ab")
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=out, stderr=out,
-                            start_new_session=True, env=env)  # fmt: skip
+def spawn(module: str, *args: str, log: Path, settings: Settings) -> Child:
+    """`python -m module ARGS` reading exactly `settings`, its output appended to `log`; out of
+    the terminal's session, so Ctrl-C reaches the demo, which stops it."""
+    return Child.python(module, *args, env=child_environ(settings, os.environ), cwd=ROOT,
+                        log=log, name=module, new_session=True)  # fmt: skip
 
 
 def demo_key(state: Path) -> str:
@@ -156,45 +155,27 @@ def demo_key(state: Path) -> str:
     return key
 
 
-def api_env(key: str) -> dict[str, str]:
-    """The children's settings plus API keys on, with the demo key as admin."""
-    return {**os.environ, "HARCLIP_AUTH__ENABLED": "true",
-            "HARCLIP_AUTH__KEYS": json.dumps({key: "admin"})}  # fmt: skip
+def api_settings(s: Settings, key: str) -> Settings:
+    """`s` with API keys on and the demo key as admin."""
+    return s.model_copy(update={"auth": s.auth.model_copy(
+        update={"enabled": True, "keys": {key: "admin"}})})  # fmt: skip
 
 
-def ui_env(api_url: str, key: str, s: Settings) -> dict[str, str]:
-    """The UI's settings: the demo's API and admin key, the worker's and events app's metrics."""
-    return {
-        **os.environ,
-        "HARCLIP_UI__API_URL": api_url,
-        "HARCLIP_UI__API_KEY": key,
-        "HARCLIP_UI__WORKER_METRICS_URL": f"http://{s.metrics.host}:{s.metrics.port}/metrics",
-        "HARCLIP_UI__EVENTS_METRICS_URL": f"http://{s.stream.host}:{s.stream.port}/metrics",
-    }
+def ui_settings(s: Settings, api_url: str, key: str) -> Settings:
+    """`s` for the UI: the demo's API and admin key, the worker's and events app's metrics."""
+    return s.model_copy(update={"ui": s.ui.model_copy(update={
+        "api_url": api_url, "api_key": SecretStr(key),
+        "worker_metrics_url": f"http://{s.metrics.host}:{s.metrics.port}/metrics",
+        "events_metrics_url": f"http://{s.stream.host}:{s.stream.port}/metrics"})})  # fmt: skip
 
 
-def wait_api(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> bool:
+def wait_api(url: str, timeout_s: float, api: Child) -> bool:
     """True once GET /ready answers 200 (the model is loaded, Redis and Elasticsearch answer)."""
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline and proc.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(f"{url}/ready").status_code == 200:
-                    return True
-            time.sleep(0.25)  # polling a starting server; not a test
-    return False
-
-
-def stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM (flush, commit, leave the group), then wait; SIGKILL only if one hangs."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    try:
+        api.wait_ready(f"{url}/ready", timeout_s)
+    except ServiceError:
+        return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,17 +191,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         bundle = ensure_bundle(s.services.state_dir)
         source, what = pick_source(s, args.video)
         console.print(f"camera source: {what}")
-        worker = spawn(["-m", "consumers", "--bundle", str(bundle)], logs / "demo-worker.log")
-        events_app = spawn(["-m", "stream"], logs / "demo-stream.log")
-        camera_args = ["-m", "producers", "camera", "--source", source, "--stream-id", STREAM_ID,
+        worker = spawn("consumers", "--bundle", str(bundle), log=logs / "demo-worker.log",
+                       settings=s)  # fmt: skip
+        events_app = spawn("stream", log=logs / "demo-stream.log", settings=s)
+        camera_args = ["camera", "--source", source, "--stream-id", STREAM_ID,
                        "--fps", str(args.fps)]  # fmt: skip
         if source not in ("0", "pattern"):
             camera_args.append("--loop")
-        camera = spawn(camera_args, logs / "demo-camera.log")
+        camera = spawn("producers", *camera_args, log=logs / "demo-camera.log", settings=s)
         key = demo_key(s.services.state_dir)
-        api = spawn(["-m", "api", "--bundle", str(bundle)], logs / "demo-api.log", api_env(key))
+        api = spawn("api", "--bundle", str(bundle), log=logs / "demo-api.log",
+                    settings=api_settings(s, key))  # fmt: skip
         url = f"http://{s.api.host}:{s.api.port}"
-        ui = spawn(["-m", "ui"], logs / "demo-ui.log", ui_env(url, key, s))
+        ui = spawn("ui", log=logs / "demo-ui.log", settings=ui_settings(s, url, key))
         console.print(
             f"worker pid {worker.pid} (log {logs / 'demo-worker.log'}, metrics "
             f"http://{s.metrics.host}:{s.metrics.port}/metrics), camera pid {camera.pid}, "
@@ -239,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = asyncio.run(watch(s, args.seconds, [worker, camera, api, events_app, ui]))
         finally:
             console.print("stopping UI, camera, API, worker and events app ...")
-            stop_all([ui, camera, api, worker, events_app])
+            for child in (ui, camera, api, worker, events_app):
+                child.stop(60.0)  # SIGTERM (flush, commit, leave the group); SIGKILL if it hangs
         return code
     except (HarclipError, subprocess.CalledProcessError) as e:
         console.print(f"[red]demo: error:[/red] {e}")

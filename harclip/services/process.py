@@ -143,6 +143,13 @@ def require_free(service: str, host: str, ports: Sequence[int]) -> None:
             )
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing holds right now (the kernel's pick), for a child server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def port_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
     """True when something accepts TCP connections on `host:port`."""
     try:

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from tests.chaos.conftest import Rig, Row
+from tests.support.chaos.rig import Rig
+from tests.support.chaos.services import Row
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -81,7 +82,7 @@ async def test_a_worker_sigkilled_five_times_in_a_row(rig: Rig) -> None:
 async def test_api_restart_under_subscribers(rig: Rig) -> None:
     assert rig.api is not None
     t0 = time.monotonic()
-    await rig.api.stop()
+    await rig.api.astop()
     await rig.start_api()
     row = Row("API restart (subscribers on)", outage_s=time.monotonic() - t0)
     await rig.until_sent(40)

@@ -15,16 +15,9 @@ from harclip.io.es import make_es
 from harclip.messages import Prediction
 from producers.camera import CameraOptions, run_camera
 from producers.upload import UploadOptions, run_upload
-from tests.integration.conftest import Unique
-from tests.integration.consumers.conftest import (
-    dropped,
-    failed,
-    header,
-    predicted,
-    read_topic,
-    running_worker,
-    worker_settings,
-)
+from tests.support.kafka import header, read_topic
+from tests.support.scoped import Unique
+from tests.support.worker import dropped, failed, predicted, running_worker, worker_settings
 
 TIMEOUT_S = 120.0
 

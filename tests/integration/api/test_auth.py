@@ -11,7 +11,7 @@ from websockets.exceptions import InvalidStatus
 
 from harclip.client import AsyncClient, Forbidden, RateLimited, Unauthorized
 from harclip.config import AuthSettings
-from tests.integration.api.conftest import Serve
+from tests.support.api import Serve
 
 KEYS = {"key-read": "read", "key-predict": "predict", "key-admin": "admin"}
 

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 
 from harclip.client import AsyncClient, Unauthorized
 from harclip.config import AuthSettings
-from tests.integration.api.conftest import ADMIN_KEY, Serve
+from tests.support.api import ADMIN_KEY, Serve
 
 EVIL = "http://evil.example"
 

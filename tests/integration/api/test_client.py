@@ -25,14 +25,8 @@ from harclip.wire import (
     ServiceInfo,
     StreamList,
 )
-from tests.integration.api.conftest import (
-    Serve,
-    index_history,
-    prediction,
-    wait_subscribed,
-    write_redis,
-)
-from tests.integration.conftest import Unique
+from tests.support.api import Serve, index_history, prediction, wait_subscribed, write_redis
+from tests.support.scoped import Unique
 
 Kind = Literal["async", "sync"]
 

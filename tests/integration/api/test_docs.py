@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.integration.api.conftest import Serve
+from tests.support.api import Serve
 
 # src="...", href="...", spec-url="..." (ReDoc), and the quoted URLs the page's inline script
 # passes to Swagger UI

@@ -15,9 +15,9 @@ from harclip.client import AsyncClient, Subscription
 from harclip.config import ElasticsearchSettings
 from harclip.io.es import make_es
 from harclip.wire import PredictionMessage
-from tests.integration.api.conftest import Serve, wait_subscribed
-from tests.integration.conftest import Unique
-from tests.integration.consumers.conftest import predicted, running_worker, worker_settings
+from tests.support.api import Serve, wait_subscribed
+from tests.support.scoped import Unique
+from tests.support.worker import predicted, running_worker, worker_settings
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 import api.limits
 import api.predict
 import harclip.model.preprocess
-from tests.integration.api.conftest import Serve
+from tests.support.api import Serve
 
 
 def _on_a_loop() -> bool:

@@ -24,8 +24,8 @@ from harclip.messages import (
     event_id,
 )
 from harclip.wire import EventMessage
-from tests.integration.api.conftest import T0, Serve, wait_subscribed
-from tests.integration.conftest import Unique
+from tests.support.api import T0, Serve, wait_subscribed
+from tests.support.scoped import Unique
 
 
 def event(stream_id: str, type_: EventType, seq: int, label: str | None = None, **kw: object

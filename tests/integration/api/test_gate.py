@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from api.runtime import Runtime
 from harclip.client import AsyncClient, Forbidden, RateLimited, Unauthorized
 from harclip.config import AuthSettings
-from tests.integration.api.conftest import Serve
+from tests.support.api import Serve
 
 RECV_TIMEOUT_S = 30.0
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from harclip.client import BadRequest, NotFound
-from tests.integration.api.conftest import Serve, bomb_png
+from tests.support.api import Serve, bomb_png
 
 
 async def test_info_health_ready_metrics(serve: Serve) -> None:

@@ -4,40 +4,31 @@ end on the same, newest head (the largest version), whichever record Kafka took 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harclip.client import AsyncClient
+from harclip.services.child import Child
 from harclip.wire import LabelSet, PredictionMessage
-from tests.integration.api.conftest import ADMIN_KEY, ROOT, api_env, wait_subscribed
-from tests.integration.conftest import LogWatch, Unique
+from tests.support.api import ADMIN_KEY, child_settings, wait_subscribed
+from tests.support.processes import env_of, free_port, start
+from tests.support.scoped import Unique
 
 _DEADLINE_S = 120.0  # longest wait for a process to come up or a head to spread, seconds
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def two_apis(unique: Unique, tiny_bundle: Path) -> Iterator[list[tuple[str, LogWatch]]]:
+def two_apis(unique: Unique, tiny_bundle: Path) -> Iterator[list[tuple[str, Child]]]:
     """Two `python -m api` processes on the test's names: their base URLs and logs."""
-    env = {**os.environ, **api_env(unique.settings)}
-    apis: list[tuple[str, LogWatch]] = []
+    env = env_of(child_settings(unique.settings))
+    apis: list[tuple[str, Child]] = []
     try:
         for _ in range(2):
-            port = _free_port()
-            cmd = [sys.executable, "-m", "api", "--bundle", str(tiny_bundle), "--port", str(port)]
-            watch = LogWatch([*cmd, "--host", "127.0.0.1"], cwd=ROOT, env=env)
+            port = free_port()
+            args = ["--bundle", str(tiny_bundle), "--port", str(port), "--host", "127.0.0.1"]
+            watch = start("api", *args, env=env)
             apis.append((f"http://127.0.0.1:{port}", watch))
         yield apis
     finally:
@@ -46,14 +37,14 @@ def two_apis(unique: Unique, tiny_bundle: Path) -> Iterator[list[tuple[str, LogW
 
 
 async def test_two_replicas_publishing_at_once_converge_on_the_newest_head(
-    two_apis: list[tuple[str, LogWatch]],
-    worker: subprocess.Popen[bytes],
+    two_apis: list[tuple[str, Child]],
+    worker: Child,
     sample_photos: list[Path],
 ) -> None:
     (url_one, log_one), (url_two, log_two) = two_apis
     async with AsyncClient(url_one, ADMIN_KEY) as one, AsyncClient(url_two, ADMIN_KEY) as two:
         for log in (log_one, log_two):
-            await log.wait("Uvicorn running on", _DEADLINE_S)  # bound: startup comes first
+            await log.await_line("Uvicorn running on", _DEADLINE_S)  # bound: startup comes first
         a, b = await asyncio.gather(
             one.set_labels(["cycling", "running"]),
             two.set_labels(["sleeping", "eating", "drinking"]),
@@ -62,7 +53,7 @@ async def test_two_replicas_publishing_at_once_converge_on_the_newest_head(
         newest: LabelSet = a if a.version > b.version else b
 
         for log in (log_one, log_two):  # each API logs the head it switches to
-            await log.wait(rf"head version {newest.version} in use", _DEADLINE_S)
+            await log.await_line(rf"head version {newest.version} in use", _DEADLINE_S)
         assert await one.labels() == newest and await two.labels() == newest
 
         # The worker: its predictions name the head they used. Send frames one at a time until one

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from api.app import create_app
 from harclip.model.bundle import Bundle
-from tests.integration.api.conftest import api_settings
-from tests.integration.conftest import Unique
+from tests.support.api import api_settings
+from tests.support.scoped import Unique
 
 
 def test_no_server_errors(unique: Unique, tiny_bundle: Path) -> None:

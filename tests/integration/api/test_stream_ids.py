@@ -18,16 +18,10 @@ from harclip.client import BadRequest, Subscription
 from harclip.io import store
 from harclip.io.es import make_es
 from harclip.wire import PredictionMessage
-from tests.integration.api.conftest import Serve, prediction, wait_subscribed
-from tests.integration.conftest import Unique
-from tests.integration.consumers.conftest import (
-    free_port,
-    predicted,
-    redis_server,
-    redis_url,
-    running_worker,
-    worker_settings,
-)
+from tests.support.api import Serve, prediction, wait_subscribed
+from tests.support.processes import free_port
+from tests.support.scoped import Unique
+from tests.support.worker import predicted, redis_server, redis_url, running_worker, worker_settings
 
 AWKWARD_IDS = ["lobby #2", "..", "a%2Fb"]
 TIMEOUT_S = 90.0

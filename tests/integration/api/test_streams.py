@@ -14,7 +14,7 @@ import pytest
 from harclip.client import BadRequest, NotFound
 from harclip.model.bundle import Bundle
 from harclip.wire import Dropped, PredictionMessage, parse_server_message
-from tests.integration.api.conftest import (
+from tests.support.api import (
     T0,
     Serve,
     bomb_png,
@@ -23,7 +23,7 @@ from tests.integration.api.conftest import (
     wait_subscribed,
     write_redis,
 )
-from tests.integration.conftest import Unique
+from tests.support.scoped import Unique
 
 
 async def test_streams_latest_frame(

@@ -3,54 +3,27 @@ has its Elasticsearch document, and none has two."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 from pathlib import Path
 
 from harclip.io.es import make_es
 from harclip.io.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
-from tests.integration.conftest import Unique, settings_env
-from tests.integration.consumers.conftest import (
-    PARTITIONS,
-    producer,
-    read_topic,
-    worker_settings,
-)
+from harclip.services.child import Child
+from tests.support.kafka import read_topic
+from tests.support.processes import env_of, start
+from tests.support.scoped import Unique
+from tests.support.worker import PARTITIONS, producer, worker_settings
 
-ROOT = Path(__file__).resolve().parents[3]
 START_TIMEOUT_S = 90.0
 TIMEOUT_S = 180.0
-_DRAINS: set[asyncio.Task[None]] = set()
 
 
-async def start_worker(env: dict[str, str], bundle: Path) -> asyncio.subprocess.Process:
+async def start_worker(env: dict[str, str], bundle: Path) -> Child:
     """A `python -m consumers` process; returns once it has logged that it has partitions."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "consumers", "--bundle", str(bundle), "--partitions",
-        str(PARTITIONS), "--metrics-port", "0", "--max-batch", "4",
-        cwd=ROOT, env={**os.environ, **env}, stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    async with asyncio.timeout(START_TIMEOUT_S):
-        while True:
-            line = (await proc.stderr.readline()).decode()
-            if not line:
-                raise AssertionError(f"worker exited with {await proc.wait()} before starting")
-            if "worker up" in line:
-                break
-    _DRAINS.add(asyncio.create_task(_drain(proc)))  # keep its stderr pipe from filling up
+    proc = start("consumers", "--bundle", str(bundle), "--partitions", str(PARTITIONS),
+                 "--metrics-port", "0", "--max-batch", "4", env=env)  # fmt: skip
+    await proc.await_line("worker up", START_TIMEOUT_S)
     return proc
-
-
-async def _drain(proc: asyncio.subprocess.Process) -> None:
-    assert proc.stderr is not None
-    while await proc.stderr.readline():
-        pass
-    _DRAINS.discard(asyncio.current_task())  # type: ignore[arg-type]
 
 
 async def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
@@ -58,7 +31,7 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
 ) -> None:
     s = worker_settings(unique.settings, tiny_bundle)
     t = s.kafka.topics
-    env = settings_env(s)
+    env = env_of(s)
     photos = [p.read_bytes() for p in sample_photos[:240]]
     a = await start_worker(env, tiny_bundle)
     b = await start_worker(env, tiny_bundle)
@@ -77,8 +50,7 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
             await p.flush()
             # both workers busy: predictions are flowing
             await read_topic(s, t.predictions, until=lambda rs: len(rs) >= 20)
-            a.send_signal(signal.SIGKILL)
-            await a.wait()
+            await a.astop(kill=True)
             for i in range(120, len(photos)):
                 await send(i)
             await p.flush()
@@ -101,8 +73,5 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
         assert count == len(ids) == len(set(ids)) == len(sent)
         assert b.returncode is None  # the survivor is still running
     finally:
-        for proc in (a, b):
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(b.wait(), 60)
-    assert b.returncode == 0  # SIGTERM: clean shutdown
+        codes = [await proc.astop(60.0) for proc in (a, b)]
+    assert codes[1] == 0  # SIGTERM: clean shutdown

@@ -18,14 +18,13 @@ from harclip.io import store
 from harclip.io.es import make_es
 from harclip.io.kafka import FrameTooLarge, send_frame
 from harclip.messages import Frame, new_frame_id, now_ms
-from tests.integration.conftest import Unique
-from tests.integration.consumers.conftest import (
+from tests.support.kafka import header, read_topic
+from tests.support.processes import free_port
+from tests.support.scoped import Unique
+from tests.support.worker import (
     failed,
-    free_port,
-    header,
     predicted,
     producer,
-    read_topic,
     ready,
     redis_server,
     redis_url,

@@ -17,15 +17,14 @@ from harclip.io.indices import EmbeddingSpace
 from harclip.io.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
 from harclip.model.bundle import Bundle
-from tests.integration.conftest import Unique
-from tests.integration.consumers.conftest import (
+from tests.support.kafka import header, read_topic
+from tests.support.processes import free_port
+from tests.support.scoped import Unique
+from tests.support.worker import (
     PARTITIONS,
     failed,
-    free_port,
-    header,
     predicted,
     producer,
-    read_topic,
     ready,
     redis_server,
     redis_url,
@@ -82,8 +81,7 @@ async def test_a_redis_outage_holds_the_commit_until_redis_is_back(
         await worker.wait_for(lambda: predicted(worker) >= 4, TIMEOUT_S)
         assert await ready(worker.health_port) == (200, "ready\n")
 
-        first.kill()  # the outage
-        await first.wait()
+        await first.astop(kill=True)  # the outage
         during = [await send(seq) for seq in range(4, 8)]
         tp = during[0][0]  # one key: one partition
         assert all(x[0] == tp for x in during)

@@ -18,14 +18,13 @@ from harclip.io.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
 from harclip.model.bundle import Bundle
 from harclip.model.head import Head
-from tests.integration.conftest import Unique
-from tests.integration.consumers.conftest import (
+from tests.support.kafka import header, read_topic
+from tests.support.scoped import Unique
+from tests.support.worker import (
     dropped,
     failed,
-    header,
     predicted,
     producer,
-    read_topic,
     running_worker,
     worker_settings,
 )

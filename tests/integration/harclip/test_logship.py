@@ -10,7 +10,7 @@ from elasticsearch import Elasticsearch
 
 from harclip.io.indices import daily_index
 from harclip.logship import ElasticsearchLogHandler
-from tests.integration.conftest import Unique
+from tests.support.scoped import Unique
 
 
 def test_a_log_line_is_searchable_in_harclip_logs(unique: Unique) -> None:

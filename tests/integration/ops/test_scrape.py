@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,48 +17,37 @@ import yaml
 from elasticsearch import AsyncElasticsearch
 from prometheus_client.parser import text_string_to_metric_families
 
+from harclip.config import AuthSettings
+from harclip.services.child import Child
 from infra.validate import monitoring
-from tests.integration.conftest import LogWatch, Unique, settings_env
+from tests.support.processes import ROOT, env_of, free_port, start
+from tests.support.scoped import Unique
 
-ROOT = Path(__file__).resolve().parents[3]
 _START_S = 180.0  # longest wait for a process to come up, seconds
 _PORT = re.compile(r"health and metrics on http://[\d.]+:(\d+)/")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def services(
     unique: Unique, tiny_bundle: Path, tmp_path: Path
-) -> Iterator[tuple[dict[str, LogWatch], int]]:
+) -> Iterator[tuple[dict[str, Child], int]]:
     """A worker (shipping its logs to Elasticsearch), the API and the events app, on the test's
     unique names."""
-    env = {
-        **os.environ,
-        **settings_env(unique.settings),
-        "HARCLIP_AUTH__KEYS": json.dumps({"ops-test-admin-key": "admin"}),
-        "HARCLIP_STREAM__PORT": "0",
-        "HARCLIP_STREAM__DATADIR": str(tmp_path / "stream"),
-        "HARCLIP_STREAM__STORE": "memory",
-        "HARCLIP_STREAM__APP_ID": unique.name("harclip-stream"),
-    }
-    api_port = _free_port()
-    started: dict[str, LogWatch] = {}
+    settings = unique.settings.model_copy(update={
+        "auth": AuthSettings(keys={"ops-test-admin-key": "admin"}),
+        "stream": unique.settings.stream.model_copy(update={
+            "port": 0, "datadir": tmp_path / "stream", "store": "memory",
+            "app_id": unique.name("harclip-stream")}),
+    })  # fmt: skip
+    env = env_of(settings)
+    api_port = free_port()
+    started: dict[str, Child] = {}
     try:
-        started["worker"] = LogWatch(
-            [sys.executable, "-m", "consumers", "--bundle", str(tiny_bundle)],
-            cwd=ROOT, env=env | {"HARCLIP_LOG_TO_ELASTICSEARCH": "true"},
-        )  # fmt: skip
-        started["api"] = LogWatch(
-            [sys.executable, "-m", "api", "--bundle", str(tiny_bundle), "--port", str(api_port)],
-            cwd=ROOT, env=env,
-        )  # fmt: skip
-        started["stream"] = LogWatch([sys.executable, "-m", "stream"], cwd=ROOT, env=env)
+        bundle = str(tiny_bundle)
+        started["worker"] = start("consumers", "--bundle", bundle,
+                                  env=env | {"HARCLIP_LOG_TO_ELASTICSEARCH": "true"})  # fmt: skip
+        started["api"] = start("api", "--bundle", bundle, "--port", str(api_port), env=env)
+        started["stream"] = start("stream", env=env)
         yield started, api_port
     finally:
         for watch in started.values():
@@ -84,12 +70,12 @@ def _used_metrics() -> set[str]:
 
 
 async def test_rules_and_dashboards_read_only_scraped_metrics_and_logs_reach_elasticsearch(
-    services: tuple[dict[str, LogWatch], int], unique: Unique
+    services: tuple[dict[str, Child], int], unique: Unique
 ) -> None:
     watches, api_port = services
-    worker_port = _PORT.search(await watches["worker"].wait(_PORT.pattern, _START_S))
-    stream_port = _PORT.search(await watches["stream"].wait(_PORT.pattern, _START_S))
-    await watches["api"].wait("Uvicorn running on", _START_S)  # bound: startup comes first
+    worker_port = _PORT.search(await watches["worker"].await_line(_PORT.pattern, _START_S))
+    stream_port = _PORT.search(await watches["stream"].await_line(_PORT.pattern, _START_S))
+    await watches["api"].await_line("Uvicorn running on", _START_S)  # bound: startup comes first
     assert worker_port and stream_port
     scraped = {
         "worker": _families(f"http://127.0.0.1:{worker_port.group(1)}/metrics"),
@@ -119,5 +105,4 @@ async def test_rules_and_dashboards_read_only_scraped_metrics_and_logs_reach_ela
     assert hits[0]["_index"].startswith(f"{s.logs_index}-")
 
     # and it stops cleanly with the handler flushing at exit (no deadlock on the handler's lock)
-    watches["worker"].stop()
-    assert watches["worker"].proc.returncode == 0
+    assert watches["worker"].stop() == 0

@@ -7,7 +7,7 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 
 from stream.continuity import RangeReader
-from tests.integration.conftest import Unique
+from tests.support.scoped import Unique
 
 
 async def test_a_range_of_offsets_is_read_back_in_order(

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,17 +21,9 @@ from harclip.io import events as ev
 from harclip.io import store
 from harclip.io.es import make_es
 from harclip.rules import parse_rules, publish_rules
-from tests.integration.conftest import Unique
-from tests.integration.stream.conftest import (
-    T0,
-    app_env,
-    events,
-    kinds,
-    script,
-    send,
-    start_app,
-    stop_app,
-)
+from tests.support.events import T0, app_env, events, kinds, script, send, start_app, stop_app
+from tests.support.processes import run_python
+from tests.support.scoped import Unique
 
 RULES = """
 rules:
@@ -220,11 +210,8 @@ async def test_a_bad_rules_file_stops_start_up_naming_rule_and_field(
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - name: fight\n    label: fighting\n    severity: loud\n")
     env = app_env(unique.settings, tmp_path / "a", rules=rules)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stream", env={**os.environ, **env},
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 2
-    assert "rule 1 ('fight'): field 'severity'" in err.decode()
-    assert "Traceback" not in err.decode()
+    done = await asyncio.to_thread(run_python, "stream", env=env, timeout_s=60)
+    err = done.stderr
+    assert done.returncode == 2
+    assert "rule 1 ('fight'): field 'severity'" in err
+    assert "Traceback" not in err

@@ -14,16 +14,8 @@ from aiokafka.partitioner import murmur2
 
 from harclip.io.es import make_es
 from harclip.messages import Event
-from tests.integration.conftest import Unique
-from tests.integration.stream.conftest import (
-    PARTITIONS,
-    app_env,
-    events,
-    script,
-    send,
-    start_app,
-    stop_app,
-)
+from tests.support.events import PARTITIONS, app_env, events, script, send, start_app, stop_app
+from tests.support.scoped import Unique
 
 TRUTH = [
     ("stream.up", None), ("segment.start", "running"), ("segment.end", "running"),
@@ -86,7 +78,7 @@ async def test_a_killed_worker_s_streams_continue_on_the_others(
         await send(producer, s, part(70, 150))
         # the step that ends "fighting" emits two events; a read may end between them
         got = await events(s, until=complete, timeout_s=90)
-        assert b.proc.returncode is None and a2.proc.returncode is None
+        assert b.returncode is None and a2.returncode is None
 
         final = _unique(got)
         for sid in streams:
@@ -124,5 +116,5 @@ async def test_a_killed_worker_s_streams_continue_on_the_others(
         for app in (a, b, a2):
             if app is not None:
                 print("=====", "".join(app.log[-40:]))
-            if app is not None and app.proc.returncode is None:
+            if app is not None and app.returncode is None:
                 await stop_app(app)

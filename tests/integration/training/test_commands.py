@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from harclip.model.bundle import Bundle
-from tests.integration.training.conftest import CLASSES, data_args, run_cli
+from tests.support.training import CLASSES, data_args, run_cli
 from training.cli import main
 
 COMMANDS = ("prepare", "zeroshot", "finetune", "evaluate", "export", "register", "push")

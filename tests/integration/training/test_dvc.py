@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from harclip.model.bundle import Bundle
-from tests.integration.training.conftest import CLASSES, ROOT, subprocess_env
+from tests.support.processes import ROOT
+from tests.support.training import CLASSES, subprocess_env
 
 TIMEOUT_S = 500
 

@@ -12,7 +12,7 @@ import torch
 from harclip.clip.load import load_clip
 from harclip.model.bundle import Bundle
 from harclip.model.head import Head
-from tests.integration.training.conftest import CLASSES, TrainedRun, data_args, run_cli, tiny_args
+from tests.support.training import CLASSES, TrainedRun, data_args, run_cli, tiny_args
 
 
 def _vision(folder: Path) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import pytest
 
 from harclip.model.bundle import Bundle
 from harclip.model.head import Head
-from tests.integration.training.conftest import CLASSES, run_cli
+from tests.support.training import CLASSES, run_cli
 
 
 def _constant_bundle(src: Path, dst: Path, label: str) -> Path:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import orjson
 
-from tests.integration.training.conftest import TrainedRun, data_args, run_cli
+from tests.support.training import TrainedRun, data_args, run_cli
 
 PNGS = ("confusion_matrix.png", "per_class_accuracy.png", "misclassified.png")
 

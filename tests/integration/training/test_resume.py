@@ -3,22 +3,16 @@ uninterrupted run ends."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from harclip.clip.load import load_clip
-from tests.integration.training.conftest import (
-    ROOT,
-    data_args,
-    run_cli,
-    subprocess_env,
-    tiny_args,
-)
+from harclip.services.child import Child
+from tests.support.processes import ROOT
+from tests.support.training import data_args, run_cli, subprocess_env, tiny_args
 
 TIMEOUT_S = 240.0
 
@@ -32,14 +26,14 @@ def _args(tiny_model_dir: Path, sample_data: Path, out: Path) -> list[str]:
                        "--set", "train.checkpoint_every_steps=1")]  # fmt: skip
 
 
-def _first_checkpoint(proc: subprocess.Popen[bytes], folder: Path) -> None:
+def _first_checkpoint(proc: Child, folder: Path) -> None:
     """Until a complete checkpoint exists (or the process ended, which fails the test)."""
     deadline_polls = int(TIMEOUT_S / 0.05)
     for _ in range(deadline_polls):
         if any(folder.glob("step-*/COMPLETE")):
             return
         try:
-            proc.wait(timeout=0.05)  # the poll interval; returns early only if it ended
+            proc.proc.wait(timeout=0.05)  # the poll interval; returns early only if it ended
         except subprocess.TimeoutExpired:
             continue
         raise AssertionError(f"the run ended (status {proc.returncode}) before it was killed")
@@ -52,13 +46,11 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(
 ) -> None:
     out = tmp_path / "killed"
     args = _args(tiny_model_dir, sample_data, out)
-    proc = subprocess.Popen([sys.executable, "-m", "training", *args], cwd=ROOT,
-                            env=subprocess_env(), stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = Child.python("training", *args, cwd=ROOT, env=subprocess_env())
     try:
         _first_checkpoint(proc, out / "checkpoints")
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.stop(kill=True)
     assert not (out / "model").exists()
     done = max(int(p.parent.name.removeprefix("step-"))
                for p in (out / "checkpoints").glob("step-*/COMPLETE"))  # fmt: skip

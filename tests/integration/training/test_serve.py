@@ -11,17 +11,12 @@ from harclip.engines import ENGINE_NAMES, create_engine
 from harclip.messages import LabelScore, Prediction
 from harclip.model.bundle import Bundle
 from harclip.model.preprocess import preprocess_batch
-from tests.integration.api.conftest import serve_app
-from tests.integration.conftest import Unique
-from tests.integration.consumers.conftest import (
-    predicted,
-    producer,
-    read_topic,
-    running_worker,
-    worker_settings,
-)
 from tests.integration.consumers.test_worker import frame, send
-from tests.integration.training.conftest import CLASSES, TrainedRun
+from tests.support.api import serve_app
+from tests.support.kafka import read_topic
+from tests.support.scoped import Unique
+from tests.support.training import CLASSES, TrainedRun
+from tests.support.worker import predicted, producer, running_worker, worker_settings
 
 TIMEOUT_S = 90.0
 

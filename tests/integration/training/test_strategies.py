@@ -13,7 +13,7 @@ import torch
 
 from harclip.clip.load import load_clip
 from harclip.model.head import Head
-from tests.integration.training.conftest import data_args, run_cli, tiny_args, torchrun
+from tests.support.training import data_args, run_cli, tiny_args, torchrun
 
 # fp32 sums in another order (two half-batch backward passes + all-reduce) and Adam's
 # normalised steps: measured max |Δweight| 2.8e-7 (training moved weights by 2.6e-3) and

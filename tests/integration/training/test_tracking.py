@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from tests.integration.training.conftest import TrainedRun
 from tests.integration.training.wandb_records import records
+from tests.support.training import TrainedRun
 
 
 def test_mlflow_has_the_run(trained_run: TrainedRun) -> None:

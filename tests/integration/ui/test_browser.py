@@ -6,9 +6,9 @@ page goes to state/ui-screenshots/ (git-ignored); the test prints where."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.integration.conftest import LogWatch
-from tests.integration.ui.conftest import ACTS, ROOT, System, _http_ok, free_port, wait_for
+from harclip.services.child import Child
+from tests.support.processes import ROOT, env_of, free_port
+from tests.support.ui import ACTS, System
 from ui.cli import streamlit_command
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,11 +30,11 @@ _WAIT_MS = 60_000  # a page's content on a busy 2-core machine
 def ui_url(ui_system: System) -> Iterator[str]:
     """`streamlit run ui/app.py` on a free port, pointed at the test system."""
     port = free_port()
-    env = {**os.environ, **ui_system.ui_env()}
-    ui = LogWatch(streamlit_command(port, "127.0.0.1"), cwd=ROOT, env=env)
+    env = env_of(ui_system.ui_settings())
+    ui = Child(streamlit_command(port, "127.0.0.1"), cwd=ROOT, env=env, echo=sys.stderr)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for("streamlit answers", lambda: _http_ok(f"{url}/_stcore/health"))
+        ui.wait_ready(f"{url}/_stcore/health")
         yield url
     finally:
         ui.stop()

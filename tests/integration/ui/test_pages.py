@@ -12,7 +12,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.integration.ui.conftest import ACTS, ROOT, System, free_port, wait_for
+from tests.support.processes import ROOT, free_port, wait_for
+from tests.support.ui import ACTS, System
 
 Open = Callable[..., AppTest]
 _TIMEOUT_S = 90  # one page run on a busy 2-core machine

@@ -16,7 +16,7 @@ from harclip.io import indices, search
 from harclip.io.es import make_es
 from harclip.io.indices import EmbeddingSpace
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
-from tests.integration.conftest import Unique
+from tests.support.scoped import Unique
 
 DIM = 16
 T0 = 1_764_223_200_000  # ms since epoch: 2025-11-27 06:00 UTC

@@ -15,7 +15,7 @@ from harclip.errors import Unavailable
 from harclip.io import kafka
 from harclip.io.topics import describe_topics, ensure_topics
 from harclip.messages import Frame, new_frame_id, now_ms
-from tests.integration.conftest import Unique
+from tests.support.scoped import Unique
 
 _WAIT_S = 30.0  # upper bound for a condition to come true
 

@@ -5,7 +5,6 @@ stopped server (a private one, on its own port and state folder) as `SinkUnavail
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from harclip.io.keys import evidence_keys, thumb_key
 from harclip.io.objects import ObjectStore, RangeNotSatisfiable
 from harclip.services.base import State
 from harclip.services.objects import ObjectStoreService
-from tests.integration.conftest import Unique
+from harclip.services.process import free_port
+from tests.support.scoped import Unique
 
 JPEG = "image/jpeg"
 
@@ -160,9 +160,7 @@ def _remove_bucket(objects: ObjectStoreSettings, bucket: str) -> None:
 def private(settings: Settings, tmp_path: Path) -> Iterator[ObjectStoreService]:
     """A second versitygw on a port of its own, with a temporary state folder (the binary from
     the shared cache); never the shared server."""
-    with socket.socket() as s:  # a port nothing listens on now
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there now
     services = ServicesSettings(
         state_dir=tmp_path / "state",
         cache_dir=settings.services.downloads.resolve(),

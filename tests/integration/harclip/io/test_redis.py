@@ -14,7 +14,7 @@ from harclip.errors import ReadUnavailable, SinkUnavailable
 from harclip.io import store
 from harclip.io.keys import redis_keys
 from harclip.messages import LabelScore, Latency, ModelRef, Prediction, new_frame_id
-from tests.integration.conftest import Unique
+from tests.support.scoped import Unique
 
 T0 = 1_764_223_200_000  # ms since epoch
 

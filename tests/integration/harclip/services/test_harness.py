@@ -12,7 +12,7 @@ from harclip.services import manager
 from harclip.services.kafka import KafkaService
 from harclip.services.objects import ObjectStoreService
 from harclip.services.redis import RedisService
-from tests.integration.conftest import Unique
+from tests.support.scoped import Unique
 
 
 def test_every_service_answers(settings: Settings) -> None:

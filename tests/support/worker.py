@@ -1,20 +1,17 @@
-"""Helpers for the streaming tests: an in-process worker, reading a topic to its end, settings
-for a test's worker (tiny bundle, unique names) and the environment of a worker subprocess."""
+"""Helpers of the inference worker's tests: an in-process worker, settings for a test's worker
+(tiny bundle, unique names), its counters and health, a producer, and a private redis-server."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from consumers.cli import run
 from consumers.worker import Worker
@@ -22,6 +19,7 @@ from harclip.config import Settings
 from harclip.io import store
 from harclip.io.kafka import make_producer
 from harclip.io.topics import ensure_topics
+from harclip.services.child import Child
 
 PARTITIONS = 3
 START_TIMEOUT_S = 60.0
@@ -93,90 +91,23 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
         await p.stop()
 
 
-async def read_topic(
-    settings: Settings,
-    topic: str,
-    *,
-    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool] | None = None,
-    timeout_s: float = 60.0,
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of `topic` from the beginning: up to the end offsets at call time, or, with
-    `until`, until `until(records)` holds (`TimeoutError` after `timeout_s`)."""
-    c = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False,
-                         group_id=None, auto_offset_reset="earliest")  # fmt: skip
-    await c.start()
-    try:
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            await c._client.force_metadata_update()
-            parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        end = await c.end_offsets(tps)
-        out: list[ConsumerRecord[bytes, bytes]] = []
-        async with asyncio.timeout(timeout_s):
-            while True:
-                if until is not None and until(out):
-                    return out
-                if until is None:
-                    positions = [await c.position(tp) for tp in tps]
-                    if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
-                        return out
-                for records in (await c.getmany(timeout_ms=500)).values():
-                    out.extend(records)
-    finally:
-        await c.stop()
-
-
-def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
-    for k, v in record.headers:
-        if k == name:
-            return v.decode()
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
-async def redis_server(port: int, workdir: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+async def redis_server(port: int, workdir: Path) -> AsyncIterator[Child]:
     """A private redis-server on `port` (no persistence), up once it logs that it accepts
     connections and answers PING; killed on exit."""
-    proc = await asyncio.create_subprocess_exec(
-        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", str(workdir), "--loglevel", "notice",
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
+    proc = Child(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", "--dir", str(workdir), "--loglevel", "notice"],
+                 name="redis-server")  # fmt: skip
     try:
-        async with asyncio.timeout(30):
-            while b"Ready to accept connections" not in (line := await proc.stdout.readline()):
-                assert line, f"redis-server exited with {await proc.wait()}"
+        await proc.await_line("Ready to accept connections", timeout_s=30)
         client = store.make_redis(Settings().redis.model_copy(update={"url": redis_url(port)}))
         try:
             await store.ping(client)
         finally:
             await client.aclose()
-        async with asyncio.TaskGroup() as tg:  # keeps its output pipe from filling up
-            tg.create_task(_drain(proc.stdout))
-            try:
-                yield proc
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
+        yield proc
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+        await proc.astop(kill=True)
 
 
 def redis_url(port: int) -> str:

@@ -1,0 +1,1 @@
+"""The chaos rig (`make chaos`): private services, load, the rig and its invariants."""
