@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from harclip.errors import HarclipError
 from harclip.io import store
 from harclip.messages import now_ms
+from harclip.retry import Attempts, Backoff
 from harclip.wire import ApiError, Dropped, Heartbeat
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 _READ_BLOCK_MS = 1000  # one feed read waits at most this long, ms
 _READ_COUNT = 500  # entries per stream per read
 _RELIST_S = 1.0  # how often the feed looks for new streams, seconds
-_RETRY_S = (0.5, 5.0)  # after a failed read: first and longest pause, seconds
+_RETRY = Backoff(0.5, 5.0)  # after a failed read: first and longest pause, seconds
 Positions = dict[str, str]
 
 
@@ -221,7 +222,7 @@ class Feed:
             self._positions.setdefault(sid, "0-0")  # new since the feed started: all of it
 
     async def _run(self) -> None:
-        delay = _RETRY_S[0]
+        attempts = Attempts(_RETRY)
         while self._subscribers:
             try:
                 await self._relist()
@@ -231,16 +232,16 @@ class Feed:
                         await asyncio.wait_for(self._wake.wait(), _RELIST_S)
                     continue
                 await self._read_once()
-                delay = _RETRY_S[0]
+                attempts.succeeded()
             except Exception as e:  # the one reader of every subscriber goes on
                 if not isinstance(e, HarclipError):
                     log.exception("%s feed: unexpected error", self.source.kind)
                 message = ApiError(503, "unavailable", f"live feed paused: {e}").message_for_ws()
                 for sub in list(self._subscribers):
                     sub.outbox.put(message.to_json())
+                delay = attempts.failed() or 0.0
                 log.warning("%s feed: %s; retrying in %.1f s", self.source.kind, e, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_S[1])
 
     async def _read_once(self) -> None:
         source = self.source

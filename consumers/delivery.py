@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 
 from consumers.metrics import WorkerMetrics
 from consumers.sinks import KafkaSink, Sink
 from consumers.work import BatchResult, Predicted, Work
 from harclip.errors import SinkRefused, SinkUnavailable
+from harclip.retry import SINK_RETRY, Attempts
 
 log = logging.getLogger(__name__)
-
-BACKOFF_S = (0.1, 5.0)  # sink retry: first and longest pause, seconds
 
 
 class Delivery:
@@ -47,7 +45,7 @@ class Delivery:
         pending: list[Sink] = list(self._sinks)
         for sink in pending:
             sink.add(result)
-        delay = BACKOFF_S[0]
+        attempts = Attempts(SINK_RETRY)
         while True:
             outcomes = await asyncio.gather(*(s.flush() for s in pending), return_exceptions=True)
             failed: list[Sink] = []
@@ -60,7 +58,7 @@ class Delivery:
                 self._metrics.sink_errors.labels(sink.name).inc()
                 if isinstance(out, SinkUnavailable):
                     failed.append(sink)
-                    log.warning("sink %s: %s; retrying in %.1f s", sink.name, out, delay)
+                    log.warning("sink %s: %s; retrying in %.1f s", sink.name, out, attempts.pause_s)
                     continue
                 sink.clear()  # refused for good: retrying cannot help
                 moved = dead_letter(result, sink.name, out.frames or None, str(out))
@@ -75,14 +73,14 @@ class Delivery:
                 return True
             if not failed:
                 continue  # only the new DLQ records to write: no backoff
-            if self.give_up_at is not None and time.monotonic() > self.give_up_at:
+            pause = attempts.failed(deadline=self.give_up_at)
+            if pause is None:
                 log.error("giving up on sinks %s: the batch stays uncommitted",
                           ", ".join(sorted(self.trouble)))  # fmt: skip
                 for sink in pending:
                     sink.clear()
                 return False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_S[1])
+            await asyncio.sleep(pause)
 
 
 def dead_letter(

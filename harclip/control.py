@@ -28,6 +28,7 @@ from harclip.io.topics import ensure_topics
 from harclip.messages import ModelRef
 from harclip.model.bundle import Manifest
 from harclip.model.head import Head
+from harclip.retry import Attempts, Backoff
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ HEAD_KEY = b"head"
 RULES_KEY = b"rules"
 
 _POLL_MS = 500  # longest wait of one read, ms
-_RETRY_S = (0.5, 10.0)  # reconnect backoff after a Kafka failure: first and longest pause, seconds
+_RECONNECT = Backoff(0.5, 10.0)  # after a Kafka failure: first and longest pause, seconds
 
 Handler = Callable[[bytes], None]
 
@@ -169,19 +170,19 @@ class ControlFollower:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow new records until `stop` is set; (re)connects and catches up as needed."""
-        delay = _RETRY_S[0]
+        attempts = Attempts(_RECONNECT)
         while not stop.is_set():
             try:
                 if self._consumer is None:
                     await self.catch_up()
                 await self._poll()
-                delay = _RETRY_S[0]
+                attempts.succeeded()
             except (KafkaError, OSError, Unavailable) as e:
                 await self._disconnect()
+                delay = attempts.failed() or 0.0
                 log.warning("cannot follow %s (%s); retrying in %.1f s", self._tp.topic, e, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, _RETRY_S[1])
 
     async def stop(self) -> None:
         await self._disconnect()

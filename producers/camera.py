@@ -22,12 +22,13 @@ from harclip.config import KafkaSettings
 from harclip.errors import ConfigError
 from harclip.io.topics import start_frame_producer
 from harclip.messages import Frame, new_frame_id, now_ms
+from harclip.retry import Attempts, Backoff
 from producers.frames import DEFAULT_SHORT_SIDE, encode_jpeg, test_pattern
 from producers.sender import LiveSender, SendStats
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_S = (0.5, 10.0)  # reconnect: first and longest pause, seconds
+_RECONNECT = Backoff(0.5, 10.0)  # reconnect: first and longest pause, seconds
 TEST_PATTERN = "pattern"  # a `source` that generates frames instead of capturing
 
 
@@ -111,14 +112,14 @@ class Capture:
         return cv2.VideoCapture(src)
 
     def _run_capture(self) -> None:
-        delay = _BACKOFF_S[0]
+        attempts = Attempts(_RECONNECT)
         while not self._done():
             cap = self._open()
             if not cap.isOpened():
                 if self._o.kind == "file":
                     raise ConfigError(f"OpenCV cannot open video {self._o.source}")
-                log.warning("cannot open %s; retrying in %.1f s", self._o.source, delay)
-                delay = self._back_off(delay)
+                log.warning("cannot open %s; retrying in %.1f s", self._o.source, attempts.pause_s)
+                self._back_off(attempts)
                 continue
             try:
                 ended = self._read(cap)
@@ -127,15 +128,15 @@ class Capture:
             if ended and self._o.kind == "file" and not self._o.loop:
                 return
             if ended and self._o.kind != "file":
-                log.warning("read from %s failed; reconnecting in %.1f s", self._o.source, delay)
-                delay = self._back_off(delay)
+                log.warning("read from %s failed; reconnecting in %.1f s", self._o.source,
+                            attempts.pause_s)  # fmt: skip
+                self._back_off(attempts)
             else:
-                delay = _BACKOFF_S[0]
+                attempts.succeeded()
 
-    def _back_off(self, delay: float) -> float:
-        """Wait `delay` seconds (less if stopped); returns the next, doubled delay."""
-        self._stop.wait(delay)
-        return min(delay * 2, _BACKOFF_S[1])
+    def _back_off(self, attempts: Attempts) -> None:
+        """Count a failure and wait its pause (less if stopped)."""
+        self._stop.wait(attempts.failed() or 0.0)
 
     def _read(self, cap: cv2.VideoCapture) -> bool:
         """Read and sample until stopped (False) or the source ends / fails (True)."""

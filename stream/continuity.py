@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -32,7 +34,20 @@ from harclip.io.kafka import consumer_options
 
 log = logging.getLogger("stream")
 
-Record = Any  # aiokafka ConsumerRecord: .offset, .key, .value, .timestamp (ms)
+KafkaRecord = Any  # aiokafka ConsumerRecord: .offset, .key, .value, .timestamp (ms)
+Focus = Callable[[Any], None]  # makes an event of the record's partition Faust's current one
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record as an agent sees it, whether Faust delivered it or it was read back."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_s: float  # the record's Kafka timestamp, seconds since the epoch
 
 
 class RangeReader:
@@ -43,7 +58,7 @@ class RangeReader:
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
 
-    async def read(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[KafkaRecord]:
         """Records with `start <= offset < end` that Kafka still holds, in order;
         `SinkUnavailable` when Kafka does not answer within its request timeout."""
         tp = TopicPartition(topic, partition)
@@ -54,7 +69,7 @@ class RangeReader:
                     c = await self._started()
                     c.assign([tp])
                     c.seek(tp, start)
-                    out: list[Record] = []
+                    out: list[KafkaRecord] = []
                     while True:
                         last = (await c.end_offsets([tp]))[tp]
                         if await c.position(tp) >= min(end, last):
@@ -87,8 +102,8 @@ class RangeReader:
 class Positions:
     """The offset of the last record each agent applied, per partition, cached here and kept in
     a Faust table (`table`: bytes -> bytes). Table reads and writes find their partition through
-    the current event, so `admit` and `persist` take the agent's stream and an event of that
-    partition."""
+    the current event, so `admit` and `persist` take a `focus` that makes an event of the
+    partition the current one (stream/checkpoint.py)."""
 
     def __init__(self, table: Any, reader: RangeReader, on_recovered: Any = None) -> None:
         self._table = table
@@ -102,14 +117,14 @@ class Positions:
     def key(agent: str, topic: str, partition: int) -> bytes:
         return f"{agent}:{topic}:{partition}".encode()
 
-    async def admit(self, agent: str, stream: Any, ev: Any) -> list[Record] | None:
+    async def admit(self, agent: str, ev: Any, focus: Focus) -> list[KafkaRecord] | None:
         """None when `ev` was applied before (skip it); else the records before it that this
         agent never got (usually none), to apply first, in order."""
         msg = ev.message
         k = (agent, msg.topic, msg.partition)
         pos = self._pos.get(k)
         if pos is None:
-            stream._set_current_event(ev)
+            focus(ev)
             raw = self._table.get(self.key(*k))
             if raw is None:
                 return []
@@ -137,10 +152,10 @@ class Positions:
         self._events[k] = ev
         self._unsaved.add(k)
 
-    def persist(self, agent: str, stream: Any) -> None:
+    def persist(self, agent: str, focus: Focus) -> None:
         """Write the agent's positions that changed (after what they stand for is written)."""
         for k in [k for k in self._unsaved if k[0] == agent]:
-            stream._set_current_event(self._events[k])
+            focus(self._events[k])
             self._table[self.key(*k)] = str(self._pos[k]).encode()
             self._unsaved.discard(k)
 

@@ -19,11 +19,10 @@ from harclip.io import search, store
 from harclip.io.es import make_es
 from harclip.io.events import write_outputs, write_stats
 from harclip.messages import Event, StreamAction, StreamStats, action_of
+from harclip.retry import SINK_RETRY, retry_async
 from stream.metrics import StreamMetrics
 
 log = logging.getLogger(__name__)
-
-_BACKOFF_S = (0.1, 5.0)  # first and longest pause between retries, seconds
 
 
 class Outputs:
@@ -82,20 +81,19 @@ class Outputs:
         return True
 
     async def _until_done(self, sink: str, job: Callable[[], Awaitable[None]]) -> None:
-        pause = _BACKOFF_S[0]
-        while True:
-            try:
-                await job()
-                self.failing.pop(sink, None)
-                return
-            except SinkUnavailable as e:
-                self._m.sink_errors.labels(sink).inc()
-                if not e.retriable:
-                    log.error("%s refused events for good (not retried): %s", sink, e)
-                    self.failing.pop(sink, None)
-                    return
-                if sink not in self.failing:
-                    log.warning("%s failed (%s); retrying with backoff", sink, e)
-                self.failing[sink] = str(e)
-            await asyncio.sleep(pause)
-            pause = min(_BACKOFF_S[1], pause * 2)
+        def failed(e: Exception, pause_s: float) -> None:
+            self._m.sink_errors.labels(sink).inc()
+            if sink not in self.failing:
+                log.warning("%s failed (%s); retrying with backoff", sink, e)
+            self.failing[sink] = str(e)
+
+        try:
+            await retry_async(job, SINK_RETRY, retry_on=_sink_retriable, on_retry=failed)
+        except SinkUnavailable as e:  # not retriable: refused for good
+            self._m.sink_errors.labels(sink).inc()
+            log.error("%s refused events for good (not retried): %s", sink, e)
+        self.failing.pop(sink, None)
+
+
+def _sink_retriable(e: Exception) -> bool:
+    return isinstance(e, SinkUnavailable) and e.retriable

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
@@ -27,9 +28,6 @@ from stream.outputs import Outputs
 from stream.tracker import Tracker, TrackerConfig
 from stream.webhooks import Webhooks
 
-if TYPE_CHECKING:
-    from stream.application import StreamApp
-
 log = logging.getLogger("stream")
 
 
@@ -41,7 +39,6 @@ class Runtime:
         s = settings.stream
         self.settings = settings
         self.partitions = partitions
-        self.ticks_topic = f"{s.app_id}-ticks"
         self.tracker = Tracker(
             TrackerConfig(smoothing_ms=s.smoothing_ms, min_hold_ms=s.min_hold_ms,
                           min_segment_ms=s.min_segment_ms,
@@ -62,9 +59,13 @@ class Runtime:
         )  # fmt: skip
         self.started = False
         self.crashed: HarclipError | None = None
-        self.app: StreamApp | None = None
-        self._prepared = False
+        self.rebalancing: Callable[[], bool] = lambda: False  # the app's, once it is built
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def ticks_topic(self) -> str:
+        """The idle timer's topic (stream/idle.py)."""
+        return f"{self.settings.stream.app_id}-ticks"
 
     def crash_reason(self) -> str | None:
         """Why start-up failed, if it did (for a one-line message)."""
@@ -92,10 +93,8 @@ class Runtime:
 
     async def prepare(self) -> None:
         """Topics (the project's six and the ticks topic) with the partition count the tables
-        need, the events index, the rules on harclip.control, outputs, webhooks, /health."""
-        if self._prepared:
-            return
-        self._prepared = True
+        need, the events index, the rules on harclip.control, outputs, webhooks, /health (once:
+        the app calls it on its first start)."""
         await self.health.start()
         await prepare_kafka(self.settings, self.partitions, self.ticks_topic)
         if self.settings.elasticsearch.enabled:
@@ -107,6 +106,17 @@ class Runtime:
         await self.follower.catch_up()  # the newest valid rules win over the file
         await self.outputs.start()
         await self.webhooks.start()
+
+    def start(self, background: Mapping[str, Coroutine[Any, Any, None]]) -> None:
+        """The app runs: follow the rules on harclip.control, run `background` as tasks (until
+        `close`), named by their keys."""
+        self.started = True
+        log.info("events app ready: %d partitions, store %s, rules %d",
+                 self.partitions, self.settings.stream.store, len(self.rules.rules))  # fmt: skip
+        self._tasks.append(
+            asyncio.create_task(self.follower.run(self._follow_stop), name="rules-follower")
+        )
+        self._tasks += [asyncio.create_task(c, name=name) for name, c in background.items()]
 
     async def stop_tasks(self) -> None:
         for task in self._tasks:
@@ -127,7 +137,7 @@ class Runtime:
         missing = []
         if not self.started:
             missing.append("starting (table recovery)")
-        elif self.app is not None and self.app.rebalancing:
+        elif self.rebalancing():
             missing.append("rebalancing")
         missing += [f"{sink}: {err}" for sink, err in self.outputs.failing.items()]
         self.metrics.ready.set(0 if missing else 1)
@@ -135,8 +145,9 @@ class Runtime:
 
 
 async def prepare_kafka(settings: Settings, partitions: int, ticks_topic: str) -> None:
-    """Create the project's topics and the ticks topic if missing; `ConfigError` when the
-    predictions or events topic has another partition count than the app's tables."""
+    """Create the project's topics, the ticks topic and the tables' changelogs if missing;
+    `ConfigError` when the predictions or events topic has another partition count than the
+    app's tables."""
     k = settings.kafka
     await ensure_topics(k, partitions=partitions)
     counts = await topic_partitions(settings, [k.topics.predictions, k.topics.events])
@@ -146,12 +157,18 @@ async def prepare_kafka(settings: Settings, partitions: int, ticks_topic: str) -
                 f"topic {topic} has {n} partitions but the events app's tables have "
                 f"{partitions}: set HARCLIP_KAFKA__PARTITIONS={n}"
             )
+    extra = app_topics(settings, partitions, ticks_topic)
+    await ensure_topics(k, partitions=partitions, extra=extra)
+
+
+def app_topics(settings: Settings, partitions: int, ticks_topic: str) -> list[NewTopic]:
+    """The ticks topic and the tables' changelogs, with their configs. Faust declares its
+    changelog topics itself, but a slow declaration left a table with a "0 partitions"
+    changelog here once (its agent crashed on every event): they are created first."""
     app_id = settings.stream.app_id
     expires_ms = str((settings.stream.stats_expires_s + 120) * 1000)
     compact = {"cleanup.policy": "compact"}
     windowed = {"cleanup.policy": "compact,delete", "retention.ms": expires_ms}
-    # Faust declares its changelog topics itself, but a slow declaration left a table with a
-    # "0 partitions" changelog here once (its agent crashed on every event): create them first.
     wanted = {
         ticks_topic: {"retention.ms": "3600000"},
         f"{app_id}-states-changelog": compact,
@@ -159,19 +176,9 @@ async def prepare_kafka(settings: Settings, partitions: int, ticks_topic: str) -
         f"{app_id}-stats-labels-changelog": compact,
         f"{app_id}-stats-minute-changelog": windowed,
     }
-    admin = make_admin(k)
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        specs = [NewTopic(name, partitions, k.replication_factor, topic_configs=cfg)
-                 for name, cfg in wanted.items() if name not in existing]  # fmt: skip
-        if specs:
-            await admin.create_topics(specs, timeout_ms=k.request_timeout_ms)
-    except KafkaError as e:
-        if "TopicAlreadyExists" not in repr(e):
-            raise SinkUnavailable(f"Kafka at {k.bootstrap}: cannot create topics: {e!r}") from e
-    finally:
-        await admin.close()
+    replication = settings.kafka.replication_factor
+    return [NewTopic(name, partitions, replication, topic_configs=cfg)
+            for name, cfg in wanted.items()]  # fmt: skip
 
 
 async def topic_partitions(settings: Settings, topics: list[str]) -> dict[str, int]:

@@ -16,12 +16,21 @@ import httpx
 from harclip.config import StreamSettings
 from harclip.errors import HarclipError
 from harclip.messages import Event
+from harclip.retry import Backoff, retry_async
 from harclip.urlguard import UrlNotAllowed, check_url, pinned_request, resolve_checked
 from stream.metrics import StreamMetrics
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_S = (0.5, 10.0)  # first and longest pause between tries, seconds
+_FIRST_S, _LONGEST_S = 0.5, 10.0  # first and longest pause between tries, seconds
+
+
+class _Failed(Exception):
+    """A delivery that did not succeed; `_Transient` ones are tried again."""
+
+
+class _Transient(_Failed):
+    """A timeout, a connection or DNS failure, 429 or 5xx."""
 
 
 class Webhooks:
@@ -76,33 +85,37 @@ class Webhooks:
             await self._deliver(url, alert.to_json(), alert)
 
     async def _deliver(self, url: str, body: bytes, alert: Event) -> None:
+        policy = Backoff(_FIRST_S, _LONGEST_S, retries=self._s.webhook_retries)
+        retry_on = lambda e: isinstance(e, _Transient)  # noqa: E731
+        try:
+            await retry_async(lambda: self._post(url, body), policy, retry_on=retry_on)
+        except UrlNotAllowed as e:
+            self._fail("refused", url, alert, str(e))
+        except _Failed as e:
+            self._fail("failed", url, alert, str(e))
+        else:
+            self._m.alerts_delivered.inc()
+
+    async def _post(self, url: str, body: bytes) -> None:
+        """One try: returns on 2xx; `UrlNotAllowed`, `_Transient` or `_Failed` otherwise."""
         assert self._client is not None
-        pause = _BACKOFF_S[0]
-        reason = ""
-        for attempt in range(self._s.webhook_retries + 1):
-            if attempt:
-                await asyncio.sleep(pause)
-                pause = min(_BACKOFF_S[1], pause * 2)
-            try:
-                target = check_url(url)
-                ip = await resolve_checked(target, allow_loopback=self._s.webhook_allow_loopback)
-                request_url, headers, extensions = pinned_request(target, ip)
-                response = await self._client.post(
-                    request_url, content=body, headers=headers, extensions=extensions
-                )
-            except UrlNotAllowed as e:
-                self._fail("refused", url, alert, str(e))
-                return
-            except (httpx.HTTPError, HarclipError) as e:  # timeouts, connection, DNS
-                reason = f"{type(e).__name__}: {e}"
-                continue
-            if 200 <= response.status_code < 300:
-                self._m.alerts_delivered.inc()
-                return
-            reason = f"HTTP {response.status_code}"
-            if response.status_code != 429 and response.status_code < 500:
-                break
-        self._fail("failed", url, alert, reason)
+        try:
+            target = check_url(url)
+            ip = await resolve_checked(target, allow_loopback=self._s.webhook_allow_loopback)
+            request_url, headers, extensions = pinned_request(target, ip)
+            response = await self._client.post(
+                request_url, content=body, headers=headers, extensions=extensions
+            )
+        except UrlNotAllowed:
+            raise
+        except (httpx.HTTPError, HarclipError) as e:  # timeouts, connection, DNS
+            raise _Transient(f"{type(e).__name__}: {e}") from e
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if status == 429 or status >= 500:
+            raise _Transient(f"HTTP {status}")
+        raise _Failed(f"HTTP {status}")
 
     def _fail(self, kind: str, url: str, alert: Event, reason: str) -> None:
         self._m.alerts_failed.labels(kind).inc()

@@ -16,11 +16,13 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 from harclip.client._requests import ws_url
 from harclip.client.errors import ConnectionFailed, error_for, error_from_message
+from harclip.retry import Backoff
 from harclip.wire import (
     ApiError,
     Dropped,
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
 
 MAX_MESSAGE_BYTES = 2**24  # largest WebSocket message accepted from the server
-_BACKOFF_S = (0.2, 5.0)  # pause before the first reconnect, and the longest, seconds
+_RECONNECT = Backoff(0.2, 5.0)  # pause before the first reconnect, and the longest, seconds
 _TRANSIENT_STATUSES = frozenset({503})  # error messages that mean "not now", not "never"
 _RECONNECT_CODES = frozenset({1001, 1012, 1013})  # going away, service restart, try again later
 M = TypeVar("M", PredictionMessage, EventMessage)
@@ -138,10 +140,10 @@ class _Resumer(Generic[M]):
         """Count a lost connection; the pause before reconnecting (seconds), or
         `ConnectionFailed` after `max_reconnects` failures in a row."""
         self.failures += 1
-        if self.failures > self.max_reconnects:
+        if replace(_RECONNECT, retries=self.max_reconnects).gives_up(self.failures):
             raise ConnectionFailed(f"subscription lost: {e!r}") from None
         self.reconnects += 1
-        return min(_BACKOFF_S[1], _BACKOFF_S[0] * 2.0 ** (self.failures - 1))
+        return _RECONNECT.pause(self.failures)
 
 
 class Subscription(Generic[M]):

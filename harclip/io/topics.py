@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from harclip.config import KafkaSettings
 from harclip.errors import ConfigError, Unavailable
@@ -23,7 +24,6 @@ from harclip.io.kafka import ProducerRole, RenewingProducer, make_admin, make_pr
 
 log = logging.getLogger(__name__)
 
-_TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
 _READY_WAIT_S = 10.0  # after creating: longest wait until every partition has a leader, seconds
 
 
@@ -78,18 +78,24 @@ class TopicsReport:
 
 
 async def ensure_topics(
-    s: KafkaSettings, *, partitions: int | None = None, add_partitions: bool | None = None
+    s: KafkaSettings,
+    *,
+    partitions: int | None = None,
+    add_partitions: bool | None = None,
+    extra: Sequence[NewTopic] = (),
 ) -> TopicsReport:
-    """Create whichever of the six topics are missing, with their configured partitions, and
-    wait until they can be written. A topic with fewer partitions than configured is reported
-    (and logged), or grown when `add_partitions` (default `s.add_partitions`) allows it - that
-    moves keys to other partitions, so per-stream order holds only from then on.
+    """Create whichever of the six topics (and of a deployable's `extra` topics, with their own
+    partitions and configs) are missing, and wait until they can be written. A topic with fewer
+    partitions than configured is reported (and logged), or grown when `add_partitions` (default
+    `s.add_partitions`) allows it - that moves keys to other partitions, so per-stream order
+    holds only from then on.
 
-    Idempotent: topics that exist (or that another process creates meanwhile) keep their settings.
+    Idempotent: topics that exist (or that another process creates meanwhile: Kafka's
+    `TopicAlreadyExistsError`) keep their settings.
     `Unavailable` when Kafka does not answer, `ConfigError` when it refuses a topic.
     """
     grow = s.add_partitions if add_partitions is None else add_partitions
-    specs = topic_specs(s, partitions=partitions)
+    specs = [*topic_specs(s, partitions=partitions), *extra]
     report = TopicsReport()
     admin = make_admin(s)
     try:
@@ -178,7 +184,7 @@ def _created(topic_errors: list[tuple[object, ...]]) -> list[str]:
     for name, code, *rest in topic_errors:
         if code == 0:
             created.append(str(name))
-        elif code != _TOPIC_ALREADY_EXISTS:
+        elif not (isinstance(code, int) and for_code(code) is TopicAlreadyExistsError):
             message = rest[0] if rest and rest[0] else f"error code {code}"
             refused.append(f"{name}: {message}")
     if refused:

@@ -23,9 +23,12 @@ class Ev:
 
 
 class Stream:
+    """Stands for the checkpoint's focus: the event a table read or write takes its partition
+    from."""
+
     current: Ev | None = None
 
-    def _set_current_event(self, ev: Ev) -> None:
+    def focus(self, ev: Ev) -> None:
         self.current = ev
 
 
@@ -60,11 +63,11 @@ async def test_records_in_order_are_applied_and_redelivered_ones_skipped() -> No
     p, _ = _positions(table, Reader({}))
     s = Stream()
     for o in (5, 6, 7):  # no position yet: whatever comes first is new
-        assert await p.admit("a", s, ev(o)) == []
+        assert await p.admit("a", ev(o), s.focus) == []
         p.applied("a", ev(o))
-    assert await p.admit("a", s, ev(6)) is None
-    assert await p.admit("a", s, ev(7)) is None
-    assert await p.admit("a", s, ev(8)) == []
+    assert await p.admit("a", ev(6), s.focus) is None
+    assert await p.admit("a", ev(7), s.focus) is None
+    assert await p.admit("a", ev(8), s.focus) == []
 
 
 async def test_a_hole_is_read_from_kafka_and_applied_first() -> None:
@@ -73,7 +76,7 @@ async def test_a_hole_is_read_from_kafka_and_applied_first() -> None:
     p, recovered = _positions({}, reader)
     s = Stream()
     p.applied("a", ev(3))
-    missed = await p.admit("a", s, ev(9))
+    missed = await p.admit("a", ev(9), s.focus)
     assert [r.offset for r in missed or []] == [4, 5, 6, 7, 8]
     assert reader.calls == [("t", 0, 4, 9)]
     assert recovered == [("a", 5)]
@@ -82,7 +85,7 @@ async def test_a_hole_is_read_from_kafka_and_applied_first() -> None:
 async def test_a_range_kafka_no_longer_holds_passes() -> None:
     p, recovered = _positions({}, Reader({("t", 0): []}))
     p.applied("a", ev(3))
-    assert await p.admit("a", Stream(), ev(9)) == []
+    assert await p.admit("a", ev(9), Stream().focus) == []
     assert recovered == [("a", 0)]
 
 
@@ -92,20 +95,20 @@ async def test_saved_positions_survive_a_revocation_and_reach_the_next_owner() -
     s = Stream()
     p.applied("a", ev(4, partition=1))
     p.applied("b", ev(2, partition=1))
-    p.persist("a", s)  # only agent a's
+    p.persist("a", s.focus)  # only agent a's
     assert s.current is not None and s.current.message.partition == 1  # the table's partition
     assert table == {Positions.key("a", "t", 1): b"4"}
     p.forget()
     nxt, _ = _positions(table, Reader({("t", 1): []}))
-    assert await nxt.admit("a", s, ev(3, partition=1)) is None  # applied by the last owner
-    assert await nxt.admit("a", s, ev(5, partition=1)) == []
-    assert await nxt.admit("b", s, ev(0, partition=1)) == []  # b saved nothing: all new
+    assert await nxt.admit("a", ev(3, partition=1), s.focus) is None  # applied by the last owner
+    assert await nxt.admit("a", ev(5, partition=1), s.focus) == []
+    assert await nxt.admit("b", ev(0, partition=1), s.focus) == []  # b saved nothing: all new
 
 
 async def test_agents_and_partitions_are_independent() -> None:
     p, _ = _positions({}, Reader({}))
     s = Stream()
     p.applied("a", ev(10, partition=0))
-    assert await p.admit("a", s, ev(0, partition=1)) == []
-    assert await p.admit("b", s, ev(0, partition=0)) == []
-    assert await p.admit("a", s, ev(0, partition=0, topic="other")) == []
+    assert await p.admit("a", ev(0, partition=1), s.focus) == []
+    assert await p.admit("b", ev(0, partition=0), s.focus) == []
+    assert await p.admit("a", ev(0, partition=0, topic="other"), s.focus) == []

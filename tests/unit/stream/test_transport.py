@@ -1,5 +1,5 @@
 """The events app's Kafka consumer waits at most `stream.fetch_wait_ms` per fetch (Faust's own
-1500 ms held live records back; see stream/transport.py). Nothing connects: the consumer is
+1500 ms held live records back; see stream/checkpoint.py). Nothing connects: the consumer is
 built, not started."""
 
 from __future__ import annotations

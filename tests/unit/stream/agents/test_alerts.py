@@ -1,0 +1,28 @@
+"""The alerts agent without Faust or Kafka: alerts, and only alerts, go to the webhooks."""
+
+from __future__ import annotations
+
+from harclip.messages import Event
+from stream.agents.alerts import AlertsAgent
+from stream.continuity import Record
+
+
+class Webhooks:
+    def __init__(self) -> None:
+        self.offered: list[str] = []
+
+    def offer(self, alert: Event) -> None:
+        self.offered.append(alert.event_id)
+
+
+def record(event_id: str, kind: str) -> Record:
+    e = Event(event_id=event_id, type=kind, stream_id="cam", rule="r" if kind == "alert" else None)
+    return Record("events", 0, 0, b"cam", e.to_json(), 0.0)
+
+
+async def test_only_alerts_are_offered() -> None:
+    hooks = Webhooks()
+    a = AlertsAgent(hooks)
+    await a.apply([record("a1", "alert"), record("u1", "stream.up"), record("a2", "alert")])
+    assert hooks.offered == ["a1", "a2"]
+    assert a.sent() == []
