@@ -35,6 +35,9 @@ class DataConfig(_Section):
         None, description="use only these classes; each must have its folder"
     )
     hf_split: str = "train"
+    hf_revision: str | None = Field(
+        None, description="the hub dataset's commit sha (or tag) to load; pin it in configs"
+    )
     hf_image_column: str = "image"
     hf_label_column: str = "labels"
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
