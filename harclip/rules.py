@@ -27,6 +27,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harclip import yamlsafe
 from harclip.config import KafkaSettings
 from harclip.control import RULES_KEY, ControlFollower, publish
 from harclip.errors import ConfigError
@@ -128,7 +129,7 @@ class Rules(BaseModel):
 def parse_rules(text: str, *, source: str = "rules") -> Rules:
     """Parse rules YAML; `RulesError` naming the rule (index and name) and the field."""
     try:
-        data = yaml.safe_load(text)
+        data = yamlsafe.load(text)
     except yaml.YAMLError as e:
         raise RulesError(f"{source}: not valid YAML: {e}") from None
     return rules_from_data(data, source=source)

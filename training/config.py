@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harclip import yamlsafe
 from harclip.errors import ConfigError
 
 Strategy = Literal["single", "ddp", "fsdp"]
@@ -215,7 +216,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set expects key.path=value, got {text!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yamlsafe.load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str):  # YAML 1.1 reads 3e-4 as a string
@@ -226,7 +227,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yamlsafe.load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
     except yaml.YAMLError as e:

@@ -64,8 +64,10 @@ def load_label_set(path: Path) -> LabelSet:
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
+        from harclip import yamlsafe
+
         try:
-            doc = yaml.safe_load(text)
+            doc = yamlsafe.load(text)
         except yaml.YAMLError as e:
             raise MessageError(f"{path}: invalid YAML: {e}") from None
     else:
