@@ -19,6 +19,7 @@ from harclip.appsettings import UiSettings
 from harclip.client import ApiError, Client, ConnectionFailed, NotFound
 from harclip.config import load_settings
 from harclip.errors import HarclipError
+from ui.text import md
 
 T = TypeVar("T")
 _KEY_STATE = "harclip_api_key"  # the sidebar key of this session (not a widget key)
@@ -65,19 +66,21 @@ def client() -> Client:
 
 
 def describe(e: Exception) -> str:
-    """A one-line message for a person."""
+    """A one-line message for a person, as Markdown: what the error quotes (a stream id, a
+    label, the API's words) is escaped, so it shows as text."""
     if isinstance(e, ApiError):
-        return f"{e.message} ({e.status} {e.code})"
+        return f"{md(e.message)} ({e.status} {md(e.code)})"
     if isinstance(e, ConnectionFailed):
-        return f"the API at {settings().api_url} cannot be reached; {_START_HINT}"
-    return str(e) or type(e).__name__
+        return f"the API at {md(settings().api_url)} cannot be reached; {_START_HINT}"
+    return md(str(e) or type(e).__name__)
 
 
 _START_HINT = "start it with `make demo`, or `python -m api --bundle BUNDLE`"
 
 
 def call(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> T | None:
-    """`fn(*args, **kwargs)`; on a client error an `st.error` naming `what` and None."""
+    """`fn(*args, **kwargs)`; on a client error an `st.error` naming `what` (Markdown) and
+    None."""
     try:
         return fn(*args, **kwargs)
     except (HarclipError, ValueError) as e:

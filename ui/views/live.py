@@ -38,7 +38,7 @@ def action_text(a: StreamAction | None, latest: Prediction | None, now: int) -> 
     if a.label is None or a.since is None:
         return "starting"
     until = latest.captured_at if latest is not None else now
-    return f"{a.label} for {text.duration(max(0, until - a.since))}"
+    return f"{text.md(a.label)} for {text.duration(max(0, until - a.since))}"
 
 
 def _tile(stream_id: str, last_seen: int) -> Tile:
@@ -60,7 +60,7 @@ def _tile(stream_id: str, last_seen: int) -> Tile:
 
 def _show(t: Tile, now: int) -> None:
     with st.container(border=True):
-        st.markdown(f"**{t.stream_id}**")
+        st.markdown(f"**{text.md(t.stream_id)}**")
         if t.frame:
             st.image(t.frame, width="stretch")
         else:
@@ -69,10 +69,10 @@ def _show(t: Tile, now: int) -> None:
         if p is None:
             st.caption("no prediction yet")
         else:
-            st.markdown(f"### {p.label} `{p.score:.2f}`")
+            st.markdown(f"### {text.md(p.label)} `{p.score:.2f}`")
             st.caption(
                 f"seq {p.seq} · captured {text.ago(p.captured_at, now)} · "
-                f"{p.latency_ms.total:.0f} ms end to end · head v{p.model.head_version}"
+                f"{p.latency_ms.total:.0f} ms end to end · head v{text.md(p.model.head_version)}"
             )
         if not t.events_missing:
             st.markdown(f"action: **{action_text(t.action, p, now)}**")

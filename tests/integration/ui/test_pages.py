@@ -13,6 +13,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.integration.ui.conftest import ACTS, ROOT, System, free_port, wait_for
+from ui.text import md
 
 Open = Callable[..., AppTest]
 _TIMEOUT_S = 90  # one page run on a busy 2-core machine
@@ -65,12 +66,12 @@ def test_live_grid_shows_each_stream_with_its_latest_prediction(
         latest = c.latest("ui-seed")
     text = _markdown(at)
     assert "**ui-seed**" in text
-    assert f"### {latest.label} `{latest.score:.2f}`" in text
+    assert f"### {md(latest.label)} `{latest.score:.2f}`" in text
     assert f"seq {latest.seq}" in _captions(at)
     assert len(at.image) >= 1  # the latest frame
     with ui_system.client() as c:
         action = c.stream_action(ACTS)
-    assert f"action: **{action.label} for " in text  # the events app's current action
+    assert f"action: **{md(action.label)} for " in text  # the events app's current action
     assert not at.error
 
 
@@ -96,7 +97,7 @@ def test_stream_segments_come_from_the_events_app(open_page: Open, ui_system: Sy
     with ui_system.client() as c:
         action = c.stream_action(ACTS)
         ends = c.events(stream_id=ACTS, type="segment.end").items
-    assert f"current action: **{action.label}** for " in _markdown(at)
+    assert f"current action: **{md(action.label)}** for " in _markdown(at)
     assert "Runs of the raw top label" not in _captions(at)  # segments of the events app
     assert len(ends) >= 1 and _charts(at) == 3
     assert not at.error and not at.warning
@@ -158,9 +159,9 @@ def test_predict_shows_each_file_and_the_error_of_a_corrupt_one(
         expected = [c.predict_from_image_path(p, top_k=5) for p in photos]
     text = _markdown(at)
     for p, r in zip(photos, expected, strict=True):
-        assert f"**{p.name}**" in text
-        assert f"### {r.label} `{r.score:.3f}`" in text
-    assert len(at.error) == 1 and at.error[0].value.startswith("broken.jpg: ")
+        assert f"**{md(p.name)}**" in text
+        assert f"### {md(r.label)} `{r.score:.3f}`" in text
+    assert len(at.error) == 1 and at.error[0].value.startswith(f"{md('broken.jpg')}: ")
     assert "invalid_image" in at.error[0].value or "unsupported" in at.error[0].value
     assert "engine onnx" in _captions(at) and "head v" in _captions(at)
 
@@ -183,7 +184,7 @@ def test_webcam_photo_goes_through_ingest_and_its_prediction_shows(
         wait_for("the webcam frame's prediction", lambda: c.latest(stream).frame_id == frame_id)
         latest = c.latest(stream)
     at.run()
-    assert f"### {latest.label} `{latest.score:.3f}`" in _markdown(at)
+    assert f"### {md(latest.label)} `{latest.score:.3f}`" in _markdown(at)
     assert len(at.image) >= 1  # the photo sent, as the prediction's thumbnail
 
 

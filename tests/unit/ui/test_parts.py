@@ -97,3 +97,26 @@ def test_ui_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("HARCLIP_UI__API_URL", "api.example:8000")
     with pytest.raises(ConfigError, match="HARCLIP_UI__API_URL"):
         load_settings()
+
+
+HOSTILE = [
+    "lobby-![x](https:evil.example\\p.png)",
+    ":red[**INTRUDER**]",
+    "<img src=x onerror=alert(1)>",
+    "a `code` $x^2$ _em_ ~~del~~ [link](http://evil.example) www.evil.example a@b.example",
+    "# heading\n- item\r\n> quote | table |",
+    "&amp; &#58; \\*",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_data_in_markdown_renders_as_its_own_text(value: str) -> None:
+    import html
+
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").enable("strikethrough").render(f"**{text.md(value)}**")
+    flat = value.replace("\r", " ").replace("\n", " ")  # a value stays on its line
+    assert rendered == f"<p><strong>{html.escape(flat, quote=False)}</strong></p>\n"
+    for directive in (":", "[", "$", "@", "."):  # Streamlit's colours, maths and autolinks
+        assert f"\\{directive}" in text.md(directive)
