@@ -9,6 +9,7 @@ The key comes from `HARCLIP_UI__API_KEY`, or from the sidebar field for this bro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -69,7 +70,8 @@ def describe(e: Exception) -> str:
     """A one-line message for a person, as Markdown: what the error quotes (a stream id, a
     label, the API's words) is escaped, so it shows as text."""
     if isinstance(e, ApiError):
-        return f"{md(e.message)} ({e.status} {md(e.code)})"
+        code = e.code if re.fullmatch(r"[a-z0-9_]+", e.code) else md(e.code)
+        return f"{md(e.message)} ({e.status} {code})"
     if isinstance(e, ConnectionFailed):
         return f"the API at {md(settings().api_url)} cannot be reached; {_START_HINT}"
     return md(str(e) or type(e).__name__)

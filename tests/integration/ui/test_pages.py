@@ -178,7 +178,7 @@ def test_webcam_photo_goes_through_ingest_and_its_prediction_shows(
     at.run()
     assert not at.exception and not at.error
     sent = at.success[0].value
-    assert sent.startswith(f"sent to `{stream}`: frame ")
+    assert sent.startswith(f"sent to {md(stream)}: frame ")
     frame_id = sent.split("frame ")[1].split(" ")[0]
     with ui_system.client() as c:
         wait_for("the webcam frame's prediction", lambda: c.latest(stream).frame_id == frame_id)
@@ -288,3 +288,18 @@ def test_an_unreachable_api_is_a_banner_on_every_page(
     at = open_page(page)
     assert at.error[0].value.startswith("**API unreachable.**")
     assert "make demo" in at.error[0].value
+
+
+def test_a_stream_id_with_markup_shows_as_text(open_page: Open, ui_system: System) -> None:
+    """A valid stream id full of Markdown (an image link, a Streamlit colour) is shown as its
+    characters on the live grid and the stream page, never rendered."""
+    sid = f"ui-![x](https:evil.example\\p.png) :red[**INTRUDER-{uuid.uuid4().hex[:4]}**]"
+    ui_system.ingest(sid, ui_system.photos[:1])
+    at = open_page()
+    at.text_input(key="live-filter").set_value(sid).run()
+    assert not at.exception
+    assert f"**{md(sid)}**" in _markdown(at)
+    assert sid not in _markdown(at)  # only the escaped form reaches Markdown
+    at = open_page("stream.py", stream=sid)
+    assert at.selectbox[0].value == sid
+    assert not at.exception and not at.error
