@@ -79,9 +79,8 @@ def _retry() -> None:
 
 
 def main() -> None:
-    st.set_page_config(
-        page_title="harclip live view", page_icon=":material/visibility:", layout="wide"
-    )
+    # An emoji icon: a `:material/...:` favicon is fetched from fonts.gstatic.com by the page.
+    st.set_page_config(page_title="harclip live view", page_icon="👁️", layout="wide")
     page = st.navigation(_pages())
     status = conn.status()
     _sidebar(status)

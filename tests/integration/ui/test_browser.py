@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -237,3 +239,27 @@ def test_chromium_is_debians() -> None:
     assert shutil.which("chromium") == CHROMIUM
     out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("Chromium ")
+
+
+def test_plain_streamlit_run_stays_on_the_machine_and_has_no_deploy_button(
+    page: Page, ui_system: System
+) -> None:
+    """`streamlit run ui/app.py`, as the README offers it (no flags), from the repository root:
+    the project's .streamlit/config.toml keeps every request of the page on this machine (no
+    usage statistics) and the toolbar without a Deploy button."""
+    port = free_port()
+    env = {**os.environ, **ui_system.ui_env()}
+    command = [sys.executable, "-m", "streamlit", "run", "ui/app.py", "--server.port", str(port)]
+    ui = LogWatch(command, cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    hosts: set[str] = set()
+    page.on("request", lambda r: hosts.add(urlsplit(r.url).hostname or r.url))
+    try:
+        wait_for("streamlit answers", lambda: _http_ok(f"{url}/_stcore/health"))
+        _open(page, url, "Live streams")
+        settle(page)
+        expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
+        expect(page.get_by_test_id("stAppDeployButton")).to_have_count(0)
+        assert hosts == {"127.0.0.1"}, hosts
+    finally:
+        ui.stop()
