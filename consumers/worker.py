@@ -92,6 +92,8 @@ class Worker:
         self._changed = asyncio.Event()  # set after every batch and head swap (see wait_for)
         self.heads = HeadHolder(bundle.manifest, bundle.load_head(), self.metrics.control)
         self.heads.on_change(lambda _: self._changed.set())
+        self.heads.on_change(lambda new: self.metrics.serve_labels(new.head.labels))
+        self.metrics.serve_labels(self.heads.head.labels)
         self._control = ControlFollower(settings.kafka, {HEAD_KEY: self.heads.offer_raw})
         m = settings.metrics
         self._health = HealthServer(m.host, m.port, self.metrics.registry, self.not_ready)
@@ -341,7 +343,7 @@ class Worker:
         for p in result.predicted:
             m.queue_latency.observe(p.prediction.latency_ms.queue / 1000)
             m.e2e_latency.observe(max(0, done - p.prediction.captured_at) / 1000)
-            m.labels.labels(p.prediction.label).inc()
+            m.count_label(p.prediction.label)
             m.score.observe(p.prediction.score)
         m.predicted.inc(len(result.predicted))
 
