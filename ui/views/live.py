@@ -47,11 +47,14 @@ def _tile(stream_id: str, last_seen: int) -> Tile:
     frame: bytes | None = None
     try:
         latest = c.latest(stream_id)
-        frame = c.frame(stream_id)
-        # Latest and frame are written together; keep the thumbnail only if no newer one
-        # arrived between the two reads, so search hits show the right picture.
+        raw = c.frame(stream_id)
+        # Latest and frame are written together; keep the pictures by frame_id only if no newer
+        # one arrived between the two reads, so search hits show the right picture.
         if c.latest(stream_id).frame_id == latest.frame_id:
-            frames.store().put(latest.frame_id, frame)
+            frames.store().put(latest.frame_id, raw)
+            frame = frames.store().view(latest.frame_id, raw)
+        else:
+            frame = frames.thumbnail(raw, frames.VIEW_PX)
     except NotFound:
         pass  # no prediction yet, or the frame's TTL passed
     action = conn.optional(c.stream_action, stream_id)

@@ -43,9 +43,15 @@ def _now_panel(sid: str) -> Prediction | None:
         right.error(f"latest: {conn.describe(e)}")
     try:
         frame = c.frame(sid)
-        left.image(frame, width="stretch", caption="latest frame")
         if latest is not None:
             frames.store().put(latest.frame_id, frame)
+            view = frames.store().view(latest.frame_id, frame)
+        else:
+            view = frames.thumbnail(frame, frames.VIEW_PX)
+        if view is not None:
+            left.image(view, width="stretch", caption="latest frame")
+        else:
+            left.caption("the latest frame does not decode")
     except NotFound:
         left.caption("no recent frame (frames expire after a minute without new ones)")
     except (HarclipError, ValueError) as e:  # shown to the user, never a traceback

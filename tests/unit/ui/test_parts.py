@@ -69,6 +69,33 @@ def test_thumbnails_are_small_jpegs_and_the_store_is_bounded() -> None:
     assert len(store) == 2 and store.get("f0") is None and store.get("f2") is not None
 
 
+def test_a_large_frame_is_decoded_reduced_and_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An 8000×5000 JPEG (under every limit) on a live tile refreshed 5 times: one decode for
+    its thumbnail and one for its view, each at a reduced scale, not two full decodes a time."""
+    rng = np.random.default_rng(0)
+    img = cv2.resize(rng.integers(0, 255, (500, 800, 3), np.uint8), (8000, 5000))
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    big = buf.tobytes()
+    flags: list[int] = []
+    decode = cv2.imdecode
+
+    def counting(data: np.ndarray, flag: int) -> np.ndarray | None:
+        flags.append(flag)
+        return decode(data, flag)
+
+    monkeypatch.setattr(frames.cv2, "imdecode", counting)
+    store = frames.ThumbStore()
+    for _ in range(5):
+        store.put("big", big)
+        view = store.view("big", big)
+    assert flags == [cv2.IMREAD_REDUCED_COLOR_8] * 2  # 1/8: 1000 px, enough for either
+    thumb = store.get("big")
+    assert thumb is not None and view is not None
+    assert decode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (150, 240)
+    assert decode(np.frombuffer(view, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (600, 960)
+
+
 def test_times_read_for_people() -> None:
     assert text.duration(850) == "850 ms"
     assert text.duration(12_340) == "12.3 s"
