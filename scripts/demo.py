@@ -1,7 +1,8 @@
 """`make demo`: the streaming pipeline on this machine - a worker, the events app, a camera
 producer, the API and the Streamlit UI against the local services, with a live terminal view of
 the latest prediction and the current (smoothed) action per stream (from Redis). The API runs
-with API keys on; the demo's admin key is made once into state/demo-api-key, and the UI uses it.
+with API keys on; the demo's admin key is made once into state/demo-api-key (printed: sign in to
+the UI with it to write), and the UI holds only a read key (state/demo-read-key).
 
 The camera is the webcam if /dev/video0 exists, else a video file (`--video`, default the shared
 sample video), else a generated test pattern. The model bundle is a random tiny CLIP made once
@@ -145,9 +146,10 @@ def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
                             start_new_session=True, env=env)  # fmt: skip
 
 
-def demo_key(state: Path) -> str:
-    """The demo's admin API key: made once by `python -m api --generate-key`, then reused."""
-    path = state / "demo-api-key"
+def demo_key(state: Path, name: str = "demo-api-key") -> str:
+    """A demo API key in `state/name` (the admin key by default): made once by
+    `python -m api --generate-key`, then reused."""
+    path = state / name
     if path.is_file():
         return path.read_text().strip()
     made = subprocess.run([sys.executable, "-m", "api", "--generate-key"], cwd=ROOT, check=True,
@@ -158,14 +160,15 @@ def demo_key(state: Path) -> str:
     return key
 
 
-def api_env(key: str) -> dict[str, str]:
-    """The children's settings plus API keys on, with the demo key as admin."""
+def api_env(key: str, read_key: str) -> dict[str, str]:
+    """The children's settings plus API keys on: the demo key as admin, the UI's as read."""
     return {**os.environ, "HARCLIP_AUTH__ENABLED": "true",
-            "HARCLIP_AUTH__KEYS": json.dumps({key: "admin"})}  # fmt: skip
+            "HARCLIP_AUTH__KEYS": json.dumps({key: "admin", read_key: "read"})}  # fmt: skip
 
 
 def ui_env(api_url: str, key: str, s: Settings) -> dict[str, str]:
-    """The UI's settings: the demo's API and admin key, the worker's and events app's metrics."""
+    """The UI's settings: the demo's API and its read key (never the admin key: the UI would
+    act with it for every visitor), the worker's and events app's metrics."""
     return {
         **os.environ,
         "HARCLIP_UI__API_URL": api_url,
@@ -220,9 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             camera_args.append("--loop")
         camera = spawn(camera_args, logs / "demo-camera.log")
         key = demo_key(s.services.state_dir)
-        api = spawn(["-m", "api", "--bundle", str(bundle)], logs / "demo-api.log", api_env(key))
+        read_key = demo_key(s.services.state_dir, "demo-read-key")
+        api = spawn(["-m", "api", "--bundle", str(bundle)], logs / "demo-api.log",
+                    api_env(key, read_key))  # fmt: skip
         url = f"http://{s.api.host}:{s.api.port}"
-        ui = spawn(["-m", "ui"], logs / "demo-ui.log", ui_env(url, key, s))
+        ui = spawn(["-m", "ui"], logs / "demo-ui.log", ui_env(url, read_key, s))
         console.print(
             f"worker pid {worker.pid} (log {logs / 'demo-worker.log'}, metrics "
             f"http://{s.metrics.host}:{s.metrics.port}/metrics), camera pid {camera.pid}, "
@@ -234,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(
             f"API {'ready' if ready else 'NOT ready (see its log)'}: {url}  docs: {url}/docs\n"
             f"UI (Streamlit): http://127.0.0.1:{s.ui.port}  (log {logs / 'demo-ui.log'})\n"
-            f"API key (admin): {key}\n"
+            f"API key (admin; sign in to the UI with it to change labels or rules, or to use "
+            f"the webcam): {key}\n"
             f"  curl -H 'X-API-Key: {key}' {url}/streams/{STREAM_ID}/latest"
         )
         try:

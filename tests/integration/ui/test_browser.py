@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.integration.api.conftest import ADMIN_KEY
 from tests.integration.conftest import LogWatch
 from tests.integration.ui.conftest import ACTS, ROOT, System, _http_ok, free_port, wait_for
 from ui.cli import streamlit_command
@@ -29,9 +30,11 @@ _WAIT_MS = 60_000  # a page's content on a busy 2-core machine
 
 @pytest.fixture(scope="session")
 def ui_url(ui_system: System) -> Iterator[str]:
-    """`streamlit run ui/app.py` on a free port, pointed at the test system."""
+    """`streamlit run ui/app.py` on a free port, pointed at the test system, holding no key
+    (a visitor signs in with theirs)."""
     port = free_port()
     env = {**os.environ, **ui_system.ui_env()}
+    del env["HARCLIP_UI__API_KEY"]
     ui = LogWatch(streamlit_command(port, "127.0.0.1"), cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -206,6 +209,9 @@ def _take_photo(page: Page, attempts: int = 5) -> None:
 def test_a_webcam_photo_is_sent_and_predicted(page: Page, ui_url: str, ui_system: System) -> None:
     stream = f"ui-cam-{uuid.uuid4().hex[:6]}"
     _open(page, f"{ui_url}/webcam", "Webcam")
+    page.get_by_label("API key", exact=True).fill(ADMIN_KEY)  # ingest needs an admin key
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     page.get_by_label("stream id").fill(stream)
     page.get_by_label("stream id").press("Enter")
     # the page has rerun with the new stream id before the photo is taken

@@ -12,6 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.integration.api.conftest import ADMIN_KEY
 from tests.integration.ui.conftest import ACTS, ROOT, System, free_port, wait_for
 from ui.text import md
 
@@ -27,14 +28,18 @@ def _clear_caches() -> None:
 @pytest.fixture
 def open_page(ui_system: System, monkeypatch: pytest.MonkeyPatch) -> Iterator[Open]:
     """`open_page("predict.py", stream="x")` runs the app on that page (query params as
-    keywords) with the UI pointed at the test system; the run raised nothing."""
+    keywords) with the UI pointed at the test system and no key held by the server; with
+    `key=K` the session has signed in with K first. The run raised nothing."""
     for k, v in ui_system.ui_env().items():
         monkeypatch.setenv(k, v)
+    monkeypatch.delenv("HARCLIP_UI__API_KEY")  # a test that wants one sets it
     _clear_caches()
 
-    def run(page: str | None = None, **query: str) -> AppTest:
+    def run(page: str | None = None, key: str | None = None, **query: str) -> AppTest:
         at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=_TIMEOUT_S)
         at.query_params.update(query)
+        if key is not None:
+            at.session_state["harclip_api_key"] = key  # as the sidebar's Sign in sets it
         at.run()
         if page is not None:
             at.switch_page(f"views/{page}").run()
@@ -119,7 +124,7 @@ def test_events_tab_lists_segments_with_filters(open_page: Open, ui_system: Syst
 
 
 def test_rules_are_shown_and_published(open_page: Open, ui_system: System) -> None:
-    at = open_page("labels.py")
+    at = open_page("labels.py", key=ADMIN_KEY)
     with ui_system.client() as c:
         label = c.labels().labels[0]
     area = next(a for a in at.text_area if a.label.startswith("rules"))
@@ -170,7 +175,7 @@ def test_webcam_photo_goes_through_ingest_and_its_prediction_shows(
     open_page: Open, ui_system: System
 ) -> None:
     stream = f"ui-webcam-{uuid.uuid4().hex[:6]}"
-    at = open_page("webcam.py")
+    at = open_page("webcam.py", key=ADMIN_KEY)
     at.text_input(key="webcam-stream").set_value(stream)
     at.run()
     photo = ui_system.photos[3]
@@ -208,7 +213,7 @@ def test_search_finds_history_and_similar_frames(open_page: Open, ui_system: Sys
 def test_labels_page_shows_the_set_and_publishes_a_new_one(
     open_page: Open, ui_system: System
 ) -> None:
-    at = open_page("labels.py")
+    at = open_page("labels.py", key=ADMIN_KEY)
     with ui_system.client() as c:
         before = c.labels()
     assert f"head v{before.version}" in _captions(at)
@@ -267,13 +272,32 @@ def test_performance_shows_a_training_report(
 def test_settings_say_where_the_ui_looks_and_never_show_the_key(
     open_page: Open, ui_system: System
 ) -> None:
-    at = open_page("settings.py")
+    at = open_page("settings.py", key=ADMIN_KEY)
     table = at.dataframe[0].value
     assert ui_system.api_url in set(table["value"])
-    assert "HARCLIP_UI__API_KEY" in set(table["value"])
+    assert "this browser session (signed in)" in set(table["value"])
     assert at.success[0].value.startswith("reachable: model ")
-    key = ui_system.ui_env()["HARCLIP_UI__API_KEY"]
-    assert key not in table.to_string() and key not in _markdown(at) + _captions(at)
+    assert ADMIN_KEY not in table.to_string() and ADMIN_KEY not in _markdown(at) + _captions(at)
+
+
+def test_an_admin_key_held_by_the_server_acts_for_nobody(
+    open_page: Open, ui_system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HARCLIP_UI__API_KEY set to an admin key (as the demo once did): the UI says it does not
+    use it, and a visitor who has not signed in cannot change the labels with it."""
+    monkeypatch.setenv("HARCLIP_UI__API_KEY", ADMIN_KEY)
+    at = open_page("labels.py")
+    assert any("may write (an admin key)" in w.value for w in at.warning)
+    with ui_system.client() as c:
+        before = c.labels()
+    next(b for b in at.button if b.label.startswith("Publish label set")).click()
+    at.run()
+    assert not at.exception
+    assert any("publish labels: " in e.value and "401" in e.value for e in at.error)
+    with ui_system.client() as c:
+        assert c.labels().version == before.version
+    at = open_page("settings.py")
+    assert "HARCLIP_UI__API_KEY (refused)" in set(at.dataframe[0].value["value"])
 
 
 @pytest.mark.parametrize(
