@@ -26,7 +26,7 @@ help:
 	@echo "make test-unit        unit tests only (no services)"
 	@echo "make chaos            fault tests on private services (docs/chaos.md)"
 	@echo "make lint             ruff + mypy"
-	@echo "make ui               the Streamlit UI on :8501 (HARCLIP_UI__API_URL, HARCLIP_UI__API_KEY)"
+	@echo "make ui               the Streamlit UI on :8501 (HARCLIP_UI__API_URL, HARCLIP_UI__API_KEY: read-only)"
 	@echo "make services-up | services-down | services-status"
 	@echo "make venv             $(VENV) from requirements.lock (no-op when unchanged)"
 	@echo "make validate         k8s manifests, rules, dashboards, Kibana, Docker, compose, CI, offline,"

@@ -54,17 +54,17 @@ async def put_labels(
     from harclip.model.relabel import validate_label_set
     from harclip.model.text import build_head
 
-    unknown = set(body.prompts) - set(body.labels)
+    given = {name.strip(): p for name, p in body.prompts.items()}  # " fight " is "fight"
+    if len(given) != len(body.prompts):
+        raise ApiError(422, "invalid_labels", "prompts are given twice for one label")
+    unknown = set(given) - {name.strip() for name in body.labels}
     if unknown:
         raise ApiError(
             422, "invalid_labels", f"prompts given for unknown labels: {', '.join(sorted(unknown))}"
         )
     try:
         label_set = validate_label_set(
-            {
-                name: body.prompts.get(name.strip()) or prompts_for(name.strip())
-                for name in body.labels
-            }
+            {name: given.get(name.strip()) or prompts_for(name.strip()) for name in body.labels}
         )
     except MessageError as e:
         raise ApiError(422, "invalid_labels", str(e)) from None

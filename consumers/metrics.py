@@ -65,6 +65,23 @@ class WorkerMetrics:
         )
         self.control = ControlMetrics(r)
         self.ready = Gauge("harclip_ready", "1 when the worker is ready", registry=r)
+        self._served: frozenset[str] | None = None  # labels of the head in use
+        self._counted: set[str] = set()  # labels with a harclip_predicted_labels series
+
+    def serve_labels(self, labels: Iterable[str]) -> None:
+        """The head in use now predicts `labels`: drop the `harclip_predicted_labels` series of
+        every other label, so label sets come and go without series piling up."""
+        self._served = frozenset(labels)
+        for label in self._counted - self._served:
+            self.labels.remove(label)
+        self._counted &= self._served
+
+    def count_label(self, label: str) -> None:
+        """One prediction of top-1 `label`; one of a head already replaced (a batch in flight
+        across a swap) is not counted, so no series of a label no longer served comes back."""
+        if self._served is None or label in self._served:
+            self.labels.labels(label).inc()
+            self._counted.add(label)
 
     def record_lag(
         self,

@@ -68,6 +68,9 @@ class Worker:
         self.assigned = asyncio.Event()  # holds partitions (set again after each rebalance)
         self._changed = asyncio.Event()  # set after every batch and head swap (see wait_for)
         self._scoring.on_change(self._changed.set)
+        heads = self._scoring.heads
+        heads.on_change(lambda new: self.metrics.serve_labels(new.head.labels))
+        self.metrics.serve_labels(heads.head.labels)
         ms = settings.metrics
         self._health = HealthServer(ms.host, ms.port, self.metrics.registry, self.not_ready)
 
@@ -226,7 +229,7 @@ class Worker:
         for p in result.predicted:
             m.queue_latency.observe(p.prediction.latency_ms.queue / 1000)
             m.e2e_latency.observe(max(0, done - p.prediction.captured_at) / 1000)
-            m.labels.labels(p.prediction.label).inc()
+            m.count_label(p.prediction.label)
             m.score.observe(p.prediction.score)
         m.predicted.inc(len(result.predicted))
 

@@ -21,12 +21,20 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
+from harclip import yamlsafe
 from harclip.config import KafkaSettings
 from harclip.control import RULES_KEY, ControlFollower, publish
 from harclip.errors import ConfigError
@@ -40,11 +48,23 @@ class RulesError(ConfigError):
     """A rules file or record is invalid; the message names the rule and the field."""
 
 
+MAX_RULES = 500
+MAX_LABEL_CHARS = 100  # as a label of the label set
+MAX_LABELS = 100  # labels one rule watches
+MAX_GLOB_CHARS = 256
+MAX_GLOBS = 100
+_Label = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_CHARS)]
+_Glob = Annotated[str, StringConstraints(min_length=1, max_length=MAX_GLOB_CHARS)]
+
+
 class _Rule(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # finite numbers only: 1e400 or "Infinity" would be published as null and refused later
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=128)
-    streams: tuple[str, ...] = Field(("*",), min_length=1, description="globs on stream_id")
+    streams: tuple[_Glob, ...] = Field(
+        ("*",), min_length=1, max_length=MAX_GLOBS, description="globs on stream_id"
+    )
     severity: Severity = "warning"
     cooldown_seconds: float = Field(60.0, ge=0)
 
@@ -58,8 +78,8 @@ class LabelRule(_Rule):
     `cooldown_seconds` of capture time."""
 
     kind: Literal["label"] = "label"
-    label: str | None = None
-    labels: tuple[str, ...] | None = None
+    label: _Label | None = None
+    labels: tuple[_Label, ...] | None = Field(None, max_length=MAX_LABELS)
     min_score: float = Field(0.5, ge=0, le=1)
     for_seconds: float = Field(0.0, ge=0)
 
@@ -128,7 +148,7 @@ class Rules(BaseModel):
 def parse_rules(text: str, *, source: str = "rules") -> Rules:
     """Parse rules YAML; `RulesError` naming the rule (index and name) and the field."""
     try:
-        data = yaml.safe_load(text)
+        data = yamlsafe.load(text)
     except yaml.YAMLError as e:
         raise RulesError(f"{source}: not valid YAML: {e}") from None
     return rules_from_data(data, source=source)
@@ -152,6 +172,8 @@ def rules_from_data(data: Any, *, source: str = "rules") -> Rules:
     items = data.get("rules") or []
     if not isinstance(items, list):
         raise RulesError(f"{source}: 'rules' must be a list")
+    if len(items) > MAX_RULES:
+        raise RulesError(f"{source}: {len(items)} rules, at most {MAX_RULES}")
     rules: list[Rule] = []
     seen: set[str] = set()
     for i, item in enumerate(items, 1):

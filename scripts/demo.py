@@ -1,7 +1,8 @@
 """`make demo`: the streaming pipeline on this machine - a worker, the events app, a camera
 producer, the API and the Streamlit UI against the local services, with a live terminal view of
 the latest prediction and the current (smoothed) action per stream (from Redis). The API runs
-with API keys on; the demo's admin key is made once into state/demo-api-key, and the UI uses it.
+with API keys on; the demo's admin key is made once into state/demo-api-key (printed: sign in to
+the UI with it to write), and the UI holds only a read key (state/demo-read-key).
 
 The camera is the webcam if /dev/video0 exists, else a video file (`--video`, default the shared
 sample video), else a generated test pattern. The model bundle is a random tiny CLIP made once
@@ -142,9 +143,10 @@ def spawn(module: str, *args: str, log: Path, settings: Settings) -> Child:
                         log=log, name=module, new_session=True)  # fmt: skip
 
 
-def demo_key(state: Path) -> str:
-    """The demo's admin API key: made once by `python -m api --generate-key`, then reused."""
-    path = state / "demo-api-key"
+def demo_key(state: Path, name: str = "demo-api-key") -> str:
+    """A demo API key in `state/name` (the admin key by default): made once by
+    `python -m api --generate-key`, then reused."""
+    path = state / name
     if path.is_file():
         return path.read_text().strip()
     made = subprocess.run([sys.executable, "-m", "api", "--generate-key"], cwd=ROOT, check=True,
@@ -155,14 +157,15 @@ def demo_key(state: Path) -> str:
     return key
 
 
-def api_settings(s: Settings, key: str) -> Settings:
-    """`s` with API keys on and the demo key as admin."""
+def api_settings(s: Settings, key: str, read_key: str) -> Settings:
+    """`s` with API keys on: the demo key as admin, the UI's as read."""
     return s.model_copy(update={"auth": s.auth.model_copy(
-        update={"enabled": True, "keys": {key: "admin"}})})  # fmt: skip
+        update={"enabled": True, "keys": {key: "admin", read_key: "read"}})})  # fmt: skip
 
 
 def ui_settings(s: Settings, api_url: str, key: str) -> Settings:
-    """`s` for the UI: the demo's API and admin key, the worker's and events app's metrics."""
+    """`s` for the UI: the demo's API and its read key (never the admin key: the UI would act
+    with it for every visitor), the worker's and events app's metrics."""
     return s.model_copy(update={"ui": s.ui.model_copy(update={
         "api_url": api_url, "api_key": SecretStr(key),
         "worker_metrics_url": f"http://{s.metrics.host}:{s.metrics.port}/metrics",
@@ -200,10 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             camera_args.append("--loop")
         camera = spawn("producers", *camera_args, log=logs / "demo-camera.log", settings=s)
         key = demo_key(s.services.state_dir)
+        read_key = demo_key(s.services.state_dir, "demo-read-key")
         api = spawn("api", "--bundle", str(bundle), log=logs / "demo-api.log",
-                    settings=api_settings(s, key))  # fmt: skip
+                    settings=api_settings(s, key, read_key))  # fmt: skip
         url = f"http://{s.api.host}:{s.api.port}"
-        ui = spawn("ui", log=logs / "demo-ui.log", settings=ui_settings(s, url, key))
+        ui = spawn("ui", log=logs / "demo-ui.log", settings=ui_settings(s, url, read_key))
         console.print(
             f"worker pid {worker.pid} (log {logs / 'demo-worker.log'}, metrics "
             f"http://{s.metrics.host}:{s.metrics.port}/metrics), camera pid {camera.pid}, "
@@ -215,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(
             f"API {'ready' if ready else 'NOT ready (see its log)'}: {url}  docs: {url}/docs\n"
             f"UI (Streamlit): http://127.0.0.1:{s.ui.port}  (log {logs / 'demo-ui.log'})\n"
-            f"API key (admin): {key}\n"
+            f"API key (admin; sign in to the UI with it to change labels or rules, or to use "
+            f"the webcam): {key}\n"
             f"  curl -H 'X-API-Key: {key}' {url}/streams/{STREAM_ID}/latest"
         )
         try:

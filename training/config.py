@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harclip import yamlsafe
 from harclip.errors import ConfigError
 
 Strategy = Literal["single", "ddp", "fsdp"]
@@ -35,6 +36,9 @@ class DataConfig(_Section):
         None, description="use only these classes; each must have its folder"
     )
     hf_split: str = "train"
+    hf_revision: str | None = Field(
+        None, description="the hub dataset's commit sha (or tag) to load; pin it in configs"
+    )
     hf_image_column: str = "image"
     hf_label_column: str = "labels"
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
@@ -212,7 +216,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set expects key.path=value, got {text!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yamlsafe.load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str):  # YAML 1.1 reads 3e-4 as a string
@@ -223,7 +227,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yamlsafe.load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
     except yaml.YAMLError as e:

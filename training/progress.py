@@ -1,5 +1,6 @@
 """Progress display of the training commands (rich, on stderr, rank 0 only): bars for long
-loops, and one line per finished step of work."""
+loops, and one line per finished step of work. Titles and bar infos are plain text (they name
+files and classes from the data); only `say` takes Rich markup, so its callers escape data."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -39,13 +41,13 @@ def bar(title: str, total: int | None, *, enabled: bool = True) -> Iterator[Adva
         transient=True,
     )
     with progress:
-        task = progress.add_task(title, total=total, info="")
+        task = progress.add_task(escape(title), total=total, info="")
 
         def advance(n: int = 1, info: str | None = None) -> None:
             if info is None:
                 progress.update(task, advance=n)
             else:
-                progress.update(task, advance=n, info=info)
+                progress.update(task, advance=n, info=escape(info))
 
         yield advance
 
@@ -57,6 +59,7 @@ def step(title: str, *, enabled: bool = True) -> Iterator[None]:
         yield
         return
     start = time.perf_counter()
+    title = escape(title)
     try:
         with console.status(f"{title} ..."):
             yield

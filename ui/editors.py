@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from harclip import yamlsafe
 from harclip.wire import LabelSet
 
 
@@ -35,7 +36,7 @@ def label_lines(ls: LabelSet) -> str:
 def parse_rules(raw: str) -> list[dict[str, Any]]:
     """YAML: a list of rules, or {"rules": [...]} as in the events app's file; ValueError."""
     try:
-        doc = yaml.safe_load(raw)
+        doc = yamlsafe.load(raw)
     except yaml.YAMLError as e:
         raise ValueError(f"not YAML: {e}") from None
     if isinstance(doc, dict) and "rules" in doc:

@@ -32,14 +32,20 @@ def _pages() -> list[st.Page]:
 
 
 def _key_form() -> None:
+    if conn.signed_in():
+        if st.sidebar.button("Sign out", key="sign-out"):
+            conn.set_session_key(None)
+            st.rerun()
+        return
     with st.sidebar.form("api-key", clear_on_submit=True, border=False):
         key = st.text_input(
             "API key",
             type="password",
-            placeholder="X-API-Key for this session",
-            help="kept for this browser session only, never shown back",
+            placeholder="your X-API-Key",
+            help="sign in: this browser session acts with your key (kept for this session "
+            "only, never shown back); writes need an admin key",
         )
-        if st.form_submit_button("Use key") and key.strip():
+        if st.form_submit_button("Sign in") and key.strip():
             conn.set_session_key(key.strip())
             st.rerun()
 
@@ -79,11 +85,13 @@ def _retry() -> None:
 
 
 def main() -> None:
-    st.set_page_config(
-        page_title="harclip live view", page_icon=":material/visibility:", layout="wide"
-    )
+    # An emoji icon: a `:material/...:` favicon is fetched from fonts.gstatic.com by the page.
+    st.set_page_config(page_title="harclip live view", page_icon="👁️", layout="wide")
     page = st.navigation(_pages())
     status = conn.status()
     _sidebar(status)
     banner(status)
+    refused = conn.server_key_refused() if status.ok and not conn.signed_in() else None
+    if refused:
+        st.warning(refused, icon=":material/key_off:")
     page.run()

@@ -35,3 +35,16 @@ def ago(ms: int | None, now: int | None = None) -> str:
     if ms is None:
         return "-"
     return f"{duration(max(0, (now if now is not None else now_ms()) - ms))} ago"
+
+
+_MARKDOWN = str.maketrans(
+    {c: "\\" + c for c in "\\`*_{}[]()<>#+!|~$:&@."} | {"\n": " ", "\r": " ", "\t": " "}
+)
+
+
+def md(value: object) -> str:
+    """`value` (data from Kafka, Redis, Elasticsearch or a user) as literal text inside the
+    Markdown that `st.markdown`, `st.caption`, `st.error` and the like render: every character
+    Markdown or Streamlit gives a meaning (emphasis, links and images, `:red[...]` colours,
+    `$` maths, HTML, autolinks) is backslash-escaped and line breaks become spaces."""
+    return str(value).translate(_MARKDOWN)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from harclip.config.base import _Section
 
@@ -83,6 +83,24 @@ class ElasticsearchSettings(_Section):
     @property
     def port(self) -> int:
         return urlsplit(self.url).port or 9200
+
+    @model_validator(mode="after")
+    def _check_index_names(self) -> ElasticsearchSettings:
+        # Each family owns `<name>-*`; a name inside another's pattern would mix the families'
+        # templates and let one family's retention judge the other's indices.
+        names = {
+            "PREDICTIONS_INDEX": self.predictions_index,
+            "EVENTS_INDEX": self.events_index,
+            "LOGS_INDEX": self.logs_index,
+        }
+        for a, x in names.items():
+            for b, y in names.items():
+                if a != b and (x == y or y.startswith(f"{x}-")):
+                    raise ValueError(
+                        f"index names overlap: {b}={y!r} lies inside {a}={x!r}'s indices "
+                        f"({x}-*); give each family a name that is not a prefix of another's"
+                    )
+        return self
 
 
 class ObjectStoreSettings(_Section):

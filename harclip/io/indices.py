@@ -8,8 +8,10 @@
 
 The day is the document's own time (a prediction's `captured_at`), never the wall clock, so a
 replayed document lands in the same index and overwrites itself (`_id`). Retention deletes whole
-days (`apply_retention`): this Elasticsearch build has no ILM; clusters that have it can use the
-policy and rollover templates under `infra/elasticsearch/` instead.
+days (`dated_indices`, `expired`): this Elasticsearch build has no ILM; clusters that have it
+can use the policy and rollover templates under `infra/elasticsearch/` instead. Retention touches
+only indices it owns: a name of the family's exact grammar with a real date, created from
+harclip's template (the mapping's `_meta` marker; before the marker, the family's read alias).
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ Family = Literal["predictions", "events", "logs"]
 FAMILIES: tuple[Family, ...] = ("predictions", "events", "logs")
 EMBEDDING = "embedding"  # the dense_vector field of prediction documents (keyframes only)
 _EPOCH_MS = {"type": "date", "format": "epoch_millis"}
-_DAY = re.compile(r"-(\d{4})\.(\d{2})\.(\d{2})$")
+_DATE = r"(\d{4})\.(\d{2})\.(\d{2})"
+_SPACE_SLUG = r"[a-z0-9_]+(?:-[a-z0-9_]+)*-[1-9][0-9]*d"  # EmbeddingSpace.slug
+MARKER = "harclip"  # `_meta.managed_by` of the indices harclip's templates create
 _SLUG = re.compile(r"[^a-z0-9_]+")
 
 
@@ -191,7 +195,12 @@ def logs_mappings() -> dict[str, Any]:
 
 
 def _template(
-    name: str, pattern: str, read_alias: str, s: ElasticsearchSettings, mappings: dict[str, Any]
+    name: str,
+    pattern: str,
+    read_alias: str,
+    s: ElasticsearchSettings,
+    mappings: dict[str, Any],
+    family: Family,
 ) -> dict[str, Any]:
     # A longer (more specific) pattern gets a higher priority, so a space's template wins over a
     # family's, and a test's unique names over the defaults, instead of clashing.
@@ -205,10 +214,10 @@ def _template(
                 "number_of_replicas": s.replicas,
                 "codec": "best_compression",
             },
-            "mappings": mappings,
+            "mappings": {**mappings, "_meta": {"managed_by": MARKER, "family": family}},
             "aliases": {read_alias: {}},
         },
-        "meta": {"managed_by": "harclip"},
+        "meta": {"managed_by": MARKER},
     }
 
 
@@ -216,13 +225,15 @@ def templates(s: ElasticsearchSettings, space: EmbeddingSpace | None) -> list[di
     """The index templates harclip puts (pure): events and logs, and the predictions template of
     `space` if given."""
     out = [
-        _template(s.events_index, f"{s.events_index}-*", s.events_index, s, events_mappings()),
-        _template(s.logs_index, f"{s.logs_index}-*", s.logs_index, s, logs_mappings()),
+        _template(
+            s.events_index, f"{s.events_index}-*", s.events_index, s, events_mappings(), "events"
+        ),
+        _template(s.logs_index, f"{s.logs_index}-*", s.logs_index, s, logs_mappings(), "logs"),
     ]
     if space is not None:
         name = f"{s.predictions_index}-{space.slug}"
         mappings = predictions_mappings(space.dims)
-        out.append(_template(name, f"{name}-*", s.predictions_index, s, mappings))
+        out.append(_template(name, f"{name}-*", s.predictions_index, s, mappings, "predictions"))
     return out
 
 
@@ -270,24 +281,56 @@ class DatedIndex:
     bytes: int
 
 
+def index_day(s: ElasticsearchSettings, family: Family, name: str) -> dt.date | None:
+    """The day of `name` when it is a daily index of `family` by the exact grammar
+    (`<alias>-<yyyy.mm.dd>`; predictions `<alias>-<space slug>-<yyyy.mm.dd>`) with a real date;
+    else None (another family's, an archive, a backup, `2024.02.30`)."""
+    middle = f"-{_SPACE_SLUG}" if family == "predictions" else ""
+    found = re.fullmatch(f"{re.escape(alias(s, family))}{middle}-{_DATE}", name)
+    if found is None:
+        return None
+    y, m, d = (int(x) for x in found.groups()[-3:])
+    try:
+        return dt.date(y, m, d)
+    except ValueError:
+        return None
+
+
+def owned(s: ElasticsearchSettings, family: Family, info: dict[str, Any]) -> bool:
+    """Whether an index (its `GET /<index>` answer: aliases, mappings) was made by harclip's
+    template of `family`: its mapping's `_meta` marker, or, for indices from before the marker,
+    no `_meta` at all and the family's read alias."""
+    meta = (info.get("mappings") or {}).get("_meta")
+    if meta is not None:
+        return isinstance(meta, dict) and meta == {"managed_by": MARKER, "family": family}
+    return alias(s, family) in (info.get("aliases") or {})
+
+
 @es_errors("read")
 async def dated_indices(es: AsyncElasticsearch, s: ElasticsearchSettings) -> list[DatedIndex]:
-    """Every daily index of the three families, oldest first."""
+    """Every daily index of the three families that harclip owns (`index_day`, `owned`), oldest
+    first."""
     out: list[DatedIndex] = []
     for family in FAMILIES:
+        pattern = f"{alias(s, family)}-*"
         rows = await es.cat.indices(
-            index=f"{alias(s, family)}-*", format="json", h="index,docs.count,store.size",
+            index=pattern, format="json", h="index,docs.count,store.size",
             bytes="b", expand_wildcards="open,closed",
         )  # fmt: skip
         body: list[dict[str, Any]] = rows.body  # type: ignore[assignment]  # format=json: rows
+        days = {r["index"]: day for r in body if (day := index_day(s, family, r["index"]))}
+        if not days:
+            continue
+        infos = await es.indices.get(
+            index=pattern, features="aliases,mappings", expand_wildcards="open,closed",
+            ignore_unavailable=True,
+        )  # fmt: skip
         for row in body:
-            found = _DAY.search(row["index"])
-            if found is None:
-                continue
-            y, m, d = (int(x) for x in found.groups())
-            out.append(DatedIndex(row["index"], family, dt.date(y, m, d),
-                                  int(row.get("docs.count") or 0),
-                                  int(row.get("store.size") or 0)))  # fmt: skip
+            name = row["index"]
+            if name in days and owned(s, family, infos.body.get(name) or {}):
+                out.append(DatedIndex(name, family, days[name],
+                                      int(row.get("docs.count") or 0),
+                                      int(row.get("store.size") or 0)))  # fmt: skip
     return sorted(out, key=lambda i: (i.day, i.name))
 
 

@@ -23,6 +23,7 @@ MAX_LABELS = 1000
 MAX_NAME_CHARS = 100
 MAX_PROMPTS = 64
 MAX_PROMPT_CHARS = 300
+MAX_TOTAL_PROMPTS = 2048  # text encodings one label set may ask for
 
 
 def relabel(bundle: Bundle, label_set: Mapping[str, Sequence[str]], *, save: bool = True) -> Head:
@@ -64,8 +65,10 @@ def load_label_set(path: Path) -> LabelSet:
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
+        from harclip import yamlsafe
+
         try:
-            doc = yaml.safe_load(text)
+            doc = yamlsafe.load(text)
         except yaml.YAMLError as e:
             raise MessageError(f"{path}: invalid YAML: {e}") from None
     else:
@@ -109,15 +112,26 @@ def parse_label_set(doc: object) -> LabelSet:
 
 
 def validate_label_set(label_set: Mapping[Any, Any]) -> LabelSet:
-    """The label set as {str: [str]} after checks (non-empty, unique, sizes); `MessageError`."""
+    """The label set as {str: [str]} after checks (non-empty, unique, sizes, printable text, at
+    most `MAX_TOTAL_PROMPTS` prompts in all); `MessageError`."""
     if not label_set:
         raise MessageError("label set is empty: give at least one label")
     if len(label_set) > MAX_LABELS:
         raise MessageError(f"label set has {len(label_set)} labels, at most {MAX_LABELS}")
+    total = sum(len(p) if isinstance(p, list) else 1 for p in label_set.values())
+    if total > MAX_TOTAL_PROMPTS:
+        raise MessageError(
+            f"label set has {total} prompts in all, at most {MAX_TOTAL_PROMPTS} (each prompt is "
+            "one text encoding)"
+        )
     out: LabelSet = {}
     for name, prompts in label_set.items():
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
             raise MessageError(f"label {name!r}: names are 1-{MAX_NAME_CHARS} characters")
+        if not name.isprintable():
+            raise MessageError(
+                f"label {name!r}: control characters (tabs, newlines, escapes) are not allowed"
+            )
         if isinstance(prompts, str):
             prompts = [prompts]
         if not isinstance(prompts, list) or not prompts:
@@ -129,6 +143,8 @@ def validate_label_set(label_set: Mapping[Any, Any]) -> LabelSet:
                 raise MessageError(
                     f"label {name!r}: prompts are 1-{MAX_PROMPT_CHARS} characters, got {p!r}"
                 )
+            if not p.isprintable():
+                raise MessageError(f"label {name!r}: prompt {p!r} holds a control character")
         key = name.strip()
         if key in out:
             raise MessageError(f"label {key!r} appears twice")

@@ -224,3 +224,23 @@ def test_child_processes_start_in_one_place() -> None:
 def test_no_sys_path_edits_in_bench() -> None:
     edits = [str(p.relative_to(ROOT)) for p in _modules("bench") if "sys.path" in p.read_text()]
     assert not edits, "bench is a package: python -m bench.<name>"
+
+
+def test_no_conftest_is_imported_as_a_library() -> None:
+    """Conftests only declare fixtures; what tests share lives in tests/support."""
+    importers = sorted(
+        str(p.relative_to(ROOT))
+        for p in _modules("tests")
+        if any(m.endswith("conftest") for m in _imported_modules(p))
+    )
+    assert not importers
+
+
+def _imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from training import progress
 from training.config import Config
 from training.data.sources import list_source
@@ -22,7 +24,7 @@ def prepared_manifest(cfg: Config, *, show: bool = True) -> tuple[Manifest, Path
     if path.is_file():
         existing = load_manifest(path)
         if _same_request(existing, cfg):
-            progress.say(f"split: {summary(existing)} (reusing {path})", enabled=show)
+            progress.say(escape(f"split: {summary(existing)} (reusing {path})"), enabled=show)
             return existing, path
     manifest = write_split(cfg, path, show=show)
     return manifest, path
@@ -44,9 +46,11 @@ def write_split(cfg: Config, path: Path, *, show: bool = True) -> Manifest:
             request=_request(cfg),
         )
     manifest.save(path)
-    progress.say(f"split: {summary(manifest)} -> {path}", enabled=show)
+    progress.say(escape(f"split: {summary(manifest)} -> {path}"), enabled=show)
     for s in manifest.skipped[:5]:
-        progress.say(f"  [yellow]skipped[/] {s['file']}: {s['reason']}", enabled=show)
+        progress.say(
+            f"  [yellow]skipped[/] {escape(s['file'])}: {escape(s['reason'])}", enabled=show
+        )
     if len(manifest.skipped) > 5:
         progress.say(f"  ... and {len(manifest.skipped) - 5} more", enabled=show)
     return manifest

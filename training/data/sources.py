@@ -2,11 +2,16 @@
 `file,label` (paths relative to the CSV), or a Hugging Face dataset (`hf:ID` through the real
 `datasets` loading code; `hf:DIR` for one saved with `save_to_disk`). Each is listed as
 (file, label) records; a Hugging Face dataset's images are written out as files first, so every
-later stage, and DVC, sees plain files."""
+later stage, and DVC, sees plain files.
+
+A source is data, not instructions: no file outside its own root is listed or read (`../`,
+absolute paths and symlinks that leave the root are refused), and a class name becomes a safe
+folder name, never a path."""
 
 from __future__ import annotations
 
 import csv
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +81,7 @@ def _from_folder(source: str, root: Path, classes: Sequence[str] | None) -> List
             raise DataError(f"class folder {root / missing[0]} is missing ({len(missing)} missing)")
     if not folders:
         raise DataError(f"{root} has no class folders: expected one sub-folder of images per class")
+    top = root.resolve()
     records: list[Record] = []
     for folder in folders:
         files = sorted(
@@ -83,8 +89,8 @@ def _from_folder(source: str, root: Path, classes: Sequence[str] | None) -> List
         )
         if not files and (classes is None or folder.name in classes):
             raise DataError(f"class folder {folder} holds no images")
-        records += [Record(f.resolve(), folder.name) for f in files]
-    return Listing(source, root.resolve(), records, [])
+        records += [Record(_inside(top, f, f"{source}: {f}"), folder.name) for f in files]
+    return Listing(source, top, records, [])
 
 
 def _from_csv(source: str, path: Path) -> Listing:
@@ -104,7 +110,11 @@ def _from_csv(source: str, path: Path) -> Listing:
         rel, label = (row.get(file_col) or "").strip(), (row.get("label") or "").strip()
         if not rel or not label:
             raise DataError(f"CSV {path}: a row lacks its file or label: {row}")
-        file = (root / rel).resolve()
+        if Path(rel).is_absolute() or Path(rel).drive:
+            raise DataError(
+                f"CSV {path}: file {rel!r} is an absolute path; name files relative to the CSV"
+            )
+        file = _inside(root, root / rel, f"CSV {path}: file {rel!r}")
         if file.is_file():
             records.append(Record(file, label))
         else:
@@ -119,7 +129,7 @@ def _from_hf(source: str, cfg: DataConfig, cache_dir: Path) -> Listing:
     """Load split `cfg.hf_split` with `datasets`, refuse a one-class split, write its images
     under `cache_dir/hf/<split>/<label>/` and list them."""
     ident = source.removeprefix("hf:")
-    ds = load_hf_split(ident, cfg.hf_split)
+    ds = load_hf_split(ident, cfg.hf_split, cfg.hf_revision)
     image_col, label_col = cfg.hf_image_column, cfg.hf_label_column
     for col in (image_col, label_col):
         if col not in ds.column_names:
@@ -141,22 +151,25 @@ def _from_hf(source: str, cfg: DataConfig, cache_dir: Path) -> Listing:
     from datasets import Image
 
     ds = ds.cast_column(image_col, Image(decode=False))
-    out = cache_dir / "hf" / cfg.hf_split
+    out = (cache_dir / "hf" / _folder_name(cfg.hf_split, "split")).resolve()
+    folders = {label: _folder_name(label, "class") for label in set(labels)}
+    roots = _dataset_roots(ident)
     records: list[Record] = []
     for i, (row, label) in enumerate(zip(ds, labels, strict=True)):
-        data = _image_bytes(row[image_col])
+        data = _image_bytes(row[image_col], roots)
         ext = {"jpeg": ".jpg"}.get(sniff_format(data) or "", f".{sniff_format(data) or 'bin'}")
-        f = out / label / f"{i:06d}{ext}"
+        f = out / folders[label] / f"{i:06d}{ext}"
         if not f.is_file() or f.stat().st_size != len(data):
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_bytes(data)
         records.append(Record(f.resolve(), label))
-    return Listing(source, out.resolve(), records, [])
+    return Listing(source, out, records, [])
 
 
-def load_hf_split(ident: str, split: str) -> Any:
+def load_hf_split(ident: str, split: str, revision: str | None = None) -> Any:
     """One split of a dataset: a folder saved with `save_to_disk` (a Dataset or DatasetDict),
-    or a hub id through `datasets.load_dataset` (cached; fails in one line when offline)."""
+    or a hub id through `datasets.load_dataset` at `revision` (a commit sha pins it; cached;
+    fails in one line when offline)."""
     import datasets
 
     datasets.logging.set_verbosity_error()
@@ -173,7 +186,7 @@ def load_hf_split(ident: str, split: str) -> Any:
             return loaded[split]
         return loaded
     try:
-        return datasets.load_dataset(ident, split=split)
+        return datasets.load_dataset(ident, split=split, revision=revision)
     except (ConnectionError, OSError) as e:
         raise DataError(
             f"cannot load dataset {ident!r} from the Hugging Face hub ({_first_line(e)}); "
@@ -192,13 +205,61 @@ def _label_names(feature: Any) -> Callable[[Any], str]:
     return lambda v: str(v)
 
 
-def _image_bytes(cell: Any) -> bytes:
+def _image_bytes(cell: Any, roots: Sequence[Path]) -> bytes:
+    """The bytes of an image cell; a cell that names a file instead is read only when the file
+    lies inside one of `roots` (the dataset's own files), never any local file it names."""
     if isinstance(cell, dict):
         if cell.get("bytes"):
             return bytes(cell["bytes"])
         if cell.get("path"):
-            return Path(cell["path"]).read_bytes()
+            name = str(cell["path"])
+            for root in roots:
+                file = (root / name).resolve()  # an absolute name stays itself
+                if file.is_relative_to(root) and file.is_file():
+                    return file.read_bytes()
+            raise DataError(
+                f"an image cell names the file {name!r}, which is not one of the dataset's own "
+                "files; only files inside the dataset are read"
+            )
     raise DataError(f"an image cell holds neither bytes nor a path: {type(cell).__name__}")
+
+
+def _dataset_roots(ident: str) -> list[Path]:
+    """Where a dataset's own files live: the folder of one saved with `save_to_disk`, else the
+    `datasets` and hub caches its files were downloaded to."""
+    folder = Path(ident).expanduser()
+    if folder.is_dir():
+        return [folder.resolve()]
+    import datasets.config
+    from huggingface_hub import constants
+
+    caches = (datasets.config.HF_DATASETS_CACHE, constants.HF_HUB_CACHE)
+    return [Path(c).expanduser().resolve() for c in caches]
+
+
+_MAX_NAME = 120  # characters of a folder name made from a class name
+
+
+def _folder_name(name: str, what: str) -> str:
+    """`name` as one safe path component: path separators and control characters become `_`;
+    an empty name, `.`, `..` or an over-long one is refused."""
+    safe = "".join(
+        "_" if c in "/\\:" or unicodedata.category(c).startswith("C") else c for c in name
+    ).strip()
+    if safe in ("", ".", "..") or len(safe) > _MAX_NAME:
+        raise DataError(
+            f"{what} name {name[:_MAX_NAME]!r} cannot be a folder name (empty, '.', '..' "
+            f"or over {_MAX_NAME} characters)"
+        )
+    return safe
+
+
+def _inside(root: Path, path: Path, what: str) -> Path:
+    """`path` resolved (symlinks followed); `DataError` when it leaves `root` (resolved)."""
+    file = path.resolve()
+    if not file.is_relative_to(root):
+        raise DataError(f"{what} lies outside the data root {root}: refused")
+    return file
 
 
 def _first_line(e: BaseException) -> str:

@@ -25,7 +25,7 @@ def _labels() -> None:
     ls = conn.call(conn.client().labels, what="labels")
     if ls is None:
         return
-    st.caption(f"head v{ls.version} · {ls.kind} · {len(ls.labels)} labels")
+    st.caption(f"head v{ls.version} · {text.md(ls.kind)} · {len(ls.labels)} labels")
     st.dataframe(
         pd.DataFrame(
             [{"label": n, "prompts": " | ".join(ls.prompts.get(n, []))} for n in ls.labels]
@@ -85,7 +85,7 @@ def _rules() -> None:
         try:
             rules = parse_rules(raw)
         except ValueError as e:
-            st.error(f"rules: {e}")
+            st.error(f"rules: {text.md(e)}")
             return
         new = conn.call(conn.client().set_rules, rules, what="publish rules")
         if new is not None:

@@ -37,7 +37,7 @@ def action_text(a: StreamAction | None, latest: Prediction | None, now: int) -> 
     if a.label is None or a.since is None:
         return "starting"
     until = latest.captured_at if latest is not None else now
-    return f"{a.label} for {text.duration(max(0, until - a.since))}"
+    return f"{text.md(a.label)} for {text.duration(max(0, until - a.since))}"
 
 
 def _tile(stream_id: str, last_seen: int) -> Tile:
@@ -46,11 +46,14 @@ def _tile(stream_id: str, last_seen: int) -> Tile:
     frame: bytes | None = None
     try:
         latest = c.latest(stream_id)
-        frame = c.frame(stream_id)
-        # Latest and frame are written together; keep the thumbnail only if no newer one
-        # arrived between the two reads, so search hits show the right picture.
+        raw = c.frame(stream_id)
+        # Latest and frame are written together; keep the pictures by frame_id only if no newer
+        # one arrived between the two reads, so search hits show the right picture.
         if c.latest(stream_id).frame_id == latest.frame_id:
-            frames.store().put(latest.frame_id, frame)
+            frames.store().put(latest.frame_id, raw)
+            frame = frames.store().view(latest.frame_id, raw)
+        else:
+            frame = frames.thumbnail(raw, frames.VIEW_PX)
     except NotFound:
         pass  # no prediction yet, or the frame's TTL passed
     action = conn.optional(c.stream_action, stream_id)
@@ -59,7 +62,7 @@ def _tile(stream_id: str, last_seen: int) -> Tile:
 
 def _show(t: Tile, now: int) -> None:
     with st.container(border=True):
-        st.markdown(f"**{t.stream_id}**")
+        st.markdown(f"**{text.md(t.stream_id)}**")
         if t.frame:
             st.image(t.frame, width="stretch")
         else:
@@ -68,10 +71,10 @@ def _show(t: Tile, now: int) -> None:
         if p is None:
             st.caption("no prediction yet")
         else:
-            st.markdown(f"### {p.label} `{p.score:.2f}`")
+            st.markdown(f"### {text.md(p.label)} `{p.score:.2f}`")
             st.caption(
                 f"seq {p.seq} · captured {text.ago(p.captured_at, now)} · "
-                f"{p.latency_ms.total:.0f} ms end to end · head v{p.model.head_version}"
+                f"{p.latency_ms.total:.0f} ms end to end · head v{text.md(p.model.head_version)}"
             )
         if not t.events_missing:
             st.markdown(f"action: **{action_text(t.action, p, now)}**")

@@ -10,7 +10,7 @@ import time
 import httpx
 import streamlit as st
 
-from ui import charts, conn, prom
+from ui import charts, conn, prom, text
 from ui import report as reports
 
 _PREV = "perf-prev"  # session state: {source: Scrape} of the previous refresh
@@ -135,12 +135,12 @@ def _report() -> None:
     try:
         r = reports.load(path)
     except ValueError as e:
-        st.warning(str(e))
+        st.warning(text.md(e))
         return
-    st.caption(f"{r.title} · {r.source}")
+    st.caption(f"{text.md(r.title)} · {text.md(r.source)}")
     cols = st.columns(max(1, len(r.headline)))
     for col, (k, v) in zip(cols, r.headline.items(), strict=False):
-        col.metric(k, f"{int(v):,}" if k == "n" else f"{v:.3f}")
+        col.metric(text.md(k), f"{int(v):,}" if k == "n" else f"{v:.3f}")
     if r.confusion and r.classes:
         left, right = st.columns([3, 2])
         with left:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from harclip.wire import PredictResponse
-from ui import charts, conn
+from ui import charts, conn, text
 
 _TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 
@@ -17,13 +17,13 @@ def show_result(r: PredictResponse, image: bytes | None, engine: str) -> None:
     if image is not None:
         left.image(image, width="stretch")
     with right:
-        st.markdown(f"### {r.label} `{r.score:.3f}`")
+        st.markdown(f"### {text.md(r.label)} `{r.score:.3f}`")
         st.altair_chart(charts.topk_bars(r.predictions), width="stretch")
         lat = r.latency_ms
         st.caption(
             f"latency {lat.total:.1f} ms (decode {lat.decode:.1f}, queue {lat.queue:.1f}, "
-            f"infer {lat.infer:.1f}) · model {r.model.name} {r.model.version} · engine "
-            f"{r.model.engine or engine} · head v{r.model.head_version}"
+            f"infer {lat.infer:.1f}) · model {text.md(r.model.name)} {text.md(r.model.version)}"
+            f" · engine {text.md(r.model.engine or engine)} · head v{r.model.head_version}"
         )
 
 
@@ -36,8 +36,8 @@ def render() -> None:
     for f in files or []:
         data = f.getvalue()
         with st.container(border=True):
-            st.markdown(f"**{f.name}** · {len(data):,} bytes")
-            r = conn.call(c.predict_bytes, data, f.name, top_k, what=f.name)
+            st.markdown(f"**{text.md(f.name)}** · {len(data):,} bytes")
+            r = conn.call(c.predict_bytes, data, f.name, top_k, what=text.md(f.name))
             if r is not None:
                 show_result(r, data, status.engine)
     with st.form("predict-url"):
@@ -45,7 +45,7 @@ def render() -> None:
         go = st.form_submit_button("Predict URL")
     if go and url.strip():
         with st.container(border=True):
-            st.markdown(f"**{url.strip()}**")
+            st.markdown(f"**{text.md(url.strip())}**")
             r = conn.call(c.predict_from_image_url, url.strip(), top_k, what="URL")
             if r is not None:
                 show_result(r, None, status.engine)

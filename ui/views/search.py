@@ -30,7 +30,7 @@ def _card(p: Prediction, detail: str, key: str) -> None:
             st.image(thumb, width="stretch")
         else:
             st.caption("no picture (history keeps embeddings; this UI had not seen the frame)")
-        st.markdown(f"**{p.label}** `{p.score:.2f}` · {p.stream_id}")
+        st.markdown(f"**{text.md(p.label)}** `{p.score:.2f}` · {text.md(p.stream_id)}")
         st.caption(f"{detail} · {text.when(p.captured_at)} UTC · seq {p.seq}")
         if st.button("similar", key=key, icon=":material/image_search:"):
             st.session_state[_SIMILAR] = p.frame_id
@@ -74,7 +74,8 @@ def _history_tab() -> None:
             what="search",
         )
         if r is not None:
-            st.caption(f"{len(r.hits)} hits for “{r.query}” in {r.space or 'this model'}")
+            space = text.md(r.space or "this model")
+            st.caption(f"{len(r.hits)} hits for “{text.md(r.query)}” in {space}")
             if not r.hits:
                 st.info("Nothing matches (history fills as a worker predicts frames).")
             _grid([(h.prediction, _hit_detail(h)) for h in r.hits], "hit")
@@ -89,13 +90,13 @@ def _history_tab() -> None:
             what="history",
         )
         if page is not None:
-            st.caption(f"{len(page.items)} predictions of `{stream}`, newest first")
+            st.caption(f"{len(page.items)} predictions of {text.md(stream)}, newest first")
             _grid([(p, "history") for p in page.items], "hist")
     else:
         st.caption("Type a text, or a stream id to browse its history.")
     of = st.session_state.get(_SIMILAR)
     if isinstance(of, str):
-        st.subheader(f"Similar to frame {of}")
+        st.subheader(f"Similar to frame {text.md(of)}")
         r = conn.call(c.search_similar, of, k=k, what="similar")
         if r is not None:
             _grid([(h.prediction, _hit_detail(h)) for h in r.hits], "similar")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui import conn
+from ui import conn, text
 
 
 def render() -> None:
@@ -43,8 +43,8 @@ def render() -> None:
     st.subheader("API")
     if status.ok:
         st.success(
-            f"reachable: model {status.model}, head v{status.head_version}, engine "
-            f"{status.engine}, auth {'on' if status.auth else 'off'}, "
+            f"reachable: model {text.md(status.model)}, head v{status.head_version}, engine "
+            f"{text.md(status.engine)}, auth {'on' if status.auth else 'off'}, "
             f"{len(status.labels)} labels"
         )
         if not status.auth:

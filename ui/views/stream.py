@@ -42,9 +42,15 @@ def _now_panel(sid: str) -> Prediction | None:
         right.error(f"latest: {conn.describe(e)}")
     try:
         frame = c.frame(sid)
-        left.image(frame, width="stretch", caption="latest frame")
         if latest is not None:
             frames.store().put(latest.frame_id, frame)
+            view = frames.store().view(latest.frame_id, frame)
+        else:
+            view = frames.thumbnail(frame, frames.VIEW_PX)
+        if view is not None:
+            left.image(view, width="stretch", caption="latest frame")
+        else:
+            left.caption("the latest frame does not decode")
     except NotFound:
         left.caption("no recent frame (frames expire after a minute without new ones)")
     except (HarclipError, ValueError) as e:  # shown to the user, never a traceback
@@ -63,8 +69,8 @@ def _now_panel(sid: str) -> Prediction | None:
             st.caption(
                 f"seq {latest.seq} · captured {text.when(latest.captured_at)} UTC · latency "
                 f"queue {lat.queue:.0f} / infer {lat.infer:.0f} / total {lat.total:.0f} ms · "
-                f"model {latest.model.name} {latest.model.version} head "
-                f"v{latest.model.head_version} engine {latest.model.engine or '?'}"
+                f"model {text.md(latest.model.name)} {text.md(latest.model.version)} head "
+                f"v{latest.model.head_version} engine {text.md(latest.model.engine or '?')}"
             )
     return latest
 
@@ -84,13 +90,13 @@ def _action(sid: str, latest: Prediction | None) -> StreamAction | None:
     elif a.label is not None and a.since is not None:
         until = latest.captured_at if latest else text.now_ms()
         st.markdown(
-            f"current action: **{a.label}** for {text.duration(until - a.since)} "
+            f"current action: **{text.md(a.label)}** for {text.duration(until - a.since)} "
             f"(smoothed score {a.score or 0:.2f})"
         )
     stats = conn.optional(conn.client().stream_stats, sid).value
     if stats is not None and stats.hour.seconds:
         secs = ", ".join(
-            f"{k} {text.duration(v * 1000)}"
+            f"{text.md(k)} {text.duration(v * 1000)}"
             for k, v in sorted(stats.hour.seconds.items(), key=lambda kv: -kv[1])
         )
         st.caption(f"last hour: {secs}")

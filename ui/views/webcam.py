@@ -24,7 +24,9 @@ def _send(stream_id: str, photo: bytes) -> None:
     ack: Ack = acks[0]
     frames.store().put(ack.frame_id, photo)
     st.session_state.setdefault(_SENT, []).append((stream_id, ack, text.now_ms()))
-    st.success(f"sent to `{stream_id}`: frame {ack.frame_id} (seq {ack.seq}) is in Kafka")
+    st.success(
+        f"sent to {text.md(stream_id)}: frame {text.md(ack.frame_id)} (seq {ack.seq}) is in Kafka"
+    )
 
 
 def render() -> None:
@@ -48,7 +50,7 @@ def render() -> None:
 
     @st.fragment(run_every=conn.settings().refresh_s)
     def predictions() -> None:
-        st.subheader(f"Predictions for `{stream_id}`")
+        st.subheader(f"Predictions for {text.md(stream_id)}")
         sent = [x for x in st.session_state.get(_SENT, []) if x[0] == stream_id]
         try:
             latest = conn.client().latest(stream_id)
@@ -60,13 +62,13 @@ def render() -> None:
             return
         last = sent[-1][1] if sent else None
         if last is not None and last.frame_id != latest.frame_id and last.seq > latest.seq:
-            st.caption(f"waiting for the prediction of frame {last.frame_id} …")
+            st.caption(f"waiting for the prediction of frame {text.md(last.frame_id)} …")
         left, right = st.columns([1, 2])
         thumb = frames.store().get(latest.frame_id)
         if thumb:
             left.image(thumb, caption=f"frame {latest.frame_id}")
         with right:
-            st.markdown(f"### {latest.label} `{latest.score:.3f}`")
+            st.markdown(f"### {text.md(latest.label)} `{latest.score:.3f}`")
             st.altair_chart(charts.topk_bars(latest.top_k), width="stretch")
             st.caption(
                 f"seq {latest.seq} · captured {text.when(latest.captured_at)} UTC · "
@@ -74,7 +76,7 @@ def render() -> None:
                 f"v{latest.model.head_version}"
             )
         if sent:
-            st.caption(f"{len(sent)} photo(s) sent from this page to `{stream_id}`")
+            st.caption(f"{len(sent)} photo(s) sent from this page to {text.md(stream_id)}")
 
     predictions()
 

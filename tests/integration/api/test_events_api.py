@@ -173,3 +173,19 @@ async def test_rules_published_and_read_back(serve: Serve) -> None:
         assert await anonymous.rules() == put
         with pytest.raises(Unauthorized):
             await anonymous.set_rules([])
+
+
+async def test_rules_with_infinite_numbers_are_refused(serve: Serve) -> None:
+    """1e400 and "Infinity" would be published as null (and refused by the events app while
+    this replica shows them): finite numbers only."""
+    async with serve() as admin:
+        h = admin._http
+        for body in (
+            b'{"rules": [{"name": "a", "label": "x", "cooldown_seconds": 1e400}]}',
+            b'{"rules": [{"name": "a", "label": "x", "for_seconds": "Infinity"}]}',
+            b'{"rules": [{"name": "a", "stream_down_after_seconds": "NaN"}]}',
+        ):
+            r = await h.put("/rules", content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 422, r.text
+            assert r.json()["error"]["code"] == "invalid_rules"
+        assert (await admin.rules()).published is False

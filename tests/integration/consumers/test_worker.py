@@ -131,11 +131,18 @@ async def test_head_update_on_the_control_topic_reaches_predictions(
         await worker.wait_for(lambda: worker.heads.head.version == new.version, TIMEOUT_S)
         await send(p, t.frames, frame("cam", 1, data))
         await worker.wait_for(lambda: predicted(worker) >= 2, TIMEOUT_S)
+        series = {  # the label counter keeps the labels served now, not the old head's
+            x.labels["label"]
+            for m in worker.metrics.registry.collect()
+            if m.name == "harclip_predicted_labels"
+            for x in m.samples
+        }
     preds = {p.seq: p for p in (Prediction.from_json(r.value)
                                 for r in await read_topic(s, t.predictions))}  # fmt: skip
     assert preds[0].model.head_version == old.version and preds[0].label in old.labels
     assert preds[1].model.head_version == new.version
     assert preds[1].label in new.labels and {x.label for x in preds[1].top_k} <= set(new.labels)
+    assert preds[1].label in series and series <= set(new.labels)
 
 
 async def test_a_model_upgrade_writes_its_own_indices_with_no_manual_step(

@@ -12,11 +12,13 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from harclip.services.child import Child
+from tests.support.api import ADMIN_KEY
 from tests.support.processes import ROOT, env_of, free_port
 from tests.support.ui import ACTS, System
 from ui.cli import streamlit_command
@@ -28,9 +30,11 @@ _WAIT_MS = 60_000  # a page's content on a busy 2-core machine
 
 @pytest.fixture(scope="session")
 def ui_url(ui_system: System) -> Iterator[str]:
-    """`streamlit run ui/app.py` on a free port, pointed at the test system."""
+    """`streamlit run ui/app.py` on a free port, pointed at the test system, holding no key
+    (a visitor signs in with theirs)."""
     port = free_port()
     env = env_of(ui_system.ui_settings())
+    del env["HARCLIP_UI__API_KEY"]
     ui = Child(streamlit_command(port, "127.0.0.1"), cwd=ROOT, env=env, echo=sys.stderr)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -205,6 +209,9 @@ def _take_photo(page: Page, attempts: int = 5) -> None:
 def test_a_webcam_photo_is_sent_and_predicted(page: Page, ui_url: str, ui_system: System) -> None:
     stream = f"ui-cam-{uuid.uuid4().hex[:6]}"
     _open(page, f"{ui_url}/webcam", "Webcam")
+    page.get_by_label("API key", exact=True).fill(ADMIN_KEY)  # ingest needs an admin key
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     page.get_by_label("stream id").fill(stream)
     page.get_by_label("stream id").press("Enter")
     # the page has rerun with the new stream id before the photo is taken
@@ -238,3 +245,27 @@ def test_chromium_is_debians() -> None:
     assert shutil.which("chromium") == CHROMIUM
     out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("Chromium ")
+
+
+def test_plain_streamlit_run_stays_on_the_machine_and_has_no_deploy_button(
+    page: Page, ui_system: System
+) -> None:
+    """`streamlit run ui/app.py`, as the README offers it (no flags), from the repository root:
+    the project's .streamlit/config.toml keeps every request of the page on this machine (no
+    usage statistics) and the toolbar without a Deploy button."""
+    port = free_port()
+    env = env_of(ui_system.ui_settings())
+    command = [sys.executable, "-m", "streamlit", "run", "ui/app.py", "--server.port", str(port)]
+    ui = Child(command, cwd=ROOT, env=env, echo=sys.stderr)
+    url = f"http://127.0.0.1:{port}"
+    hosts: set[str] = set()
+    page.on("request", lambda r: hosts.add(urlsplit(r.url).hostname or r.url))
+    try:
+        ui.wait_ready(f"{url}/_stcore/health")
+        _open(page, url, "Live streams")
+        settle(page)
+        expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
+        expect(page.get_by_test_id("stAppDeployButton")).to_have_count(0)
+        assert hosts == {"127.0.0.1"}, hosts
+    finally:
+        ui.stop()

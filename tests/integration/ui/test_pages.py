@@ -12,8 +12,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.support.api import ADMIN_KEY
 from tests.support.processes import ROOT, free_port, wait_for
 from tests.support.ui import ACTS, System
+from ui.text import md
 
 Open = Callable[..., AppTest]
 _TIMEOUT_S = 90  # one page run on a busy 2-core machine
@@ -27,14 +29,18 @@ def _clear_caches() -> None:
 @pytest.fixture
 def open_page(ui_system: System, monkeypatch: pytest.MonkeyPatch) -> Iterator[Open]:
     """`open_page("predict.py", stream="x")` runs the app on that page (query params as
-    keywords) with the UI pointed at the test system; the run raised nothing."""
-    for k, v in ui_system.ui_env().items():
+    keywords) with the UI pointed at the test system and no key held by the server; with
+    `key=K` the session has signed in with K first. The run raised nothing."""
+    for k, v in ui_system.ui_settings().to_env().items():
         monkeypatch.setenv(k, v)
+    monkeypatch.delenv("HARCLIP_UI__API_KEY")  # a test that wants one sets it
     _clear_caches()
 
-    def run(page: str | None = None, **query: str) -> AppTest:
+    def run(page: str | None = None, key: str | None = None, **query: str) -> AppTest:
         at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=_TIMEOUT_S)
         at.query_params.update(query)
+        if key is not None:
+            at.session_state["harclip_api_key"] = key  # as the sidebar's Sign in sets it
         at.run()
         if page is not None:
             at.switch_page(f"views/{page}").run()
@@ -66,12 +72,12 @@ def test_live_grid_shows_each_stream_with_its_latest_prediction(
         latest = c.latest("ui-seed")
     text = _markdown(at)
     assert "**ui-seed**" in text
-    assert f"### {latest.label} `{latest.score:.2f}`" in text
+    assert f"### {md(latest.label)} `{latest.score:.2f}`" in text
     assert f"seq {latest.seq}" in _captions(at)
     assert len(at.image) >= 1  # the latest frame
     with ui_system.client() as c:
         action = c.stream_action(ACTS)
-    assert f"action: **{action.label} for " in text  # the events app's current action
+    assert f"action: **{md(action.label)} for " in text  # the events app's current action
     assert not at.error
 
 
@@ -97,7 +103,7 @@ def test_stream_segments_come_from_the_events_app(open_page: Open, ui_system: Sy
     with ui_system.client() as c:
         action = c.stream_action(ACTS)
         ends = c.events(stream_id=ACTS, type="segment.end").items
-    assert f"current action: **{action.label}** for " in _markdown(at)
+    assert f"current action: **{md(action.label)}** for " in _markdown(at)
     assert "Runs of the raw top label" not in _captions(at)  # segments of the events app
     assert len(ends) >= 1 and _charts(at) == 3
     assert not at.error and not at.warning
@@ -119,7 +125,7 @@ def test_events_tab_lists_segments_with_filters(open_page: Open, ui_system: Syst
 
 
 def test_rules_are_shown_and_published(open_page: Open, ui_system: System) -> None:
-    at = open_page("labels.py")
+    at = open_page("labels.py", key=ADMIN_KEY)
     with ui_system.client() as c:
         label = c.labels().labels[0]
     area = next(a for a in at.text_area if a.label.startswith("rules"))
@@ -159,9 +165,9 @@ def test_predict_shows_each_file_and_the_error_of_a_corrupt_one(
         expected = [c.predict_from_image_path(p, top_k=5) for p in photos]
     text = _markdown(at)
     for p, r in zip(photos, expected, strict=True):
-        assert f"**{p.name}**" in text
-        assert f"### {r.label} `{r.score:.3f}`" in text
-    assert len(at.error) == 1 and at.error[0].value.startswith("broken.jpg: ")
+        assert f"**{md(p.name)}**" in text
+        assert f"### {md(r.label)} `{r.score:.3f}`" in text
+    assert len(at.error) == 1 and at.error[0].value.startswith(f"{md('broken.jpg')}: ")
     assert "invalid_image" in at.error[0].value or "unsupported" in at.error[0].value
     assert "engine onnx" in _captions(at) and "head v" in _captions(at)
 
@@ -170,7 +176,7 @@ def test_webcam_photo_goes_through_ingest_and_its_prediction_shows(
     open_page: Open, ui_system: System
 ) -> None:
     stream = f"ui-webcam-{uuid.uuid4().hex[:6]}"
-    at = open_page("webcam.py")
+    at = open_page("webcam.py", key=ADMIN_KEY)
     at.text_input(key="webcam-stream").set_value(stream)
     at.run()
     photo = ui_system.photos[3]
@@ -178,13 +184,13 @@ def test_webcam_photo_goes_through_ingest_and_its_prediction_shows(
     at.run()
     assert not at.exception and not at.error
     sent = at.success[0].value
-    assert sent.startswith(f"sent to `{stream}`: frame ")
+    assert sent.startswith(f"sent to {md(stream)}: frame ")
     frame_id = sent.split("frame ")[1].split(" ")[0]
     with ui_system.client() as c:
         wait_for("the webcam frame's prediction", lambda: c.latest(stream).frame_id == frame_id)
         latest = c.latest(stream)
     at.run()
-    assert f"### {latest.label} `{latest.score:.3f}`" in _markdown(at)
+    assert f"### {md(latest.label)} `{latest.score:.3f}`" in _markdown(at)
     assert len(at.image) >= 1  # the photo sent, as the prediction's thumbnail
 
 
@@ -208,7 +214,7 @@ def test_search_finds_history_and_similar_frames(open_page: Open, ui_system: Sys
 def test_labels_page_shows_the_set_and_publishes_a_new_one(
     open_page: Open, ui_system: System
 ) -> None:
-    at = open_page("labels.py")
+    at = open_page("labels.py", key=ADMIN_KEY)
     with ui_system.client() as c:
         before = c.labels()
     assert f"head v{before.version}" in _captions(at)
@@ -267,13 +273,32 @@ def test_performance_shows_a_training_report(
 def test_settings_say_where_the_ui_looks_and_never_show_the_key(
     open_page: Open, ui_system: System
 ) -> None:
-    at = open_page("settings.py")
+    at = open_page("settings.py", key=ADMIN_KEY)
     table = at.dataframe[0].value
     assert ui_system.api_url in set(table["value"])
-    assert "HARCLIP_UI__API_KEY" in set(table["value"])
+    assert "this browser session (signed in)" in set(table["value"])
     assert at.success[0].value.startswith("reachable: model ")
-    key = ui_system.ui_env()["HARCLIP_UI__API_KEY"]
-    assert key not in table.to_string() and key not in _markdown(at) + _captions(at)
+    assert ADMIN_KEY not in table.to_string() and ADMIN_KEY not in _markdown(at) + _captions(at)
+
+
+def test_an_admin_key_held_by_the_server_acts_for_nobody(
+    open_page: Open, ui_system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HARCLIP_UI__API_KEY set to an admin key (as the demo once did): the UI says it does not
+    use it, and a visitor who has not signed in cannot change the labels with it."""
+    monkeypatch.setenv("HARCLIP_UI__API_KEY", ADMIN_KEY)
+    at = open_page("labels.py")
+    assert any("may write (an admin key)" in w.value for w in at.warning)
+    with ui_system.client() as c:
+        before = c.labels()
+    next(b for b in at.button if b.label.startswith("Publish label set")).click()
+    at.run()
+    assert not at.exception
+    assert any("publish labels: " in e.value and "401" in e.value for e in at.error)
+    with ui_system.client() as c:
+        assert c.labels().version == before.version
+    at = open_page("settings.py")
+    assert "HARCLIP_UI__API_KEY (refused)" in set(at.dataframe[0].value["value"])
 
 
 @pytest.mark.parametrize(
@@ -288,3 +313,18 @@ def test_an_unreachable_api_is_a_banner_on_every_page(
     at = open_page(page)
     assert at.error[0].value.startswith("**API unreachable.**")
     assert "make demo" in at.error[0].value
+
+
+def test_a_stream_id_with_markup_shows_as_text(open_page: Open, ui_system: System) -> None:
+    """A valid stream id full of Markdown (an image link, a Streamlit colour) is shown as its
+    characters on the live grid and the stream page, never rendered."""
+    sid = f"ui-![x](https:evil.example\\p.png) :red[**INTRUDER-{uuid.uuid4().hex[:4]}**]"
+    ui_system.ingest(sid, ui_system.photos[:1])
+    at = open_page()
+    at.text_input(key="live-filter").set_value(sid).run()
+    assert not at.exception
+    assert f"**{md(sid)}**" in _markdown(at)
+    assert sid not in _markdown(at)  # only the escaped form reaches Markdown
+    at = open_page("stream.py", stream=sid)
+    assert at.selectbox[0].value == sid
+    assert not at.exception and not at.error

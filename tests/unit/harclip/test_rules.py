@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harclip.cli import main
-from harclip.rules import DownRule, LabelRule, Rules, RulesError, parse_rules
+from harclip.rules import DownRule, LabelRule, Rules, RulesError, load_rules_file, parse_rules
 
 GOOD = """
 rules:
@@ -53,6 +53,20 @@ def test_the_issue_s_rules_parse() -> None:
         ("rules: 3", "'rules' must be a list"),
         ("other: []", "expected a mapping with one key 'rules'"),
         ("rules: [", "not valid YAML"),
+        ("rules: [{name: a, label: x, cooldown_seconds: .inf}]", "field 'cooldown_seconds'"),
+        ("rules: [{name: a, label: x, for_seconds: 1e400}]", "field 'for_seconds'"),
+        ("rules: [{name: a, label: x, min_score: .nan}]", "field 'min_score'"),
+        ("rules: [{name: a, stream_down_after_seconds: Infinity}]",
+         "field 'stream_down_after_seconds'"),
+        (f"rules: [{{name: a, label: {'x' * 101}}}]", "field 'label'"),
+        (f"rules: [{{name: a, labels: [{', '.join(['x'] * 101)}]}}]", "field 'labels'"),
+        (f"rules: [{{name: a, labels: [y, {'x' * 101}]}}]", "field 'labels.1'"),
+        (f"rules: [{{name: a, label: x, streams: [{'s' * 257}]}}]", "field 'streams.0'"),
+        (f"rules: [{{name: a, label: x, streams: [{', '.join(['s'] * 101)}]}}]",
+         "field 'streams'"),
+        ("rules: [" + ", ".join(f"{{name: r{i}, label: x}}" for i in range(501)) + "]",
+         "501 rules, at most 500"),
+        ("rules: " + "[" * 2000 + "]" * 2000, "not valid YAML: nested deeper"),
     ],
 )  # fmt: skip
 def test_bad_rules_are_refused_naming_rule_and_field(yaml: str, message: str) -> None:
@@ -65,6 +79,13 @@ def test_bad_control_records_are_refused() -> None:
     for raw in (b"not json", b'{"rules": []}', b'{"schema": "harclip.rules/1", "rules": 5}'):
         with pytest.raises(RulesError):
             Rules.from_control(raw)
+
+
+def test_a_deeply_nested_rules_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    deep = tmp_path / "rules.yaml"
+    deep.write_text("rules:\n" + "  - " * 1000 + "x\n")  # 4 kB of nesting
+    with pytest.raises(RulesError, match="nested deeper than 64 levels"):
+        load_rules_file(deep)
 
 
 def test_cli_refuses_a_bad_file_before_publishing(

@@ -36,3 +36,14 @@ def test_the_table_shows_the_current_action_and_how_long_it_has_held() -> None:
     text = _render([("cam", p, active), ("gone", None, down), ("new", None, None)])
     assert "fighting for 12 s" in text
     assert "down" in text and "waiting" in text
+
+
+def test_the_demo_ui_holds_a_read_key_not_the_admin_key() -> None:
+    import json
+
+    from harclip.config import Settings
+
+    env = demo.api_env("hk_admin", "hk_read")
+    assert json.loads(env["HARCLIP_AUTH__KEYS"]) == {"hk_admin": "admin", "hk_read": "read"}
+    ui = demo.ui_env("http://127.0.0.1:8000", "hk_read", Settings())
+    assert ui["HARCLIP_UI__API_KEY"] == "hk_read" and "hk_admin" not in ui.values()

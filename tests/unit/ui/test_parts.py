@@ -69,6 +69,33 @@ def test_thumbnails_are_small_jpegs_and_the_store_is_bounded() -> None:
     assert len(store) == 2 and store.get("f0") is None and store.get("f2") is not None
 
 
+def test_a_large_frame_is_decoded_reduced_and_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An 8000×5000 JPEG (under every limit) on a live tile refreshed 5 times: one decode for
+    its thumbnail and one for its view, each at a reduced scale, not two full decodes a time."""
+    rng = np.random.default_rng(0)
+    img = cv2.resize(rng.integers(0, 255, (500, 800, 3), np.uint8), (8000, 5000))
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    big = buf.tobytes()
+    flags: list[int] = []
+    decode = cv2.imdecode
+
+    def counting(data: np.ndarray, flag: int) -> np.ndarray | None:
+        flags.append(flag)
+        return decode(data, flag)
+
+    monkeypatch.setattr(frames.cv2, "imdecode", counting)
+    store = frames.ThumbStore()
+    for _ in range(5):
+        store.put("big", big)
+        view = store.view("big", big)
+    assert flags == [cv2.IMREAD_REDUCED_COLOR_8] * 2  # 1/8: 1000 px, enough for either
+    thumb = store.get("big")
+    assert thumb is not None and view is not None
+    assert decode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (150, 240)
+    assert decode(np.frombuffer(view, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (600, 960)
+
+
 def test_times_read_for_people() -> None:
     assert text.duration(850) == "850 ms"
     assert text.duration(12_340) == "12.3 s"
@@ -97,3 +124,26 @@ def test_ui_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("HARCLIP_UI__API_URL", "api.example:8000")
     with pytest.raises(ConfigError, match="HARCLIP_UI__API_URL"):
         load_settings()
+
+
+HOSTILE = [
+    "lobby-![x](https:evil.example\\p.png)",
+    ":red[**INTRUDER**]",
+    "<img src=x onerror=alert(1)>",
+    "a `code` $x^2$ _em_ ~~del~~ [link](http://evil.example) www.evil.example a@b.example",
+    "# heading\n- item\r\n> quote | table |",
+    "&amp; &#58; \\*",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_data_in_markdown_renders_as_its_own_text(value: str) -> None:
+    import html
+
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").enable("strikethrough").render(f"**{text.md(value)}**")
+    flat = value.replace("\r", " ").replace("\n", " ")  # a value stays on its line
+    assert rendered == f"<p><strong>{html.escape(flat, quote=False)}</strong></p>\n"
+    for directive in (":", "[", "$", "@", "."):  # Streamlit's colours, maths and autolinks
+        assert f"\\{directive}" in text.md(directive)

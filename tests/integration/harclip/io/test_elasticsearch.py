@@ -218,3 +218,34 @@ async def test_an_unreachable_elasticsearch_is_a_retriable_sink_error(
             await search.history(dead, s, stream_id="a")
     finally:
         await dead.close()
+
+
+async def test_retention_deletes_only_the_daily_indices_it_owns(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, indexed: Indexed
+) -> None:
+    """Indices under a family's prefix that end in a date but are not its daily indices (an
+    archive, another tool's, a backup, one made without harclip's template marker, an
+    impossible date) are neither listed nor deleted, and nothing crashes."""
+    ours = [f"{s.events_index}-2020.01.01", f"{s.logs_index}-2020.01.01",
+            indices.predictions_index(s, SPACE, T0 - 400 * DAY_MS)]  # fmt: skip
+    foreign = [
+        f"{s.events_index}-archive-2020.01.01",
+        f"{s.logs_index}-audit-2020.01.01",
+        f"{s.events_index}-backup-before-migration-2020.01.01",
+        f"{s.predictions_index}-{SPACE.slug}-copy-2020.01.01",
+        f"{s.logs_index}-2024.02.30",  # from the template, but no such day
+    ]
+    for name in ours + foreign:
+        await es.indices.create(index=name)
+    unmarked = f"{s.events_index}-2020.01.02"  # another tool's, under our name grammar
+    await es.indices.create(index=unmarked, mappings={"_meta": {"managed_by": "someone-else"}})
+    found = {i.name for i in await indices.dated_indices(es, s)}
+    assert set(ours) <= found and not found & {*foreign, unmarked}
+    today = indices.dt.date(2025, 11, 27)
+    old = [i.name for i in indices.expired(await indices.dated_indices(es, s), s, today)]
+    assert sorted(old) == sorted(ours)
+    await indices.delete_indices(es, old)
+    for name in [*foreign, unmarked]:
+        assert await es.indices.exists(index=name), name
+    for name in ours:
+        assert not await es.indices.exists(index=name), name

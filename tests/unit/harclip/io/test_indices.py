@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
 from harclip.config import ElasticsearchSettings
 from harclip.io import indices
@@ -92,3 +94,48 @@ def test_the_ilm_template_for_other_clusters_maps_as_the_daily_indices() -> None
     assert template["template"]["aliases"] == {"harclip-predictions": {}}
     policy = json.loads((infra / "ilm-policy.json").read_text())
     assert set(policy["policy"]["phases"]) == {"hot", "warm", "delete"}
+
+
+def test_retention_knows_each_familys_exact_names() -> None:
+    s = ElasticsearchSettings()
+    day = indices.dt.date(2024, 2, 1)
+    assert indices.index_day(s, "events", "harclip-events-2024.02.01") == day
+    assert indices.index_day(s, "logs", "harclip-logs-2024.02.01") == day
+    assert (
+        indices.index_day(s, "predictions", f"harclip-predictions-{SPACE.slug}-2024.02.01") == day
+    )
+    for family, name in [
+        ("events", "harclip-events-archive-2024.02.01"),
+        ("logs", "harclip-logs-audit-2024.02.01"),
+        ("logs", "harclip-logs-2024.02.30"),  # no such day: skipped, not a crash
+        ("events", "harclip-events-2024.2.1"),
+        ("predictions", "harclip-predictions-archive-2024.02.01"),
+        ("predictions", "harclip-predictions-2024.02.01"),
+        ("events", "harclip-logs-2024.02.01"),
+    ]:
+        assert indices.index_day(s, family, name) is None, name  # type: ignore[arg-type]
+
+
+def test_retention_owns_only_indices_with_its_marker() -> None:
+    s = ElasticsearchSettings()
+    marked = {"mappings": {"_meta": {"managed_by": "harclip", "family": "events"}}}
+    assert indices.owned(s, "events", marked)
+    assert not indices.owned(s, "logs", marked)
+    assert not indices.owned(s, "events", {"mappings": {"_meta": {"managed_by": "backup"}}})
+    assert indices.owned(s, "events", {"mappings": {}, "aliases": {"harclip-events": {}}})
+    assert not indices.owned(s, "events", {"mappings": {}, "aliases": {}})
+    template = indices.templates(s, SPACE)[0]
+    assert template["template"]["mappings"]["_meta"] == marked["mappings"]["_meta"]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        {"predictions_index": "harclip"},
+        {"events_index": "harclip-logs"},
+        {"logs_index": "harclip-events-audit"},
+    ],
+)
+def test_overlapping_index_names_are_refused(names: dict[str, str]) -> None:
+    with pytest.raises(ValidationError, match="index names overlap"):
+        ElasticsearchSettings(**names)
