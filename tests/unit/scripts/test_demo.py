@@ -39,11 +39,11 @@ def test_the_table_shows_the_current_action_and_how_long_it_has_held() -> None:
 
 
 def test_the_demo_ui_holds_a_read_key_not_the_admin_key() -> None:
-    import json
-
     from harclip.config import Settings
 
-    env = demo.api_env("hk_admin", "hk_read")
-    assert json.loads(env["HARCLIP_AUTH__KEYS"]) == {"hk_admin": "admin", "hk_read": "read"}
-    ui = demo.ui_env("http://127.0.0.1:8000", "hk_read", Settings())
+    api = demo.api_settings(Settings(), "hk_admin", "hk_read")
+    assert api.auth.enabled
+    assert {k: g.role for k, g in api.auth.grants().items()} == {"hk_admin": "admin",
+                                                                 "hk_read": "read"}  # fmt: skip
+    ui = demo.ui_settings(Settings(), "http://127.0.0.1:8000", "hk_read").to_env()
     assert ui["HARCLIP_UI__API_KEY"] == "hk_read" and "hk_admin" not in ui.values()
