@@ -30,12 +30,17 @@ def _constant_bundle(src: Path, dst: Path, label: str) -> Path:
 
 @pytest.fixture
 def imbalanced_csv(sample_data: Path, tmp_path: Path) -> Path:
+    """A CSV beside its photos (copied: a CSV names files inside its own folder)."""
     root = sample_data / "har-sample"
     counts = {"calling": 12, "cycling": 4, "running": 4, "sitting": 4}
-    rows = ["file,label"] + [
-        f"{p},{c}" for c, n in counts.items() for p in sorted((root / c).glob("*.jpg"))[:n]
-    ]
-    csv = tmp_path / "labels.csv"
+    data = tmp_path / "data"
+    rows = ["file,label"]
+    for c, n in counts.items():
+        (data / c).mkdir(parents=True)
+        for p in sorted((root / c).glob("*.jpg"))[:n]:
+            shutil.copyfile(p, data / c / p.name)
+            rows.append(f"{c}/{p.name},{c}")
+    csv = data / "labels.csv"
     csv.write_text("\n".join(rows) + "\n")
     return csv
 
