@@ -1,9 +1,10 @@
-"""An event's evidence, served from the object store: GET /events/{id}/snapshot (JPEG),
-/thumbnail (JPEG) and /clip (MP4 or WebM, with HTTP Range requests so a browser can seek), under
+"""Evidence, served from the object store: GET /events/{id}/snapshot (JPEG), /thumbnail (JPEG)
+and /clip (MP4 or WebM, with HTTP Range requests so a browser can seek), under
 the same auth as the event reads. A range answer (206) carries at most `CHUNK` bytes, and a whole
 object (200) is streamed `CHUNK` bytes at a time, so no clip is ever held whole in memory.
 404 names why there is nothing to serve: no such event, `pending` (not written yet) or the
-event's `evidence.missing` reason (e.g. `frames_expired`); 503 when the store does not answer."""
+event's `evidence.missing` reason (e.g. `frames_expired`); 503 when the store does not answer.
+GET /frames/{frame_id}/thumbnail serves the worker's keyframe thumbnail a search hit links."""
 
 from __future__ import annotations
 
@@ -79,6 +80,29 @@ async def event_clip(
     `Range: bytes=first-last` the answer is 206 with `Content-Range` (at most 1 MiB of it);
     416 when the range starts past the end."""
     return await _serve(clients, settings, event_id, "clip", range)
+
+
+@router.get(
+    "/frames/{frame_id}/thumbnail",
+    response_class=Response,
+    tags=["search"],
+    summary="A stored frame's thumbnail (~160 px JPEG of its keyframe)",
+    responses={200: {"content": {"image/jpeg": {}}}, **_RESPONSES},
+)
+async def frame_thumbnail(
+    frame_id: Annotated[str, Path(min_length=1, max_length=64, description="a `frame_id`")],
+    clients: ClientsDep, settings: SettingsDep, range: RangeH = None,
+) -> Response:  # fmt: skip
+    """The thumbnail the worker stored for the frame's keyframe (search hits link it as
+    `thumbnail`); 404 when the frame is not in the history or has no thumbnail."""
+    from harclip.io.evidence import frame_thumbnail as find_thumbnail
+
+    key = await find_thumbnail(await clients.search_client(), settings.elasticsearch, frame_id)
+    if key is False:
+        raise ApiError(404, "not_found", f"frame {frame_id!r} is not in the history")
+    if key is None:
+        raise ApiError(404, "no_thumbnail", f"frame {frame_id!r} has no thumbnail")
+    return await serve_object(await clients.objects(), key, "image/jpeg", range)
 
 
 async def _serve(

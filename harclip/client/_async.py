@@ -219,6 +219,11 @@ class AsyncClient:
         answer holds at most 1 MiB); `NotFound` as for `event_snapshot`."""
         return await self._send(_requests.event_clip(event_id, start, end))
 
+    async def frame_thumbnail(self, frame_id: str) -> bytes:
+        """The ~160 px JPEG thumbnail of a stored frame's keyframe (a search hit's
+        `thumbnail`); `NotFound` when the frame is not in the history or has none."""
+        return await self._send(_requests.frame_thumbnail(frame_id))
+
     async def stream_action(self, stream_id: str) -> StreamAction:
         """The stream's current smoothed action (`NotFound` if the events app has not seen it)."""
         return await self._send(_requests.stream_action(stream_id))

@@ -32,6 +32,7 @@ from harclip.wire import (
     SearchResponse,
     ServiceInfo,
     StreamList,
+    frame_thumbnail_path,
 )
 
 T = TypeVar("T")
@@ -268,6 +269,10 @@ def event_clip(event_id: str, start: int | None = None, end: int | None = None) 
         return Call("GET", _event_path(event_id, "clip"), _content)
     span = f"-{end}" if start is None else f"{start}-{'' if end is None else end}"
     return Call("GET", _event_path(event_id, "clip"), _content, headers={"Range": f"bytes={span}"})
+
+
+def frame_thumbnail(frame_id: str) -> Call[bytes]:
+    return Call("GET", frame_thumbnail_path(frame_id), _content)
 
 
 def stream_action(stream_id: str) -> Call[StreamAction]:

@@ -207,6 +207,11 @@ class Client:
         answer holds at most 1 MiB); `NotFound` as for `event_snapshot`."""
         return self._send(_requests.event_clip(event_id, start, end))
 
+    def frame_thumbnail(self, frame_id: str) -> bytes:
+        """The ~160 px JPEG thumbnail of a stored frame's keyframe (a search hit's
+        `thumbnail`); `NotFound` when the frame is not in the history or has none."""
+        return self._send(_requests.frame_thumbnail(frame_id))
+
     def stream_action(self, stream_id: str) -> StreamAction:
         """The stream's current smoothed action (`NotFound` if the events app has not seen it)."""
         return self._send(_requests.stream_action(stream_id))

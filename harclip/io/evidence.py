@@ -1,7 +1,8 @@
 """Reading evidence back: an event by id from Elasticsearch (its `evidence` says which objects
-hold its snapshot, thumbnail and clip), the object-store key of what a request asks for, and the
-HTTP `Range` header of a byte-range read (`parse_range`). The API serves the bytes
-(`api.evidence`); the events app writes them."""
+hold its snapshot, thumbnail and clip), a stored frame's keyframe thumbnail, the object-store
+key of what a request asks for, and the HTTP `Range` header of a byte-range read
+(`parse_range`). The API serves the bytes (`api.evidence`); the events app and the worker write
+them."""
 
 from __future__ import annotations
 
@@ -45,6 +46,36 @@ async def find_event(
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise MessageError(f"invalid Event in Elasticsearch: {loc}: {err['msg']}") from None
+
+
+@es_errors("read")
+async def frame_thumbnail(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, frame_id: str
+) -> str | Literal[False] | None:
+    """The object key of the thumbnail that stands for a stored frame: its own (a keyframe's),
+    else its keyframe's; None when it has none (thumbnails off, or written before them), False
+    when the frame is not in the history (unknown, or removed by retention)."""
+    found = await _source(es, s, frame_id)
+    if found is None:
+        return False
+    key = found.get("thumbnail")
+    keyframe = found.get("keyframe_id")
+    if not key and keyframe and keyframe != frame_id:
+        found = await _source(es, s, str(keyframe))
+        key = None if found is None else found.get("thumbnail")
+    return str(key) if key else None
+
+
+async def _source(
+    es: AsyncElasticsearch, s: ElasticsearchSettings, frame_id: str
+) -> dict[str, object] | None:
+    resp = await es.search(
+        index=s.predictions_index,  # the alias: every model's indices, every day
+        ignore_unavailable=True, allow_no_indices=True, size=1,
+        query={"ids": {"values": [frame_id]}}, source={"includes": ["thumbnail", "keyframe_id"]},
+    )  # fmt: skip
+    hits = resp["hits"]["hits"]
+    return dict(hits[0]["_source"]) if hits else None
 
 
 @dataclass(frozen=True, slots=True)
