@@ -4,6 +4,7 @@ an unreachable API is a message on the page, never an exception."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,13 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from harclip.config import Settings
+from harclip.io import search
+from harclip.io.es import make_es
+from harclip.io.indices import ensure_templates
+from harclip.io.keys import evidence_keys
+from harclip.io.objects import ObjectStore
+from harclip.messages import Event, Evidence, event_id
 from tests.integration.ui.conftest import ACTS, ROOT, System, free_port, wait_for
 
 Open = Callable[..., AppTest]
@@ -196,7 +204,9 @@ def test_search_finds_history_and_similar_frames(open_page: Open, ui_system: Sys
     assert not at.exception and not at.error
     assert any(c.startswith("12 hits for") or " hits for " in c for c in
                (x.value for x in at.caption))  # fmt: skip
-    assert "· ui-seed" in _markdown(at)
+    assert any("· ui-seed" in t.value for t in at.text)  # data as text, not markup
+    # every hit is a keyframe with its thumbnail (the worker stores them): a picture each
+    assert len(at.image) >= 1 and "no picture" not in _captions(at)
     similar = [b for b in at.button if b.key and b.key.startswith("hit-0-")]
     similar[0].click()
     at.run()
@@ -287,3 +297,48 @@ def test_an_unreachable_api_is_a_banner_on_every_page(
     at = open_page(page)
     assert at.error[0].value.startswith("**API unreachable.**")
     assert "make demo" in at.error[0].value
+
+
+def test_events_with_evidence_show_a_picture_and_play_the_clip(
+    open_page: Open, ui_system: System, sample_videos: list[Path]
+) -> None:
+    stream = f"ui-evidence-{uuid.uuid4().hex[:6]}"
+    clip = min(sample_videos, key=lambda p: p.stat().st_size).read_bytes()
+    ev = asyncio.run(_seed_evidence(ui_system.settings, stream, ui_system.photos[0], clip))
+    at = open_page("search.py")
+    at.text_input(key="ev-stream").set_value(stream)
+    next(b for b in at.button if b.label == "Filter").click()
+    at.run()
+    assert not at.exception and not at.error
+    assert list(at.dataframe[-1].value["evidence"]) == ["snapshot + clip"]
+    assert len(at.image) == 1
+    assert any(t.value.startswith(f"fighting on {stream}") for t in at.text)
+    next(b for b in at.button if b.key == f"clip-{ev}").click()
+    at.run()
+    assert not at.exception and not at.error
+    assert len(at.get("video")) == 1
+
+
+async def _seed_evidence(s: Settings, stream: str, photo: Path, clip: bytes) -> str:
+    """An event with its snapshot, thumbnail and clip, as the events app writes them."""
+    at = 1_764_223_200_000
+    eid = event_id(stream, "segment.end", 1)
+    keys = evidence_keys(stream, at, eid)
+    store = ObjectStore(s.objects)
+    es = make_es(s.elasticsearch)
+    try:
+        await store.start()
+        await store.put(keys.snapshot, photo.read_bytes(), "image/jpeg")
+        await store.put(keys.thumbnail, photo.read_bytes(), "image/jpeg")
+        await store.put(keys.clip, clip, "video/mp4")
+        ev = Event(event_id=eid, type="segment.end", stream_id=stream, label="fighting",
+                   start=at, end=at + 2000, frames=20, emitted_at=at + 2100,
+                   evidence=Evidence(snapshot=keys.snapshot, thumbnail=keys.thumbnail,
+                                     clip=keys.clip, frames=50))  # fmt: skip
+        await ensure_templates(es, s.elasticsearch)
+        await search.index_events(es, s.elasticsearch, [ev])
+        await es.indices.refresh(index=s.elasticsearch.events_index)
+    finally:
+        await store.close()
+        await es.close()
+    return eid
