@@ -5,6 +5,7 @@ requests (206, Content-Range, 416), 404 reasons, and the auth of the event reads
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from harclip.io.indices import ensure_templates
 from harclip.io.keys import evidence_keys
 from harclip.io.objects import ObjectStore
 from harclip.messages import Event, Evidence, event_id
-from tests.integration.api.conftest import T0, Serve
+from tests.integration.api.conftest import T0, Serve, api_settings, serve_app
 from tests.integration.conftest import Unique
 
 
@@ -174,3 +175,24 @@ async def test_auth_as_for_events(serve: Serve, case: Case) -> None:
             await anon.event_snapshot(case.ok.event_id)
         async with AsyncClient(anon.url, "key-read") as reader:
             assert await reader.event_snapshot(case.ok.event_id) == case.jpeg
+
+
+async def test_503_when_the_object_store_does_not_answer(
+    unique: Unique, tiny_bundle: Path, case: Case
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    objects = unique.settings.objects.model_copy(
+        update={"url": f"http://127.0.0.1:{port}", "request_timeout_s": 1.0}
+    )
+    settings = api_settings(unique.settings, auth=AuthSettings()).model_copy(
+        update={"objects": objects}
+    )
+    async with serve_app(settings, tiny_bundle) as client:
+        r = await client._http.get(f"/events/{case.ok.event_id}/snapshot")
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "unavailable"
+        assert "object store" in r.json()["error"]["message"]
+        # the event reads themselves still work
+        assert (await client.events(stream_id=case.ok.stream_id)).items
