@@ -23,6 +23,8 @@ from harclip.thumbnail import thumbnail_jpeg
 
 log = logging.getLogger(__name__)
 
+_CONCURRENCY = 8  # thumbnails made and written at once (threads: OpenCV and boto3 release the GIL)
+
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -55,30 +57,40 @@ class Thumbnails:
         self._store = store
 
     async def write(self, sources: list[Source]) -> dict[str, str]:
-        """Write the thumbnails of `sources` not written yet; frame_id -> reason for those the
-        store refused for good (`SinkUnavailable` propagates: retry the flush)."""
+        """Write the thumbnails of `sources` not written yet, `_CONCURRENCY` at a time;
+        frame_id -> reason for those the store refused for good (`SinkUnavailable` propagates:
+        retry the flush)."""
         assert self._store is not None, "start() first"
+        todo = [src for src in sources if src.frame_id not in self.written]
+        limit = asyncio.Semaphore(_CONCURRENCY)
         refused: dict[str, str] = {}
-        for src in sources:
-            if src.frame_id in self.written:
-                continue
-            try:
-                jpeg = await asyncio.to_thread(
-                    thumbnail_jpeg, src.data, max_pixels=self._max_pixels
-                )
-            except DecodeError as e:
-                log.warning("no thumbnail for frame %s: %s", src.frame_id, e)
-                self.written[src.frame_id] = None
-                continue
-            try:
-                await self._store.put(src.key, jpeg, "image/jpeg")
-            except SinkRefused as e:
-                refused[src.frame_id] = f"object store refused its thumbnail: {e}"
-                continue
-            self.written[src.frame_id] = src.key
-            self.bytes_written += len(jpeg)
-            self.count += 1
+
+        async def one(src: Source) -> None:
+            async with limit:
+                reason = await self._write_one(src)
+            if reason is not None:
+                refused[src.frame_id] = reason
+
+        await asyncio.gather(*(one(src) for src in todo))
         return refused
+
+    async def _write_one(self, src: Source) -> str | None:
+        """Make and store one thumbnail; why the store refused it, else None."""
+        assert self._store is not None
+        try:
+            jpeg = await asyncio.to_thread(thumbnail_jpeg, src.data, max_pixels=self._max_pixels)
+        except DecodeError as e:
+            log.warning("no thumbnail for frame %s: %s", src.frame_id, e)
+            self.written[src.frame_id] = None
+            return None
+        try:
+            await self._store.put(src.key, jpeg, "image/jpeg")
+        except SinkRefused as e:
+            return f"object store refused its thumbnail: {e}"
+        self.written[src.frame_id] = src.key
+        self.bytes_written += len(jpeg)
+        self.count += 1
+        return None
 
     def clear(self) -> None:
         self.written = {}

@@ -185,7 +185,8 @@ def _evidence_cards(items: list[Event]) -> None:
         st.text(f"clip: {evidence.event_caption(playing)}")
         clip = conn.call(c.event_clip, playing.event_id, what="clip")
         if clip:
-            st.video(clip, format=evidence.clip_format(playing))
+            left, _ = st.columns(2)
+            left.video(clip, format=evidence.clip_format(playing))
 
 
 def render() -> None:

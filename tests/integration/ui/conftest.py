@@ -24,6 +24,12 @@ import pytest
 
 from harclip.client import Client, NotFound, ServerError
 from harclip.config import Settings
+from harclip.io import search
+from harclip.io.es import make_es
+from harclip.io.indices import ensure_templates
+from harclip.io.keys import evidence_keys
+from harclip.io.objects import ObjectStore
+from harclip.messages import Event, Evidence, event_id
 from tests.integration.api.conftest import ADMIN_KEY, api_env
 from tests.integration.conftest import LogWatch, _cleanup
 
@@ -269,3 +275,28 @@ def ui_system(
         for p in (api, worker, events_app):
             _stop(p)
         _cleanup(settings, suffix)
+
+
+async def seed_evidence(s: Settings, stream: str, photo: Path, clip: bytes) -> str:
+    """An event with its snapshot, thumbnail and clip, as the events app writes them."""
+    at = 1_764_223_200_000
+    eid = event_id(stream, "segment.end", 1)
+    keys = evidence_keys(stream, at, eid)
+    store = ObjectStore(s.objects)
+    es = make_es(s.elasticsearch)
+    try:
+        await store.start()
+        await store.put(keys.snapshot, photo.read_bytes(), "image/jpeg")
+        await store.put(keys.thumbnail, photo.read_bytes(), "image/jpeg")
+        await store.put(keys.clip, clip, "video/mp4")
+        ev = Event(event_id=eid, type="segment.end", stream_id=stream, label="fighting",
+                   start=at, end=at + 2000, frames=20, emitted_at=at + 2100,
+                   evidence=Evidence(snapshot=keys.snapshot, thumbnail=keys.thumbnail,
+                                     clip=keys.clip, frames=50))  # fmt: skip
+        await ensure_templates(es, s.elasticsearch)
+        await search.index_events(es, s.elasticsearch, [ev])
+        await es.indices.refresh(index=s.elasticsearch.events_index)
+    finally:
+        await store.close()
+        await es.close()
+    return eid

@@ -6,18 +6,28 @@ page goes to state/ui-screenshots/ (git-ignored); the test prints where."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.integration.conftest import LogWatch
-from tests.integration.ui.conftest import ACTS, ROOT, System, _http_ok, free_port, wait_for
+from tests.integration.ui.conftest import (
+    ACTS,
+    ROOT,
+    System,
+    _http_ok,
+    free_port,
+    seed_evidence,
+    wait_for,
+)
 from ui.cli import streamlit_command
 
 CHROMIUM = "/usr/bin/chromium"
@@ -237,3 +247,31 @@ def test_chromium_is_debians() -> None:
     assert shutil.which("chromium") == CHROMIUM
     out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("Chromium ")
+
+
+def test_an_event_shows_its_snapshot_and_its_clip_plays(
+    page: Page, ui_url: str, ui_system: System, sample_videos: list[Path]
+) -> None:
+    stream = f"ui-clip-{uuid.uuid4().hex[:6]}"
+    clip = min(sample_videos, key=lambda p: p.stat().st_size).read_bytes()  # H.264 MP4
+    seed = seed_evidence(ui_system.settings, stream, ui_system.photos[0], clip)
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs on this thread
+        pool.submit(asyncio.run, seed).result()
+    _open(page, f"{ui_url}/search", "Search & events")
+    page.get_by_role("tab", name="Events").click()
+    page.get_by_label("stream").nth(1).fill(stream)
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("heading", name="Evidence")).to_be_visible()
+    main = page.get_by_test_id("stMain")
+    expect(main.locator("img").first).to_be_visible()  # the event's thumbnail
+    page.get_by_role("button", name="play clip").click()
+    video = main.locator("video")
+    expect(video).to_have_count(1)
+    # Chromium decodes the clip and plays it: its time moves on
+    page.wait_for_function(
+        "() => { const v = document.querySelector('[data-testid=stMain] video');"
+        " if (v === null || v.readyState < 2) return false;"
+        " v.muted = true; v.play(); return v.currentTime > 0 && v.videoWidth > 0; }"
+    )
+    _no_failure(page)
+    shot(page, "event-clip")

@@ -13,14 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from harclip.config import Settings
-from harclip.io import search
-from harclip.io.es import make_es
-from harclip.io.indices import ensure_templates
-from harclip.io.keys import evidence_keys
-from harclip.io.objects import ObjectStore
-from harclip.messages import Event, Evidence, event_id
-from tests.integration.ui.conftest import ACTS, ROOT, System, free_port, wait_for
+from tests.integration.ui.conftest import ACTS, ROOT, System, free_port, seed_evidence, wait_for
 
 Open = Callable[..., AppTest]
 _TIMEOUT_S = 90  # one page run on a busy 2-core machine
@@ -304,7 +297,7 @@ def test_events_with_evidence_show_a_picture_and_play_the_clip(
 ) -> None:
     stream = f"ui-evidence-{uuid.uuid4().hex[:6]}"
     clip = min(sample_videos, key=lambda p: p.stat().st_size).read_bytes()
-    ev = asyncio.run(_seed_evidence(ui_system.settings, stream, ui_system.photos[0], clip))
+    ev = asyncio.run(seed_evidence(ui_system.settings, stream, ui_system.photos[0], clip))
     at = open_page("search.py")
     at.text_input(key="ev-stream").set_value(stream)
     next(b for b in at.button if b.label == "Filter").click()
@@ -317,28 +310,3 @@ def test_events_with_evidence_show_a_picture_and_play_the_clip(
     at.run()
     assert not at.exception and not at.error
     assert len(at.get("video")) == 1
-
-
-async def _seed_evidence(s: Settings, stream: str, photo: Path, clip: bytes) -> str:
-    """An event with its snapshot, thumbnail and clip, as the events app writes them."""
-    at = 1_764_223_200_000
-    eid = event_id(stream, "segment.end", 1)
-    keys = evidence_keys(stream, at, eid)
-    store = ObjectStore(s.objects)
-    es = make_es(s.elasticsearch)
-    try:
-        await store.start()
-        await store.put(keys.snapshot, photo.read_bytes(), "image/jpeg")
-        await store.put(keys.thumbnail, photo.read_bytes(), "image/jpeg")
-        await store.put(keys.clip, clip, "video/mp4")
-        ev = Event(event_id=eid, type="segment.end", stream_id=stream, label="fighting",
-                   start=at, end=at + 2000, frames=20, emitted_at=at + 2100,
-                   evidence=Evidence(snapshot=keys.snapshot, thumbnail=keys.thumbnail,
-                                     clip=keys.clip, frames=50))  # fmt: skip
-        await ensure_templates(es, s.elasticsearch)
-        await search.index_events(es, s.elasticsearch, [ev])
-        await es.indices.refresh(index=s.elasticsearch.events_index)
-    finally:
-        await store.close()
-        await es.close()
-    return eid
