@@ -48,8 +48,6 @@ class Thumbnails:
         self._max_pixels = max_pixels
         self._store: ObjectStore | None = None
         self.written: dict[str, str | None] = {}  # frame_id -> key (None: no thumbnail)
-        self.bytes_written = 0  # of thumbnails, since start (bench: bytes per keyframe)
-        self.count = 0
 
     async def start(self) -> None:
         store = ObjectStore(self._s)
@@ -88,8 +86,6 @@ class Thumbnails:
         except SinkRefused as e:
             return f"object store refused its thumbnail: {e}"
         self.written[src.frame_id] = src.key
-        self.bytes_written += len(jpeg)
-        self.count += 1
         return None
 
     def clear(self) -> None:
