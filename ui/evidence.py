@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import streamlit as st
+
 from harclip.client import Client, NotFound
 from harclip.errors import HarclipError
 from harclip.messages import Event
@@ -74,7 +76,14 @@ def event_picture(client: Client, ev: Event) -> bytes | None:
 
 
 def hit_picture(client: Client, hit: SearchHit) -> bytes | None:
-    """A search hit's keyframe thumbnail from the API; None when it has none."""
+    """A search hit's keyframe thumbnail from the API (kept a while per API, key and frame: a
+    frame's thumbnail never changes); None when it has none."""
     if hit.thumbnail is None:
         return None
-    return _fetch(client.frame_thumbnail, hit.prediction.frame_id)
+    return _thumbnail(client, str(client.url), hit.prediction.frame_id)
+
+
+# keyed by the client object: the UI keeps one per (API URL, key) (`ui.conn`)
+@st.cache_data(ttl=600, max_entries=2000, show_spinner=False, hash_funcs={Client: id})
+def _thumbnail(client: Client, url: str, frame_id: str) -> bytes | None:
+    return _fetch(client.frame_thumbnail, frame_id)
