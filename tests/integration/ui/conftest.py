@@ -300,3 +300,13 @@ async def seed_evidence(s: Settings, stream: str, photo: Path, clip: bytes) -> s
         await store.close()
         await es.close()
     return eid
+
+
+async def drop_evidence(s: Settings, stream: str) -> None:
+    """Delete what `seed_evidence` put for `stream` (the object store is shared)."""
+    store = ObjectStore(s.objects)
+    try:
+        await store.start()
+        await store.delete([o.key for o in await store.list(f"evidence/{stream}/")])
+    finally:
+        await store.close()

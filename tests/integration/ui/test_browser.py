@@ -24,6 +24,7 @@ from tests.integration.ui.conftest import (
     ROOT,
     System,
     _http_ok,
+    drop_evidence,
     free_port,
     seed_evidence,
     wait_for,
@@ -275,3 +276,5 @@ def test_an_event_shows_its_snapshot_and_its_clip_plays(
     )
     _no_failure(page)
     shot(page, "event-clip")
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, drop_evidence(ui_system.settings, stream)).result()

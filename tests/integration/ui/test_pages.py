@@ -13,7 +13,15 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.integration.ui.conftest import ACTS, ROOT, System, free_port, seed_evidence, wait_for
+from tests.integration.ui.conftest import (
+    ACTS,
+    ROOT,
+    System,
+    drop_evidence,
+    free_port,
+    seed_evidence,
+    wait_for,
+)
 
 Open = Callable[..., AppTest]
 _TIMEOUT_S = 90  # one page run on a busy 2-core machine
@@ -310,3 +318,4 @@ def test_events_with_evidence_show_a_picture_and_play_the_clip(
     at.run()
     assert not at.exception and not at.error
     assert len(at.get("video")) == 1
+    asyncio.run(drop_evidence(ui_system.settings, stream))
