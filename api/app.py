@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import harclip
-from api import events, health, labels, predict, search, streams, ws
+from api import events, evidence, health, labels, predict, search, streams, ws
 from api.auth import generate_key
 from api.docs import install_docs
 from api.errors import install_handlers
@@ -81,6 +81,7 @@ def create_app(settings: Settings, bundle: Bundle) -> FastAPI:
         search.router,
         labels.router,
         events.router,
+        evidence.router,
         ws.router,
     ):
         app.include_router(router)
@@ -91,7 +92,7 @@ def create_app(settings: Settings, bundle: Bundle) -> FastAPI:
             CORSMiddleware,
             allow_origins=list(settings.api.cors_origins),
             allow_methods=["GET", "POST", "PUT"],
-            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type", "Range"],
         )
     app.add_middleware(
         BrowserGuardMiddleware,

@@ -1,6 +1,7 @@
 """The API's service clients: Redis (and the live feeds that read it), Elasticsearch, the Kafka
-producer and the URL fetcher. Each connects on first use (predict needs none of them); the app's
-lifespan opens the URL fetcher and closes them all (see `api.runtime`)."""
+producer, the object store (evidence) and the URL fetcher. Each connects on first use (predict
+needs none of them); the app's lifespan opens the URL fetcher and closes them all (see
+`api.runtime`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from harclip.io.kafka import RenewingProducer
+    from harclip.io.objects import ObjectStore
 
 FeedKind = Literal["predictions", "events"]
 
@@ -48,6 +50,8 @@ class Clients:
         self._templates_ok = False
         self._producer: RenewingProducer | None = None
         self._producer_lock = asyncio.Lock()
+        self._objects: ObjectStore | None = None
+        self._objects_lock = asyncio.Lock()
 
     def open_fetcher(self) -> None:
         self._http = urlfetch.make_client(self.fetch_policy)
@@ -66,6 +70,8 @@ class Clients:
             await self._redis.aclose()
         if self._es is not None:
             await self._es.close()
+        if self._objects is not None:
+            await self._objects.close()
 
     async def fetch_url(self, url: str) -> bytes:
         if self._http is None:
@@ -98,6 +104,26 @@ class Clients:
 
             self._es = make_es(self.settings.elasticsearch)
         return self._es
+
+    async def objects(self) -> ObjectStore:
+        """The object store of evidence and thumbnails, connected on first use (a failed start
+        is retried by the next request)."""
+        if not self.settings.objects.enabled:
+            raise ApiError(
+                503, "unavailable", "the object store is turned off (HARCLIP_OBJECTS__ENABLED)"
+            )
+        async with self._objects_lock:
+            if self._objects is None:
+                from harclip.io.objects import ObjectStore
+
+                store = ObjectStore(self.settings.objects)
+                try:
+                    await store.start()
+                except BaseException:
+                    await store.close()
+                    raise
+                self._objects = store
+            return self._objects
 
     async def feed(self, kind: FeedKind) -> Feed:
         """The shared live feed of `kind` (one Redis reader for all its subscribers)."""

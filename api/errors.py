@@ -36,6 +36,7 @@ _STATUS_CODES: Mapping[int, str] = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    416: "range_not_satisfiable",
     422: "invalid_request",
     429: "rate_limited",
     503: "unavailable",
@@ -115,9 +116,11 @@ _STATUS_TEXT: Mapping[int, str] = {
     404: "not found",
     413: "body or image too large",
     415: "not a supported image",
+    416: "the byte range starts past the end of the object",
     422: "invalid input (schema, undecodable image, pixel limit)",
     429: "rate limit exceeded",
-    503: "a dependency (Redis, Elasticsearch, Kafka) is unavailable, or the API is overloaded",
+    503: "a dependency (Redis, Elasticsearch, Kafka, the object store) is unavailable, or the "
+    "API is overloaded",
 }
 
 

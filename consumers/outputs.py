@@ -9,6 +9,7 @@ from consumers.delivery import Delivery
 from consumers.keyframes import KeyframePolicy
 from consumers.metrics import WorkerMetrics
 from consumers.sinks import ElasticsearchSink, KafkaSink, RedisSink, Sink
+from consumers.thumbnails import Thumbnails
 from consumers.work import BatchResult
 from harclip.config import Settings
 from harclip.io.indices import EmbeddingSpace
@@ -41,7 +42,8 @@ class Outputs:
             e = s.elasticsearch
             keyframes = KeyframePolicy(e.keyframe_distance, e.keyframe_every_s,
                                        enabled=e.keyframes)  # fmt: skip
-            self._sinks.append(ElasticsearchSink(e, self._space, keyframes))
+            thumbs = Thumbnails(s.objects, s.model.max_pixels) if s.objects.enabled else None
+            self._sinks.append(ElasticsearchSink(e, self._space, keyframes, thumbs))
         for sink in self._sinks:
             await sink.start()
         self._delivery = Delivery(self._sinks, kafka, self._metrics, on_change)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -21,6 +22,7 @@ from prometheus_client import Counter
 from redis import asyncio as aioredis
 
 from consumers.keyframes import KeyframePolicy
+from consumers.thumbnails import Source, Thumbnails, source
 from consumers.work import BatchResult, Predicted, Work
 from harclip.config import ElasticsearchSettings, KafkaSettings, RedisSettings
 from harclip.errors import SinkRefused, SinkUnavailable, Unavailable
@@ -255,19 +257,25 @@ class ElasticsearchSink(_PredictedBuffer):
     name = "elasticsearch"
 
     def __init__(
-        self, s: ElasticsearchSettings, space: EmbeddingSpace, keyframes: KeyframePolicy
-    ) -> None:
+        self, s: ElasticsearchSettings, space: EmbeddingSpace, keyframes: KeyframePolicy,
+        thumbnails: Thumbnails | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         self._s = s
         self._space = space
         self._keyframes = keyframes
+        self._thumbs = thumbnails  # keyframe thumbnails, written before their documents
         self._items: list[search.Indexed] = []
+        self._sources: list[Source] = []
         self._es: AsyncElasticsearch | None = None
 
     async def start(self) -> None:
-        """Connect and put the index templates (this model's space among them)."""
+        """Connect and put the index templates (this model's space among them); connect the
+        thumbnails' object store."""
         self._es = make_es(self._s)
         await ensure_templates(self._es, self._s, self._space)
+        if self._thumbs is not None:
+            await self._thumbs.start()
 
     def add(self, result: BatchResult) -> None:
         super().add(result)
@@ -278,10 +286,16 @@ class ElasticsearchSink(_PredictedBuffer):
             )
             embedding = p.embedding if key == pred.frame_id else None
             self._items.append(search.Indexed(pred, embedding, key))
+            if embedding is not None and self._thumbs is not None and p.work.frame is not None:
+                self._sources.append(
+                    source(pred.stream_id, pred.captured_at, pred.frame_id, p.work.frame.data)
+                )
 
     def clear(self) -> None:
         super().clear()
-        self._items = []
+        self._items, self._sources = [], []
+        if self._thumbs is not None:
+            self._thumbs.clear()
 
     async def flush(self) -> None:
         """One bulk; Elasticsearch names each document it refused (`SinkRefused`), the others
@@ -289,12 +303,31 @@ class ElasticsearchSink(_PredictedBuffer):
         if not self._items:
             return
         assert self._es is not None, "start() first"
+        items, refused = await self._with_thumbnails()
         try:
-            await search.index_predictions(self._es, self._s, self._space, self._items)
+            await search.index_predictions(self._es, self._s, self._space, items)
         except SinkRefused as e:
             raise self._refused(e) from e
         self.clear()
+        if refused:
+            raise SinkRefused(f"object store refused {len(refused)} thumbnails", refused)
+
+    async def _with_thumbnails(self) -> tuple[list[search.Indexed], dict[str, str]]:
+        """The items to index, each keyframe with its thumbnail's key once its object is
+        written (frames whose thumbnail was refused for good left out, and named)."""
+        if self._thumbs is None or not self._sources:
+            return self._items, {}
+        refused = await self._thumbs.write(self._sources)
+        written = self._thumbs.written
+        items = [
+            replace(i, thumbnail=written.get(i.prediction.frame_id))
+            for i in self._items
+            if i.prediction.frame_id not in refused
+        ]
+        return items, refused
 
     async def stop(self) -> None:
         if self._es is not None:
             await self._es.close()
+        if self._thumbs is not None:
+            await self._thumbs.stop()

@@ -49,7 +49,7 @@ class Runtime:
         self.metrics.rules.set(len(rules.rules))
         self.rules = rules
         self.outputs = Outputs(settings, self.metrics)
-        self.webhooks = Webhooks(s, self.metrics)
+        self.webhooks = Webhooks(s, self.metrics, settings.api.public_url)
         self.reread = RangeReader(settings.kafka)
         self.follower = ControlFollower(settings.kafka, {RULES_KEY: self.on_rules_record})
         self._follow_stop = asyncio.Event()

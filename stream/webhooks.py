@@ -1,4 +1,5 @@
-"""Alert webhooks: every alert is POSTed (Event JSON) to each configured URL by a background
+"""Alert webhooks: every alert is POSTed (Event JSON plus `snapshot_url` and `clip_url`, the
+API's links to its evidence under `api.public_url`) to each configured URL by a background
 task per URL (its own bounded queue, in order), so the agent never waits and a slow or dead URL
 never delays the others. The URL guard of `harclip.urlguard` applies to every delivery
 (only public addresses; the request goes to the checked address). Timeouts, 429, 5xx and
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from urllib.parse import quote
 
 import httpx
 
@@ -33,12 +36,25 @@ class _Transient(_Failed):
     """A timeout, a connection or DNS failure, 429 or 5xx."""
 
 
+def alert_body(alert: Event, public_url: str) -> bytes:
+    """The POSTed JSON: the Event plus `snapshot_url` and `clip_url` (`<public_url>/events/<id>/
+    snapshot` and `/clip`; they answer 404 `pending` until the evidence is written)."""
+    body = json.loads(alert.to_json())
+    base = f"{public_url.rstrip('/')}/events/{quote(alert.event_id, safe='')}"
+    body["snapshot_url"] = f"{base}/snapshot"
+    body["clip_url"] = f"{base}/clip"
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 class Webhooks:
     """Per URL, a bounded queue of alerts and one task that delivers them in order."""
 
-    def __init__(self, s: StreamSettings, metrics: StreamMetrics) -> None:
+    def __init__(
+        self, s: StreamSettings, metrics: StreamMetrics, public_url: str = "http://127.0.0.1:8000"
+    ) -> None:
         self._s = s
         self._m = metrics
+        self._public_url = public_url  # the API's, for the evidence links
         self._queues: dict[str, asyncio.Queue[Event]] = {
             url: asyncio.Queue(maxsize=s.webhook_queue) for url in s.webhooks
         }
@@ -82,7 +98,7 @@ class Webhooks:
     async def _run(self, url: str, queue: asyncio.Queue[Event]) -> None:
         while True:
             alert = await queue.get()
-            await self._deliver(url, alert.to_json(), alert)
+            await self._deliver(url, alert_body(alert, self._public_url), alert)
 
     async def _deliver(self, url: str, body: bytes, alert: Event) -> None:
         policy = Backoff(_FIRST_S, _LONGEST_S, retries=self._s.webhook_retries)

@@ -32,6 +32,7 @@ from harclip.wire import (
     SearchResponse,
     ServiceInfo,
     StreamList,
+    frame_thumbnail_path,
 )
 
 T = TypeVar("T")
@@ -50,16 +51,19 @@ class Call(Generic[T]):
     params: Query = field(default_factory=dict)
     body: BaseModel | None = None  # sent as JSON
     files: dict[str, tuple[str, bytes]] | None = None  # multipart
+    headers: dict[str, str] | None = None
 
     def build(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
         content = None if self.body is None else self.body.model_dump_json(exclude_none=True)
-        headers = None if content is None else {"Content-Type": "application/json"}
+        headers = dict(self.headers or {})
+        if content is not None:
+            headers["Content-Type"] = "application/json"
         return http.build_request(
             self.method,
             self.path,
             params=self.params,
             content=content,
-            headers=headers,
+            headers=headers or None,
             files=self.files,
         )
 
@@ -244,6 +248,31 @@ def events(
         end_ms=end_ms, size=size, cursor=cursor,
     )  # fmt: skip
     return Call("GET", "/events", _model(EventPage), params=params)
+
+
+def _event_path(event_id: str, kind: str) -> str:
+    return f"/events/{quote(event_id, safe='') or '%20'}/{kind}"
+
+
+def event_snapshot(event_id: str) -> Call[bytes]:
+    return Call("GET", _event_path(event_id, "snapshot"), _content)
+
+
+def event_thumbnail(event_id: str) -> Call[bytes]:
+    return Call("GET", _event_path(event_id, "thumbnail"), _content)
+
+
+def event_clip(event_id: str, start: int | None = None, end: int | None = None) -> Call[bytes]:
+    """The clip, or bytes `start`..`end` of it (inclusive; `end` None: to the end, at most the
+    server's range answer size, 1 MiB; `start` None with `end`: the last `end` bytes)."""
+    if start is None and end is None:
+        return Call("GET", _event_path(event_id, "clip"), _content)
+    span = f"-{end}" if start is None else f"{start}-{'' if end is None else end}"
+    return Call("GET", _event_path(event_id, "clip"), _content, headers={"Range": f"bytes={span}"})
+
+
+def frame_thumbnail(frame_id: str) -> Call[bytes]:
+    return Call("GET", frame_thumbnail_path(frame_id), _content)
 
 
 def stream_action(stream_id: str) -> Call[StreamAction]:

@@ -193,6 +193,25 @@ class Client:
         )  # fmt: skip
         return self._send(call)
 
+    def event_snapshot(self, event_id: str) -> bytes:
+        """The event's snapshot (JPEG); `NotFound` naming why when there is none (no such
+        event, `pending`, or the event's `evidence.missing` reason)."""
+        return self._send(_requests.event_snapshot(event_id))
+
+    def event_thumbnail(self, event_id: str) -> bytes:
+        """The event's thumbnail (small JPEG); `NotFound` as for `event_snapshot`."""
+        return self._send(_requests.event_thumbnail(event_id))
+
+    def event_clip(self, event_id: str, start: int | None = None, end: int | None = None) -> bytes:
+        """The event's clip (MP4/WebM), or bytes `start`..`end` of it (inclusive; a range
+        answer holds at most 1 MiB); `NotFound` as for `event_snapshot`."""
+        return self._send(_requests.event_clip(event_id, start, end))
+
+    def frame_thumbnail(self, frame_id: str) -> bytes:
+        """The ~160 px JPEG thumbnail of a stored frame's keyframe (a search hit's
+        `thumbnail`); `NotFound` when the frame is not in the history or has none."""
+        return self._send(_requests.frame_thumbnail(frame_id))
+
     def stream_action(self, stream_id: str) -> StreamAction:
         """The stream's current smoothed action (`NotFound` if the events app has not seen it)."""
         return self._send(_requests.stream_action(stream_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
@@ -48,10 +49,23 @@ class ApiSettings(_Section):
     url_allow_loopback: bool = Field(
         False, description="tests only: let image URLs reach 127.0.0.1/::1 (private stays refused)"
     )
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="the API's address as people and other systems reach it (behind a proxy: "
+        "the proxy's): webhooks and Kibana link each event's snapshot and clip under it",
+    )
     follow_control: bool = Field(True, description="apply heads published on harclip.control")
     control_catch_up_s: float = Field(
         10.0, gt=0, description="at start: longest wait to read harclip.control before serving, s"
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected http(s)://host[:port][/path], got {v!r}")
+        return v.rstrip("/")
 
 
 Role = Literal["read", "predict", "admin"]

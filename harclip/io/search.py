@@ -26,7 +26,7 @@ from harclip.io.indices import (
     space_pattern,
 )
 from harclip.messages import Event, Prediction
-from harclip.wire import EventPage, PredictionPage, SearchHit
+from harclip.wire import EventPage, PredictionPage, SearchHit, frame_thumbnail_path
 
 _MAX_CANDIDATES = 10_000  # Elasticsearch's limit for knn.num_candidates
 
@@ -42,6 +42,7 @@ class Indexed:
     prediction: Prediction
     embedding: np.ndarray | None  # float32 [D]
     keyframe_id: str
+    thumbnail: str | None = None  # object key of a keyframe's thumbnail, once written
 
 
 # ----------------------------------------------------------------------------- writes
@@ -66,6 +67,8 @@ async def index_predictions(
         pred, emb = item.prediction, item.embedding
         doc = pred.to_dict()
         doc["keyframe_id"] = item.keyframe_id
+        if item.thumbnail is not None:
+            doc["thumbnail"] = item.thumbnail
         if emb is not None:  # a wrong size is refused by Elasticsearch, naming the frame
             doc[EMBEDDING] = quantize(emb)
         index = predictions_index(s, space, pred.captured_at)
@@ -165,7 +168,7 @@ def _filters(
 
 
 def _prediction(source: dict[str, Any]) -> Prediction:
-    for field in (EMBEDDING, "keyframe_id"):  # stored with it, not part of it
+    for field in (EMBEDDING, "keyframe_id", "thumbnail"):  # stored with it, not part of it
         source.pop(field, None)
     try:
         return Prediction.model_validate(source)
@@ -316,15 +319,17 @@ async def knn(
         source_excludes=[EMBEDDING],
     )
     hits = [
-        (_prediction(h["_source"]), 2.0 * float(h["_score"]) - 1.0)  # ES scores (1 + cos) / 2
+        (h["_source"].get("thumbnail"), _prediction(h["_source"]),
+         2.0 * float(h["_score"]) - 1.0)  # ES scores (1 + cos) / 2
         for h in resp["hits"]["hits"]
-    ]
-    spans = await _spans(es, s, space, [p.frame_id for p, _ in hits])
+    ]  # fmt: skip
+    spans = await _spans(es, s, space, [p.frame_id for _, p, _ in hits])
     out = []
-    for p, sim in hits:
+    for thumb, p, sim in hits:
         frames, first, last = spans.get(p.frame_id, (1, p.captured_at, p.captured_at))
         out.append(SearchHit(similarity=sim, prediction=p, frames=frames, first_at=first,
-                             last_at=last))  # fmt: skip
+                             last_at=last, thumbnail=frame_thumbnail_path(p.frame_id) if thumb
+                             else None))  # fmt: skip
     return out
 
 

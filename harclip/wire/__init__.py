@@ -39,6 +39,7 @@ from harclip.wire.http import (
     ServiceInfo,
     StreamInfo,
     StreamList,
+    frame_thumbnail_path,
 )
 from harclip.wire.ws import (
     Ack,
@@ -87,5 +88,6 @@ __all__ = [
     "StreamList",
     "Subscribed",
     "WireModel",
+    "frame_thumbnail_path",
     "parse_server_message",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -168,6 +169,16 @@ class SearchHit(WireModel):
     frames: int = Field(1, description="frames this keyframe stands for, itself included")
     first_at: int = Field(0, description="captured_at of the first of them, ms since epoch")
     last_at: int = Field(0, description="captured_at of the last of them, ms since epoch")
+    thumbnail: str | None = Field(
+        None, description="the API path of the keyframe's thumbnail (a ~160 px JPEG, "
+        "`GET /frames/{frame_id}/thumbnail`, same auth); null when it has none",
+        examples=["/frames/0192b1c4d5e6f7a8b9c0d1e2f3a4b5c6/thumbnail"],
+    )  # fmt: skip
+
+
+def frame_thumbnail_path(frame_id: str) -> str:
+    """The API path that serves a keyframe's thumbnail."""
+    return f"/frames/{quote(frame_id, safe='')}/thumbnail"
 
 
 class SearchResponse(WireModel):

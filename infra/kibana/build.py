@@ -1,7 +1,13 @@
 """Write harclip's Kibana saved objects (saved-objects.ndjson): data views for predictions,
 events and logs, saved searches (a stream's history, alerts, errors by service) and a dashboard.
 
-    python infra/kibana/build.py
+    python infra/kibana/build.py [--public-url https://harclip.example.com]
+
+The events data view links each event's evidence through the API: runtime fields `snapshot_url`
+and `clip_url` (the event id, where `evidence.snapshot` / `evidence.clip` is set) shown with
+Kibana's URL format as `<public_url>/events/<event_id>/snapshot` and `/clip` (the same links
+the webhooks carry). `--public-url` (default: `api.public_url`, HARCLIP_API__PUBLIC_URL) is
+where Kibana's users reach the API; the file in the repository uses the local default.
 
 Import with Kibana's saved objects API (or Stack Management > Saved objects > Import):
 
@@ -14,9 +20,12 @@ every field used exists in the index mappings harclip puts (harclip/io/indices.p
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+from harclip.config import load_settings
 
 OUT = Path(__file__).parent / "saved-objects.ndjson"
 INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
@@ -30,6 +39,31 @@ def data_view(id_: str, title: str, name: str, time_field: str) -> dict[str, Any
         "attributes": {"title": title, "name": name, "timeFieldName": time_field},
         "references": [],
     }
+
+
+def _link(when: str) -> dict[str, Any]:
+    """A keyword runtime field: the event id of documents whose `when` field is set."""
+    script = f"if (doc['{when}'].size() > 0) {{ emit(doc['event_id'].value); }}"
+    return {"type": "keyword", "script": {"source": script}}
+
+
+def evidence_links(view: dict[str, Any], public_url: str) -> dict[str, Any]:
+    """`view` (the events data view) with `snapshot_url` and `clip_url`: runtime fields shown
+    as links to the API's evidence routes (Kibana's URL field format)."""
+    base = public_url.rstrip("/")
+    runtime, formats = {}, {}
+    for name, field, kind in (("snapshot_url", "evidence.snapshot", "snapshot"),
+                              ("clip_url", "evidence.clip", "clip")):  # fmt: skip
+        runtime[name] = _link(field)
+        formats[name] = {"id": "url", "params": {
+            "type": "a", "urlTemplate": f"{base}/events/{{{{value}}}}/{kind}",
+            "labelTemplate": kind, "openLinkInCurrentTab": False,
+        }}  # fmt: skip
+    attrs = view["attributes"] | {
+        "runtimeFieldMap": json.dumps(runtime, sort_keys=True),
+        "fieldFormatMap": json.dumps(formats, sort_keys=True),
+    }
+    return view | {"attributes": attrs}
 
 
 def search(
@@ -84,9 +118,17 @@ def dashboard(id_: str, title: str, searches: list[str]) -> dict[str, Any]:
     }
 
 
+def objects(public_url: str) -> list[dict[str, Any]]:
+    events = data_view("harclip-events", "harclip-events", "harclip events", "emitted_at")
+    return [
+        data_view("harclip-predictions", "harclip-predictions", "harclip predictions",
+                  "captured_at"),
+        evidence_links(events, public_url),
+        *OBJECTS,
+    ]  # fmt: skip
+
+
 OBJECTS = [
-    data_view("harclip-predictions", "harclip-predictions", "harclip predictions", "captured_at"),
-    data_view("harclip-events", "harclip-events", "harclip events", "emitted_at"),
     data_view("harclip-logs", "harclip-logs", "harclip service logs", "@timestamp"),
     search(
         "harclip-stream-history", "harclip: a stream's history", "harclip-predictions",
@@ -95,7 +137,8 @@ OBJECTS = [
     ),
     search(
         "harclip-alerts", "harclip: alerts", "harclip-events", 'type : "alert"',
-        ["stream_id", "rule", "severity", "label", "score_max", "start"], [["emitted_at", "desc"]],
+        ["stream_id", "rule", "severity", "label", "score_max", "start", "snapshot_url",
+         "clip_url"], [["emitted_at", "desc"]],
     ),
     search(
         "harclip-errors-by-service", "harclip: errors by service", "harclip-logs",
@@ -107,8 +150,13 @@ OBJECTS = [
 ]  # fmt: skip
 
 
-def main() -> None:
-    OUT.write_text("".join(json.dumps(o, sort_keys=True) + "\n" for o in OBJECTS))
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--public-url", default=load_settings().api.public_url,
+                   help="where Kibana's users reach the API (the evidence links)")  # fmt: skip
+    args = p.parse_args(argv)
+    OUT.write_text("".join(json.dumps(o, sort_keys=True) + "\n"
+                           for o in objects(args.public_url)))  # fmt: skip
     print(OUT)
 
 

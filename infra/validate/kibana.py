@@ -142,6 +142,24 @@ def check_objects(objects: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+_DOC_FIELD = re.compile(r"doc\[['\"]([^'\"]+)['\"]\]")
+
+
+def _json_attr(attrs: dict[str, Any], name: str) -> dict[str, Any]:
+    raw = attrs.get(name) or "{}"
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else {}
+
+
+def runtime_fields(attrs: dict[str, Any]) -> dict[str, str]:
+    """A data view's runtime fields: name -> type."""
+    try:
+        found = _json_attr(attrs, "runtimeFieldMap")
+    except json.JSONDecodeError:
+        return {}
+    return {name: str(spec.get("type", "keyword")) for name, spec in found.items()}
+
+
 def _data_view(where: str, attrs: dict[str, Any], mappings: dict[str, dict[str, str]]) -> list[str]:
     title = attrs.get("title")
     if title not in mappings:
@@ -149,7 +167,22 @@ def _data_view(where: str, attrs: dict[str, Any], mappings: dict[str, dict[str, 
     time_field = attrs.get("timeFieldName")
     if mappings[title].get(time_field) != "date":
         return [f"{where}: time field {time_field!r} is not a date field of {title}"]
-    return []
+    try:
+        runtime, formats = _json_attr(attrs, "runtimeFieldMap"), _json_attr(attrs, "fieldFormatMap")
+    except json.JSONDecodeError as e:
+        return [f"{where}: runtimeFieldMap / fieldFormatMap: {e!r}"]
+    problems = []
+    for name, spec in runtime.items():  # a script reads fields of the mapping only
+        script = str(spec.get("script", {}).get("source", ""))
+        problems += [f"{where}: runtime field {name!r} reads {f!r}, not in the mapping of {title}"
+                     for f in _DOC_FIELD.findall(script) if f not in mappings[title]]  # fmt: skip
+    for name, spec in formats.items():
+        if name not in mappings[title] and name not in runtime:
+            problems.append(f"{where}: field format of {name!r}, a field {title} does not have")
+        if spec.get("id") == "url" and "{{value}}" not in str(spec.get("params", {}).get(
+                "urlTemplate", "")):  # fmt: skip
+            problems.append(f"{where}: the URL format of {name!r} has no {{{{value}}}}")
+    return problems
 
 
 def _search(
@@ -170,6 +203,7 @@ def _search(
     if view is None:
         return []  # reported as an unresolved reference
     known = mappings.get(view["attributes"].get("title"), {})
+    known = known | runtime_fields(view["attributes"])
     used = set(attrs.get("columns", [])) | {s[0] for s in attrs.get("sort", [])}
     used |= set(_KQL_FIELD.findall(source.get("query", {}).get("query", "")))
     return [f"{where}: field {f!r} is not in the mapping of {view['attributes'].get('title')}"

@@ -12,6 +12,12 @@ from pydantic import SecretStr
 
 from harclip.client import Client, NotFound, ServerError
 from harclip.config import Settings
+from harclip.io import search
+from harclip.io.es import make_es
+from harclip.io.indices import ensure_templates
+from harclip.io.keys import evidence_keys
+from harclip.io.objects import ObjectStore
+from harclip.messages import Event, Evidence, event_id
 from tests.support.api import ADMIN_KEY
 from tests.support.processes import wait_for
 
@@ -143,3 +149,38 @@ def act(system: System, seeded: list[str]) -> None:
         except AssertionError as e:
             labels = (preds[a].label, preds[b].label)
             raise AssertionError(f"{e}; played {labels}; seen {seen}") from None
+
+
+async def seed_evidence(s: Settings, stream: str, photo: Path, clip: bytes) -> str:
+    """An event with its snapshot, thumbnail and clip, as the events app writes them."""
+    at = 1_764_223_200_000
+    eid = event_id(stream, "segment.end", 1)
+    keys = evidence_keys(stream, at, eid)
+    store = ObjectStore(s.objects)
+    es = make_es(s.elasticsearch)
+    try:
+        await store.start()
+        await store.put(keys.snapshot, photo.read_bytes(), "image/jpeg")
+        await store.put(keys.thumbnail, photo.read_bytes(), "image/jpeg")
+        await store.put(keys.clip, clip, "video/mp4")
+        ev = Event(event_id=eid, type="segment.end", stream_id=stream, label="fighting",
+                   start=at, end=at + 2000, frames=20, emitted_at=at + 2100,
+                   evidence=Evidence(snapshot=keys.snapshot, thumbnail=keys.thumbnail,
+                                     clip=keys.clip, frames=50))  # fmt: skip
+        await ensure_templates(es, s.elasticsearch)
+        await search.index_events(es, s.elasticsearch, [ev])
+        await es.indices.refresh(index=s.elasticsearch.events_index)
+    finally:
+        await store.close()
+        await es.close()
+    return eid
+
+
+async def drop_evidence(s: Settings, stream: str) -> None:
+    """Delete what `seed_evidence` put for `stream`."""
+    store = ObjectStore(s.objects)
+    try:
+        await store.start()
+        await store.delete([o.key for o in await store.list(f"evidence/{stream}/")])
+    finally:
+        await store.close()

@@ -245,3 +245,19 @@ def test_kibana_objects_with_a_dangling_reference_or_duplicate_id_are_caught() -
     problems = kibana.check_objects(broken)
     assert any("used twice" in p for p in problems)
     assert any("'harclip-nowhere' is not in the file" in p for p in problems)
+
+
+def test_kibana_evidence_links_read_mapped_fields_and_link_the_api() -> None:
+    lines = (REPO / kibana.SAVED_OBJECTS).read_text().splitlines()
+    objects = [json.loads(line) for line in lines]
+    events = next(o for o in objects if o["id"] == "harclip-events")
+    formats = json.loads(events["attributes"]["fieldFormatMap"])
+    assert formats["snapshot_url"]["params"]["urlTemplate"].endswith("/events/{{value}}/snapshot")
+    assert formats["clip_url"]["params"]["urlTemplate"].endswith("/events/{{value}}/clip")
+    broken = copy.deepcopy(objects)
+    view = next(o for o in broken if o["id"] == "harclip-events")["attributes"]
+    view["runtimeFieldMap"] = view["runtimeFieldMap"].replace("evidence.clip", "evidence.nope")
+    view["fieldFormatMap"] = json.dumps(formats | {"nowhere": formats["clip_url"]})
+    problems = kibana.check_objects(broken)
+    assert any("reads 'evidence.nope'" in p for p in problems)
+    assert any("field format of 'nowhere'" in p for p in problems)

@@ -1,7 +1,8 @@
 """Search & events: text search over the history (CLIP text embedding → kNN over keyframes),
 or one stream's history, with stream, label, score and time filters; a hit's "similar" button
 finds the keyframes nearest to it (`search_similar`). The Events tab lists the events app's
-segments and alerts with filters."""
+segments and alerts with filters, the pictures of those with evidence, and plays a clip.
+Pictures of hits come from the worker's keyframe thumbnails (else from frames this UI saw)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from harclip.messages import EVENT_TYPES, Prediction
+from harclip.messages import EVENT_TYPES, Event, Prediction
 from harclip.wire import SearchHit
-from ui import conn, frames, text
+from ui import conn, evidence, frames, text
 
 _WINDOWS = {"any time": None, "last 15 min": 15, "last hour": 60, "last 24 h": 1440}
 _SIMILAR = "search-similar-of"  # session state: the frame id whose neighbours are shown
+_PLAYING = "events-playing"  # session state: the event id whose clip is shown
+_EVIDENCE_CARDS = 12  # events with evidence shown as pictures
 
 
 def _since(choice: str) -> int | None:
@@ -23,14 +26,15 @@ def _since(choice: str) -> int | None:
     return None if minutes is None else text.now_ms() - minutes * 60_000
 
 
-def _card(p: Prediction, detail: str, key: str) -> None:
+def _card(p: Prediction, detail: str, key: str, hit: SearchHit | None) -> None:
     with st.container(border=True):
-        thumb = frames.store().get(p.frame_id)
+        thumb = evidence.hit_picture(conn.client(), hit) if hit is not None else None
+        thumb = thumb or frames.store().get(p.frame_id)
         if thumb:
             st.image(thumb, width="stretch")
         else:
-            st.caption("no picture (history keeps embeddings; this UI had not seen the frame)")
-        st.markdown(f"**{text.md(p.label)}** `{p.score:.2f}` · {text.md(p.stream_id)}")
+            st.caption("no picture (no thumbnail stored for this frame)")
+        st.text(f"{p.label} {p.score:.2f} · {p.stream_id}")
         st.caption(f"{detail} · {text.when(p.captured_at)} UTC · seq {p.seq}")
         if st.button("similar", key=key, icon=":material/image_search:"):
             st.session_state[_SIMILAR] = p.frame_id
@@ -40,7 +44,14 @@ def _grid(items: Sequence[tuple[Prediction, str]], prefix: str) -> None:
     cols = st.columns(4)
     for i, (p, detail) in enumerate(items):
         with cols[i % 4]:
-            _card(p, detail, f"{prefix}-{i}-{p.frame_id}")
+            _card(p, detail, f"{prefix}-{i}-{p.frame_id}", None)
+
+
+def _hit_grid(hits: Sequence[SearchHit], prefix: str) -> None:
+    cols = st.columns(4)
+    for i, h in enumerate(hits):
+        with cols[i % 4]:
+            _card(h.prediction, _hit_detail(h), f"{prefix}-{i}-{h.prediction.frame_id}", h)
 
 
 def _hit_detail(h: SearchHit) -> str:
@@ -78,7 +89,7 @@ def _history_tab() -> None:
             st.caption(f"{len(r.hits)} hits for “{text.md(r.query)}” in {space}")
             if not r.hits:
                 st.info("Nothing matches (history fills as a worker predicts frames).")
-            _grid([(h.prediction, _hit_detail(h)) for h in r.hits], "hit")
+            _hit_grid(r.hits, "hit")
     elif stream:
         page = conn.call(
             c.history,
@@ -99,7 +110,7 @@ def _history_tab() -> None:
         st.subheader(f"Similar to frame {text.md(of)}")
         r = conn.call(c.search_similar, of, k=k, what="similar")
         if r is not None:
-            _grid([(h.prediction, _hit_detail(h)) for h in r.hits], "similar")
+            _hit_grid(r.hits, "similar")
 
 
 def _events_tab() -> None:
@@ -141,11 +152,42 @@ def _events_tab() -> None:
             "frames": ev.frames,
             "seconds": None if ev.start is None or ev.end is None else (ev.end - ev.start) / 1000,
             "score": ev.score_mean,
+            "evidence": evidence.evidence_state(ev),
         }
         for ev in page.items
     ]
     st.caption(f"{len(rows)} events, newest first" + (" (more exist)" if page.next else ""))
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    _evidence_cards([ev for ev in page.items if evidence.has_picture(ev)][:_EVIDENCE_CARDS])
+
+
+def _evidence_cards(items: list[Event]) -> None:
+    """The newest events with evidence: picture, one line of text, a button that plays the clip."""
+    if not items:
+        return
+    st.subheader("Evidence")
+    c = conn.client()
+    cols = st.columns(4)
+    for i, ev in enumerate(items):
+        with cols[i % 4], st.container(border=True):
+            picture = evidence.event_picture(c, ev)
+            if picture:
+                st.image(picture, width="stretch")
+            else:
+                st.caption("no picture yet")
+            st.text(evidence.event_caption(ev))
+            st.caption(f"{text.when(ev.start or ev.emitted_at)} UTC")
+            if evidence.has_clip(ev) and st.button(
+                "play clip", key=f"clip-{ev.event_id}", icon=":material/play_circle:"
+            ):
+                st.session_state[_PLAYING] = ev.event_id
+    playing = next((ev for ev in items if ev.event_id == st.session_state.get(_PLAYING)), None)
+    if playing is not None:
+        st.text(f"clip: {evidence.event_caption(playing)}")
+        clip = conn.call(c.event_clip, playing.event_id, what="clip")
+        if clip:
+            left, _ = st.columns(2)
+            left.video(clip, format=evidence.clip_format(playing))
 
 
 def render() -> None:

@@ -128,6 +128,10 @@ async def test_scripted_sequence_gives_two_segments_one_alert_and_stream_down(
         ids = [a.event_id for a in alerts]
         assert by_path["/ok"] == ids and by_path["/gone"] == ids
         assert by_path["/flaky"] == [ids[0], *ids]  # the first alert twice: 503, then 204
+        api = "http://127.0.0.1:8000"  # api.public_url's default: the evidence links
+        assert all(b["snapshot_url"] == f"{api}/events/{b['event_id']}/snapshot"
+                   and b["clip_url"] == f"{api}/events/{b['event_id']}/clip"
+                   for _, b in _Hooks.received)  # fmt: skip
 
         # Redis: the action is "down", every event is in the stream's capped event stream;
         # Elasticsearch: one document per event

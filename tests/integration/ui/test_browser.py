@@ -6,11 +6,13 @@ page goes to state/ui-screenshots/ (git-ignored); the test prints where."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from harclip.services.child import Child
 from tests.support.api import ADMIN_KEY
 from tests.support.processes import ROOT, env_of, free_port
-from tests.support.ui import ACTS, System
+from tests.support.ui import ACTS, System, drop_evidence, seed_evidence
 from ui.cli import streamlit_command
 
 CHROMIUM = "/usr/bin/chromium"
@@ -269,3 +271,33 @@ def test_plain_streamlit_run_stays_on_the_machine_and_has_no_deploy_button(
         assert hosts == {"127.0.0.1"}, hosts
     finally:
         ui.stop()
+
+
+def test_an_event_shows_its_snapshot_and_its_clip_plays(
+    page: Page, ui_url: str, ui_system: System, sample_videos: list[Path]
+) -> None:
+    stream = f"ui-clip-{uuid.uuid4().hex[:6]}"
+    clip = min(sample_videos, key=lambda p: p.stat().st_size).read_bytes()  # H.264 MP4
+    seed = seed_evidence(ui_system.settings, stream, ui_system.photos[0], clip)
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs on this thread
+        pool.submit(asyncio.run, seed).result()
+    _open(page, f"{ui_url}/search", "Search & events")
+    page.get_by_role("tab", name="Events").click()
+    page.get_by_label("stream").nth(1).fill(stream)
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("heading", name="Evidence")).to_be_visible()
+    main = page.get_by_test_id("stMain")
+    expect(main.locator("img").first).to_be_visible()  # the event's thumbnail
+    page.get_by_role("button", name="play clip").click()
+    video = main.locator("video")
+    expect(video).to_have_count(1)
+    # Chromium decodes the clip and plays it: its time moves on
+    page.wait_for_function(
+        "() => { const v = document.querySelector('[data-testid=stMain] video');"
+        " if (v === null || v.readyState < 2) return false;"
+        " v.muted = true; v.play(); return v.currentTime > 0 && v.videoWidth > 0; }"
+    )
+    _no_failure(page)
+    shot(page, "event-clip")
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, drop_evidence(ui_system.settings, stream)).result()

@@ -4,6 +4,7 @@ an unreachable API is a message on the page, never an exception."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.support.api import ADMIN_KEY
 from tests.support.processes import ROOT, free_port, wait_for
-from tests.support.ui import ACTS, System
+from tests.support.ui import ACTS, System, drop_evidence, seed_evidence
 from ui.text import md
 
 Open = Callable[..., AppTest]
@@ -203,7 +204,9 @@ def test_search_finds_history_and_similar_frames(open_page: Open, ui_system: Sys
     assert not at.exception and not at.error
     assert any(c.startswith("12 hits for") or " hits for " in c for c in
                (x.value for x in at.caption))  # fmt: skip
-    assert "· ui-seed" in _markdown(at)
+    assert any("· ui-seed" in t.value for t in at.text)  # data as text, not markup
+    # every hit is a keyframe with its thumbnail (the worker stores them): a picture each
+    assert len(at.image) >= 1 and "no picture" not in _captions(at)
     similar = [b for b in at.button if b.key and b.key.startswith("hit-0-")]
     similar[0].click()
     at.run()
@@ -328,3 +331,24 @@ def test_a_stream_id_with_markup_shows_as_text(open_page: Open, ui_system: Syste
     at = open_page("stream.py", stream=sid)
     assert at.selectbox[0].value == sid
     assert not at.exception and not at.error
+
+
+def test_events_with_evidence_show_a_picture_and_play_the_clip(
+    open_page: Open, ui_system: System, sample_videos: list[Path]
+) -> None:
+    stream = f"ui-evidence-{uuid.uuid4().hex[:6]}"
+    clip = min(sample_videos, key=lambda p: p.stat().st_size).read_bytes()
+    ev = asyncio.run(seed_evidence(ui_system.settings, stream, ui_system.photos[0], clip))
+    at = open_page("search.py")
+    at.text_input(key="ev-stream").set_value(stream)
+    next(b for b in at.button if b.label == "Filter").click()
+    at.run()
+    assert not at.exception and not at.error
+    assert list(at.dataframe[-1].value["evidence"]) == ["snapshot + clip"]
+    assert len(at.image) == 1
+    assert any(t.value.startswith(f"fighting on {stream}") for t in at.text)
+    next(b for b in at.button if b.key == f"clip-{ev}").click()
+    at.run()
+    assert not at.exception and not at.error
+    assert len(at.get("video")) == 1
+    asyncio.run(drop_evidence(ui_system.settings, stream))

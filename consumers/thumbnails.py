@@ -1,0 +1,96 @@
+"""Keyframe thumbnails: for every keyframe the Elasticsearch sink indexes, a ~160 px JPEG of the
+frame (`harclip.thumbnail`) in the object store at `thumb_key(stream, captured_at, frame_id)`,
+written BEFORE the document that references it (`thumbnail` in the prediction's `_source`), so
+no document points to an object that does not exist. A replay writes the same key (idempotent).
+
+Failures follow the worker's policy (`consumers.delivery`): the store not answering raises
+`SinkUnavailable` (the Elasticsearch sink's flush is retried; thumbnails already written are not
+written again); a thumbnail the store refuses for good refuses its frame (`SinkRefused` naming
+it: dead-lettered, not indexed). A frame whose bytes cannot be made into a thumbnail (they were
+decoded once already, so rarely) is indexed without one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from harclip.config import ObjectStoreSettings
+from harclip.errors import DecodeError, SinkRefused
+from harclip.io.keys import thumb_key
+from harclip.io.objects import ObjectStore
+from harclip.thumbnail import thumbnail_jpeg
+
+log = logging.getLogger(__name__)
+
+_CONCURRENCY = 8  # thumbnails made and written at once (threads: OpenCV and boto3 release the GIL)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A keyframe to make a thumbnail of: where it goes and the frame as captured (encoded)."""
+
+    frame_id: str
+    key: str
+    data: bytes
+
+
+def source(stream_id: str, captured_at: int, frame_id: str, data: bytes) -> Source:
+    return Source(frame_id, thumb_key(stream_id, captured_at, frame_id), data)
+
+
+class Thumbnails:
+    """Writes keyframe thumbnails to one bucket; `start()` connects, `stop()` closes. `written`
+    remembers the keys of the current batch so a retried flush does not write them again."""
+
+    def __init__(self, s: ObjectStoreSettings, max_pixels: int) -> None:
+        self._s = s
+        self._max_pixels = max_pixels
+        self._store: ObjectStore | None = None
+        self.written: dict[str, str | None] = {}  # frame_id -> key (None: no thumbnail)
+
+    async def start(self) -> None:
+        store = ObjectStore(self._s)
+        await store.start()  # SinkUnavailable while it does not answer
+        self._store = store
+
+    async def write(self, sources: list[Source]) -> dict[str, str]:
+        """Write the thumbnails of `sources` not written yet, `_CONCURRENCY` at a time;
+        frame_id -> reason for those the store refused for good (`SinkUnavailable` propagates:
+        retry the flush)."""
+        assert self._store is not None, "start() first"
+        todo = [src for src in sources if src.frame_id not in self.written]
+        limit = asyncio.Semaphore(_CONCURRENCY)
+        refused: dict[str, str] = {}
+
+        async def one(src: Source) -> None:
+            async with limit:
+                reason = await self._write_one(src)
+            if reason is not None:
+                refused[src.frame_id] = reason
+
+        await asyncio.gather(*(one(src) for src in todo))
+        return refused
+
+    async def _write_one(self, src: Source) -> str | None:
+        """Make and store one thumbnail; why the store refused it, else None."""
+        assert self._store is not None
+        try:
+            jpeg = await asyncio.to_thread(thumbnail_jpeg, src.data, max_pixels=self._max_pixels)
+        except DecodeError as e:
+            log.warning("no thumbnail for frame %s: %s", src.frame_id, e)
+            self.written[src.frame_id] = None
+            return None
+        try:
+            await self._store.put(src.key, jpeg, "image/jpeg")
+        except SinkRefused as e:
+            return f"object store refused its thumbnail: {e}"
+        self.written[src.frame_id] = src.key
+        return None
+
+    def clear(self) -> None:
+        self.written = {}
+
+    async def stop(self) -> None:
+        if self._store is not None:
+            await self._store.close()

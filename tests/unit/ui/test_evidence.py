@@ -1,0 +1,39 @@
+"""The pure parts of the UI's evidence: what an event has, how it reads, its clip's format."""
+
+from __future__ import annotations
+
+from harclip.messages import Event, Evidence, event_id
+from ui import evidence
+
+
+def _event(ev: Evidence | None, type_: str = "segment.end") -> Event:
+    return Event(
+        event_id=event_id("cam-1", type_, 3), type=type_, stream_id="cam-1",  # type: ignore[arg-type]
+        label="fighting", start=1000, end=3500, emitted_at=4000, evidence=ev,
+    )  # fmt: skip
+
+
+def test_an_event_with_snapshot_and_clip() -> None:
+    ev = _event(Evidence(snapshot="evidence/a.jpg", thumbnail="evidence/a.thumb.jpg",
+                         clip="evidence/a.mp4", frames=50))  # fmt: skip
+    assert evidence.has_picture(ev) and evidence.has_clip(ev)
+    assert evidence.evidence_state(ev) == "snapshot + clip"
+    assert evidence.clip_format(ev) == "video/mp4"
+    assert evidence.event_caption(ev) == "fighting on cam-1 · 2.5 s"
+
+
+def test_webm_clip_and_open_segment() -> None:
+    webm = _event(Evidence(clip="evidence/a.webm"))
+    assert evidence.clip_format(webm) == "video/webm"
+    assert not evidence.has_picture(webm)
+    started = _event(Evidence(snapshot="evidence/b.jpg"), "segment.start")
+    assert evidence.evidence_state(started) == "snapshot"
+    assert evidence.has_picture(started) and not evidence.has_clip(started)
+
+
+def test_pending_and_missing_read_as_text() -> None:
+    assert evidence.evidence_state(_event(None)) == "pending"
+    assert evidence.evidence_state(_event(None, "stream.down")) == ""
+    expired = _event(Evidence(missing="frames_expired"))
+    assert evidence.evidence_state(expired) == "no evidence: its frames had left Kafka"
+    assert not evidence.has_picture(expired) and not evidence.has_clip(expired)

@@ -1,0 +1,89 @@
+"""Evidence on the Search & events page: the pictures of search hits (the worker's keyframe
+thumbnails) and of events (their thumbnail or snapshot), and an event's clip, fetched through the
+client with the key of this session. The pure parts (what an event has, how it reads, which
+video format its clip is) are separate so a unit test checks them without Streamlit or an API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from harclip.client import Client, NotFound
+from harclip.errors import HarclipError
+from harclip.messages import Event
+from harclip.wire import SearchHit
+
+_MISSING = {
+    "frames_expired": "no evidence: its frames had left Kafka",
+    "no_frames": "no evidence: the camera sent no frames then",
+    "disabled": "no evidence: evidence is turned off",
+    "failed": "no evidence: writing it failed",
+}
+
+
+def has_picture(ev: Event) -> bool:
+    e = ev.evidence
+    return e is not None and bool(e.thumbnail or e.snapshot)
+
+
+def has_clip(ev: Event) -> bool:
+    return ev.evidence is not None and bool(ev.evidence.clip)
+
+
+def evidence_state(ev: Event) -> str:
+    """A short plain-text note of what evidence the event has (the events table's column)."""
+    e = ev.evidence
+    if e is None:
+        return "pending" if ev.type in ("segment.start", "segment.end", "alert") else ""
+    if e.missing is not None:
+        return _MISSING.get(e.missing, f"no evidence: {e.missing}")
+    parts = [name for name in ("snapshot", "clip") if getattr(e, name)]
+    return " + ".join(parts) if parts else "pending"
+
+
+def clip_format(ev: Event) -> str:
+    """The clip's MIME type for `st.video`, by its key's extension."""
+    key = (ev.evidence.clip if ev.evidence is not None else None) or ""
+    return "video/webm" if key.lower().endswith(".webm") else "video/mp4"
+
+
+def event_caption(ev: Event) -> str:
+    """One line of plain text about the event (shown with `st.text`: data is never markup)."""
+    what = ev.label or ev.type
+    rule = f" · rule {ev.rule}" if ev.rule else ""
+    seconds = "" if ev.start is None or ev.end is None else f" · {(ev.end - ev.start) / 1000:g} s"
+    return f"{what} on {ev.stream_id}{rule}{seconds}"
+
+
+def _fetch(fn: Callable[[str], bytes], ident: str) -> bytes | None:
+    try:
+        return fn(ident)
+    except NotFound:
+        return None
+    except (HarclipError, ValueError):  # the picture is an extra: the page goes on without it
+        return None
+
+
+def event_picture(client: Client, ev: Event) -> bytes | None:
+    """The event's thumbnail, else its snapshot; None when it has neither (yet)."""
+    e = ev.evidence
+    if e is None:
+        return None
+    if e.thumbnail and (data := _fetch(client.event_thumbnail, ev.event_id)) is not None:
+        return data
+    return _fetch(client.event_snapshot, ev.event_id) if e.snapshot else None
+
+
+def hit_picture(client: Client, hit: SearchHit) -> bytes | None:
+    """A search hit's keyframe thumbnail from the API (kept a while per API, key and frame: a
+    frame's thumbnail never changes); None when it has none."""
+    if hit.thumbnail is None:
+        return None
+    return _thumbnail(client, str(client.url), hit.prediction.frame_id)
+
+
+# keyed by the client object: the UI keeps one per (API URL, key) (`ui.conn`)
+@st.cache_data(ttl=600, max_entries=2000, show_spinner=False, hash_funcs={Client: id})
+def _thumbnail(client: Client, url: str, frame_id: str) -> bytes | None:
+    return _fetch(client.frame_thumbnail, frame_id)
