@@ -106,7 +106,7 @@ class StreamState:
     open: Run | None = None
     tent: Run | None = None
     cand: Run | None = None
-    holds: dict[str, list[float]] = field(default_factory=dict)  # [since, seq, n, sum, max, peak_at]
+    holds: dict[str, list[float]] = field(default_factory=dict)  # [since,seq,n,sum,max,peak_at]
     fired: dict[str, int] = field(default_factory=dict)  # label rule -> captured_at of last alert
     down_fired: dict[str, int] = field(default_factory=dict)  # down rule -> wall ms of last alert
     down_done: list[str] = field(default_factory=list)  # down rules handled in this silence
