@@ -75,18 +75,15 @@ class FrameReader:
         c = make_consumer(self._kafka, group_id=None, enable_auto_commit=False)
         try:
             await c.start()
-            parts = c.partitions_for_topic(self._topic) or await self._fetch_partitions(c)
+            await c.topics()  # the cluster's metadata: the frames topic's real partition count
+            parts = c.partitions_for_topic(self._topic)
         except KafkaError as e:
             await c.stop()
             raise SinkUnavailable(f"Kafka at {self._kafka.bootstrap}: {e!r}") from e
-        self._consumer, self._partitions = c, len(parts)
-
-    async def _fetch_partitions(self, c: AIOKafkaConsumer) -> set[int]:
-        await c._client.force_metadata_update()  # noqa: SLF001 (aiokafka has no public refresh)
-        parts = c.partitions_for_topic(self._topic)
         if not parts:
+            await c.stop()
             raise SinkUnavailable(f"topic {self._topic} has no partitions (does it exist?)")
-        return set(parts)
+        self._consumer, self._partitions = c, len(parts)
 
     async def stop(self) -> None:
         if self._consumer is not None:
