@@ -1,0 +1,124 @@
+"""The evidence consumer: its own aiokafka consumer on harclip.events (group
+`<app_id>-evidence`, manual commits), off Faust's agents, so a slow object store or encoder never
+holds back an agent.
+
+For each batch: every event that needs evidence (`build.need`) waits until its frames exist,
+gets its objects written (retried with backoff while the store or Kafka is down), then the same
+event with `evidence` set is republished (key = stream id) and acknowledged by Kafka; only then
+is the batch's offset committed. A crash does the batch again: the keys are the event's, so the
+objects are the same and the republished copy has the same event_id (Elasticsearch overwrites
+it, Redis deduplicates it). Events that carry `evidence` are such copies and are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from harclip.config import Settings
+from harclip.errors import HarclipError, MessageError, SinkUnavailable
+from harclip.io.kafka import make_consumer, make_producer
+from harclip.io.objects import ObjectStore
+from harclip.messages import Event, Evidence
+from harclip.retry import Backoff, retry_async
+from stream.evidence.build import Builder, Need, need
+from stream.evidence.frames import FrameReader
+from stream.metrics import StreamMetrics
+
+log = logging.getLogger("stream.evidence")
+
+RETRY = Backoff(0.5, 30.0, jitter=0.2)  # store or Kafka down: evidence catches up when back
+_BATCH = 100
+
+
+class EvidenceService:
+    """Started and stopped by the runtime (`start`, `run` as a task, `stop`)."""
+
+    def __init__(self, settings: Settings, metrics: StreamMetrics) -> None:
+        self._s = settings
+        self._m = metrics
+        k = settings.kafka
+        self._topic = k.topics.events
+        self.group = f"{settings.stream.app_id}-evidence"
+        self._consumer: AIOKafkaConsumer = make_consumer(
+            k, self._topic, group_id=self.group, enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )  # fmt: skip
+        self._producer: AIOKafkaProducer = make_producer(k)
+        self._reader = FrameReader(k, k.topics.frames)
+        self._store = ObjectStore(settings.objects)
+        self._builder = Builder(settings.stream, self._reader, self._store, metrics)
+        self._slots = asyncio.Semaphore(settings.stream.evidence_concurrency)
+
+    async def start(self) -> None:
+        try:
+            await self._store.start()
+            await self._reader.start()
+            await self._producer.start()
+            await self._consumer.start()
+        except KafkaError as e:
+            raise SinkUnavailable(f"Kafka at {self._s.kafka.bootstrap}: {e!r}") from e
+
+    async def stop(self) -> None:
+        for close in (self._consumer.stop, self._producer.stop, self._reader.stop,
+                      self._store.close):  # fmt: skip
+            try:
+                await close()
+            except Exception as e:
+                log.warning("closing the evidence step: %r", e)
+
+    async def run(self) -> None:
+        """Until cancelled: batches of events -> evidence -> republished -> committed."""
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1000, max_records=_BATCH)
+            records = [r for recs in batches.values() for r in recs]
+            if not records:
+                continue
+            events = []
+            for r in records:
+                try:
+                    events.append(Event.from_json(r.value or b""))
+                except MessageError:
+                    continue  # the outputs agent logs malformed events
+            todo = [(e, n) for e in events if (n := need(e, self._s.stream)) is not None]
+            self._m.evidence_backlog.inc(len(todo))
+            await asyncio.gather(*(self._one(e, n) for e, n in todo))
+            await retry_async(self._commit, RETRY, on_retry=self._failed)
+
+    async def _commit(self) -> None:
+        try:
+            await self._consumer.commit()
+        except KafkaError as e:
+            raise SinkUnavailable(f"commit of {self.group}: {e!r}") from e
+
+    async def _one(self, e: Event, n: Need) -> None:
+        try:
+            await self._builder.wait_for_frames(n)
+            async with self._slots:
+                try:
+                    ev = await retry_async(lambda: self._builder.build(e, n), RETRY,
+                                           on_retry=self._failed)  # fmt: skip
+                except HarclipError as err:  # refused for good (not retriable)
+                    log.error("evidence of event %s failed: %s", e.event_id, err)
+                    ev = Evidence(missing="failed")
+            done = e.model_copy(update={"evidence": ev})
+            await retry_async(lambda: self._publish(done), RETRY, on_retry=self._failed)
+        finally:
+            self._m.evidence_backlog.dec()
+        if ev.missing is None:
+            self._m.evidence_written.labels(e.type).inc()
+        else:
+            self._m.evidence_missing.labels(ev.missing).inc()
+
+    async def _publish(self, e: Event) -> None:
+        try:
+            await self._producer.send_and_wait(self._topic, e.to_json(), key=e.stream_id.encode())
+        except KafkaError as err:
+            raise SinkUnavailable(f"republishing event {e.event_id}: {err!r}") from err
+
+    def _failed(self, e: Exception, pause_s: float) -> None:
+        self._m.evidence_errors.inc()
+        log.warning("evidence: %s; again in %.1f s", e, pause_s)
