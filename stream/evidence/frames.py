@@ -102,7 +102,8 @@ class FrameReader:
             last = (await c.end_offsets([tp]))[tp]
             found = (await c.offsets_for_times({tp: max(0, window.start - SEEK_SLACK_MS)}))[tp]
             if found is None:  # nothing at or after the window's start
-                return Frames(missing="no_frames")
+                gone = first > 0 and first == last  # all it held was deleted (retention)
+                return Frames(missing="frames_expired" if gone else "no_frames")
             if first > 0 and found.offset == first and found.timestamp > window.start:
                 return Frames(missing="frames_expired")  # what came before was deleted
             c.seek(tp, found.offset)

@@ -1,0 +1,168 @@
+"""The evidence step on real Kafka, Elasticsearch, Redis and the S3 server: real JPEG frames of
+a sample video on the frames topic and scripted predictions of the same capture times; the
+republished segment.end carries a snapshot (the frame at peak_at), a thumbnail and a clip that
+decodes to pre-roll + segment + post-roll; frames gone from Kafka give `frames_expired`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import RecordsToDelete
+
+from harclip.config import Settings
+from harclip.io.es import make_es
+from harclip.io.kafka import make_admin, make_consumer
+from harclip.io.objects import ObjectStore
+from harclip.messages import Frame, Prediction
+from stream.evidence.frames import partition_of
+from tests.support.events import (
+    PARTITIONS,
+    T0,
+    app_env,
+    events,
+    prediction,
+    send,
+    start_app,
+    stop_app,
+)
+from tests.support.scoped import Unique
+
+FPS_MS = 100  # frames every 100 ms; predictions every 200 ms
+PEAK = T0 + 2000  # the running segment's best prediction
+
+
+def video_frames(stream_id: str, first: int, last: int) -> list[Frame]:
+    """JPEG frames of the sample video captured every FPS_MS from `first` to `last` (ms)."""
+    video = sorted(Path(os.environ["HARCLIP_SAMPLE_DATA"], "video").glob("*.mp4"))[0]
+    cap = cv2.VideoCapture(str(video))
+    out = []
+    for i, at in enumerate(range(first, last + 1, FPS_MS)):
+        ok, img = cap.read()
+        assert ok, f"{video} is too short"
+        jpeg = bytes(cv2.imencode(".jpg", cv2.resize(img, (320, 180)))[1])
+        out.append(Frame(f"{stream_id}-f{i:05d}", stream_id, i, at, jpeg))
+    cap.release()
+    return out
+
+
+def predictions(stream_id: str) -> list[Prediction]:
+    """4 s of running (peak at PEAK), then 4 s of fighting, at 5 fps."""
+    out = []
+    for i in range(40):
+        at = T0 + i * 200
+        label, other = ("running", "fighting") if i < 20 else ("fighting", "running")
+        score = 0.99 if at == PEAK else 0.7
+        out.append(prediction(stream_id, i, at, {label: score, other: 0.1, "sitting": 0.05}))
+    return out
+
+
+async def send_frames(p: AIOKafkaProducer, topic: str, frames: list[Frame]) -> None:
+    for f in frames:
+        await p.send(topic, f.data, key=f.stream_id.encode(), headers=f.headers())
+    await p.flush()
+
+
+def _with_evidence(stream_id: str):  # type: ignore[no-untyped-def]
+    return lambda es: any(e.type == "segment.end" and e.stream_id == stream_id
+                          and e.evidence is not None for e in es)  # fmt: skip
+
+
+def _decode_all(data: bytes, path: Path) -> list[np.ndarray]:
+    path.write_bytes(data)
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while (got := cap.read())[0]:
+        out.append(got[1])
+    cap.release()
+    return out
+
+
+async def test_a_segment_end_gets_its_snapshot_thumbnail_and_clip(
+    unique: Unique, producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    s = unique.settings
+    sid = "cam-ev"
+    frames = video_frames(sid, T0 - 2000, T0 + 10_000)
+    await send_frames(producer, s.kafka.topics.frames, frames)
+    await send(producer, s, predictions(sid))
+    env = app_env(s, tmp_path / "app", pre_roll_s=1, post_roll_s=1, evidence_wait_s=0)
+    app = await start_app(env)
+    store = ObjectStore(s.objects)
+    es = make_es(s.elasticsearch)
+    try:
+        got = await events(s, _with_evidence(sid), timeout_s=120)
+        end = next(e for e in got if e.type == "segment.end" and e.evidence is not None)
+        first = next(e for e in got if e.event_id == end.event_id)
+        assert first.evidence is None and first.peak_at == PEAK == end.peak_at
+        ev = end.evidence
+        assert ev is not None and ev.missing is None and ev.snapshot and ev.clip and ev.thumbnail
+        assert end.start == T0 and end.end is not None
+        window = [f for f in frames if end.start - 1000 <= f.captured_at <= end.end + 1000]
+        # the snapshot is the frame at peak_at, as captured
+        snap = await store.get(ev.snapshot)
+        assert snap is not None and snap.content_type == "image/jpeg"
+        assert snap.data == next(f for f in frames if f.captured_at == PEAK).data
+        thumb = await store.get(ev.thumbnail)
+        assert thumb is not None
+        small = cv2.imdecode(np.frombuffer(thumb.data, np.uint8), cv2.IMREAD_COLOR)
+        assert max(small.shape[:2]) == 160
+        # the clip: pre-roll + segment + post-roll, its first frame the pre-roll's first
+        clip = await store.get(ev.clip)
+        assert clip is not None and clip.content_type == "video/webm"
+        decoded = _decode_all(clip.data, tmp_path / "clip.webm")
+        assert abs(len(decoded) - len(window)) <= 1 and ev.frames == len(window)
+        assert ev.first_captured_at == window[0].captured_at == end.start - 1000
+        jpeg0 = cv2.imdecode(np.frombuffer(window[0].data, np.uint8), cv2.IMREAD_COLOR)
+        assert np.abs(decoded[0].astype(int) - jpeg0.astype(int)).mean() < 12
+        # the events index has the evidence (the copy overwrote the document)
+        index = f"{s.elasticsearch.events_index}*"
+        await es.indices.refresh(index=index)
+        hits = (await es.search(index=index, query={"ids": {"values": [end.event_id]}}))["hits"]
+        assert hits["total"]["value"] == 1
+        assert hits["hits"][0]["_source"]["evidence"]["clip"] == ev.clip
+        # the segment.start got its snapshot too; stats and alerts saw each event once
+        start = [e for e in got if e.type == "segment.start" and e.evidence is not None]
+        assert any(e.evidence and e.evidence.snapshot and not e.evidence.clip for e in start)
+    finally:
+        await stop_app(app)
+        await store.close()
+        await es.close()
+
+
+async def test_frames_gone_from_kafka_give_frames_expired(
+    unique: Unique, producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    s = unique.settings
+    sid = "cam-gone"
+    topic = s.kafka.topics.frames
+    await send_frames(producer, topic, video_frames(sid, T0 - 2000, T0 + 10_000))
+    tp = TopicPartition(topic, partition_of(sid, PARTITIONS))
+    admin = make_admin(s.kafka)
+    await admin.start()
+    try:  # retention passed: Kafka deleted everything this partition held
+        await admin.delete_records({tp: RecordsToDelete(await _end_offset(s, tp))})
+    finally:
+        await admin.close()
+    await send(producer, s, predictions(sid))
+    app = await start_app(app_env(s, tmp_path / "app", pre_roll_s=1, post_roll_s=1,
+                                  evidence_wait_s=0))  # fmt: skip
+    try:
+        got = await events(s, _with_evidence(sid), timeout_s=120)
+        end_ev = next(e for e in got if e.type == "segment.end" and e.evidence is not None)
+        assert end_ev.evidence is not None and end_ev.evidence.missing == "frames_expired"
+        assert end_ev.evidence.clip is None and end_ev.evidence.snapshot is None
+    finally:
+        await stop_app(app)
+
+
+async def _end_offset(s: Settings, tp: TopicPartition) -> int:
+    c = make_consumer(s.kafka, group_id=None)
+    await c.start()
+    try:
+        return (await c.end_offsets([tp]))[tp]
+    finally:
+        await c.stop()
