@@ -10,6 +10,7 @@ in the window and stops past its end or at the partition's end offset. Bounded: 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,7 +21,7 @@ from aiokafka.partitioner import murmur2
 
 from harclip.config import KafkaSettings
 from harclip.errors import MessageError, SinkUnavailable
-from harclip.io.kafka import make_consumer
+from harclip.io.kafka import make_admin, make_consumer
 from harclip.messages import Frame
 
 MAX_FRAMES = 3000  # frames of one window kept (60 s at 50 fps)
@@ -34,6 +35,22 @@ Missing = Literal["frames_expired", "no_frames"]
 def partition_of(stream_id: str, partitions: int) -> int:
     """The partition the default partitioner (Java's and aiokafka's) gives key `stream_id`."""
     return (murmur2(stream_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+async def partition_count(kafka: KafkaSettings, topic: str) -> int:
+    """The topic's real partition count; `SinkUnavailable` without Kafka or the topic."""
+    admin = make_admin(kafka)
+    try:
+        await admin.start()
+        described = await admin.describe_topics([topic])
+    except KafkaError as e:
+        raise SinkUnavailable(f"Kafka at {kafka.bootstrap}: {e!r}") from e
+    finally:
+        await admin.close()
+    n = sum(len(d["partitions"]) for d in described if d.get("error_code", 0) == 0)
+    if not n:
+        raise SinkUnavailable(f"topic {topic} has no partitions (does it exist?)")
+    return n
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +87,16 @@ class FrameReader:
         self._topic = topic
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions = 0
+        self._lock = asyncio.Lock()  # one read at a time: each seeks the one consumer
 
     async def start(self) -> None:
+        self._partitions = await partition_count(self._kafka, self._topic)
         c = make_consumer(self._kafka, group_id=None, enable_auto_commit=False)
         try:
             await c.start()
-            await c.topics()  # the cluster's metadata: the frames topic's real partition count
-            parts = c.partitions_for_topic(self._topic)
         except KafkaError as e:
-            await c.stop()
             raise SinkUnavailable(f"Kafka at {self._kafka.bootstrap}: {e!r}") from e
-        if not parts:
-            await c.stop()
-            raise SinkUnavailable(f"topic {self._topic} has no partitions (does it exist?)")
-        self._consumer, self._partitions = c, len(parts)
+        self._consumer = c
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -92,6 +105,10 @@ class FrameReader:
 
     async def read(self, stream_id: str, window: Window) -> Frames:
         """The frames of `stream_id` captured in `window`; `SinkUnavailable` if Kafka fails."""
+        async with self._lock:
+            return await self._read(stream_id, window)
+
+    async def _read(self, stream_id: str, window: Window) -> Frames:
         c = self._consumer
         if c is None:
             raise RuntimeError("FrameReader.read before start")
@@ -131,6 +148,8 @@ class FrameReader:
                     f = Frame.from_kafka(r.key, r.value, _headers(r.headers))
                 except MessageError:
                     continue  # not a frame: nothing to show
+                if f.captured_at > window.end + SEEK_SLACK_MS:
+                    return _ordered(out)  # the stream's frames come in capture order
                 if not window.keeps(f.captured_at):
                     continue
                 if len(out.frames) >= MAX_FRAMES or size + len(f.data) > MAX_BYTES:

@@ -43,17 +43,20 @@ class EvidenceService:
         k = settings.kafka
         self._topic = k.topics.events
         self.group = f"{settings.stream.app_id}-evidence"
-        self._consumer: AIOKafkaConsumer = make_consumer(
-            k, self._topic, group_id=self.group, enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )  # fmt: skip
-        self._producer: AIOKafkaProducer = make_producer(k)
+        self._consumer: AIOKafkaConsumer | None = None  # made in `start` (in the event loop)
+        self._producer: AIOKafkaProducer | None = None
         self._reader = FrameReader(k, k.topics.frames)
         self._store = ObjectStore(settings.objects)
         self._builder = Builder(settings.stream, self._reader, self._store, metrics)
         self._slots = asyncio.Semaphore(settings.stream.evidence_concurrency)
 
     async def start(self) -> None:
+        k = self._s.kafka
+        self._producer = make_producer(k)
+        self._consumer = make_consumer(
+            k, self._topic, group_id=self.group, enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )  # fmt: skip
         try:
             await self._store.start()
             await self._reader.start()
@@ -63,8 +66,9 @@ class EvidenceService:
             raise SinkUnavailable(f"Kafka at {self._s.kafka.bootstrap}: {e!r}") from e
 
     async def stop(self) -> None:
-        for close in (self._consumer.stop, self._producer.stop, self._reader.stop,
-                      self._store.close):  # fmt: skip
+        closing = [self._reader.stop, self._store.close]
+        closing[:0] = [c.stop for c in (self._consumer, self._producer) if c is not None]
+        for close in closing:
             try:
                 await close()
             except Exception as e:
@@ -72,6 +76,7 @@ class EvidenceService:
 
     async def run(self) -> None:
         """Until cancelled: batches of events -> evidence -> republished -> committed."""
+        assert self._consumer is not None, "EvidenceService.run before start"
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=_BATCH)
             records = [r for recs in batches.values() for r in recs]
@@ -89,6 +94,7 @@ class EvidenceService:
             await retry_async(self._commit, RETRY, on_retry=self._failed)
 
     async def _commit(self) -> None:
+        assert self._consumer is not None
         try:
             await self._consumer.commit()
         except KafkaError as e:
@@ -114,6 +120,7 @@ class EvidenceService:
             self._m.evidence_missing.labels(ev.missing).inc()
 
     async def _publish(self, e: Event) -> None:
+        assert self._producer is not None
         try:
             await self._producer.send_and_wait(self._topic, e.to_json(), key=e.stream_id.encode())
         except KafkaError as err:
