@@ -94,7 +94,9 @@ async def test_a_segment_end_gets_its_snapshot_thumbnail_and_clip(
     frames = video_frames(sid, T0 - 2000, T0 + 10_000)
     await send_frames(producer, s.kafka.topics.frames, frames)
     await send(producer, s, predictions(sid))
-    env = app_env(s, tmp_path / "app", pre_roll_s=1, post_roll_s=1, evidence_wait_s=0)
+    env = app_env(
+        s, tmp_path / "app", pre_roll_s=1, post_roll_s=1, evidence_wait_s=0, evidence=True
+    )
     app = await start_app(env)
     store = ObjectStore(s.objects)
     await store.start()
@@ -156,7 +158,7 @@ async def test_frames_gone_from_kafka_give_frames_expired(
         await admin.close()
     await send(producer, s, predictions(sid))
     app = await start_app(app_env(s, tmp_path / "app", pre_roll_s=1, post_roll_s=1,
-                                  evidence_wait_s=0))  # fmt: skip
+                                  evidence_wait_s=0, evidence=True))  # fmt: skip
     try:
         got = await events(s, _with_evidence(sid), timeout_s=120)
         end_ev = next(e for e in got if e.type == "segment.end" and e.evidence is not None)
