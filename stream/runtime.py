@@ -23,7 +23,6 @@ from harclip.io.kafka import make_admin
 from harclip.io.topics import ensure_topics
 from harclip.rules import Rules, RulesError, describe, load_rules_file
 from stream.continuity import RangeReader
-from stream.evidence.service import EvidenceService
 from stream.metrics import StreamMetrics
 from stream.outputs import Outputs
 from stream.tracker import Tracker, TrackerConfig
@@ -52,10 +51,6 @@ class Runtime:
         self.outputs = Outputs(settings, self.metrics)
         self.webhooks = Webhooks(s, self.metrics)
         self.reread = RangeReader(settings.kafka)
-        self.evidence = (  # off when disabled or without an object store: events carry none
-            EvidenceService(settings, self.metrics)
-            if s.evidence and settings.objects.enabled else None
-        )  # fmt: skip
         self.follower = ControlFollower(settings.kafka, {RULES_KEY: self.on_rules_record})
         self._follow_stop = asyncio.Event()
         self.health = HealthServer(
@@ -111,8 +106,6 @@ class Runtime:
         await self.follower.catch_up()  # the newest valid rules win over the file
         await self.outputs.start()
         await self.webhooks.start()
-        if self.evidence is not None:
-            await self.evidence.start()
 
     def start(self, background: Mapping[str, Coroutine[Any, Any, None]]) -> None:
         """The app runs: follow the rules on harclip.control, run `background` as tasks (until
@@ -124,8 +117,6 @@ class Runtime:
             asyncio.create_task(self.follower.run(self._follow_stop), name="rules-follower")
         )
         self._tasks += [asyncio.create_task(c, name=name) for name, c in background.items()]
-        if self.evidence is not None:
-            self._tasks.append(asyncio.create_task(self.evidence.run(), name="evidence"))
 
     async def stop_tasks(self) -> None:
         for task in self._tasks:
@@ -137,8 +128,6 @@ class Runtime:
         self._follow_stop.set()
         await self.stop_tasks()
         await self.webhooks.stop()
-        if self.evidence is not None:
-            await self.evidence.stop()
         await self.outputs.stop()
         await self.reread.close()
         await self.follower.stop()

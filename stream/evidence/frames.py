@@ -34,7 +34,7 @@ Missing = Literal["frames_expired", "no_frames"]
 
 def partition_of(stream_id: str, partitions: int) -> int:
     """The partition the default partitioner (Java's and aiokafka's) gives key `stream_id`."""
-    return (murmur2(stream_id.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(stream_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 async def partition_count(kafka: KafkaSettings, topic: str) -> int:

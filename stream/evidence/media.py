@@ -91,7 +91,7 @@ def build_clip(frames: Sequence[Frame]) -> Clip | None:
         for at, img in images:
             if img.shape[1] != w2 or img.shape[0] != h2:
                 img = cv2.resize(img, (w2, h2), interpolation=cv2.INTER_AREA)
-            vf = av.VideoFrame.from_ndarray(img, format="bgr24")
+            vf = av.VideoFrame.from_ndarray(img.astype(np.uint8, copy=False), format="bgr24")
             vf.pts, vf.time_base = at - first_at, Fraction(1, 1000)
             out.mux(stream.encode(vf))
         out.mux(stream.encode(None))

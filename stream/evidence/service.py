@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -35,7 +37,7 @@ _BATCH = 100
 
 
 class EvidenceService:
-    """Started and stopped by the runtime (`start`, `run` as a task, `stop`)."""
+    """`run` as one of the runtime's background tasks (stream/application.py)."""
 
     def __init__(self, settings: Settings, metrics: StreamMetrics) -> None:
         self._s = settings
@@ -51,6 +53,7 @@ class EvidenceService:
         self._slots = asyncio.Semaphore(settings.stream.evidence_concurrency)
 
     async def start(self) -> None:
+        """Connect (what started is closed again when a part fails)."""
         k = self._s.kafka
         self._producer = make_producer(k)
         self._consumer = make_consumer(
@@ -62,8 +65,11 @@ class EvidenceService:
             await self._reader.start()
             await self._producer.start()
             await self._consumer.start()
-        except KafkaError as e:
-            raise SinkUnavailable(f"Kafka at {self._s.kafka.bootstrap}: {e!r}") from e
+        except BaseException as e:
+            await self.stop()
+            if isinstance(e, KafkaError):
+                raise SinkUnavailable(f"Kafka at {k.bootstrap}: {e!r}") from e
+            raise
 
     async def stop(self) -> None:
         closing = [self._reader.stop, self._store.close]
@@ -73,10 +79,19 @@ class EvidenceService:
                 await close()
             except Exception as e:
                 log.warning("closing the evidence step: %r", e)
+        self._consumer = self._producer = None
 
     async def run(self) -> None:
-        """Until cancelled: batches of events -> evidence -> republished -> committed."""
-        assert self._consumer is not None, "EvidenceService.run before start"
+        """Until cancelled: connect (retried while Kafka or the store is down), then batches of
+        events -> evidence -> republished -> committed; closes when cancelled."""
+        await retry_async(self.start, RETRY, on_retry=self._failed)
+        try:
+            await self._follow()
+        finally:
+            await self.stop()
+
+    async def _follow(self) -> None:
+        assert self._consumer is not None
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=_BATCH)
             records = [r for recs in batches.values() for r in recs]
@@ -129,3 +144,13 @@ class EvidenceService:
     def _failed(self, e: Exception, pause_s: float) -> None:
         self._m.evidence_errors.inc()
         log.warning("evidence: %s; again in %.1f s", e, pause_s)
+
+
+def evidence_tasks(
+    settings: Settings, metrics: StreamMetrics
+) -> dict[str, Coroutine[Any, Any, None]]:
+    """The evidence step as the runtime's background task; none when `stream.evidence` is off or
+    the object store disabled (events keep `evidence` None, nothing is republished)."""
+    if not (settings.stream.evidence and settings.objects.enabled):
+        return {}
+    return {"evidence": EvidenceService(settings, metrics).run()}
