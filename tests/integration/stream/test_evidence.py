@@ -5,6 +5,7 @@ decodes to pre-roll + segment + post-roll; frames gone from Kafka give `frames_e
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from aiokafka.admin import RecordsToDelete
 
 from harclip.config import Settings
 from harclip.io.es import make_es
+from harclip.io.events import read_events
 from harclip.io.kafka import make_admin, make_consumer
 from harclip.io.objects import ObjectStore
-from harclip.messages import Frame, Prediction
+from harclip.io.store import make_redis
+from harclip.messages import Event, Frame, Prediction
 from stream.evidence.frames import partition_of
 from tests.support.events import (
     PARTITIONS,
@@ -133,7 +136,10 @@ async def test_a_segment_end_gets_its_snapshot_thumbnail_and_clip(
         hits = (await es.search(index=index, query={"ids": {"values": [end.event_id]}}))["hits"]
         assert hits["total"]["value"] == 1
         assert hits["hits"][0]["_source"]["evidence"]["clip"] == ev.clip
-        # the segment.start got its snapshot too; stats and alerts saw each event once
+        # Redis: the copy is added once after the first entry (readers keep the newest)
+        entries = await _redis_entries(s, sid, end.event_id)
+        assert [e.evidence is not None for e in entries] == [False, True]
+        # the segment.start got its snapshot too
         start = [e for e in got if e.type == "segment.start" and e.evidence is not None]
         assert any(e.evidence and e.evidence.snapshot and not e.evidence.clip for e in start)
     finally:
@@ -166,6 +172,21 @@ async def test_frames_gone_from_kafka_give_frames_expired(
         assert end_ev.evidence.clip is None and end_ev.evidence.snapshot is None
     finally:
         await stop_app(app)
+
+
+async def _redis_entries(s: Settings, sid: str, event_id: str) -> list[Event]:
+    """The stream's Redis entries of `event_id`, once the evidence copy is there."""
+    r = make_redis(s.redis)
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                got = [e for _, e in await read_events(r, s.redis, [sid], count=1000)
+                       if e.event_id == event_id]  # fmt: skip
+                if any(e.evidence is not None for e in got):
+                    return got
+                await asyncio.sleep(0.1)  # polling a condition
+    finally:
+        await r.aclose()
 
 
 async def _end_offset(s: Settings, tp: TopicPartition) -> int:
