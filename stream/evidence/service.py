@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from harclip.config import Settings
-from harclip.errors import HarclipError, MessageError, SinkUnavailable
+from harclip.errors import MessageError, SinkUnavailable
 from harclip.io.kafka import make_consumer, make_producer
 from harclip.io.objects import ObjectStore
 from harclip.messages import Event, Evidence
@@ -122,8 +122,8 @@ class EvidenceService:
                 try:
                     ev = await retry_async(lambda: self._builder.build(e, n), RETRY,
                                            on_retry=self._failed)  # fmt: skip
-                except HarclipError as err:  # refused for good (not retriable)
-                    log.error("evidence of event %s failed: %s", e.event_id, err)
+                except Exception as err:  # refused for good, or frames the encoder refuses
+                    log.error("evidence of event %s failed: %r", e.event_id, err)
                     ev = Evidence(missing="failed")
             done = e.model_copy(update={"evidence": ev})
             await retry_async(lambda: self._publish(done), RETRY, on_retry=self._failed)
