@@ -74,9 +74,12 @@ async def send_frames(p: AIOKafkaProducer, topic: str, frames: list[Frame]) -> N
     await p.flush()
 
 
-def _with_evidence(stream_id: str):  # type: ignore[no-untyped-def]
-    return lambda es: any(e.type == "segment.end" and e.stream_id == stream_id
-                          and e.evidence is not None for e in es)  # fmt: skip
+def _with_evidence(stream_id: str, *types: str):  # type: ignore[no-untyped-def]
+    """Until an evidence copy of each of `types` (default segment.end) of the stream is there."""
+    wanted = set(types or ("segment.end",))
+    return lambda es: (
+        wanted <= {e.type for e in es if e.stream_id == stream_id and e.evidence is not None}
+    )
 
 
 def _decode_all(data: bytes, path: Path) -> list[np.ndarray]:
@@ -97,15 +100,16 @@ async def test_a_segment_end_gets_its_snapshot_thumbnail_and_clip(
     frames = video_frames(sid, T0 - 2000, T0 + 10_000)
     await send_frames(producer, s.kafka.topics.frames, frames)
     await send(producer, s, predictions(sid))
-    env = app_env(
-        s, tmp_path / "app", pre_roll_s=1, post_roll_s=1, evidence_wait_s=0, evidence=True
-    )
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{name: fight, labels: [fighting], min_score: 0.5, for_seconds: 1}]")
+    env = app_env(s, tmp_path / "app", pre_roll_s=1, post_roll_s=1, evidence_wait_s=0,
+                  evidence=True, rules=rules)  # fmt: skip
     app = await start_app(env)
     store = ObjectStore(s.objects)
     await store.start()
     es = make_es(s.elasticsearch)
     try:
-        got = await events(s, _with_evidence(sid), timeout_s=120)
+        got = await events(s, _with_evidence(sid, "segment.end", "alert"), timeout_s=120)
         end = next(e for e in got if e.type == "segment.end" and e.evidence is not None)
         first = next(e for e in got if e.event_id == end.event_id)
         assert first.evidence is None and first.peak_at == PEAK == end.peak_at
@@ -139,6 +143,12 @@ async def test_a_segment_end_gets_its_snapshot_thumbnail_and_clip(
         # Redis: the copy is added once after the first entry (readers keep the newest)
         entries = await _redis_entries(s, sid, end.event_id)
         assert [e.evidence is not None for e in entries] == [False, True]
+        # the alert: a clip from its start - pre-roll to its firing time + post-roll
+        alert = next(e for e in got if e.type == "alert" and e.evidence is not None)
+        assert alert.evidence is not None and alert.evidence.clip and alert.evidence.snapshot
+        assert alert.start is not None and alert.end is not None
+        assert alert.evidence.first_captured_at == alert.start - 1000
+        assert alert.evidence.last_captured_at == alert.end + 1000
         # the segment.start got its snapshot too
         start = [e for e in got if e.type == "segment.start" and e.evidence is not None]
         assert any(e.evidence and e.evidence.snapshot and not e.evidence.clip for e in start)
