@@ -1,7 +1,8 @@
 """The evidence step on real Kafka, Elasticsearch, Redis and the S3 server: real JPEG frames of
 a sample video on the frames topic and scripted predictions of the same capture times; the
 republished segment.end carries a snapshot (the frame at peak_at), a thumbnail and a clip that
-decodes to pre-roll + segment + post-roll; frames gone from Kafka give `frames_expired`."""
+decodes to pre-roll + segment + post-roll; frames gone from Kafka give `frames_expired`; after a
+SIGKILL every event gets its evidence and every object belongs to an event."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import numpy as np
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
-from harclip.config import Settings
+from harclip.config import Settings, StreamSettings
 from harclip.io.es import make_es
 from harclip.io.events import read_events
 from harclip.io.kafka import make_admin, make_consumer
 from harclip.io.objects import ObjectStore
 from harclip.io.store import make_redis
 from harclip.messages import Event, Frame, Prediction
+from stream.evidence.build import need
 from stream.evidence.frames import partition_of
 from tests.support.events import (
     PARTITIONS,
@@ -206,3 +208,50 @@ async def _end_offset(s: Settings, tp: TopicPartition) -> int:
         return (await c.end_offsets([tp]))[tp]
     finally:
         await c.stop()
+
+
+def _all_done(stream_id: str):  # type: ignore[no-untyped-def]
+    """Until the stream's fighting segment ended and every event that needs evidence has its
+    evidence copy."""
+    stream = StreamSettings()
+
+    def done(es: list[Event]) -> bool:
+        mine = [e for e in es if e.stream_id == stream_id]
+        if not any(e.type == "segment.end" and e.label == "fighting" for e in mine):
+            return False
+        wanted = {e.event_id for e in mine if e.evidence is None and need(e, stream)}
+        return wanted <= {e.event_id for e in mine if e.evidence is not None}
+
+    return done
+
+
+async def test_after_a_sigkill_every_event_has_its_evidence_and_no_object_is_orphaned(
+    unique: Unique, producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    s = unique.settings
+    sid = "cam-kill"
+    await send_frames(producer, s.kafka.topics.frames, video_frames(sid, T0 - 2000, T0 + 10_000))
+    await send(producer, s, predictions(sid))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{name: fight, labels: [fighting], min_score: 0.5, for_seconds: 1}]")
+    env = app_env(s, tmp_path / "app", pre_roll_s=1, post_roll_s=1, evidence_wait_s=0,
+                  evidence=True, rules=rules, idle_timeout_s=2)  # fmt: skip
+    app = await start_app(env)
+    try:  # killed once the first evidence is written, others may be half done
+        await app.wait_metric("harclip_stream_evidence_written_total", 1, 'type="segment.start"')
+    finally:
+        await stop_app(app, kill=True)
+    app = await start_app(env)
+    store = ObjectStore(s.objects)
+    await store.start()
+    try:
+        got = await events(s, _all_done(sid), timeout_s=120)
+        copies = [e.evidence for e in got if e.stream_id == sid and e.evidence is not None]
+        referenced = {k for ev in copies if ev is not None
+                      for k in (ev.snapshot, ev.thumbnail, ev.clip) if k}  # fmt: skip
+        stored = {o.key for o in await store.list("evidence/")}
+        assert stored == referenced  # every reference has its object, no object without one
+        assert all(ev is not None and ev.missing is None for ev in copies)
+    finally:
+        await stop_app(app)
+        await store.close()
