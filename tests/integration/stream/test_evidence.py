@@ -2,13 +2,16 @@
 a sample video on the frames topic and scripted predictions of the same capture times; the
 republished segment.end carries a snapshot (the frame at peak_at), a thumbnail and a clip that
 decodes to pre-roll + segment + post-roll; frames gone from Kafka give `frames_expired`; after a
-SIGKILL every event gets its evidence and every object belongs to an event."""
+SIGKILL every event gets its evidence and every object belongs to an event; with the object
+store unreachable events still flow and evidence catches up once it is back."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -255,3 +258,63 @@ async def test_after_a_sigkill_every_event_has_its_evidence_and_no_object_is_orp
     finally:
         await stop_app(app)
         await store.close()
+
+
+class _Gate:
+    """A TCP forwarder to the S3 server that is closed (connection refused) until `open`."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()  # nothing listens there until `open`
+        self._server: asyncio.Server | None = None
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        tr, tw = await asyncio.open_connection(*self.target)
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            finally:
+                dst.close()
+
+        await asyncio.gather(copy(r, tw), copy(tr, w), return_exceptions=True)
+
+
+async def test_events_flow_while_the_object_store_is_down_and_evidence_catches_up(
+    unique: Unique, producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    s = unique.settings
+    sid = "cam-down"
+    url = urlsplit(s.objects.url)
+    gate = _Gate((url.hostname or "127.0.0.1", url.port or 80))
+    down = s.model_copy(update={"objects": s.objects.model_copy(
+        update={"url": f"http://127.0.0.1:{gate.port}"})})  # fmt: skip
+    await send_frames(producer, s.kafka.topics.frames, video_frames(sid, T0 - 2000, T0 + 10_000))
+    await send(producer, s, predictions(sid))
+    env = app_env(down, tmp_path / "app", pre_roll_s=1, post_roll_s=1, evidence_wait_s=0,
+                  evidence=True)  # fmt: skip
+    app = await start_app(env)
+    try:
+        ends = lambda es: any(e.type == "segment.end" and e.stream_id == sid for e in es)  # noqa: E731
+        got = await events(s, ends, timeout_s=120)  # the agents go on
+        assert not any(e.evidence is not None for e in got)
+        await app.wait_metric("harclip_stream_evidence_errors_total", 1)  # it tried
+        await gate.open()  # the store is back
+        got = await events(s, _with_evidence(sid), timeout_s=180)
+        end = next(e for e in got if e.type == "segment.end" and e.evidence is not None)
+        assert end.evidence is not None and end.evidence.clip and end.evidence.missing is None
+    finally:
+        await stop_app(app)
+        await gate.close()
