@@ -1,11 +1,9 @@
 """The Faust app of `stream/`: its topics, tables, agents and timers, as a registration table.
 
-- agents (stream/agents/), each wrapped in a `Checkpoint` (stream/checkpoint.py) that owns the
-  delivery guarantee: `track` (harclip.predictions + the ticks topic -> states -> events),
-  `outputs` (batches to Elasticsearch and Redis), `stats` (windowed statistics), `alerts`
-  (webhooks);
-- timers: the statistics to Redis (stream/agents/stats.py), the idle ticks (stream/idle.py);
-- partitions revoked or assigned: buffers dropped, caches forgotten.
+- agents (stream/agents/), each in a `Checkpoint` (stream/checkpoint.py, the delivery guarantee):
+  `track` (harclip.predictions + ticks -> states -> events), `outputs` (to Elasticsearch and
+  Redis), `stats` (windows), `alerts` (webhooks); evidence (stream/evidence/) runs off them;
+- timers: statistics to Redis (agents/stats.py), idle ticks; revoked/assigned: buffers dropped.
 
 `create_app(settings)` builds an app (`faust -A stream.app worker` runs stream/app.py's one).
 """
@@ -22,6 +20,7 @@ from harclip.rules import Rules
 from stream.agents import alerts, outputs, stats, track
 from stream.checkpoint import Checkpoint, Pace, transport_class
 from stream.continuity import Positions
+from stream.evidence.service import evidence_tasks
 from stream.idle import IdleTicker, send_tick
 from stream.runtime import Runtime, ecs_logging_config, load_rules
 from stream.stats import Stats
@@ -126,8 +125,9 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         app.agent(topic, name=f"stream.{name}")(checkpoint.run)
 
     async def started() -> None:
-        timed = {n: cp for n, (_, cp) in checkpoints.items() if cp.pace.max_age_s is not None}
-        rt.start({f"{n}-flush": cp.flush_when_old() for n, cp in timed.items()})
+        timed = {f"{n}-flush": cp.flush_when_old() for n, (_, cp) in checkpoints.items()
+                 if cp.pace.max_age_s is not None}  # fmt: skip
+        rt.start(timed | evidence_tasks(rt.settings, m))
 
     async def revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         for _, checkpoint in checkpoints.values():

@@ -57,3 +57,28 @@ class StreamMetrics:
             "harclip_stream_streams", "streams whose partitions this worker owns", registry=r
         )
         self.ready = Gauge("harclip_ready", "1 when the app is ready", registry=r)
+        self.evidence_written = Counter(
+            "harclip_stream_evidence_written", "events republished with their evidence objects",
+            ["type"], registry=r,
+        )  # fmt: skip
+        self.evidence_missing = Counter(
+            "harclip_stream_evidence_missing",
+            "events republished without evidence: frames_expired, no_frames, failed",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.evidence_errors = Counter(
+            "harclip_stream_evidence_errors",
+            "evidence tries that failed for now (object store or Kafka; retried)", registry=r,
+        )  # fmt: skip
+        self.evidence_corrupt = Counter(
+            "harclip_stream_evidence_corrupt_frames", "frames skipped: they do not decode",
+            registry=r,
+        )  # fmt: skip
+        self.evidence_backlog = Gauge(
+            "harclip_stream_evidence_backlog", "events read whose evidence is not yet done",
+            registry=r,
+        )  # fmt: skip
+        self.evidence_clip_seconds = Histogram(
+            "harclip_stream_evidence_clip_seconds", "time to build one clip (decode + encode)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0), registry=r,
+        )  # fmt: skip

@@ -54,7 +54,7 @@ class Outputs:
             return
         actions: dict[str, StreamAction] = {}
         for e in events:
-            a = action_of(e)
+            a = action_of(e) if e.evidence is None else None  # an update sets no action
             if a is not None:
                 actions[e.stream_id] = a
         jobs: dict[str, Callable[[], Awaitable[None]]] = {}

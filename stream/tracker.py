@@ -36,8 +36,9 @@ class TrackerConfig:
 
 @dataclass(slots=True)
 class Run:
-    """Consecutive frames attributed to one label. `scores[label]` = [sum, max, n] of that
-    label's smoothed score over the frames (kept for the labels this run may be merged into)."""
+    """Consecutive frames attributed to one label. `scores[label]` = [sum, max, n, peak_at] of
+    that label's smoothed score over the frames (kept for the labels this run may be merged
+    into); peak_at is the captured_at (ms) of the frame with the max."""
 
     label: str
     start: int  # captured_at of the first frame, ms
@@ -49,7 +50,7 @@ class Run:
 
     @classmethod
     def begin(cls, label: str, at: int, seq: int, tracked: set[str]) -> Run:
-        return cls(label, at, seq, seq, at, 0, {lb: [0.0, 0.0, 0.0] for lb in tracked})
+        return cls(label, at, seq, seq, at, 0, {lb: [0.0, 0.0, 0.0, at] for lb in tracked})
 
     def add(self, seq: int, at: int, ema: dict[str, float]) -> None:
         self.frames += 1
@@ -59,7 +60,7 @@ class Run:
             acc[0] += v
             acc[2] += 1
             if v > acc[1]:
-                acc[1] = v
+                acc[1], acc[3] = v, at
 
     def absorb(self, other: Run) -> None:
         """Take `other`'s frames (later or earlier ones); scores of the labels both track."""
@@ -72,13 +73,14 @@ class Run:
             o = other.scores.get(lb)
             if o is not None:
                 acc[0] += o[0]
-                acc[1] = max(acc[1], o[1])
+                if o[1] > acc[1]:
+                    acc[1], acc[3] = o[1], o[3]
                 acc[2] += o[2]
 
-    def own_scores(self) -> tuple[float | None, float | None]:
-        """(mean, max) of this run's own label's smoothed score."""
-        total, peak, n = self.scores.get(self.label, (0.0, 0.0, 0.0))
-        return (total / n, peak) if n else (None, None)
+    def own_scores(self) -> tuple[float | None, float | None, int | None]:
+        """(mean, max, captured_at of the max) of this run's own label's smoothed score."""
+        total, peak, n, peak_at = self.scores.get(self.label, (0.0, 0.0, 0.0, self.start))
+        return (total / n, peak, int(peak_at)) if n else (None, None, None)
 
     def to_list(self) -> list[Any]:
         return [self.label, self.start, self.first_seq, self.last_seq, self.last_at,
@@ -86,7 +88,8 @@ class Run:
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Run:
-        return cls(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+        scores = {lb: acc if len(acc) > 3 else [*acc, v[1]] for lb, acc in v[6].items()}
+        return cls(v[0], v[1], v[2], v[3], v[4], v[5], scores)  # states of before peak_at: start
 
 
 @dataclass(slots=True)
@@ -103,7 +106,7 @@ class StreamState:
     open: Run | None = None
     tent: Run | None = None
     cand: Run | None = None
-    holds: dict[str, list[float]] = field(default_factory=dict)  # rule -> [since, seq, n, sum, max]
+    holds: dict[str, list[float]] = field(default_factory=dict)  # [since,seq,n,sum,max,peak_at]
     fired: dict[str, int] = field(default_factory=dict)  # label rule -> captured_at of last alert
     down_fired: dict[str, int] = field(default_factory=dict)  # down rule -> wall ms of last alert
     down_done: list[str] = field(default_factory=list)  # down rules handled in this silence
@@ -284,10 +287,13 @@ class Tracker:
                     del st.holds[r.name]
                 continue
             if h is None:
-                h = st.holds[r.name] = [at, seq, 0, 0.0, 0.0]
+                h = st.holds[r.name] = [at, seq, 0, 0.0, 0.0, at]
+            elif len(h) < 6:
+                h.append(h[0])  # a hold of before peak_at
             h[2] += 1
             h[3] += score
-            h[4] = max(h[4], score)
+            if score > h[4]:
+                h[4], h[5] = score, at
             if at - h[0] < r.for_seconds * 1000:
                 continue
             last = st.fired.get(r.name)
@@ -297,7 +303,7 @@ class Tracker:
             events.append(self._event(
                 st, "alert", seq, wall_ms, rule=r.name, severity=r.severity, label=label,
                 start=int(h[0]), end=at, first_seq=int(h[1]), last_seq=seq, frames=int(h[2]),
-                score_mean=h[3] / h[2], score_max=h[4],
+                score_mean=h[3] / h[2], score_max=h[4], peak_at=int(h[5]),
             ))  # fmt: skip
 
     # ------------------------------------------------------------------ silence
@@ -357,10 +363,11 @@ class Tracker:
     def _segment_event(
         self, st: StreamState, run: Run, type_: EventType, wall_ms: int, *, end: int | None
     ) -> Event:
-        mean, peak = run.own_scores()
+        mean, peak, peak_at = run.own_scores()
         return self._event(st, type_, run.first_seq, wall_ms, label=run.label, start=run.start,
                            end=end, first_seq=run.first_seq, last_seq=run.last_seq,
-                           frames=run.frames, score_mean=mean, score_max=peak)  # fmt: skip
+                           frames=run.frames, score_mean=mean, score_max=peak,
+                           peak_at=peak_at)  # fmt: skip
 
     @staticmethod
     def _event(

@@ -1,17 +1,25 @@
 """`harclip retention show|apply [--dry-run]`: the daily Elasticsearch indices of predictions,
 events and logs, and deleting those older than their family's retention (whole days; this
-Elasticsearch build has no ILM). `apply --dry-run` lists what `apply` would delete."""
+Elasticsearch build has no ILM), with the evidence objects of the events' expired days
+(`evidence/<stream>/<day>/...` in the object store, when it is enabled). `apply --dry-run`
+lists what `apply` would delete."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from harclip.config import Settings
+
+if TYPE_CHECKING:
+    from harclip.io.objects import ObjectStore
+
+EVIDENCE_PREFIX = "evidence/"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,9 +56,46 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.dry_run:
             print(f"dry run: would delete {len(old)} indices")
-            return 0
-        await indices.delete_indices(es, sorted(old))
-        print(f"deleted {len(old)} indices")
-        return 0
+        else:
+            await indices.delete_indices(es, sorted(old))
+            print(f"deleted {len(old)} indices")
     finally:
         await es.close()
+    if settings.objects.enabled:
+        keep = indices.retention_days(s, "events")
+        gone = await _evidence(settings, today, keep, dry_run=args.dry_run)
+        print(f"{'dry run: would delete' if args.dry_run else 'deleted'} {gone} evidence objects "
+              f"older than {keep} days")  # fmt: skip
+    return 0
+
+
+async def _evidence(settings: Settings, today: dt.date, keep_days: int, *, dry_run: bool) -> int:
+    from harclip.io.objects import ObjectStore
+
+    store = ObjectStore(settings.objects)
+    await store.start()
+    try:
+        keys = await expired_evidence(store, today, keep_days)
+        if not dry_run:
+            await store.delete(keys)
+        return len(keys)
+    finally:
+        await store.close()
+
+
+async def expired_evidence(store: ObjectStore, today: dt.date, keep_days: int) -> list[str]:
+    """Keys of the evidence objects whose day (`evidence/<stream>/<yyyy-mm-dd>/...`) is older
+    than `keep_days` (the events' retention: kept are the last N days, today included), so
+    evidence goes with the events indices of its days. Other keys are left alone."""
+    out = []
+    for o in await store.list(EVIDENCE_PREFIX):
+        parts = o.key.split("/")
+        if len(parts) != 4:
+            continue
+        try:
+            day = dt.date.fromisoformat(parts[2])
+        except ValueError:
+            continue  # not ours
+        if (today - day).days >= keep_days:
+            out.append(o.key)
+    return out

@@ -51,6 +51,19 @@ class StreamSettings(_Section):
     webhook_allow_loopback: bool = Field(
         False, description="tests only: let webhooks reach 127.0.0.1/::1 (private stays refused)"
     )
+    evidence: bool = Field(
+        True, description="write a snapshot and a clip of each segment and alert (needs objects)"
+    )
+    pre_roll_s: float = Field(3.0, ge=0, le=60, description="clip starts this long before, s")
+    post_roll_s: float = Field(2.0, ge=0, le=60, description="clip ends this long after, s")
+    clip_max_s: float = Field(
+        60.0, ge=2, le=600, description="longer clips keep their first and last halves, s"
+    )
+    evidence_wait_s: float = Field(
+        1.0, ge=0, le=60, description="margin after end + post-roll before frames are read, s"
+    )
+    evidence_concurrency: int = Field(4, ge=1, le=64, description="events built at once")
+    thumbnail_px: int = Field(160, ge=16, le=1024, description="thumbnail's longest side")
 
 
 class UiSettings(_Section):

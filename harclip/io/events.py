@@ -55,6 +55,14 @@ def action_rank(action: StreamAction) -> int:
     return 1 if action.state == "down" else 0
 
 
+def dedup_id(e: Event) -> str:
+    """What a Redis events entry is deduplicated by: the event_id, or for the copy of an event
+    that the evidence step republishes (`evidence` set, an update of the first) the event_id
+    with `/evidence`, so the update is added once after the first entry. Readers that show a
+    stream's events keep the newest entry per event_id."""
+    return e.event_id if e.evidence is None else f"{e.event_id}/evidence"
+
+
 @redis_errors("write")
 async def write_outputs(
     r: aioredis.Redis,
@@ -65,7 +73,7 @@ async def write_outputs(
     maxlen: int,
 ) -> None:
     """One round trip: each event into its stream's capped events stream (skipped when one of
-    the newest entries has its event_id), then each stream's action (unless a later one is
+    the newest entries has its `dedup_id`), then each stream's action (unless a later one is
     stored). `SinkUnavailable` / `SinkRefused` as every Redis write."""
     if not events and not actions:
         return
@@ -74,7 +82,7 @@ async def write_outputs(
     for e in events:
         pipe.eval(
             _ADD_EVENT, 2, k.events(e.stream_id), k.event_streams,
-            e.event_id, e.to_json(), maxlen, _DEDUP_WINDOW, e.stream_id, e.emitted_at,
+            dedup_id(e), e.to_json(), maxlen, _DEDUP_WINDOW, e.stream_id, e.emitted_at,
         )  # fmt: skip
     for sid, a in actions.items():
         pipe.eval(_SET_ACTION, 1, k.action(sid), a.model_dump_json(), a.updated_at, action_rank(a))

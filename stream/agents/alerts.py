@@ -23,7 +23,7 @@ class AlertsAgent:
 
     async def apply(self, records: Sequence[Record]) -> None:
         for e in parse_events(records):
-            if e.type == "alert":
+            if e.type == "alert" and e.evidence is None:  # not the evidence step's copy
                 self.webhooks.offer(e)
 
     def sent(self) -> list[Awaitable[Any]]:

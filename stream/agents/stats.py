@@ -35,6 +35,8 @@ class StatsAgent:
 
     async def apply(self, records: Sequence[Record]) -> None:
         for e in parse_events(records):
+            if e.evidence is not None:
+                continue  # the evidence step's copy of an event already counted
             self.stats.apply(e)  # the tables are written here, in the record's partition
 
     def sent(self) -> list[Awaitable[Any]]:

@@ -114,7 +114,9 @@ def app_settings(settings: Settings, datadir: Path) -> Settings:
 
 def app_env(settings: Settings, datadir: Path, **stream: object) -> dict[str, str]:
     """The environment of an app process on `app_settings`, with `stream` fields (as their
-    HARCLIP_STREAM__* text) on top."""
+    HARCLIP_STREAM__* text) on top. The evidence step is off unless `evidence=True` (its
+    republished copies would add to the events the tests count)."""
+    stream = {"evidence": False, **stream}
     return env_of(app_settings(settings, datadir),
                   {f"HARCLIP_STREAM__{k.upper()}": str(v) for k, v in stream.items()})  # fmt: skip
 

@@ -151,3 +151,38 @@ def test_event_ids_are_deterministic() -> None:
     _, b = run(Tracker(TrackerConfig()), ["running"] * 10)
     assert [e.event_id for e in a] == [e.event_id for e in b]
     assert len({e.event_id for e in a}) == len(a)
+
+
+def test_peak_at_is_the_capture_time_of_the_highest_smoothed_score() -> None:
+    rules = "rules: [{name: fight, labels: [fighting], min_score: 0.5, for_seconds: 2}]"
+    t = Tracker(TrackerConfig(), parse_rules(rules))
+    out: list[Event] = []
+    st: StreamState | None = None
+    # running, then fighting whose score climbs to 0.99 at seq 45 and falls back
+    for i in range(70):
+        label = "running" if i < 20 else "fighting" if i < 60 else "sitting"
+        score = 0.99 if i == 45 else 0.6
+        res = t.on_prediction(st, pred(i, label, score=score), wall_ms=1000 + i)
+        assert res is not None
+        st, evs = res
+        out += evs
+    starts = [e for e in out if e.type == "segment.start"]
+    ends = [e for e in out if e.type == "segment.end"]
+    alert = next(e for e in out if e.type == "alert")
+    fight_start = next(e for e in starts if e.label == "fighting")
+    fight_end = next(e for e in ends if e.label == "fighting")
+    assert fight_end.peak_at == T0 + 45 * 200  # the smoothed max is at the raw peak
+    assert fight_start.peak_at is not None and fight_start.start is not None
+    assert fight_start.start <= fight_start.peak_at < T0 + 45 * 200  # the max so far
+    assert alert.peak_at is not None and alert.start is not None and alert.end is not None
+    assert alert.start <= alert.peak_at <= alert.end
+    run_end = next(e for e in ends if e.label == "running")
+    assert run_end.peak_at is not None and run_end.start is not None and run_end.end is not None
+    assert run_end.start <= run_end.peak_at < run_end.end
+    # the state round trip keeps it, and a state of before peak_at (3-element scores) loads
+    assert st is not None and st.open is not None
+    back = StreamState.from_bytes(st.to_bytes())
+    assert back.open is not None and back.open.scores == st.open.scores
+    old = st.open.to_list()
+    old[6] = {lb: acc[:3] for lb, acc in old[6].items()}
+    assert all(acc[3] == old[1] for acc in type(st.open).from_list(old).scores.values())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harclip.messages import Event
+from harclip.messages import Event, Evidence
 from stream.agents.alerts import AlertsAgent
 from stream.continuity import Record
 
@@ -26,3 +26,12 @@ async def test_only_alerts_are_offered() -> None:
     await a.apply([record("a1", "alert"), record("u1", "stream.up"), record("a2", "alert")])
     assert hooks.offered == ["a1", "a2"]
     assert a.sent() == []
+
+
+async def test_the_evidence_steps_copy_of_an_alert_is_not_delivered_again() -> None:
+    hooks = Webhooks()
+    e = Event(event_id="a1", type="alert", stream_id="cam", rule="r",
+              evidence=Evidence(missing="no_frames"))  # fmt: skip
+    await AlertsAgent(hooks).apply([record("a0", "alert"), Record("events", 0, 1, b"cam",
+                                                                  e.to_json(), 0.0)])  # fmt: skip
+    assert hooks.offered == ["a0"]

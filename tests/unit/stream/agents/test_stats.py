@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harclip.messages import Event, StreamStats, WindowStats
+from harclip.messages import Event, Evidence, StreamStats, WindowStats
 from stream.agents.stats import StatsAgent
 from stream.continuity import Record
 
@@ -53,3 +53,12 @@ async def test_events_go_to_the_windows_and_the_flush_writes_changed_streams() -
     assert windows.dirty == set()
     await a.flush()  # nothing changed: nothing written
     assert len(writer.written) == 2
+
+
+async def test_the_evidence_steps_copy_of_an_event_is_not_counted_again() -> None:
+    windows = Windows()
+    a = StatsAgent(windows, Writer())
+    e = Event(event_id="e1", type="segment.start", stream_id="cam", label="run", start=0,
+              evidence=Evidence(missing="no_frames"))  # fmt: skip
+    await a.apply([record("e0", "cam"), Record("events", 0, 1, b"cam", e.to_json(), 0.0)])
+    assert windows.applied == ["e0"]

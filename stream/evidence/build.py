@@ -1,0 +1,111 @@
+"""One event's evidence: which window of frames it needs, when they all exist, and the objects
+written from them (snapshot, thumbnail, clip) -> the `Evidence` the event gets.
+
+Which events: `segment.end` (a clip from start - pre-roll to end + post-roll, the snapshot the
+frame nearest `peak_at`), label alerts (the same from the alert's start to its firing time) and
+`segment.start` (a snapshot at once, nearest `peak_at` or the start; its clip comes with the
+segment's end). Stream-down alerts and stream.up/down have none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from harclip.config import StreamSettings
+from harclip.io.keys import evidence_keys
+from harclip.messages import Event, Evidence
+from stream.evidence.frames import Frames, Window
+from stream.evidence.media import CLIP_CONTAINER, CLIP_CONTENT_TYPE, build_clip, nearest, thumbnail
+from stream.metrics import StreamMetrics
+
+SNAPSHOT_SPAN_MS = 1000  # a segment.start's snapshot: frames this near its reference time
+
+
+class Reader(Protocol):
+    async def read(self, stream_id: str, window: Window) -> Frames: ...
+
+
+class Store(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """What an event needs: its frames' window, the snapshot's time, and whether a clip."""
+
+    window: Window
+    snapshot_at: int
+    clip: bool
+
+
+def need(e: Event, s: StreamSettings) -> Need | None:
+    """What evidence `e` needs, or None (none, or it already carries it)."""
+    if e.evidence is not None or e.start is None:
+        return None
+    pre, post = int(s.pre_roll_s * 1000), int(s.post_roll_s * 1000)
+    if e.type == "segment.start":
+        at = e.peak_at if e.peak_at is not None else e.start
+        return Need(Window(at - SNAPSHOT_SPAN_MS, at + SNAPSHOT_SPAN_MS), at, clip=False)
+    if e.type == "segment.end" or (e.type == "alert" and e.label is not None):
+        end = e.end if e.end is not None else e.start
+        at = e.peak_at if e.peak_at is not None else end
+        return Need(Window(e.start - pre, end + post, s.clip_max_s), at, clip=True)
+    return None
+
+
+class Builder:
+    """Reads an event's frames once they all exist and writes its objects."""
+
+    def __init__(
+        self, s: StreamSettings, reader: Reader, store: Store, metrics: StreamMetrics,
+        *, wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:  # fmt: skip
+        self._s = s
+        self._reader = reader
+        self._store = store
+        self._m = metrics
+        self._wall_ms = wall_ms
+
+    async def wait_for_frames(self, n: Need) -> None:
+        """Until the window's end plus `evidence_wait_s` has passed on the wall clock (capture
+        time is the cameras' wall clock), so its last frames are on Kafka."""
+        due = n.window.end + int(self._s.evidence_wait_s * 1000)
+        while (left := due - self._wall_ms()) > 0:
+            await asyncio.sleep(left / 1000)
+
+    async def build(self, e: Event, n: Need) -> Evidence:
+        """The event's evidence, its objects written first (`SinkUnavailable` to retry)."""
+        found = await self._reader.read(e.stream_id, n.window)
+        if found.missing is not None:
+            return Evidence(missing=found.missing)
+        frames = found.frames
+        keys = evidence_keys(e.stream_id, e.start or n.snapshot_at, e.event_id)
+        snap = nearest(frames, n.snapshot_at)
+        assert snap is not None  # frames is not empty
+        thumb = thumbnail(snap.data, self._s.thumbnail_px)
+        while thumb is None:  # the nearest frame does not decode: the next nearest that does
+            self._m.evidence_corrupt.inc()
+            frames = [f for f in frames if f is not snap]
+            if (snap := nearest(frames, n.snapshot_at)) is None:
+                return Evidence(missing="no_frames")
+            thumb = thumbnail(snap.data, self._s.thumbnail_px)
+        out = Evidence(frames=1, first_captured_at=snap.captured_at,
+                       last_captured_at=snap.captured_at)  # fmt: skip
+        if n.clip:
+            t0 = time.perf_counter()
+            clip = await asyncio.to_thread(build_clip, found.frames)
+            self._m.evidence_clip_seconds.observe(time.perf_counter() - t0)
+            if clip is not None:
+                self._m.evidence_corrupt.inc(clip.skipped)
+                key = keys.clip_for(CLIP_CONTAINER)
+                await self._store.put(key, clip.data, CLIP_CONTENT_TYPE)
+                out = Evidence(clip=key, frames=clip.frames,
+                               first_captured_at=clip.first_captured_at,
+                               last_captured_at=clip.last_captured_at)  # fmt: skip
+        await self._store.put(keys.snapshot, snap.data, snap.content_type)
+        await self._store.put(keys.thumbnail, thumb, "image/jpeg")
+        return out.model_copy(update={"snapshot": keys.snapshot, "thumbnail": keys.thumbnail})

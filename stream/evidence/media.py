@@ -1,0 +1,106 @@
+"""An event's pictures from its frames: the snapshot (the frame nearest the event's peak, JPEG
+as captured), its thumbnail (longest side `thumbnail_px`) and the clip: VP8 in WebM (Chromium
+plays it in <video>; PyAV's wheel carries libvpx), each frame's pts its capture time relative
+to the first frame (time base 1 ms), so the clip runs at the capture rate; the first frame's
+capture time (ms since epoch) is in the container's `harclip_first_captured_at` tag.
+
+CPU-bound: the service runs `build_clip` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import cv2
+import numpy as np
+
+from harclip.messages import Frame
+
+CLIP_CONTAINER = "webm"
+CLIP_CONTENT_TYPE = "video/webm"
+_BITRATE = 1_000_000  # bits/s of the clip
+MAX_SHORT_SIDE = 480  # larger frames are scaled down in the clip (the snapshot keeps them)
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    data: bytes
+    frames: int  # frames in the clip
+    skipped: int  # frames that did not decode
+    first_captured_at: int
+    last_captured_at: int
+
+
+def nearest(frames: Sequence[Frame], at: int) -> Frame | None:
+    """The frame captured nearest `at` (the earlier one on a tie), None without frames."""
+    return min(frames, key=lambda f: (abs(f.captured_at - at), f.captured_at), default=None)
+
+
+def decode(data: bytes) -> np.ndarray | None:
+    """A BGR image, or None when `data` does not decode."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return img if img is not None and img.size else None
+
+
+def thumbnail(data: bytes, px: int) -> bytes | None:
+    """A JPEG whose longest side is at most `px`; None when `data` does not decode."""
+    img = decode(data)
+    if img is None:
+        return None
+    h, w = img.shape[:2]
+    scale = min(1.0, px / max(h, w))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return bytes(buf) if ok else None
+
+
+def build_clip(frames: Sequence[Frame]) -> Clip | None:
+    """The frames (in capture order) as a WebM clip; frames that do not decode are skipped,
+    frames of another size are scaled to the first one's. None when no frame decodes."""
+    import av  # a heavy import, only where clips are built
+
+    images: list[tuple[int, np.ndarray]] = []
+    skipped = 0
+    for f in frames:
+        img = decode(f.data)
+        if img is None:
+            skipped += 1
+        elif not images or f.captured_at > images[-1][0]:  # pts strictly increase
+            images.append((f.captured_at, img))
+    if not images:
+        return None
+    first_at = images[0][0]
+    h, w = images[0][1].shape[:2]
+    scale = min(1.0, MAX_SHORT_SIDE / min(h, w))
+    w2, h2 = round(w * scale), round(h * scale)
+    w2, h2 = max(2, w2 - w2 % 2), max(2, h2 - h2 % 2)  # 4:2:0 wants even sides
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=CLIP_CONTAINER) as out:
+        out.metadata["harclip_first_captured_at"] = str(first_at)
+        stream = out.add_stream("libvpx", rate=_rate(images))
+        stream.width, stream.height, stream.pix_fmt = w2, h2, "yuv420p"
+        stream.bit_rate = _BITRATE
+        stream.time_base = Fraction(1, 1000)
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+        for at, img in images:
+            if img.shape[1] != w2 or img.shape[0] != h2:
+                img = cv2.resize(img, (w2, h2), interpolation=cv2.INTER_AREA)
+            vf = av.VideoFrame.from_ndarray(img.astype(np.uint8, copy=False), format="bgr24")
+            vf.pts, vf.time_base = at - first_at, Fraction(1, 1000)
+            out.mux(stream.encode(vf))
+        out.mux(stream.encode(None))
+    return Clip(buf.getvalue(), len(images), skipped, first_at, images[-1][0])
+
+
+def _rate(images: Sequence[tuple[int, np.ndarray]]) -> Fraction:
+    """The mean frame rate (frames/s), for the encoder's rate control."""
+    span = images[-1][0] - images[0][0]
+    if len(images) < 2 or span <= 0:
+        return Fraction(10)
+    return Fraction(round((len(images) - 1) * 1000 / span)) or Fraction(1)
