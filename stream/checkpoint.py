@@ -154,6 +154,9 @@ class Checkpoint:
                 self._unacked.append(ev)
                 if len(self._unacked) >= self.pace.batch:
                     await self.commit()
+                # hold no reference to the event while waiting for the next (see `commit`)
+                self._stream._set_current_event(None)
+            del ev
 
     async def _admit(self, ev: Any) -> list[Record] | None:
         msg = ev.message
@@ -166,7 +169,23 @@ class Checkpoint:
 
     async def commit(self) -> None:
         """Sends acknowledged -> state or batch written -> positions persisted -> records
-        acknowledged. Called with the lock held (by `records` or `flush_when_old`)."""
+        acknowledged. Called with the lock held (by `records` or `flush_when_old`).
+
+        Afterwards nothing here refers to the acknowledged events, and the stream's current
+        event is what it was before: Faust (`stream_wait_empty`, on a rebalance and on
+        shutdown) waits until every message an agent took is acknowledged by all the agents
+        of its topic or garbage; a message that only some agents took (Faust clears the other
+        agents' queues when it stops the flow) is never acknowledged, so a reference kept to
+        it here (or as the current event, which Faust's iterator also acks a skipped record
+        as) held every rebalance and every shutdown forever."""
+        current = self._stream.current_event
+        try:
+            await self._commit()
+        finally:
+            self._events.clear()
+            self._stream._set_current_event(current)
+
+    async def _commit(self) -> None:
         sent = self.agent.sent()
         if sent:
             await asyncio.gather(*sent)
@@ -207,6 +226,7 @@ class Checkpoint:
         next owner reads those records again."""
         self.agent.drop()
         self._unacked.clear()
+        self._events.clear()
 
     def _focus(self, ev: Any) -> None:
         """Make `ev` Faust's current event: table reads and writes take its partition."""

@@ -155,7 +155,7 @@ class Positions:
     def persist(self, agent: str, focus: Focus) -> None:
         """Write the agent's positions that changed (after what they stand for is written)."""
         for k in [k for k in self._unsaved if k[0] == agent]:
-            focus(self._events[k])
+            focus(self._events.pop(k))  # no longer held: see Checkpoint.commit
             self._table[self.key(*k)] = str(self._pos[k]).encode()
             self._unsaved.discard(k)
 

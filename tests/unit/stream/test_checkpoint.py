@@ -4,6 +4,8 @@ the current event) and the app; a dict is the positions table; a fake reads rang
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +43,7 @@ class Stream:
         self.evs = list(evs)
         self.journal = journal
         self.acked: list[int] = []
-        self.current: Ev | None = None
+        self.current_event: Ev | None = None
         self.drained = asyncio.Event()
         self.more = asyncio.Event()
         self.some_acked = asyncio.Event()
@@ -50,8 +52,8 @@ class Stream:
         return self
 
     async def events(self) -> AsyncIterator[Ev]:
-        for e in self.evs:
-            yield e
+        while self.evs:  # keeps no reference to what it handed out
+            yield self.evs.pop(0)
         self.drained.set()
         await self.more.wait()
 
@@ -60,8 +62,8 @@ class Stream:
         self.acked.append(e.message.offset)
         self.some_acked.set()
 
-    def _set_current_event(self, e: Ev) -> None:
-        self.current = e
+    def _set_current_event(self, e: Ev | None) -> None:
+        self.current_event = e
 
 
 class Table(dict[bytes, bytes]):
@@ -172,7 +174,7 @@ async def test_a_commit_waits_for_sends_then_writes_then_persists_then_acks() ->
     cp, _agent, stream, journal = make([ev(0), ev(1)], Pace(batch=2))
     task = await run_until_drained(cp, stream)
     assert journal == ["sent 0", "sent 1", "write 0", "write 1", "position 1", "ack 0", "ack 1"]
-    assert stream.current is not None and stream.current.message.offset == 1
+    assert stream.current_event is None  # see test_no_reference_is_kept_to_acknowledged_events
     assert cp.unacked == 0
     await stop(task)
 
@@ -245,6 +247,40 @@ async def test_the_timer_commits_records_older_than_the_age() -> None:
     async with asyncio.timeout(5):
         await stream.some_acked.wait()  # the timer's commit acked the record
     assert journal == ["sent 0", "write 0", "position 0", "ack 0"]
+    await stop(timer)
+    await stop(task)
+
+
+async def test_no_reference_is_kept_to_acknowledged_events() -> None:
+    """Faust waits, at a rebalance and at shutdown, until each message an agent took is
+    acknowledged by every agent of its topic or is garbage. One that only some agents took
+    (Faust clears the other agents' queues when it stops the flow) is never acknowledged, so
+    a reference kept to it (here, in the positions, or as the stream's current event, which
+    Faust's iterator also keeps) held that wait, and the worker, forever."""
+    evs = [ev(0), ev(1, partition=1), ev(2, partition=1)]
+    refs = [weakref.ref(e) for e in evs]
+    cp, _agent, stream, _ = make(evs, Pace(batch=2))
+    del evs
+    task = await run_until_drained(cp, stream)
+    gc.collect()
+    assert stream.acked == [0, 1] and cp.unacked == 1
+    assert [r() is None for r in refs] == [True, True, False]  # the last one waits for a commit
+    await cp.commit()
+    gc.collect()
+    assert [r() is None for r in refs] == [True, True, True]
+    await stop(task)
+
+
+async def test_a_timed_commit_leaves_the_stream_s_current_event_as_it_was() -> None:
+    """The timer commits while the agent waits for Faust's next record: an event it left as the
+    stream's current one would be held, and acknowledged again for a record Faust skips."""
+    cp, _agent, stream, journal = make([ev(0)], Pace(batch=10, max_age_s=0.0, poll_s=0.0))
+    task = await run_until_drained(cp, stream)
+    assert stream.current_event is None
+    timer = asyncio.create_task(cp.flush_when_old())
+    async with asyncio.timeout(5):
+        await stream.some_acked.wait()
+    assert "position 0" in journal and stream.current_event is None
     await stop(timer)
     await stop(task)
 
