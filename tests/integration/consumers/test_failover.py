@@ -3,6 +3,7 @@ has its Elasticsearch document, and none has two."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from harclip.io.es import make_es
@@ -59,13 +60,20 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
             return {Prediction.from_json(r.value).frame_id for r in records} >= sent
 
         await read_topic(s, t.predictions, until=all_predicted, timeout_s=TIMEOUT_S)
+        # the sinks of a batch are written side by side: Kafka may hold a batch before
+        # Elasticsearch does (its keyframe thumbnails go to the object store first)
         es = make_es(s.elasticsearch)
         try:
             index = s.elasticsearch.predictions_index
-            await es.indices.refresh(index=index)
-            count = (await es.count(index=index))["count"]
-            hits = (await es.search(index=index, size=len(sent) + 50, source=False,
-                                    query={"match_all": {}}))["hits"]["hits"]  # fmt: skip
+            async with asyncio.timeout(TIMEOUT_S):
+                while True:
+                    await es.indices.refresh(index=index)
+                    count = (await es.count(index=index))["count"]
+                    hits = (await es.search(index=index, size=len(sent) + 50, source=False,
+                                            query={"match_all": {}}))["hits"]["hits"]  # fmt: skip
+                    if {h["_id"] for h in hits} >= sent:
+                        break
+                    await asyncio.sleep(0.5)  # polling a condition
         finally:
             await es.close()
         ids = [h["_id"] for h in hits]
