@@ -1,6 +1,7 @@
 """The control topic (`harclip.control`, compacted, one partition): what every deployable learns at
 run time without a restart. Keys: `head` (a classification head, `Head.to_control()` JSON) and
-`rules` (alert rules of the events app).
+`rules` (alert rules of the events app), `watches` (the watches in force, a
+`harclip.watches.WatchSet`) and `adapter` (the feedback cache adapter in force).
 
 One owner of the protocol: `ControlFollower` reads the topic from the beginning and hands each
 record to the handler of its key - first catching up to the end (so a worker's first batch and an
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 HEAD_KEY = b"head"
 RULES_KEY = b"rules"
+WATCHES_KEY = b"watches"  # a WatchSet (harclip.watches.spec)
+ADAPTER_KEY = b"adapter"  # the feedback cache adapter in force (harclip.adapt)
 
 _POLL_MS = 500  # longest wait of one read, ms
 _RECONNECT = Backoff(0.5, 10.0)  # after a Kafka failure: first and longest pause, seconds

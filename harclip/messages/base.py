@@ -6,18 +6,41 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from harclip.errors import MessageError
 
 
-class Part(BaseModel):
+class _Omitting(BaseModel):
+    """`OMIT_EMPTY` names optional fields added after a schema's first version: left out of the
+    JSON while None or empty, so messages without them keep their bytes (and their size)."""
+
+    OMIT_EMPTY: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit_empty(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if self.OMIT_EMPTY and isinstance(out, dict):
+            for name in self.OMIT_EMPTY:
+                if out.get(name, 0) in (None, {}, []):
+                    del out[name]
+        return out
+
+
+class Part(_Omitting):
     """A frozen part of a message (a score, a model reference): no fields beyond its own."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Message(BaseModel):
+class Message(_Omitting):
     """A versioned JSON message: `SCHEMA` names its version and is the first field, `schema`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)

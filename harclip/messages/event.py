@@ -17,9 +17,11 @@ from harclip.messages.prediction import ModelRef
 
 EVENT_SCHEMA = "harclip.event/1"
 
-EventType = Literal["segment.start", "segment.end", "alert", "stream.down", "stream.up"]
+EventType = Literal[
+    "segment.start", "segment.end", "alert", "stream.down", "stream.up", "watch.start", "watch.end"
+]
 EVENT_TYPES: tuple[EventType, ...] = (
-    "segment.start", "segment.end", "alert", "stream.down", "stream.up",
+    "segment.start", "segment.end", "alert", "stream.down", "stream.up", "watch.start", "watch.end",
 )  # fmt: skip
 Severity = Literal["info", "warning", "critical"]
 
@@ -81,6 +83,9 @@ class Event(Message):
     score_mean: float | None = Field(None, description="mean smoothed score of `label`")
     score_max: float | None = Field(None, description="max smoothed score of `label`")
     rule: str | None = None
+    watch: str | None = Field(
+        None, description="the watch (harclip.watches) of a watch.start / watch.end or its alert"
+    )
     severity: Severity | None = None
     model: ModelRef | None = None
     emitted_at: int = Field(0, description="wall clock of the app when emitted, ms")
@@ -91,6 +96,8 @@ class Event(Message):
         None, description="set on the copy of the event the evidence step republishes (same "
         "event_id) once its objects are written; None on the event as first emitted"
     )  # fmt: skip
+
+    OMIT_EMPTY: ClassVar[frozenset[str]] = frozenset({"watch"})
 
 
 class StreamAction(Part):

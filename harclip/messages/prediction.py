@@ -26,6 +26,11 @@ class ModelRef(Part):
         description="the engine that embedded the frame, e.g. onnx-int8, onnx/cuda, "
         "torch/fp16/cuda, tensorrt/fp16 (None in documents written before it was recorded)",
     )
+    adapter: int | None = Field(
+        None, description="version of the feedback cache adapter applied after the head, if any"
+    )
+
+    OMIT_EMPTY: ClassVar[frozenset[str]] = frozenset({"adapter"})
 
 
 class Latency(Part):
@@ -49,3 +54,10 @@ class Prediction(Message):
     top_k: list[LabelScore]
     model: ModelRef
     latency_ms: Latency
+    watches: dict[str, float] = Field(
+        default_factory=dict,
+        description="score of each watch of this stream (harclip.watches), those under "
+        "SCORE_FLOOR left out; absent when none",
+    )
+
+    OMIT_EMPTY: ClassVar[frozenset[str]] = frozenset({"watches"})

@@ -74,3 +74,17 @@ def test_each_message_checks_its_own_schema_and_names_its_type() -> None:
         Prediction.from_json(PREDICTION_BYTES.replace(b"prediction/1", b"event/1"))
     with pytest.raises(MessageError, match="invalid Prediction: frame_id: Field required"):
         Prediction.from_json(b'{"schema":"harclip.prediction/1"}')
+
+
+def test_fields_added_later_are_left_out_while_empty_and_kept_when_set() -> None:
+    p = Prediction.from_json(PREDICTION_BYTES)
+    assert b"watches" not in p.to_json() and b"adapter" not in p.to_json()
+    model = p.model.model_copy(update={"adapter": 3})
+    q = p.model_copy(update={"watches": {"fall": 0.9}, "model": model})
+    raw = q.to_json()
+    assert b'"watches":{"fall":0.9}' in raw and b'"adapter":3' in raw
+    assert Prediction.from_json(raw) == q
+    e = Event.from_json(EVENT_BYTES)
+    assert b'"watch"' not in e.to_json()
+    w = e.model_copy(update={"watch": "fall", "type": "watch.start"})
+    assert Event.from_json(w.to_json()) == w
