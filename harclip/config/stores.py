@@ -50,6 +50,9 @@ class ElasticsearchSettings(_Section):
     )
     events_index: str = Field("harclip-events", description="read alias of <alias>-<yyyy.mm.dd>")
     logs_index: str = Field("harclip-logs", description="read alias of <alias>-<yyyy.mm.dd>")
+    feedback_index: str = Field(
+        "harclip-feedback", description="operators' verdicts (harclip.feedback/1), one index, kept"
+    )
     predictions_retention_days: int = Field(30, ge=1, description="days kept, today included")
     events_retention_days: int = Field(365, ge=1)
     logs_retention_days: int = Field(14, ge=1)
@@ -92,6 +95,7 @@ class ElasticsearchSettings(_Section):
             "PREDICTIONS_INDEX": self.predictions_index,
             "EVENTS_INDEX": self.events_index,
             "LOGS_INDEX": self.logs_index,
+            "FEEDBACK_INDEX": self.feedback_index,
         }
         for a, x in names.items():
             for b, y in names.items():

@@ -18,6 +18,7 @@ from harclip.messages.event import (
     action_of,
     event_id,
 )
+from harclip.messages.feedback import FEEDBACK_SCHEMA, Feedback, Target, Verdict
 from harclip.messages.frame import (
     FRAME_SCHEMA,
     Frame,
@@ -37,12 +38,14 @@ from harclip.messages.prediction import (
 __all__ = [
     "EVENT_SCHEMA",
     "EVENT_TYPES",
+    "FEEDBACK_SCHEMA",
     "FRAME_SCHEMA",
     "PREDICTION_SCHEMA",
     "Event",
     "EventType",
     "Evidence",
     "EvidenceMissing",
+    "Feedback",
     "Frame",
     "Headers",
     "LabelScore",
@@ -54,6 +57,8 @@ __all__ = [
     "Severity",
     "StreamAction",
     "StreamStats",
+    "Target",
+    "Verdict",
     "WindowStats",
     "action_of",
     "event_id",
