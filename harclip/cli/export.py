@@ -121,12 +121,15 @@ def _int8_table(int8: dict[str, Any]) -> Table:
     check = int8["check"]
     t = Table(title=f"INT8 candidates vs PyTorch on {check['images']} {check['source']}; "
                     f"kept: {int8['kept']} ({int8['why']})")  # fmt: skip
-    for col in ("INT8", f"img/s (b{check['batch']})", "min cosine", "top-1 agreement"):
+    cols = ("INT8", f"img/s (b{check['batch']})", "min cosine", "top-1 agreement", "error bound",
+            "decisive: agree")  # fmt: skip
+    for col in cols:
         t.add_column(col, justify="left" if col == "INT8" else "right")
     for kind in ("dynamic", "static"):
         row = int8[kind]
         t.add_row(kind, f"{row['img_per_s']:.1f}", f"{row['min_cosine']:.6f}",
-                  f"{100 * row['top1_agreement']:.1f} %")  # fmt: skip
+                  f"{100 * row['top1_agreement']:.1f} %", f"{row['error_bound']:.3g}",
+                  f"{row['decisive_images']}: {100 * row['decisive_agreement']:.1f} %")  # fmt: skip
     return t
 
 

@@ -146,7 +146,9 @@ def _int8_validation(report: dict[str, object]) -> dict[str, object]:
     check = report["check"]
     kept = report[str(report["kept"])]
     assert isinstance(check, dict) and isinstance(kept, dict)
-    row = {k: kept[k] for k in ("max_abs_diff", "min_cosine", "top1_agreement")}
+    keys = ("max_abs_diff", "min_cosine", "top1_agreement", "error_bound", "decisive_images",
+            "decisive_agreement")  # fmt: skip
+    row = {k: kept[k] for k in keys}
     return {"images": check["images"], "source": check["source"], "engines": {"onnx-int8": row}}
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from harclip.clip.agreement import Agreement, compare
 from harclip.clip.sampling import spread
 from harclip.errors import ModelError
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 Int8Kind = Literal["dynamic", "static"]
 CALIBRATION_IMAGES = 64  # photos whose activations set the static ranges
+CHECK_IMAGES = 512  # held-out photos both candidates are checked on (the rest of the folder)
 _CALIBRATION_BATCH = 8
 _OPS = ["MatMul", "Gemm"]
 
@@ -142,43 +144,49 @@ def calibration_images(
 
 @dataclass(frozen=True)
 class Int8Figures:
-    """One INT8 candidate against PyTorch (validation photos) and its speed (fresh process)."""
+    """One INT8 candidate against PyTorch (held-out photos) and its speed (fresh process)."""
 
     img_per_s: float
     ms_per_batch: float
-    max_abs_diff: float
-    min_cosine: float
-    top1_agreement: float
+    agreement: Agreement
 
-    def as_dict(self) -> dict[str, float]:
+    @property
+    def min_cosine(self) -> float:
+        return self.agreement.min_cosine
+
+    @property
+    def top1(self) -> float:
+        """The margin-aware top-1 agreement (harclip.clip.agreement)."""
+        return self.agreement.decisive_agreement
+
+    def as_dict(self) -> dict[str, float | int]:
         return {
             "img_per_s": round(self.img_per_s, 1),
             "ms_per_batch": round(self.ms_per_batch, 2),
-            "max_abs_diff": float(f"{self.max_abs_diff:.3g}"),
-            "min_cosine": round(self.min_cosine, 6),
-            "top1_agreement": round(self.top1_agreement, 4),
+            **self.agreement.as_dict(),
         }
 
 
-def pick_int8(figures: dict[Int8Kind, Int8Figures], images: int) -> tuple[Int8Kind, str]:
+def pick_int8(figures: dict[Int8Kind, Int8Figures]) -> tuple[Int8Kind, str]:
     """The candidate to keep, and why: the faster one at equal agreement. Agreement is equal when
-    the top-1 agreements differ by at most one validation image (of `images`) and both pass, or
-    both fail, `harclip.engines.auto`'s thresholds; otherwise the more accurate one is kept."""
+    the margin-aware top-1 agreements differ by at most one decisive image (of the fewer) and
+    both pass, or both fail, `harclip.engines.auto`'s thresholds; otherwise the more accurate one
+    is kept."""
     from harclip.engines.auto import INT8_MIN_COSINE, INT8_MIN_TOP1
 
     def passes(f: Int8Figures) -> bool:
-        return f.top1_agreement >= INT8_MIN_TOP1 and f.min_cosine >= INT8_MIN_COSINE
+        return f.top1 >= INT8_MIN_TOP1 and f.min_cosine >= INT8_MIN_COSINE
 
     kinds = sorted(figures, key=lambda k: -figures[k].img_per_s)  # fastest first
     fastest, other = kinds[0], kinds[-1]
     f, g = figures[fastest], figures[other]
-    tolerance = 1 / max(images, 1) + 1e-9
     if fastest == other:
         return fastest, "the only candidate"
-    if passes(f) == passes(g) and abs(f.top1_agreement - g.top1_agreement) <= tolerance:
+    tolerance = 1 / max(min(f.agreement.decisive, g.agreement.decisive), 1) + 1e-9
+    if passes(f) == passes(g) and abs(f.top1 - g.top1) <= tolerance:
         speed = f.img_per_s / g.img_per_s
         return fastest, f"equal agreement, {fastest} {speed:.2f}x the speed of {other}"
-    better = fastest if (passes(f), f.top1_agreement) > (passes(g), g.top1_agreement) else other
+    better = fastest if (passes(f), f.top1) > (passes(g), g.top1) else other
     return better, f"{better} agrees better with PyTorch"
 
 
@@ -233,12 +241,15 @@ def build_int8(
     *,
     per_channel: bool = False,
     n_images: int = CALIBRATION_IMAGES,
+    check_images: int = CHECK_IMAGES,
     batch: int = 8,
     seconds: float = 2.0,
     max_pixels: int = 40_000_000,
 ) -> dict[str, Any]:
     """Dynamic and static INT8 of `src`, both checked against PyTorch (`clip`, scored by `head`)
-    on photos of `calibration` that the calibration did not see, and timed at `batch` in turns in
+    on up to `check_images` photos of `calibration` that the calibration did not see (all the
+    folder's other photos, spread over it; the calibration photos themselves when fewer than
+    `n_images` are left), judged by `harclip.clip.agreement`, and timed at `batch` in turns in
     a fresh process; the one `pick_int8` keeps is written to `dst`. Returns the record for
     `manifest.json` (`metrics.int8`): both candidates' figures, which was kept and why."""
     from harclip.clip.validate import in_fresh_process, torch_embeddings
@@ -246,7 +257,9 @@ def build_int8(
 
     size, dim = clip.image_size, clip.embed_dim
     paths = list(iter_image_paths([calibration])) if calibration.is_dir() else []
-    held_out = spread(paths, n_images, offset=0.5) if len(paths) >= 2 * n_images else []
+    chosen = {p.resolve() for p in spread(paths, n_images)}
+    rest = [p for p in paths if p.resolve() not in chosen]
+    held_out = spread(rest, check_images) if len(rest) >= n_images else []
     images, read = calibration_images(
         calibration, size, max_pixels=max_pixels, n=n_images, exclude=held_out
     )
@@ -261,7 +274,6 @@ def build_int8(
     quantize_dynamic_int8(src, files["dynamic"], per_channel)
     quantize_static_int8(src, files["static"], images, per_channel)
     ref = torch_embeddings(clip, check)
-    ref_top = head.logits(ref).argmax(axis=1)
     figures: dict[Int8Kind, Int8Figures] = {}
     kinds = list(files)
     speeds = in_fresh_process(time_onnx_files, list(files.values()), size, dim, batch, seconds, 0)
@@ -270,11 +282,9 @@ def build_int8(
         figures[kind] = Int8Figures(
             img_per_s=speed["img_per_s"],
             ms_per_batch=speed["ms_per_batch"],
-            max_abs_diff=float(np.abs(emb - ref).max()),
-            min_cosine=float((emb * ref).sum(axis=1).min()),
-            top1_agreement=float((head.logits(emb).argmax(axis=1) == ref_top).mean()),
+            agreement=compare(ref, emb, head),
         )
-    kept, why = pick_int8(figures, len(check))
+    kept, why = pick_int8(figures)
     files[kept].replace(dst)
     for path in files.values():
         path.unlink(missing_ok=True)

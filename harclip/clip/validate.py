@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 import numpy as np
 from rich.table import Table
 
+from harclip.clip.agreement import compare
 from harclip.clip.load import LoadedClip
 from harclip.clip.sampling import spread
 from harclip.config import EngineName, Settings
 from harclip.errors import HarclipError
 from harclip.model.bundle import Bundle
 
-VALIDATION_IMAGES = 64
+VALIDATION_IMAGES = 512  # sample photos (or generated images) every engine is checked on
 _T = TypeVar("_T")
 
 
@@ -96,12 +97,12 @@ def _create(bundle: Bundle, label: str, name: EngineName, settings: Settings) ->
 
 
 def validate_bundle(bundle: Bundle, clip: LoadedClip, settings: Settings) -> dict[str, Any]:
-    """Per engine: max |Δ| of embeddings, min cosine and top-1 agreement (bundle head) against
-    PyTorch; an engine that cannot run here (no GPU) gets its error instead."""
+    """Per engine against PyTorch (`harclip.clip.agreement`, scored by the bundle's head): max |Δ|
+    of embeddings, min cosine, raw and margin-aware top-1 agreement and the score error bound;
+    an engine that cannot run here (no GPU) gets its error instead."""
     images, source = validation_images(settings, bundle.manifest.image_size)
     ref = torch_embeddings(clip, images)
     head = bundle.load_head()
-    ref_top = head.logits(ref).argmax(axis=1)
     report: dict[str, Any] = {"images": len(images), "source": source, "engines": {}}
     for label, name in _engines(bundle):
         try:
@@ -113,25 +114,23 @@ def validate_bundle(bundle: Bundle, clip: LoadedClip, settings: Settings) -> dic
         except HarclipError as e:
             report["engines"][label] = {"error": str(e)}
             continue
-        report["engines"][label] = {
-            "max_abs_diff": float(np.abs(emb - ref).max()),
-            "min_cosine": float((emb * ref).sum(axis=1).min()),
-            "top1_agreement": float((head.logits(emb).argmax(axis=1) == ref_top).mean()),
-        }
+        report["engines"][label] = compare(ref, emb, head).as_dict()
     return report
 
 
 def validation_table(report: dict[str, Any]) -> Table:
     t = Table(title=f"engines vs PyTorch on {report['images']} {report['source']}")
-    for col in ("engine", "max |Δ|", "min cosine", "top-1 agreement"):
+    cols = ("engine", "max |Δ|", "min cosine", "top-1 agreement", "error bound", "decisive: agree")
+    for col in cols:
         t.add_column(col, justify="left" if col == "engine" else "right")
     for label, row in report["engines"].items():
         if "error" in row:
-            t.add_row(label, f"[red]{row['error']}[/]", "", "")
+            t.add_row(label, f"[red]{row['error']}[/]", "", "", "", "")
         else:
             t.add_row(
                 label, f"{row['max_abs_diff']:.2e}", f"{row['min_cosine']:.6f}",
-                f"{100 * row['top1_agreement']:.1f} %",
+                f"{100 * row['top1_agreement']:.1f} %", f"{row['error_bound']:.3g}",
+                f"{row['decisive_images']}: {100 * row['decisive_agreement']:.1f} %",
             )  # fmt: skip
     return t
 

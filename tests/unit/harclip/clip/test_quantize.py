@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from harclip.cli import main as harclip_main
+from harclip.clip.agreement import Agreement
 from harclip.clip.export import ExportOptions, export_bundle
 from harclip.clip.load import load_clip
 from harclip.clip.quantize import (
@@ -43,19 +44,22 @@ def test_spread_picks_evenly_and_offsets_pick_others() -> None:
     assert spread(items[:3], 4) == [0, 1, 2]
 
 
-def _f(img_per_s: float, top1: float, cosine: float = 0.9995) -> Int8Figures:
-    return Int8Figures(img_per_s, 1000 / img_per_s, 0.01, cosine, top1)
+def _f(img_per_s: float, top1: float, cosine: float = 0.9995, decisive: int = 64) -> Int8Figures:
+    agreement = Agreement(512, 0.01, cosine, 0.9, 0.05, decisive, top1)
+    return Int8Figures(img_per_s, 1000 / img_per_s, agreement)
 
 
 def test_the_faster_is_kept_at_equal_agreement_else_the_more_accurate() -> None:
-    kind, why = pick_int8({"dynamic": _f(100, 1.0), "static": _f(130, 1.0)}, 64)
+    kind, why = pick_int8({"dynamic": _f(100, 1.0), "static": _f(130, 1.0)})
     assert kind == "static" and "equal agreement" in why and "1.30x" in why
-    # one image of 64 apart is equal agreement
-    assert pick_int8({"dynamic": _f(100, 1.0), "static": _f(130, 63 / 64)}, 64)[0] == "static"
+    # one decisive image of 64 apart is equal agreement
+    assert pick_int8({"dynamic": _f(100, 1.0), "static": _f(130, 63 / 64)})[0] == "static"
     # two images apart is not: the more accurate one stays
-    assert pick_int8({"dynamic": _f(100, 1.0), "static": _f(130, 62 / 64)}, 64)[0] == "dynamic"
+    assert pick_int8({"dynamic": _f(100, 1.0), "static": _f(130, 62 / 64)})[0] == "dynamic"
+    # the raw agreement (0.9 in both here) does not decide; the margin-aware one does
+    assert _f(1, 1.0).as_dict()["top1_agreement"] == 0.9
     # passing auto's thresholds beats failing them, however fast
-    kind, why = pick_int8({"dynamic": _f(100, 1.0), "static": _f(200, 1.0, cosine=0.95)}, 64)
+    kind, why = pick_int8({"dynamic": _f(100, 1.0), "static": _f(200, 1.0, cosine=0.95)})
     assert kind == "dynamic" and "agrees better" in why
 
 
@@ -85,18 +89,20 @@ def test_export_with_calibration_builds_both_keeps_one_and_records_why(
     int8 = bundle.manifest.metrics["int8"]
     assert int8["kept"] in ("dynamic", "static") and int8["why"]
     assert int8["calibration"]["images"] == 8
-    assert int8["check"]["images"] == 8 and "held-out" in int8["check"]["source"]
+    assert int8["check"]["images"] == 16 and "held-out" in int8["check"]["source"]
     for kind in ("dynamic", "static"):
         assert int8[kind]["img_per_s"] > 0 and 0 <= int8[kind]["top1_agreement"] <= 1
-        assert int8[kind]["min_cosine"] >= 0.98
+        assert int8[kind]["min_cosine"] >= 0.98 and int8[kind]["error_bound"] > 0
+        assert 0 <= int8[kind]["decisive_images"] <= 16
     row = bundle.manifest.validation["engines"]["onnx-int8"]
     assert row["min_cosine"] == int8[int8["kept"]]["min_cosine"]
+    assert row["decisive_agreement"] == int8[int8["kept"]]["decisive_agreement"]
     assert sorted(p.name for p in bundle.path.glob("encoder*.onnx")) == [
         "encoder.int8.onnx", "encoder.onnx",
     ]  # fmt: skip
     ok, why = int8_verdict(bundle.manifest)
     assert f"({int8['kept']})" in why and ok == (
-        row["top1_agreement"] >= 0.98 and row["min_cosine"] >= 0.99
+        row["decisive_agreement"] >= 0.98 and row["min_cosine"] >= 0.99
     )
 
 
