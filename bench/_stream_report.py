@@ -48,6 +48,9 @@ def print_report(result: dict[str, Any], streams: int, profile: Path | None) -> 
     t.add_row("  app lag: record timestamp -> applied, p50 / p99 (ms, bucket bound)",
               f"{result['p50_app_lag_ms']} / {result['p99_app_lag_ms']}", "")  # fmt: skip
     t.add_row("segment starts measured", str(result["segment_starts_measured"]), "")
+    t.add_row(f"  full (gen 2) gc during latency: count / total ms (gc_freeze "
+              f"{result['gc_freeze']})", f"{result['latency_gc_gen2']} / "
+              f"{result['latency_gc_gen2_ms']:.0f}", "")  # fmt: skip
     Console().print(t)
     if profile:
         with contextlib.suppress(OSError, TypeError):

@@ -69,7 +69,8 @@ def _label(stream: int, seq: int, frames_per_phase: int) -> str:
     return label
 
 
-def scoped(base: Settings, suffix: str, store_: str, min_segment_ms: int) -> Settings:
+def scoped(base: Settings, suffix: str, store_: str, min_segment_ms: int,
+           gc_freeze: bool = True) -> Settings:  # fmt: skip
     """`base` for the app with names of its own (bench-<suffix>)."""
     k = base.kafka
     stream = base.stream.model_copy(
@@ -80,6 +81,7 @@ def scoped(base: Settings, suffix: str, store_: str, min_segment_ms: int) -> Set
             "store": store_,
             "min_segment_ms": min_segment_ms,
             "idle_timeout_s": 600.0,
+            "gc_freeze": gc_freeze,
         }
     )
     return base.model_copy(update={
@@ -122,6 +124,16 @@ class AppProc:
             text = (await c.get(f"http://127.0.0.1:{self.port}/metrics")).text
         pat = r'^harclip_stream_processing_lag_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)$'
         return {float(le): float(n) for le, n in re.findall(pat, text, re.M)}
+
+    async def gc_pauses(self) -> dict[str, tuple[float, float]]:
+        """The app's garbage collections so far: generation -> (count, seconds in total)."""
+        async with httpx.AsyncClient(timeout=10) as c:
+            text = (await c.get(f"http://127.0.0.1:{self.port}/metrics")).text
+        pat = r'^harclip_stream_gc_pause_seconds_(count|sum)\{generation="(\d)"\} ([\d.e+-]+)$'
+        out: dict[str, list[float]] = {}
+        for kind, gen, v in re.findall(pat, text, re.M):
+            out.setdefault(gen, [0.0, 0.0])[kind == "sum"] = float(v)
+        return {g: (c, t) for g, (c, t) in out.items()}
 
     async def stop(self) -> None:
         if self.child is not None:
@@ -251,7 +263,7 @@ async def latency(s: Settings, app: Settings, streams: int, rate: float, seconds
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     s = load_settings()
     suffix = uuid.uuid4().hex[:10]
-    app_s = scoped(s, suffix, args.store, args.min_segment_ms)
+    app_s = scoped(s, suffix, args.store, args.min_segment_ms, not args.no_gc_freeze)
     topics = app_s.kafka.topics
     await ensure_topics(s.kafka.model_copy(update={"topics": topics}), partitions=PARTITIONS)
     await broker_timestamps(s, [topics.predictions, topics.events])
@@ -267,17 +279,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                       f"{cpu_per * 1e6:.0f} us of app CPU each)")  # fmt: skip
         half = args.latency_rate or rate / 2
         console.print(f"latency: {half:,.0f} predictions/s for {args.latency_seconds:g} s")
-        lag0 = await app.lag_buckets()
+        lag0, gc0 = await app.lag_buckets(), await app.gc_pauses()
         from_first, from_confirm = await latency(
             s, app_s, args.streams, half, args.latency_seconds, args.backlog // args.streams
         )
-        lag1 = await app.lag_buckets()
+        lag1, gc1 = await app.lag_buckets(), await app.gc_pauses()
         lag = {le: n - lag0.get(le, 0.0) for le, n in lag1.items()}
     finally:
         await app.stop()
         await harness.cleanup(s, suffix)
     ff = np.array(from_first) if from_first else np.array([np.nan])
     fc = np.array(from_confirm) if from_confirm else np.array([np.nan])
+    gen2 = [b - a for a, b in zip(gc0.get("2", (0.0, 0.0)), gc1.get("2", (0.0, 0.0)), strict=True)]
+    young = sum(gc1.get(g, (0.0, 0.0))[0] - gc0.get(g, (0.0, 0.0))[0] for g in ("0", "1"))
     return {
         "events_throughput": round(rate, 1),
         "app_cpu_us_per_prediction": round(cpu_per * 1e6, 1),
@@ -290,6 +304,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "segment_starts_measured": len(from_first),
         "p50_app_lag_ms": quantile_ms(lag, 0.5),
         "p99_app_lag_ms": quantile_ms(lag, 0.99),
+        "gc_freeze": not args.no_gc_freeze,
+        "latency_gc_gen2": int(gen2[0]),
+        "latency_gc_gen2_ms": round(1000 * gen2[1], 1),
+        "latency_gc_young": int(young),
         "latency_rate": round(half, 1),
         "streams": args.streams,
         "backlog": args.backlog,
@@ -318,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-rate",
         type=float,
         help="predictions/s of the latency phase (default: half the throughput)",
+    )
+    ap.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="the app without stream/gctune.py (HARCLIP_STREAM__GC_FREEZE=false)",
     )
     ap.add_argument("--profile", type=Path, help="run the app under cProfile, stats to this file")
     args = ap.parse_args(argv)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from stream.gctune import GcPauses
+
 _LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -49,6 +51,7 @@ class StreamMetrics:
             "records an agent did not get from Faust's consumer (a rebalance) and read from "
             "Kafka directly", ["agent"], registry=r,
         )  # fmt: skip
+        self.gc_pauses = GcPauses(r)  # garbage collections, timed (stream/gctune.py)
         self.rules = Gauge("harclip_stream_rules", "alert rules in force", registry=r)
         self.rules_refused = Counter(
             "harclip_stream_rules_refused", "rules changes refused as invalid", registry=r

@@ -22,6 +22,7 @@ from harclip.io.indices import ensure_templates
 from harclip.io.kafka import make_admin
 from harclip.io.topics import ensure_topics
 from harclip.rules import Rules, RulesError, describe, load_rules_file
+from stream import gctune
 from stream.continuity import RangeReader
 from stream.metrics import StreamMetrics
 from stream.outputs import Outputs
@@ -46,6 +47,7 @@ class Runtime:
             rules,
         )  # fmt: skip
         self.metrics = StreamMetrics()
+        self.metrics.gc_pauses.install()
         self.metrics.rules.set(len(rules.rules))
         self.rules = rules
         self.outputs = Outputs(settings, self.metrics)
@@ -111,6 +113,8 @@ class Runtime:
         """The app runs: follow the rules on harclip.control, run `background` as tasks (until
         `close`), named by their keys."""
         self.started = True
+        if self.settings.stream.gc_freeze:
+            gctune.tune()  # after Faust and the app loaded: full collections skip all that
         log.info("events app ready: %d partitions, store %s, rules %d",
                  self.partitions, self.settings.stream.store, len(self.rules.rules))  # fmt: skip
         self._tasks.append(
@@ -132,6 +136,7 @@ class Runtime:
         await self.reread.close()
         await self.follower.stop()
         await self.health.stop()
+        self.metrics.gc_pauses.remove()
 
     def not_ready(self) -> list[str]:
         missing = []
