@@ -63,6 +63,12 @@ class StreamSettings(_Section):
         1.0, ge=0, le=60, description="margin after end + post-roll before frames are read, s"
     )
     evidence_concurrency: int = Field(4, ge=1, le=64, description="events built at once")
+    evidence_processes: int = Field(
+        1, ge=0, le=16,
+        description="worker processes that read frames and build and write evidence "
+        "(0: in the app's own process, the encoder in threads)",
+    )  # fmt: skip
+    evidence_nice: int = Field(10, ge=0, le=19, description="nice of the evidence processes")
     thumbnail_px: int = Field(160, ge=16, le=1024, description="thumbnail's longest side")
 
 
