@@ -48,6 +48,16 @@ class StreamSettings(_Section):
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_retries: int = Field(3, ge=0, description="retries after the first try (backoff)")
     webhook_queue: int = Field(1000, ge=1, description="undelivered alerts kept; oldest dropped")
+    webhook_thumbnail: bool = Field(
+        False, description="alerts carry their thumbnail inline (base64 JPEG; needs evidence)"
+    )
+    webhook_thumbnail_wait_s: float = Field(
+        10.0, ge=0, le=120,
+        description="a delivery waits at most this long after the alert for its thumbnail, s",
+    )  # fmt: skip
+    webhook_thumbnail_max_bytes: int = Field(
+        32_768, ge=1024, le=262_144, description="a larger thumbnail is left out of the body"
+    )
     webhook_allow_loopback: bool = Field(
         False, description="tests only: let webhooks reach 127.0.0.1/::1 (private stays refused)"
     )
