@@ -27,7 +27,7 @@ from stream.continuity import RangeReader
 from stream.metrics import StreamMetrics
 from stream.outputs import Outputs
 from stream.tracker import Tracker, TrackerConfig
-from stream.webhooks import Webhooks
+from stream.webhooks import StoreThumbnails, Webhooks
 
 log = logging.getLogger("stream")
 
@@ -51,7 +51,8 @@ class Runtime:
         self.metrics.rules.set(len(rules.rules))
         self.rules = rules
         self.outputs = Outputs(settings, self.metrics)
-        self.webhooks = Webhooks(s, self.metrics, settings.api.public_url)
+        thumbs = StoreThumbnails(settings.objects) if settings.objects.enabled else None
+        self.webhooks = Webhooks(s, self.metrics, settings.api.public_url, thumbs)
         self.reread = RangeReader(settings.kafka)
         self.follower = ControlFollower(settings.kafka, {RULES_KEY: self.on_rules_record})
         self._follow_stop = asyncio.Event()

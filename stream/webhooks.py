@@ -4,21 +4,32 @@ task per URL (its own bounded queue, in order), so the agent never waits and a s
 never delays the others. The URL guard of `harclip.urlguard` applies to every delivery
 (only public addresses; the request goes to the checked address). Timeouts, 429, 5xx and
 connection errors are retried with exponential backoff; other statuses and refused URLs are not.
-A full queue drops its oldest alert. Every failure is counted."""
+A full queue drops its oldest alert. Every failure is counted.
+
+With `webhook_thumbnail`, a body also carries the alert's thumbnail inline (`thumbnail_jpeg`,
+base64 JPEG, at most `webhook_thumbnail_max_bytes`): the delivery waits until the evidence step's
+copy of the alert arrives (handed over by the alerts agent) or `webhook_thumbnail_wait_s` after
+the alert was emitted (wall clock), then reads the thumbnail from the object store; without one
+the body says why in `thumbnail_omitted` (`pending`: not written in time, `too_large`,
+`unavailable`: the store did not answer, or the evidence's `missing` reason)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
+import time
+from collections import OrderedDict
+from typing import Protocol
 from urllib.parse import quote
 
 import httpx
 
-from harclip.config import StreamSettings
+from harclip.config import ObjectStoreSettings, StreamSettings
 from harclip.errors import HarclipError
-from harclip.messages import Event
+from harclip.messages import Event, Evidence
 from harclip.retry import Backoff, retry_async
 from harclip.urlguard import UrlNotAllowed, check_url, pinned_request, resolve_checked
 from stream.metrics import StreamMetrics
@@ -36,13 +47,60 @@ class _Transient(_Failed):
     """A timeout, a connection or DNS failure, 429 or 5xx."""
 
 
-def alert_body(alert: Event, public_url: str) -> bytes:
+_SEEN = 1000  # evidence copies of alerts kept for deliveries that wait for their thumbnail
+
+
+class Thumbnails(Protocol):
+    """Reads an evidence object (`harclip.io.objects.ObjectStore` in the app)."""
+
+    async def start(self) -> None: ...
+
+    async def read(self, key: str) -> bytes | None: ...
+
+    async def close(self) -> None: ...
+
+
+class StoreThumbnails:
+    """`Thumbnails` from the object store (connects on first use when it was down at start)."""
+
+    def __init__(self, settings: ObjectStoreSettings) -> None:
+        from harclip.io.objects import ObjectStore
+
+        self._store = ObjectStore(settings)
+        self._started = False
+
+    async def start(self) -> None:
+        try:
+            await self._store.start()
+            self._started = True
+        except HarclipError as e:  # deliveries say `unavailable` until it answers
+            log.warning("webhook thumbnails: object store: %s", e)
+
+    async def read(self, key: str) -> bytes | None:
+        if not self._started:
+            await self._store.start()
+            self._started = True
+        found = await self._store.get(key)
+        return None if found is None else found.data
+
+    async def close(self) -> None:
+        await self._store.close()
+
+
+def alert_body(
+    alert: Event, public_url: str, *, thumbnail: bytes | None = None, omitted: str | None = None
+) -> bytes:
     """The POSTed JSON: the Event plus `snapshot_url` and `clip_url` (`<public_url>/events/<id>/
-    snapshot` and `/clip`; they answer 404 `pending` until the evidence is written)."""
+    snapshot` and `/clip`; they answer 404 `pending` until the evidence is written), and with
+    inline thumbnails `thumbnail_jpeg` (base64) or `thumbnail_omitted` (why not)."""
     body = json.loads(alert.to_json())
     base = f"{public_url.rstrip('/')}/events/{quote(alert.event_id, safe='')}"
     body["snapshot_url"] = f"{base}/snapshot"
     body["clip_url"] = f"{base}/clip"
+    if thumbnail is not None:
+        body["thumbnail_jpeg"] = base64.b64encode(thumbnail).decode()
+    elif omitted is not None:
+        body["thumbnail_omitted"] = omitted
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -50,11 +108,15 @@ class Webhooks:
     """Per URL, a bounded queue of alerts and one task that delivers them in order."""
 
     def __init__(
-        self, s: StreamSettings, metrics: StreamMetrics, public_url: str = "http://127.0.0.1:8000"
-    ) -> None:
+        self, s: StreamSettings, metrics: StreamMetrics, public_url: str = "http://127.0.0.1:8000",
+        thumbnails: Thumbnails | None = None,
+    ) -> None:  # fmt: skip
         self._s = s
         self._m = metrics
         self._public_url = public_url  # the API's, for the evidence links
+        self._thumbs = thumbnails if s.webhook_thumbnail else None
+        self._seen: OrderedDict[str, Evidence] = OrderedDict()  # event id -> its evidence
+        self._arrival = asyncio.Event()  # set (and replaced) whenever a copy arrives
         self._queues: dict[str, asyncio.Queue[Event]] = {
             url: asyncio.Queue(maxsize=s.webhook_queue) for url in s.webhooks
         }
@@ -68,6 +130,8 @@ class Webhooks:
     async def start(self) -> None:
         if not self.enabled:
             return
+        if self._thumbs is not None:
+            await self._thumbs.start()
         self._client = httpx.AsyncClient(
             follow_redirects=False, trust_env=False,
             timeout=httpx.Timeout(self._s.webhook_timeout_s),
@@ -86,6 +150,8 @@ class Webhooks:
                 await task
         if self._client is not None:
             await self._client.aclose()
+        if self._thumbs is not None:
+            await self._thumbs.close()
 
     def offer(self, alert: Event) -> None:
         """Queue `alert` for every URL; never waits (a full queue drops its oldest alert)."""
@@ -95,10 +161,50 @@ class Webhooks:
                 self._m.alerts_failed.labels("queue_full").inc()
             q.put_nowait(alert)
 
+    def evidence(self, alert: Event) -> None:
+        """The evidence step's copy of an alert: its thumbnail for deliveries that wait."""
+        if self._thumbs is None or alert.evidence is None:
+            return
+        self._seen[alert.event_id] = alert.evidence
+        while len(self._seen) > _SEEN:
+            self._seen.popitem(last=False)
+        self._arrival.set()
+        self._arrival = asyncio.Event()
+
+    async def body(self, alert: Event) -> bytes:
+        """What is POSTed for `alert` (waiting for its thumbnail when inline thumbnails are on)."""
+        if self._thumbs is None:
+            return alert_body(alert, self._public_url)
+        ev = await self._wait_evidence(alert)
+        if ev is None:
+            return alert_body(alert, self._public_url, omitted="pending")
+        if ev.thumbnail is None:
+            return alert_body(alert, self._public_url, omitted=ev.missing or "pending")
+        try:
+            data = await self._thumbs.read(ev.thumbnail)
+        except HarclipError as e:
+            log.warning("webhook thumbnail of alert %s: %s", alert.event_id, e)
+            data = None
+        if data is None:
+            return alert_body(alert, self._public_url, omitted="unavailable")
+        if len(data) > self._s.webhook_thumbnail_max_bytes:
+            return alert_body(alert, self._public_url, omitted="too_large")
+        return alert_body(alert, self._public_url, thumbnail=data)
+
+    async def _wait_evidence(self, alert: Event) -> Evidence | None:
+        due = (alert.emitted_at or 0) / 1000 + self._s.webhook_thumbnail_wait_s
+        while (ev := self._seen.get(alert.event_id)) is None:
+            left = due - time.time()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrival.wait(), left)
+        return ev
+
     async def _run(self, url: str, queue: asyncio.Queue[Event]) -> None:
         while True:
             alert = await queue.get()
-            await self._deliver(url, alert_body(alert, self._public_url), alert)
+            await self._deliver(url, await self.body(alert), alert)
 
     async def _deliver(self, url: str, body: bytes, alert: Event) -> None:
         policy = Backoff(_FIRST_S, _LONGEST_S, retries=self._s.webhook_retries)

@@ -51,6 +51,16 @@ class StreamSettings(_Section):
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_retries: int = Field(3, ge=0, description="retries after the first try (backoff)")
     webhook_queue: int = Field(1000, ge=1, description="undelivered alerts kept; oldest dropped")
+    webhook_thumbnail: bool = Field(
+        False, description="alerts carry their thumbnail inline (base64 JPEG; needs evidence)"
+    )
+    webhook_thumbnail_wait_s: float = Field(
+        10.0, ge=0, le=120,
+        description="a delivery waits at most this long after the alert for its thumbnail, s",
+    )  # fmt: skip
+    webhook_thumbnail_max_bytes: int = Field(
+        32_768, ge=1024, le=262_144, description="a larger thumbnail is left out of the body"
+    )
     webhook_allow_loopback: bool = Field(
         False, description="tests only: let webhooks reach 127.0.0.1/::1 (private stays refused)"
     )
@@ -66,6 +76,12 @@ class StreamSettings(_Section):
         1.0, ge=0, le=60, description="margin after end + post-roll before frames are read, s"
     )
     evidence_concurrency: int = Field(4, ge=1, le=64, description="events built at once")
+    evidence_processes: int = Field(
+        1, ge=0, le=16,
+        description="worker processes that read frames and build and write evidence "
+        "(0: in the app's own process, the encoder in threads)",
+    )  # fmt: skip
+    evidence_nice: int = Field(10, ge=0, le=19, description="nice of the evidence processes")
     thumbnail_px: int = Field(160, ge=16, le=1024, description="thumbnail's longest side")
 
 

@@ -1,5 +1,6 @@
 """The `alerts` agent: every alert of harclip.events is handed to the webhooks (which deliver
-it in the background, stream/webhooks.py)."""
+it in the background, stream/webhooks.py); the evidence step's copy of an alert is handed over
+too (`evidence`), for a webhook that waits for the alert's thumbnail."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from stream.continuity import Record
 class Offer(Protocol):
     def offer(self, alert: Event) -> None: ...
 
+    def evidence(self, alert: Event) -> None: ...
+
 
 class AlertsAgent:
     name = "alerts"
@@ -23,8 +26,12 @@ class AlertsAgent:
 
     async def apply(self, records: Sequence[Record]) -> None:
         for e in parse_events(records):
-            if e.type == "alert" and e.evidence is None:  # not the evidence step's copy
+            if e.type != "alert":
+                continue
+            if e.evidence is None:
                 self.webhooks.offer(e)
+            else:  # the evidence step's copy: delivered once, as the alert
+                self.webhooks.evidence(e)
 
     def sent(self) -> list[Awaitable[Any]]:
         return []

@@ -20,7 +20,6 @@ from harclip.io.keys import evidence_keys
 from harclip.messages import Event, Evidence
 from stream.evidence.frames import Frames, Window
 from stream.evidence.media import CLIP_CONTAINER, CLIP_CONTENT_TYPE, build_clip, nearest, thumbnail
-from stream.metrics import StreamMetrics
 
 SNAPSHOT_SPAN_MS = 1000  # a segment.start's snapshot: frames this near its reference time
 
@@ -31,6 +30,16 @@ class Reader(Protocol):
 
 class Store(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A build's outcome: the evidence, the frames skipped (they do not decode) and the clip's
+    build time (s; None without a clip), for the step's metrics (a worker process has none)."""
+
+    evidence: Evidence
+    corrupt: int = 0
+    clip_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,50 +66,54 @@ def need(e: Event, s: StreamSettings) -> Need | None:
     return None
 
 
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def wait_for_frames(
+    s: StreamSettings, n: Need, wall_ms: Callable[[], int] = _wall_ms
+) -> None:
+    """Until the window's end plus `evidence_wait_s` has passed on the wall clock (capture time
+    is the cameras' wall clock), so its last frames are on Kafka."""
+    due = n.window.end + int(s.evidence_wait_s * 1000)
+    while (left := due - wall_ms()) > 0:
+        await asyncio.sleep(left / 1000)
+
+
 class Builder:
     """Reads an event's frames once they all exist and writes its objects."""
 
-    def __init__(
-        self, s: StreamSettings, reader: Reader, store: Store, metrics: StreamMetrics,
-        *, wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-    ) -> None:  # fmt: skip
+    def __init__(self, s: StreamSettings, reader: Reader, store: Store) -> None:
         self._s = s
         self._reader = reader
         self._store = store
-        self._m = metrics
-        self._wall_ms = wall_ms
 
-    async def wait_for_frames(self, n: Need) -> None:
-        """Until the window's end plus `evidence_wait_s` has passed on the wall clock (capture
-        time is the cameras' wall clock), so its last frames are on Kafka."""
-        due = n.window.end + int(self._s.evidence_wait_s * 1000)
-        while (left := due - self._wall_ms()) > 0:
-            await asyncio.sleep(left / 1000)
-
-    async def build(self, e: Event, n: Need) -> Evidence:
+    async def build(self, e: Event, n: Need) -> Built:
         """The event's evidence, its objects written first (`SinkUnavailable` to retry)."""
         found = await self._reader.read(e.stream_id, n.window)
         if found.missing is not None:
-            return Evidence(missing=found.missing)
+            return Built(Evidence(missing=found.missing))
         frames = found.frames
         keys = evidence_keys(e.stream_id, e.start or n.snapshot_at, e.event_id)
         snap = nearest(frames, n.snapshot_at)
         assert snap is not None  # frames is not empty
         thumb = thumbnail(snap.data, self._s.thumbnail_px)
+        corrupt = 0
         while thumb is None:  # the nearest frame does not decode: the next nearest that does
-            self._m.evidence_corrupt.inc()
+            corrupt += 1
             frames = [f for f in frames if f is not snap]
             if (snap := nearest(frames, n.snapshot_at)) is None:
-                return Evidence(missing="no_frames")
+                return Built(Evidence(missing="no_frames"), corrupt)
             thumb = thumbnail(snap.data, self._s.thumbnail_px)
         out = Evidence(frames=1, first_captured_at=snap.captured_at,
                        last_captured_at=snap.captured_at)  # fmt: skip
+        clip_s = None
         if n.clip:
             t0 = time.perf_counter()
             clip = await asyncio.to_thread(build_clip, found.frames)
-            self._m.evidence_clip_seconds.observe(time.perf_counter() - t0)
+            clip_s = time.perf_counter() - t0
             if clip is not None:
-                self._m.evidence_corrupt.inc(clip.skipped)
+                corrupt = clip.skipped
                 key = keys.clip_for(CLIP_CONTAINER)
                 await self._store.put(key, clip.data, CLIP_CONTENT_TYPE)
                 out = Evidence(clip=key, frames=clip.frames,
@@ -108,4 +121,5 @@ class Builder:
                                last_captured_at=clip.last_captured_at)  # fmt: skip
         await self._store.put(keys.snapshot, snap.data, snap.content_type)
         await self._store.put(keys.thumbnail, thumb, "image/jpeg")
-        return out.model_copy(update={"snapshot": keys.snapshot, "thumbnail": keys.thumbnail})
+        ev = out.model_copy(update={"snapshot": keys.snapshot, "thumbnail": keys.thumbnail})
+        return Built(ev, corrupt, clip_s)

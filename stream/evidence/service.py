@@ -23,11 +23,10 @@ from aiokafka.errors import KafkaError
 from harclip.config import Settings
 from harclip.errors import MessageError, SinkUnavailable
 from harclip.io.kafka import make_consumer, make_producer
-from harclip.io.objects import ObjectStore
 from harclip.messages import Event, Evidence
 from harclip.retry import Backoff, retry_async
-from stream.evidence.build import Builder, Need, need
-from stream.evidence.frames import FrameReader
+from stream.evidence.build import Built, Need, need, wait_for_frames
+from stream.evidence.worker import builds
 from stream.metrics import StreamMetrics
 
 log = logging.getLogger("stream.evidence")
@@ -47,9 +46,7 @@ class EvidenceService:
         self.group = f"{settings.stream.app_id}-evidence"
         self._consumer: AIOKafkaConsumer | None = None  # made in `start` (in the event loop)
         self._producer: AIOKafkaProducer | None = None
-        self._reader = FrameReader(k, k.topics.frames)
-        self._store = ObjectStore(settings.objects)
-        self._builder = Builder(settings.stream, self._reader, self._store, metrics)
+        self._builds = builds(settings)  # worker processes (or this one): read, build, write
         self._slots = asyncio.Semaphore(settings.stream.evidence_concurrency)
 
     async def start(self) -> None:
@@ -61,8 +58,7 @@ class EvidenceService:
             auto_offset_reset="earliest",
         )  # fmt: skip
         try:
-            await self._store.start()
-            await self._reader.start()
+            await self._builds.start()
             await self._producer.start()
             await self._consumer.start()
         except BaseException as e:
@@ -72,7 +68,7 @@ class EvidenceService:
             raise
 
     async def stop(self) -> None:
-        closing = [self._reader.stop, self._store.close]
+        closing = [self._builds.stop]
         closing[:0] = [c.stop for c in (self._consumer, self._producer) if c is not None]
         for close in closing:
             try:
@@ -117,14 +113,18 @@ class EvidenceService:
 
     async def _one(self, e: Event, n: Need) -> None:
         try:
-            await self._builder.wait_for_frames(n)
+            await wait_for_frames(self._s.stream, n)
             async with self._slots:
                 try:
-                    ev = await retry_async(lambda: self._builder.build(e, n), RETRY,
-                                           on_retry=self._failed)  # fmt: skip
+                    built = await retry_async(lambda: self._builds.build(e, n), RETRY,
+                                              on_retry=self._failed)  # fmt: skip
                 except Exception as err:  # refused for good, or frames the encoder refuses
                     log.error("evidence of event %s failed: %r", e.event_id, err)
-                    ev = Evidence(missing="failed")
+                    built = Built(Evidence(missing="failed"))
+            ev = built.evidence
+            self._m.evidence_corrupt.inc(built.corrupt)
+            if built.clip_s is not None:
+                self._m.evidence_clip_seconds.observe(built.clip_s)
             done = e.model_copy(update={"evidence": ev})
             await retry_async(lambda: self._publish(done), RETRY, on_retry=self._failed)
         finally:

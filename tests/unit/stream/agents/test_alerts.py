@@ -10,9 +10,13 @@ from stream.continuity import Record
 class Webhooks:
     def __init__(self) -> None:
         self.offered: list[str] = []
+        self.copies: list[str] = []
 
     def offer(self, alert: Event) -> None:
         self.offered.append(alert.event_id)
+
+    def evidence(self, alert: Event) -> None:
+        self.copies.append(alert.event_id)
 
 
 def record(event_id: str, kind: str) -> Record:
@@ -35,3 +39,4 @@ async def test_the_evidence_steps_copy_of_an_alert_is_not_delivered_again() -> N
     await AlertsAgent(hooks).apply([record("a0", "alert"), Record("events", 0, 1, b"cam",
                                                                   e.to_json(), 0.0)])  # fmt: skip
     assert hooks.offered == ["a0"]
+    assert hooks.copies == ["a1"]  # handed over for the inline thumbnail
