@@ -65,6 +65,7 @@ async def info(
         image_size=m.image_size,
         labels=list(predictor.heads.head.labels) if caller or not auth.enabled else [],
         auth=auth.enabled,
+        random_weights=m.random_weights,
     )
 
 

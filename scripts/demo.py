@@ -5,8 +5,11 @@ with API keys on; the demo's admin key is made once into state/demo-api-key (pri
 the UI with it to write), and the UI holds only a read key (state/demo-read-key).
 
 The camera is the webcam if /dev/video0 exists, else a video file (`--video`, default the shared
-sample video), else a generated test pattern. The model bundle is a random tiny CLIP made once
-into state/demo-bundle (the same code path real weights take). Stops on Ctrl-C or after
+sample video), else a generated test pattern. The model bundle is, by default, a random tiny CLIP
+made once into state/demo-bundle (offline; the same code path real weights take): its labels
+mean nothing, which the banner and every UI page say. `--model ID_OR_FOLDER` (`make demo
+MODEL=...`) exports a hub model or a model folder once into state/demo-bundles/<key> and reuses
+it; `--bundle FOLDER` (`make demo BUNDLE=...`) serves a bundle as it is. Stops on Ctrl-C or after
 `--seconds`.
 """
 
@@ -15,7 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,10 +34,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from harclip.clip.init import RANDOM_MARKER
 from harclip.config import Settings, child_environ, load_settings
 from harclip.errors import HarclipError, ServiceError
 from harclip.io import events, store
 from harclip.messages import Prediction, StreamAction
+from harclip.model.bundle import MANIFEST, Manifest
 from harclip.services.child import Child
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,19 +48,99 @@ _REFRESH_S = 0.5
 console = Console()
 
 
-def ensure_bundle(state: Path) -> Path:
-    """state/demo-bundle, made once (init-model tiny + export onnx) and reused."""
-    bundle = state / "demo-bundle"
-    if (bundle / "manifest.json").is_file():
-        console.print(f"model bundle: {bundle} (cached)")
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def _export(model: str, bundle: Path) -> None:
+    """`harclip export` of `model` into `bundle`, through a side folder renamed at the end, so an
+    export that fails or is interrupted never leaves a bundle that the next run would reuse."""
+    partial = bundle.with_name(bundle.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    subprocess.run([sys.executable, "-m", "harclip", "export", "--model", model,
+                    "--output", str(partial), "--format", "onnx"], check=True)  # fmt: skip
+    partial.rename(bundle)
+
+
+def model_key(model: str) -> str:
+    """The cache folder name of `--model`: a hub id as `org--name`; a folder as its name plus a
+    hash of its absolute path and of its files' sizes and times (a changed folder is exported
+    again). `HarclipError` for anything else."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        folder = folder.resolve()
+        h = hashlib.sha256(str(folder).encode())
+        for f in sorted(p for p in folder.iterdir() if p.is_file()):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name)[:60] or "model"
+        return f"folder-{name}-{h.hexdigest()[:12]}"
+    if _HUB_ID.fullmatch(model) and ".." not in model:
+        return model.replace("/", "--")
+    raise HarclipError(
+        f"MODEL={model!r} is neither a model folder on this machine nor a hub id such as "
+        "openai/clip-vit-base-patch32"
+    )
+
+
+def model_bundle(state: Path, model: str) -> Path:
+    """state/demo-bundles/<model_key>: `model` exported once (ONNX), then reused."""
+    bundle = state / "demo-bundles" / model_key(model)
+    if (bundle / MANIFEST).is_file():
+        console.print(f"model bundle: {bundle} (cached export of {model})")
         return bundle
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"exporting {model} once into {bundle} (ONNX) ...")
+    _export(model, bundle)
+    return bundle
+
+
+def given_bundle(folder: Path) -> Path:
+    """`--bundle`: a folder holding a valid manifest.json, else `HarclipError` saying why."""
+    if not (folder / MANIFEST).is_file():
+        raise HarclipError(f"BUNDLE={folder}: no {MANIFEST} there (make one with harclip export)")
+    Manifest.from_json((folder / MANIFEST).read_bytes(), str(folder / MANIFEST))
+    console.print(f"model bundle: {folder} (given)")
+    return folder
+
+
+def choose_bundle(state: Path, model: str | None, bundle: Path | None) -> Path:
+    """The bundle to serve: `--bundle`, else `--model`'s cached export, else the random tiny one."""
+    if bundle is not None:
+        return given_bundle(bundle)
+    if model:
+        return model_bundle(state, model)
+    return ensure_bundle(state)
+
+
+def banner(bundle: Path) -> str:
+    """What the demo serves, and plainly whether its weights are random."""
+    m = Manifest.from_json((bundle / MANIFEST).read_bytes(), str(bundle / MANIFEST))
+    text = f"model: {m.name} {m.version} (base {m.base_model})"
+    if m.random_weights:
+        text += (
+            "\nRANDOM WEIGHTS: this is a randomly initialised CLIP, so its labels and scores mean "
+            "nothing. For real weights: make demo MODEL=openai/clip-vit-base-patch32 (or a model "
+            "folder), or make demo BUNDLE=<bundle folder>."
+        )
+    return text
+
+
+def ensure_bundle(state: Path) -> Path:
+    """state/demo-bundle, made once (init-model tiny + export onnx) and reused; one exported
+    before manifests said whether weights are random is made again."""
+    bundle = state / "demo-bundle"
+    if (bundle / MANIFEST).is_file():
+        if b"random_weights" in (bundle / MANIFEST).read_bytes():
+            console.print(f"model bundle: {bundle} (cached)")
+            return bundle
+        shutil.rmtree(bundle)
     model = state / "demo-model"
     harclip = [sys.executable, "-m", "harclip"]
     console.print("making the demo model bundle once (random tiny CLIP, ONNX) ...")
-    if not (model / "config.json").is_file():
+    if not (model / RANDOM_MARKER).is_file():  # also a folder made before the marker existed
         subprocess.run([*harclip, "init-model", str(model), "--arch", "tiny"], check=True)
-    subprocess.run([*harclip, "export", "--model", str(model), "--output", str(bundle),
-                    "--format", "onnx"], check=True)  # fmt: skip
+    _export(str(model), bundle)
     return bundle
 
 
@@ -186,12 +274,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
     ap.add_argument("--video", type=Path, help="video file when there is no webcam")
     ap.add_argument("--fps", type=float, default=5.0)
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--model", help="hub id or model folder: exported once, cached, served "
+                       "(default: a random tiny CLIP, offline)")  # fmt: skip
+    which.add_argument("--bundle", type=Path, help="a model bundle folder to serve as it is")
     args = ap.parse_args(argv)
     try:
         s = load_settings()
         logs = s.services.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        bundle = ensure_bundle(s.services.state_dir)
+        bundle = choose_bundle(s.services.state_dir, args.model, args.bundle)
+        console.print(banner(bundle), markup=False, highlight=False)
         source, what = pick_source(s, args.video)
         console.print(f"camera source: {what}")
         worker = spawn("consumers", "--bundle", str(bundle), log=logs / "demo-worker.log",

@@ -183,6 +183,7 @@ class ApiStatus:
     head_version: int = 0
     labels: tuple[str, ...] = ()
     auth: bool = False
+    random_weights: bool = False  # the served model's encoder is random (labels mean nothing)
 
 
 @st.cache_data(ttl=2.0, show_spinner=False)
@@ -198,6 +199,7 @@ def _status(url: str, key: str | None, timeout_s: float) -> ApiStatus:
         head_version=info.model.head_version,
         labels=tuple(info.labels),
         auth=info.auth,
+        random_weights=info.random_weights,
     )
 
 

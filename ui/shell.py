@@ -60,12 +60,19 @@ def _sidebar(status: conn.ApiStatus) -> None:
     _key_form()
 
 
+RANDOM_WEIGHTS = (
+    "Random weights: the served model is a randomly initialised CLIP (harclip init-model, the "
+    "offline default of make demo), so its labels and scores mean nothing. Serve real weights "
+    "with make demo MODEL=openai/clip-vit-base-patch32 (or a folder), or BUNDLE=<bundle folder>."
+)
+
 _RETRY_S = 5.0  # an unreachable API is asked again this often; the page reruns once it answers
 
 
 def banner(status: conn.ApiStatus) -> None:
-    """A clear error at the top of every page when the API cannot be reached; the page comes
-    back by itself once it answers."""
+    """A clear error at the top of every page when the API cannot be reached (the page comes
+    back by itself once it answers), else a plain-text warning when the served model has
+    random weights."""
     if not status.ok:
         st.error(
             f"**API unreachable.** {status.message}\n\n"
@@ -76,6 +83,10 @@ def banner(status: conn.ApiStatus) -> None:
             icon=":material/cloud_off:",
         )
         _retry()
+    elif status.random_weights:
+        # plain text (st.text), so nothing in it reads as Markdown
+        with st.container(border=True, key="random-weights"):
+            st.text("⚠ " + RANDOM_WEIGHTS)
 
 
 @st.fragment(run_every=_RETRY_S)

@@ -122,6 +122,7 @@ def export_bundle(
         engines=engines,
         metrics=metrics,
         validation=validation,
+        random_weights=clip.random_weights,
     )
     (output / MANIFEST).write_bytes(manifest.to_json())
     return Bundle.load(output)

@@ -12,6 +12,10 @@ import orjson
 from harclip.clip.corpus import corpus
 from harclip.errors import ModelError
 
+# written by `init_model` beside the weights: loaders (and so `harclip export`'s manifest) know
+# the weights are random
+RANDOM_MARKER = "harclip-random-weights.json"
+
 Arch = Literal["tiny", "vit-b-32"]
 ARCHS: tuple[Arch, ...] = ("tiny", "vit-b-32")
 
@@ -154,4 +158,6 @@ def init_model(
     tokenizer.save_pretrained(outdir)
     raw = orjson.dumps(preprocessor_config(), option=orjson.OPT_INDENT_2)
     (outdir / "preprocessor_config.json").write_bytes(raw)
+    marker = {"random_weights": True, "arch": arch, "seed": seed, "by": "harclip init-model"}
+    (outdir / RANDOM_MARKER).write_bytes(orjson.dumps(marker, option=orjson.OPT_INDENT_2))
     return outdir

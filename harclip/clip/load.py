@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from harclip.clip.init import OPENAI_MEAN, OPENAI_STD
+from harclip.clip.init import OPENAI_MEAN, OPENAI_STD, RANDOM_MARKER
 from harclip.errors import ModelError
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
@@ -24,6 +24,8 @@ class LoadedClip:
     image_size: int  # pixels, square model input
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    # the weights are `init-model`'s random initialisation (its marker file is in the folder)
+    random_weights: bool = False
 
     @property
     def embed_dim(self) -> int:
@@ -98,6 +100,7 @@ def _from_pretrained(source: str, name: str, *, local_files_only: bool) -> Loade
         image_size=int(size),
         mean=_triple(pre.get("image_mean", OPENAI_MEAN)),
         std=_triple(pre.get("image_std", OPENAI_STD)),
+        random_weights=Path(source, RANDOM_MARKER).is_file(),
     )
 
 

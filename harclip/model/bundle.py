@@ -44,6 +44,9 @@ class Manifest:
     labels: str = "labels.json"
     metrics: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
+    # the encoder is a random initialisation (`harclip init-model`): its labels mean nothing;
+    # bundles written before this field read as False
+    random_weights: bool = False
     format: str = BUNDLE_FORMAT
 
     def to_json(self) -> bytes:
@@ -82,6 +85,7 @@ class Manifest:
             labels=get.text("labels"),
             metrics=get.obj("metrics"),
             validation=get.obj("validation"),
+            random_weights=get.flag("random_weights"),
         )
 
 
@@ -120,6 +124,12 @@ class _Getter:
             raise self._fail(key, "three " + ("positive " if positive else "") + "numbers")
         assert isinstance(v, list)
         return (float(v[0]), float(v[1]), float(v[2]))
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        v = self.doc.get(key, default)
+        if not isinstance(v, bool):
+            raise self._fail(key, "true or false")
+        return v
 
     def obj(self, key: str) -> dict[str, Any]:
         v = self.doc.get(key, {})

@@ -106,6 +106,11 @@ class ServiceInfo(WireModel):
         examples=[["calling", "cycling", "running"]],
     )
     auth: bool = Field(description="whether API keys are required")
+    random_weights: bool = Field(
+        default=False,
+        description="the served encoder has random weights (`harclip init-model`, as in `make "
+        "demo` by default): its labels and scores mean nothing",
+    )
 
 
 class Health(WireModel):

@@ -318,6 +318,18 @@ def test_an_unreachable_api_is_a_banner_on_every_page(
     assert "make demo" in at.error[0].value
 
 
+@pytest.mark.parametrize("page", [None, "stream.py", "predict.py", "labels.py", "settings.py"])
+def test_random_weights_are_a_plain_text_warning_on_every_page(
+    open_page: Open, page: str | None
+) -> None:
+    """The test system serves `init-model`'s random tiny CLIP: its manifest says so, the API's
+    GET / passes it on, and every page says it in plain text (st.text, not Markdown)."""
+    at = open_page(page)
+    notes = [t.value for t in at.text if "Random weights" in t.value]
+    assert len(notes) == 1, [t.value for t in at.text]
+    assert "labels and scores mean nothing" in notes[0] and "make demo MODEL=" in notes[0]
+
+
 def test_a_stream_id_with_markup_shows_as_text(open_page: Open, ui_system: System) -> None:
     """A valid stream id full of Markdown (an image link, a Streamlit colour) is shown as its
     characters on the live grid and the stream page, never rendered."""

@@ -58,6 +58,7 @@ def test_not_a_folder_or_no_manifest(tmp_path: Path) -> None:
             "engine 'onnx' file gone.onnx is missing",
         ),
         (lambda d: d.update(text_encoder="t.onnx"), "text encoder file t.onnx is missing"),
+        (lambda d: d.update(random_weights="yes"), "'random_weights' must be true or false"),
     ],
 )
 def test_invalid_manifest_names_the_field(
@@ -66,6 +67,14 @@ def test_invalid_manifest_names_the_field(
     _edit_manifest(bundle_copy, edit)
     with pytest.raises(ModelError, match=match):
         Bundle.load(bundle_copy)
+
+
+def test_random_weights_come_from_init_model_and_default_to_false(bundle_copy: Path) -> None:
+    """The tiny bundle is exported from `init-model`'s random CLIP (its marker file): the
+    manifest says so; a manifest written before the field existed reads as not random."""
+    assert Bundle.load(bundle_copy).manifest.random_weights is True
+    _edit_manifest(bundle_copy, lambda d: d.pop("random_weights"))
+    assert Bundle.load(bundle_copy).manifest.random_weights is False
 
 
 def test_manifest_not_json(bundle_copy: Path) -> None:
