@@ -62,6 +62,7 @@ def policy(docs: list[Doc]) -> list[str]:
         *argocd_sync(docs),
         *gpu_pods(docs),
         *ort_threads(docs),
+        *model_sources(docs),
     ]
 
 
@@ -189,7 +190,25 @@ def _bundle_mounted(owner: Doc, c: Doc, env: dict[str, str]) -> list[str]:
     return []
 
 
-# ----------------------------------------------------------------------------- settings
+MODEL_SCHEMES = ("s3", "models", "runs")  # what harclip.model.fetch reads in a cluster
+
+
+def model_sources(docs: list[Doc]) -> list[str]:
+    """Each model-fetch init container gets a MODEL_URI harclip.model.fetch can read (not a path:
+    the pod has none), and for s3:// the object store's keys."""
+    problems: list[str] = []
+    for owner, pod in pods(docs):
+        for c in pod.get("initContainers", []):
+            if "harclip.model.fetch" not in " ".join(map(str, c.get("args", []))):
+                continue
+            env, _ = container_env(docs, c)
+            uri, at = env.get("MODEL_URI", ""), f"{where(owner)}: container {c['name']}"
+            scheme = uri.split(":", 1)[0] if ":" in uri else ""
+            if scheme not in MODEL_SCHEMES:
+                problems.append(f"{at}: MODEL_URI {uri!r} is not one of {MODEL_SCHEMES} URIs")
+            elif scheme == "s3" and "HARCLIP_OBJECTS__SECRET_KEY" not in env:
+                problems.append(f"{at}: MODEL_URI {uri} without the object store's keys")
+    return problems
 
 
 # ----------------------------------------------------------------------------- exposure

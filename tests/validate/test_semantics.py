@@ -136,9 +136,23 @@ def _threads_from_node(docs: Docs) -> None:
     env[:] = [e for e in env if e["name"] != "HARCLIP_MODEL__INTRA_OP_THREADS"]
 
 
+def _model_from_a_path(docs: Docs) -> None:
+    model = next(d for d in docs if d["metadata"]["name"].startswith("harclip-model"))
+    model["data"]["MODEL_URI"] = "/models/harclip-har"
+
+
+def _s3_model_without_keys(docs: Docs) -> None:
+    model = next(d for d in docs if d["metadata"]["name"].startswith("harclip-model"))
+    model["data"]["MODEL_URI"] = "s3://harclip-models/harclip-har/3"
+    init = _pod(docs, "harclip-worker")["initContainers"][0]
+    init["env"] = [e for e in init["env"] if not e["name"].startswith("HARCLIP_OBJECTS__")]
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
+        (_model_from_a_path, "MODEL_URI '/models/harclip-har' is not one of"),
+        (_s3_model_without_keys, "without the object store's keys"),
         (_short_bootstrap, "does not resolve from KEDA's namespace"),
         (_other_namespace, "names namespace harclip-dev, the workers run in harclip"),
         (lambda d: _find(d, "ScaledObject", "harclip-worker")["spec"]["triggers"][0]["metadata"]
