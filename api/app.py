@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import harclip
-from api import events, evidence, health, labels, predict, search, streams, ws
+from api import events, evidence, feedback, health, labels, predict, search, streams, ws
 from api.auth import generate_key
 from api.docs import install_docs
 from api.errors import install_handlers
@@ -82,6 +82,7 @@ def create_app(settings: Settings, bundle: Bundle) -> FastAPI:
         labels.router,
         events.router,
         evidence.router,
+        feedback.router,
         ws.router,
     ):
         app.include_router(router)

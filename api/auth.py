@@ -84,6 +84,13 @@ class Principal:
     key_id: str
     streams: tuple[str, ...] | None = None
     bucket: TokenBucket | None = field(default=None, compare=False, repr=False)
+    name: str | None = None  # the grant's name (who holds the key), if given
+
+    @property
+    def who(self) -> str:
+        """The name recorded for what this caller gives (feedback's `by`): the key's name, else
+        its short id."""
+        return self.name or self.key_id
 
     @property
     def known(self) -> bool:
@@ -124,7 +131,7 @@ class Authenticator:
         self._settings = settings
         self._clock = clock
         self._keys = [
-            _Key(k.encode(), Principal(g.role, k[:6] + "…", g.streams, self._bucket()))
+            _Key(k.encode(), Principal(g.role, k[:6] + "…", g.streams, self._bucket(), g.name))
             for k, g in settings.grants().items()
         ]
         self._peers: OrderedDict[str, TokenBucket] = OrderedDict()

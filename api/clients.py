@@ -136,13 +136,16 @@ class Clients:
         self._metrics.ws_dropped.inc(dropped)
 
     async def search_client(self) -> AsyncElasticsearch:
-        """The Elasticsearch client, with the index templates put once (idempotent)."""
+        """The Elasticsearch client, with the index templates and the feedback index put once
+        (idempotent)."""
         es = self.es()
         async with self._es_lock:
             if not self._templates_ok:
+                from harclip.io.feedback import ensure_feedback_index
                 from harclip.io.indices import ensure_templates
 
                 await ensure_templates(es, self.settings.elasticsearch, self._space)
+                await ensure_feedback_index(es, self.settings.elasticsearch)
                 self._templates_ok = True
         return es
 

@@ -4,6 +4,7 @@ several apps in one process (tests) do not collide."""
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,6 +59,39 @@ class ApiMetrics:
         self.ingested = Counter(
             "harclip_api_frames_ingested", "frames published by /ws/ingest", registry=r
         )
+        self.feedback = FeedbackMetrics(r)
+
+
+_WINDOW = 100  # verdicts per (stream, label) in the rolling agreement
+_MAX_SERIES = 1000  # (stream, label) pairs tracked; more are counted in the totals only
+
+
+class FeedbackMetrics:
+    """Online accuracy: operators' verdicts on served predictions per stream and served label
+    (`harclip_feedback_verdicts_total`), and the agreement of the last 100 verdicts of each
+    (`harclip_feedback_agreement`, 0..1). Labels are the served ones (the head's: bounded)."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.verdicts = Counter(
+            "harclip_feedback_verdicts", "operators' verdicts on served predictions",
+            ["stream", "label", "verdict"], registry=r,
+        )  # fmt: skip
+        self.agreement = Gauge(
+            "harclip_feedback_agreement",
+            f"share of the last {_WINDOW} verdicts that found the served label correct",
+            ["stream", "label"], registry=r,
+        )  # fmt: skip
+        self._recent: dict[tuple[str, str], deque[bool]] = {}
+
+    def observe(self, stream: str, label: str | None, verdict: str) -> None:
+        served = label or "none"
+        key = (stream, served)
+        if key not in self._recent and len(self._recent) >= _MAX_SERIES:
+            key = ("other", "other")  # bounded series: beyond the cap, one pooled series
+        self.verdicts.labels(key[0], key[1], verdict).inc()
+        window = self._recent.setdefault(key, deque(maxlen=_WINDOW))
+        window.append(verdict == "correct")
+        self.agreement.labels(*key).set(sum(window) / len(window))
 
 
 def _method_label(method: str) -> str:

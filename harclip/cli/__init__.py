@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "retention": ("harclip.cli.retention", "show or delete expired daily Elasticsearch indices"),
     "rules": ("harclip.cli.rules", "show or set the events app's alert rules (harclip.control)"),
     "model-fetch": ("harclip.cli.model_fetch", "fetch a bundle (s3://, MLflow, folder) and verify"),
+    "feedback": ("harclip.cli.feedback", "import labelled photos as feedback, or list feedback"),
 }
 
 

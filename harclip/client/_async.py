@@ -15,10 +15,13 @@ from harclip.client._requests import Call, auth_headers
 from harclip.client.errors import ConnectionFailed
 from harclip.client.subscription import Subscription, _Resumer
 from harclip.messages import StreamAction, StreamStats
+from harclip.messages.feedback import Feedback, Verdict
 from harclip.wire import (
     Ack,
     EventMessage,
     EventPage,
+    FeedbackCounts,
+    FeedbackPage,
     LabelSet,
     Prediction,
     PredictionMessage,
@@ -231,6 +234,36 @@ class AsyncClient:
     async def stream_stats(self, stream_id: str) -> StreamStats:
         """Time per action over the last hour, by minute (`NotFound` before its first segment)."""
         return await self._send(_requests.stream_stats(stream_id))
+
+    async def give_feedback(
+        self,
+        verdict: Verdict,
+        *,
+        frame_id: str | None = None,
+        event_id: str | None = None,
+        label: str | None = None,
+        note: str | None = None,
+    ) -> Feedback:
+        """A verdict ("correct" / "wrong") on a frame or an event (its best frame); for "wrong",
+        `label` is the right label (None: none of these). Needs a predict key (auth off: an
+        admin key); `NotFound` for an unknown frame or event, `BadRequest` 422 for a bad label,
+        `RateLimited` 429 when the key gives feedback too fast. Returns the stored verdict
+        without its embedding."""
+        return await self._send(
+            _requests.give_feedback(
+                verdict, frame_id=frame_id, event_id=event_id, label=label, note=note
+            )
+        )
+
+    async def list_feedback(self, **filters: str | int | bool | None) -> FeedbackPage:
+        """Verdicts newest first, each frame's latest (`all=True`: every one). Filters:
+        stream_id, label ("none": none of these), verdict, by, since_ms, until_ms, frame_id,
+        limit (at most 1000)."""
+        return await self._send(_requests.list_feedback(**filters))
+
+    async def feedback_counts(self, **filters: str | int | None) -> FeedbackCounts:
+        """Counts of the frames' latest verdicts per stream and label, with the agreement."""
+        return await self._send(_requests.feedback_counts(**filters))
 
     async def rules(self) -> RulesDoc:
         """The alert rules in force on harclip.control (`published` False: none yet)."""

@@ -18,8 +18,12 @@ from pydantic import BaseModel
 from harclip.client.errors import error_for, typed_error
 from harclip.ids import STREAM_ID_RULE, stream_id_problem
 from harclip.messages import StreamAction, StreamStats
+from harclip.messages.feedback import Feedback, Verdict
 from harclip.wire import (
     EventPage,
+    FeedbackCounts,
+    FeedbackPage,
+    FeedbackRequest,
     LabelSet,
     LabelSetRequest,
     Prediction,
@@ -290,6 +294,34 @@ def rules() -> Call[RulesDoc]:
 def set_rules(items: Iterable[Mapping[str, Any]]) -> Call[RulesDoc]:
     body = RulesRequest.model_construct(rules=[dict(r) for r in items])
     return Call("PUT", "/rules", _model(RulesDoc), body=body)
+
+
+# -- feedback ----------------------------------------------------------------------------------
+
+
+def give_feedback(
+    verdict: Verdict,
+    *,
+    frame_id: str | None = None,
+    event_id: str | None = None,
+    label: str | None = None,
+    note: str | None = None,
+) -> Call[Feedback]:
+    body = FeedbackRequest.model_construct(
+        frame_id=frame_id, event_id=event_id, verdict=verdict, label=label, note=note
+    )
+    return Call("POST", "/feedback", _model(Feedback), body=body)
+
+
+def list_feedback(**filters: str | int | bool | None) -> Call[FeedbackPage]:
+    """`filters`: stream_id, label ("none": none of these), verdict, by, since_ms, until_ms,
+    frame_id, all, limit."""
+    params = _query(**{k: str(v).lower() if isinstance(v, bool) else v for k, v in filters.items()})
+    return Call("GET", "/feedback", _model(FeedbackPage), params=params)
+
+
+def feedback_counts(**filters: str | int | None) -> Call[FeedbackCounts]:
+    return Call("GET", "/feedback/counts", _model(FeedbackCounts), params=_query(**filters))
 
 
 # -- WebSockets --------------------------------------------------------------------------------

@@ -75,6 +75,11 @@ class KeyGrant(_Section):
     """What one API key may do: its role, and the stream ids it may ingest into."""
 
     role: Role
+    name: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@:-]+$",
+        description="who holds the key, recorded as `by` of their feedback (default: the key's "
+        "first characters)",
+    )  # fmt: skip
     streams: tuple[str, ...] | None = Field(
         None,
         description="stream-id patterns this key may ingest into (fnmatch, case-sensitive: "
@@ -99,6 +104,8 @@ class AuthSettings(_Section):
     keys: dict[str, Role | KeyGrant] = Field(default_factory=dict)
     rate_per_s: float = Field(50.0, gt=0, description="per-key request rate")
     burst: int = Field(100, ge=1)
+    feedback_per_min: float = Field(30.0, gt=0, description="per-key rate of POST /feedback")
+    feedback_burst: int = Field(20, ge=1)
 
     def grants(self) -> dict[str, KeyGrant]:
         """Every key with its grant (a bare role grants every stream)."""

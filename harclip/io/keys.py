@@ -1,7 +1,7 @@
 """Every Redis key of DESIGN.md, under one prefix (`RedisSettings.key_prefix`, default
 `harclip`): what the workers write (`streams`, `latest`, `recent`, `frame`) and what the events
 app writes (`event-streams`, `action`, `events`, `stats`); and the object store's keys
-(`evidence_keys`, `thumb_key`)."""
+(`evidence_keys`, `thumb_key`, `feedback_key`)."""
 
 from __future__ import annotations
 
@@ -113,3 +113,9 @@ def _part(value: str) -> str:
         raise ValueError("an object key part must not be empty")
     part = quote(value, safe="-_.~:@+,=")
     return part.replace(".", "%2E") if part in (".", "..") else part
+
+
+def feedback_key(stream_id: str, given_at_ms: int, feedback_id: str) -> str:
+    """The key of a judged frame's JPEG: `feedback/<stream>/<yyyy-mm-dd>/<feedback_id>.jpg`
+    (the day of `given_at_ms`, UTC)."""
+    return f"feedback/{_part(stream_id)}/{_day(given_at_ms)}/{_part(feedback_id)}.jpg"

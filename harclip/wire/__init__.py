@@ -21,6 +21,12 @@ from harclip.wire.base import (
     ErrorMessage,
     WireModel,
 )
+from harclip.wire.feedback import (
+    FeedbackCount,
+    FeedbackCounts,
+    FeedbackPage,
+    FeedbackRequest,
+)
 from harclip.wire.http import (
     EventPage,
     Health,
@@ -63,6 +69,10 @@ __all__ = [
     "ErrorMessage",
     "EventMessage",
     "EventPage",
+    "FeedbackCount",
+    "FeedbackCounts",
+    "FeedbackPage",
+    "FeedbackRequest",
     "Health",
     "Heartbeat",
     "LabelScore",

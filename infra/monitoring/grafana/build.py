@@ -57,6 +57,10 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
          [("{{type}}", "sum by (type) (rate(harclip_stream_events_total[$__rate_interval]))")]),
         ("Top-1 label drift (total variation vs 7 days)", "ts", "none",
          [("distance", "harclip:label_drift:tvd1h")]),
+        ("Online accuracy (feedback): agreement over the last hour", "ts", "percentunit", [
+            ("all", "harclip:feedback_agreement_all:1h"),
+            ("{{stream}} / {{label}}", "harclip:feedback_agreement:1h"),
+        ]),
     ]),
     "harclip-worker": ("harclip / inference worker", [
         ("Frames consumed /s by pod", "ts", "ops",
