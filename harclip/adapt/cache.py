@@ -132,7 +132,7 @@ class Adapter:
             raise MessageError(f"adapter record: {e}") from None
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Adapter:
+    def from_json(cls, raw: bytes | str) -> Adapter:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
