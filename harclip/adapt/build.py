@@ -100,6 +100,7 @@ class Cache:
     keys: np.ndarray
     values: np.ndarray
     scope_of: np.ndarray
+    sources: tuple[str, ...]  # feedback_id of each key
 
 
 def make_cache(
@@ -129,6 +130,7 @@ def make_cache(
         keys,
         np.array([index[it.label] for _, it in kept], np.int32),
         np.array([s for s, _ in kept], np.int32),
+        tuple(it.feedback_id for _, it in kept),
     )
 
 
@@ -227,12 +229,14 @@ def build_candidate(
         feedback_count=len(items),
         cv_score=score,
         model=model,
+        sources=cache.sources,
     )
 
 
 def champion_score(champion: Adapter | None, items: Sequence[Item], head: Head) -> float:
     """The accuracy the adapter in force (None: the head alone) gets on `items`, each scored
-    without its own cache entry (leave-one-out: it may have been built from them)."""
+    without its own cache entry (leave-one-out: it may have been built from them), as the
+    candidate's k-fold scores each item without it."""
     if not items:
         return 0.0
     x = np.stack([it.embedding for it in items])
@@ -242,7 +246,12 @@ def champion_score(champion: Adapter | None, items: Sequence[Item], head: Head) 
     else:
         applied = Applied.fit(champion, head)
         labels = applied.labels
-        z = applied.logits(x, scope_indices(items, champion.scopes), exclude_self=True)
+        if champion.sources:
+            ids = np.array([it.feedback_id for it in items])
+            own = ids[:, None] == np.array(champion.sources)[None, :]  # [N, M]
+        else:  # no sources recorded: leave identical embeddings out
+            own = (x @ champion.keys.T) > 1.0 - 1e-3
+        z = applied.logits(x, scope_indices(items, champion.scopes), exclude=own)
     best = [labels[i] for i in z.argmax(axis=1)]
     hits = sum(b == it.label for b, it in zip(best, items, strict=True))
     return float(hits) / len(items)

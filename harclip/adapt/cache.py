@@ -49,6 +49,7 @@ class Adapter:
     feedback_count: int = 0  # labelled items the candidate was built and scored on
     cv_score: float | None = None  # its k-fold held-out accuracy
     model: str = ""  # "<name>/<version>" of the model whose embeddings the keys are
+    sources: tuple[str, ...] = ()  # feedback_id of each key (the gate leaves an item's own out)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -92,6 +93,7 @@ class Adapter:
             "feedback_count": self.feedback_count,
             "cv_score": self.cv_score,
             "model": self.model,
+            "sources": list(self.sources),
         }
 
     def to_json(self) -> bytes:
@@ -125,6 +127,7 @@ class Adapter:
                 feedback_count=_int(doc, "feedback_count", 0),
                 cv_score=None if doc.get("cv_score") is None else _num(doc, "cv_score"),
                 model=_get(doc, "model", str) if "model" in doc else "",
+                sources=_strings(doc, "sources") if "sources" in doc else (),
             )
         except binascii.Error as e:
             raise MessageError(f"adapter keys are not base64: {e}") from None
@@ -169,12 +172,12 @@ class Applied:
         return cls(adapter, head, tuple(out), columns, onehot)
 
     def logits(
-        self, emb: np.ndarray, scope: np.ndarray, *, exclude_self: bool = False
+        self, emb: np.ndarray, scope: np.ndarray, *, exclude: np.ndarray | None = None
     ) -> np.ndarray:
         """float32 [N, D] embeddings and each row's scope index [N] -> logits [N, C'] over
         `labels`. Rows of scope -1 get the head's logits (and -inf for new labels).
-        `exclude_self` masks cache items identical to the row (cos > 1 - 1e-4): scoring an
-        adapter on the feedback it was built from, leave-one-out."""
+        `exclude` (bool [N, M]) leaves cache items out per row: scoring an adapter on the
+        feedback it was built from, leave-one-out."""
         a, h = self.adapter, self.head
         n, c = emb.shape[0], len(self.labels)
         base = h.logits(emb)  # [N, D] -> [N, C]
@@ -184,8 +187,8 @@ class Applied:
         sims = emb.astype(np.float32, copy=False) @ a.keys.T  # [N, D] x [D, M] -> [N, M]
         affinity = np.exp(-a.beta * (1.0 - sims))
         affinity *= scope[:, None] == a.scope_of[None, :]
-        if exclude_self:
-            affinity *= sims < 1.0 - 1e-4
+        if exclude is not None:
+            affinity *= ~exclude
         out += np.float32(h.logit_scale * a.alpha) * (affinity @ self.onehot)  # [N,M]x[M,C']
         outside = scope < 0
         if outside.any():
@@ -233,10 +236,12 @@ def _check(a: Adapter) -> None:
         ("values", a.values, len(a.labels)),
         ("scope_of", a.scope_of, len(a.scopes)),
     ):
-        if arr.shape != (m,):
+        if arr.shape != (m,):  # fmt: skip
             raise MessageError(f"adapter {name} must have one entry per key ({m}), got {arr.shape}")
         if m and (arr.min() < 0 or arr.max() >= n):
             raise MessageError(f"adapter {name} must be indices below {n}")
+    if a.sources and len(a.sources) != m:
+        raise MessageError(f"adapter sources must name one feedback item per key ({m})")
     if len(a.labels) > MAX_LABELS or len(set(a.labels)) != len(a.labels):
         raise MessageError(f"adapter labels must be distinct, at most {MAX_LABELS}")
     if any(not lb or len(lb) > 64 or not lb.isprintable() for lb in a.labels):

@@ -42,8 +42,6 @@ from harclip.model.head import Head
 
 log = logging.getLogger(__name__)
 
-_PAGE = 1000  # feedback documents per Elasticsearch page
-
 
 class AdaptError(HarclipError):
     """An adapter job cannot go on (unknown version, nothing to roll back to)."""
@@ -122,32 +120,23 @@ async def read_feedback(s: Settings, *, since: int | None = None) -> tuple[list[
     """The newest `adapt.max_feedback` feedback documents (given after `since` ms, if set), and
     how many documents were not valid feedback. No index yet: none."""
     es = make_es(s.elasticsearch)
-    docs: list[Feedback] = []
-    invalid = 0
     query: dict[str, Any] = {"range": {"given_at": {"gt": since}}} if since else {"match_all": {}}
-    after: list[Any] | None = None
     try:
-        while len(docs) + invalid < s.adapt.max_feedback:
-            size = min(_PAGE, s.adapt.max_feedback - len(docs) - invalid)
-            resp = await es.search(
-                index=s.elasticsearch.feedback_index, query=query, size=size,
-                sort=[{"given_at": "desc"}, {"feedback_id": "desc"}], search_after=after,
-            )  # fmt: skip
-            hits = resp["hits"]["hits"]
-            for h in hits:
-                try:
-                    docs.append(Feedback.model_validate(h["_source"]))
-                except ValidationError:
-                    invalid += 1
-            if len(hits) < size:
-                break
-            after = hits[-1]["sort"]
+        resp = await es.search(index=s.elasticsearch.feedback_index, query=query,
+                               size=s.adapt.max_feedback, sort=[{"given_at": "desc"}])  # fmt: skip
     except NotFoundError:
         return [], 0
     except (ApiError, TransportError) as e:
         raise Unavailable(f"cannot read {s.elasticsearch.feedback_index}: {e}") from e
     finally:
         await es.close()
+    docs: list[Feedback] = []
+    invalid = 0
+    for h in resp["hits"]["hits"]:
+        try:
+            docs.append(Feedback.model_validate(h["_source"]))
+        except ValidationError:
+            invalid += 1
     return docs, invalid
 
 

@@ -34,7 +34,7 @@ class AdaptSettings(_Section):
     )
     history: int = Field(10, ge=2, le=100, description="adapters kept in Redis for rollback")
     max_feedback: int = Field(
-        20_000, ge=10, le=100_000, description="newest feedback documents one build reads"
+        10_000, ge=10, le=10_000, description="newest feedback documents one build reads"
     )
 
     @field_validator("alphas", "betas")

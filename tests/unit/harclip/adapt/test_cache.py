@@ -68,11 +68,11 @@ def test_scopes_pick_the_first_matching_glob_and_mask_other_scopes_keys() -> Non
     assert z_cam1[0, 2] > z_other[0, 2]
 
 
-def test_exclude_self_drops_identical_keys() -> None:
+def test_excluded_keys_do_not_vote() -> None:
     ap = Applied.fit(adapter(), head())
     x = unit(np.eye(D, dtype=np.float32)[[1]])
     with_self = ap.logits(x, np.array([1]))
-    without = ap.logits(x, np.array([1]), exclude_self=True)
+    without = ap.logits(x, np.array([1]), exclude=np.array([[False, True, False]]))
     assert with_self[0, 2] > without[0, 2]
 
 
@@ -87,6 +87,7 @@ def test_the_record_round_trips_and_names_what_is_wrong() -> None:
         ("keys", "!!", "base64"), ("values", [0, 5, 1], "values"), ("alpha", -1, "alpha"),
         ("labels", ["b", "b"], "distinct"), ("embed_dim", 5, "multiple"), ("scopes", [], "scopes"),
         ("labels", ["x\n", "y"], "printable"), ("version", "1", "version"),
+        ("sources", ["f1"], "sources"),
     ]:  # fmt: skip
         with pytest.raises(MessageError, match=what):
             Adapter.from_doc(doc | {key: bad})
