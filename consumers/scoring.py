@@ -41,8 +41,17 @@ class Scoring:
         return self._engine
 
     def on_change(self, callback: Callable[[], None]) -> None:
-        """Call `callback()` after every head swap."""
+        """Call `callback()` after every head or adapter swap."""
         self.heads.on_change(lambda _: callback())
+        self.adapters.on_change(callback)
+
+    def labels(self) -> tuple[str, ...]:
+        """The labels served now: the head's, then those the adapter in force adds."""
+        a = self.adapters.adapter
+        extra = (
+            () if a is None else tuple(lb for lb in a.labels if lb not in self.heads.head.labels)
+        )
+        return self.heads.head.labels + extra
 
     async def load(self) -> None:
         """Load the engine (`ModelError` when its embeddings do not fit the head)."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +65,7 @@ class AdapterHolder:
         self._metrics = metrics
         self._published = Published(None, -1)
         self._applied: Applied | None = None  # fitted to the last head seen
+        self._changed: list[Callable[[], None]] = []
 
     @property
     def adapter(self) -> Adapter | None:
@@ -73,6 +74,10 @@ class AdapterHolder:
     @property
     def published_at(self) -> int:
         return self._published.published_at
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` after every swap (in the thread that offered the record)."""
+        self._changed.append(callback)
 
     def offer(self, p: Published) -> bool:
         """Use `p` from the next batch on if it is newer and fits the model; True if swapped."""
@@ -96,6 +101,8 @@ class AdapterHolder:
         else:
             log.info("adapter version %d in use (%d items, %d labels, alpha %g, beta %g)",
                      a.version, a.size, len(a.labels), a.alpha, a.beta)  # fmt: skip
+        for callback in self._changed:
+            callback()
         return True
 
     def offer_raw(self, raw: bytes) -> None:

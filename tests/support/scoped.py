@@ -40,7 +40,8 @@ def scoped(settings: Settings, suffix: str) -> Settings:
         "elasticsearch": e.model_copy(update={
             "predictions_index": f"{e.predictions_index}-{suffix}",
             "events_index": f"{e.events_index}-{suffix}",
-            "logs_index": f"{e.logs_index}-{suffix}"}),
+            "logs_index": f"{e.logs_index}-{suffix}",
+            "feedback_index": f"{e.feedback_index}-{suffix}"}),
         "objects": o.model_copy(update={"bucket": f"{o.bucket}-{suffix}"}),
         "metrics": settings.metrics.model_copy(update={"port": 0}),
     })  # fmt: skip
