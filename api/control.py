@@ -1,5 +1,6 @@
 """What the API follows on `harclip.control`: `head` records go to the predictor's head holder,
-`rules` records are kept for `GET /rules`. Started and stopped by the app's lifespan."""
+`adapter` records to its adapter holder, `rules` records are kept for `GET /rules`. Started and
+stopped by the app's lifespan."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import logging
 
 import orjson
 
+from harclip.adapt.holder import AdapterHolder
 from harclip.config import Settings
-from harclip.control import HEAD_KEY, RULES_KEY, ControlFollower, HeadHolder
+from harclip.control import ADAPTER_KEY, HEAD_KEY, RULES_KEY, ControlFollower, HeadHolder
 from harclip.errors import Unavailable
 from harclip.rules import Rules, RulesError
 
@@ -19,14 +21,17 @@ log = logging.getLogger(__name__)
 class Control:
     """The control-topic follower of one API process and the newest rules it read."""
 
-    def __init__(self, settings: Settings, heads: HeadHolder) -> None:
+    def __init__(
+        self, settings: Settings, heads: HeadHolder, adapters: AdapterHolder | None = None
+    ) -> None:
         self._settings = settings
         self._heads = heads
         # the newest valid `rules` record on harclip.control: (rules, updated_at ms)
         self.rules: tuple[Rules, int] | None = None
-        self._follower = ControlFollower(
-            settings.kafka, {HEAD_KEY: heads.offer_raw, RULES_KEY: self._on_rules}
-        )
+        handlers = {HEAD_KEY: heads.offer_raw, RULES_KEY: self._on_rules}
+        if adapters is not None:
+            handlers[ADAPTER_KEY] = adapters.offer_raw
+        self._follower = ControlFollower(settings.kafka, handlers)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 

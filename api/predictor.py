@@ -14,6 +14,7 @@ import numpy as np
 
 from api.limits import check_image
 from api.metrics import ApiMetrics
+from harclip.adapt.holder import AdapterHolder
 from harclip.batching import MicroBatcher
 from harclip.config import Settings
 from harclip.control import HeadHolder
@@ -71,6 +72,7 @@ class Predictor:
         self.bundle = bundle
         self._metrics = metrics
         self.heads = HeadHolder(bundle.manifest, bundle.load_head(), metrics.control)
+        self.adapters = AdapterHolder(bundle.manifest, metrics.control)
         self.engine: Engine | None = None
         self._decode_pool = ThreadPoolExecutor(
             settings.batching.decode_threads, thread_name_prefix="api-decode"
@@ -123,11 +125,12 @@ class Predictor:
         in_use = self.heads.current  # read once: the whole batch uses one head
         start = time.perf_counter()
         emb = self.engine.embed(np.stack([j.pixels for j in jobs]))  # [N, S, S, 3] -> [N, D]
-        top = in_use.head.top_k(emb, max(j.k for j in jobs))  # [N, D] -> N × k_max, best first
+        # [N, D] -> N × k_max, best first; an image has no stream: the adapter's "*" scope
+        top, models = self.adapters.top_k(in_use, emb, [""] * len(jobs), max(j.k for j in jobs))
         infer_ms = (time.perf_counter() - start) * 1000
         return [
-            _Done(row[: j.k], in_use.model, e, start, infer_ms)
-            for j, row, e in zip(jobs, top, emb, strict=True)
+            _Done(row[: j.k], m, e, start, infer_ms)
+            for j, row, m, e in zip(jobs, top, models, emb, strict=True)
         ]
 
     async def predict(self, images: Sequence[tuple[str, bytes]], k: int) -> list[Scored]:

@@ -35,7 +35,7 @@ class Runtime:
         self.predicts = ConcurrencyLimit(settings.api.max_concurrent_predicts)
         self.predictor = Predictor(settings, bundle, self.metrics)
         self.clients = Clients(settings, space_of(bundle), self.metrics)
-        self.control = Control(settings, self.predictor.heads)
+        self.control = Control(settings, self.predictor.heads, self.predictor.adapters)
 
     async def start(self) -> None:
         await self.predictor.start()

@@ -11,6 +11,7 @@ import logging
 import time
 
 from consumers.work import BatchResult, Predicted, Work
+from harclip.adapt.holder import AdapterHolder, score_top_k
 from harclip.batching import Batch
 from harclip.control import HeadInUse
 from harclip.engines import Engine
@@ -21,10 +22,17 @@ from harclip.messages import LabelScore, Latency, Prediction, now_ms
 log = logging.getLogger(__name__)
 
 
-def run_batch(batch: Batch[Work], engine: Engine, in_use: HeadInUse, top_k: int) -> BatchResult:
+def run_batch(
+    batch: Batch[Work],
+    engine: Engine,
+    in_use: HeadInUse,
+    top_k: int,
+    adapters: AdapterHolder | None = None,
+) -> BatchResult:
     """Embed the batch's good frames with `engine`, score them with `in_use.head` (one head for the
-    whole batch), and build their Predictions. An engine failure fails every frame of the batch
-    (they go to the DLQ with the reason) and the worker goes on."""
+    whole batch) and the feedback adapter in force (`adapters`), and build their Predictions. An
+    engine failure fails every frame of the batch (they go to the DLQ with the reason) and the
+    worker goes on."""
     works = batch.items + batch.stale
     result = BatchResult(works=works, stale=list(batch.stale), started_at_ms=now_ms())
     good = [w for w in batch.items if w.error is None]
@@ -41,7 +49,9 @@ def run_batch(batch: Batch[Work], engine: Engine, in_use: HeadInUse, top_k: int)
         del images
         if emb.shape[0] != len(good):
             raise HarclipError(f"engine returned {emb.shape[0]} rows for {len(good)} images")
-        top = in_use.head.top_k(emb, top_k)  # [N, D] -> N × k (label, p)
+        applied = adapters.fitted(in_use) if adapters is not None else None
+        streams = [w.frame.stream_id if w.frame is not None else "" for w in good]
+        top, models = score_top_k(in_use, applied, emb, streams, top_k)  # [N, D] -> N × k
     except Exception as e:  # the whole batch follows the error policy, loudly
         log.error("inference failed for a batch of %d frames: %s", len(good), e)
         for w in good:
@@ -51,7 +61,7 @@ def run_batch(batch: Batch[Work], engine: Engine, in_use: HeadInUse, top_k: int)
     result.infer_s = time.perf_counter() - start
     done = now_ms()
     infer_ms = result.infer_s * 1000
-    for w, row, emb_row in zip(good, top, emb, strict=True):
+    for w, row, model, emb_row in zip(good, top, models, emb, strict=True):
         f = w.frame
         assert f is not None
         pred = Prediction(
@@ -63,7 +73,7 @@ def run_batch(batch: Batch[Work], engine: Engine, in_use: HeadInUse, top_k: int)
             label=row[0][0],
             score=row[0][1],
             top_k=[LabelScore(label=lb, score=sc) for lb, sc in row],
-            model=in_use.model,
+            model=model,
             latency_ms=Latency(
                 queue=float(max(0, result.started_at_ms - f.captured_at)),
                 infer=infer_ms,

@@ -1,5 +1,6 @@
-"""The worker's model: the engine (and its GPU JPEG decoder, if any) and the head in use, which
-follows `head` records on the control topic between batches."""
+"""The worker's model: the engine (and its GPU JPEG decoder, if any), the head in use and the
+feedback adapter after it, which follow `head` and `adapter` records on the control topic between
+batches."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from collections.abc import Callable
 from consumers.inference import run_batch
 from consumers.metrics import WorkerMetrics
 from consumers.work import BatchResult, Work
+from harclip.adapt.holder import AdapterHolder
 from harclip.batching import Batch
 from harclip.config import Settings
-from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
+from harclip.control import ADAPTER_KEY, HEAD_KEY, ControlFollower, HeadHolder
 from harclip.engines import Engine, create_engine
 from harclip.engines.gpu_decode import TorchDecoder, decoder_for
 from harclip.errors import ModelError
@@ -25,7 +27,11 @@ class Scoring:
         self._settings = settings
         self._bundle = bundle
         self.heads = HeadHolder(bundle.manifest, bundle.load_head(), metrics.control)
-        self.control = ControlFollower(settings.kafka, {HEAD_KEY: self.heads.offer_raw})
+        self.adapters = AdapterHolder(bundle.manifest, metrics.control)
+        self.control = ControlFollower(
+            settings.kafka,
+            {HEAD_KEY: self.heads.offer_raw, ADAPTER_KEY: self.adapters.offer_raw},
+        )
         self._engine: Engine | None = None
         self.decoder: TorchDecoder | None = None  # JPEGs decoded on the engine's GPU
 
@@ -35,8 +41,17 @@ class Scoring:
         return self._engine
 
     def on_change(self, callback: Callable[[], None]) -> None:
-        """Call `callback()` after every head swap."""
+        """Call `callback()` after every head or adapter swap."""
         self.heads.on_change(lambda _: callback())
+        self.adapters.on_change(callback)
+
+    def labels(self) -> tuple[str, ...]:
+        """The labels served now: the head's, then those the adapter in force adds."""
+        a = self.adapters.adapter
+        extra = (
+            () if a is None else tuple(lb for lb in a.labels if lb not in self.heads.head.labels)
+        )
+        return self.heads.head.labels + extra
 
     async def load(self) -> None:
         """Load the engine (`ModelError` when its embeddings do not fit the head)."""
@@ -53,8 +68,10 @@ class Scoring:
                              f"{engine.embed_dim}")  # fmt: skip
 
     def score(self, batch: Batch[Work]) -> BatchResult:
-        """Embed -> head for one batch (engine thread), with one head for the whole batch."""
-        return run_batch(batch, self.engine, self.heads.current, self._settings.model.top_k)
+        """Embed -> head (-> adapter) for one batch (engine thread), with one head and one adapter
+        for the whole batch."""
+        top_k = self._settings.model.top_k
+        return run_batch(batch, self.engine, self.heads.current, top_k, self.adapters)
 
     async def close(self) -> None:
         await self.control.stop()

@@ -32,6 +32,7 @@ from consumers.metrics import WorkerMetrics
 from consumers.outputs import Outputs
 from consumers.scoring import Scoring
 from consumers.work import BatchResult, failure_reason
+from harclip.adapt.holder import AdapterHolder
 from harclip.batching import collect_batch
 from harclip.config import Settings
 from harclip.control import HeadHolder
@@ -68,9 +69,8 @@ class Worker:
         self.assigned = asyncio.Event()  # holds partitions (set again after each rebalance)
         self._changed = asyncio.Event()  # set after every batch and head swap (see wait_for)
         self._scoring.on_change(self._changed.set)
-        heads = self._scoring.heads
-        heads.on_change(lambda new: self.metrics.serve_labels(new.head.labels))
-        self.metrics.serve_labels(heads.head.labels)
+        self._scoring.on_change(lambda: self.metrics.serve_labels(self._scoring.labels()))
+        self.metrics.serve_labels(self._scoring.labels())
         ms = settings.metrics
         self._health = HealthServer(ms.host, ms.port, self.metrics.registry, self.not_ready)
 
@@ -79,6 +79,10 @@ class Worker:
     @property
     def heads(self) -> HeadHolder:
         return self._scoring.heads
+
+    @property
+    def adapters(self) -> AdapterHolder:
+        return self._scoring.adapters
 
     @property
     def health_port(self) -> int:

@@ -55,6 +55,9 @@ class ControlMetrics:
             registry=registry,
         )
         self.head_version = Gauge("harclip_head_version", "head version in use", registry=registry)
+        self.adapter_version = Gauge(
+            "harclip_adapter_version", "feedback adapter in use (0: none)", registry=registry
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("harclip.cli.rules", "show or set the events app's alert rules (harclip.control)"),
     "model-fetch": ("harclip.cli.model_fetch", "fetch a bundle (s3://, MLflow, folder) and verify"),
     "feedback": ("harclip.cli.feedback", "import labelled photos as feedback, or list feedback"),
+    "adapt": ("harclip.cli.adapt", "build, gate, promote or roll back the feedback cache adapter"),
 }
 
 

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from harclip.config.adapt import AdaptSettings
 from harclip.config.api import ApiSettings, AuthSettings
 from harclip.config.apps import StreamSettings, UiSettings
 from harclip.config.kafka import KafkaSettings
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     ui: UiSettings = UiSettings()
     services: ServicesSettings = ServicesSettings()
+    adapt: AdaptSettings = AdaptSettings()
     sample_data: Path | None = Field(None, description="HARCLIP_SAMPLE_DATA: shared/data folder")
     log_format: Literal["ecs", "text"] = "text"
     log_level: str = "INFO"
