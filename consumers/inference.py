@@ -1,8 +1,9 @@
 """The engine stage of the worker, run in its own thread: collect a micro-batch of decoded Work,
-embed the good frames, apply the head, and build one Prediction per frame.
+embed the good frames, apply the head and the watches, and build one Prediction per frame.
 
-Steps per batch, in this order: batch (collect_batch) -> embed -> head -> predictions. The result
-(`BatchResult`) carries every record of the batch so the sink stage can commit its offsets.
+Steps per batch, in this order: batch (collect_batch) -> embed -> head -> watches -> predictions.
+The result (`BatchResult`) carries every record of the batch so the sink stage can commit its
+offsets.
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ from harclip.engines import Engine
 from harclip.engines.gpu_decode import stack_pixels
 from harclip.errors import HarclipError
 from harclip.messages import LabelScore, Latency, Prediction, now_ms
+from harclip.watches.scoring import WatchScorer
 
 log = logging.getLogger(__name__)
 
 
-def run_batch(batch: Batch[Work], engine: Engine, in_use: HeadInUse, top_k: int) -> BatchResult:
+def run_batch(
+    batch: Batch[Work],
+    engine: Engine,
+    in_use: HeadInUse,
+    top_k: int,
+    watches: WatchScorer | None = None,
+) -> BatchResult:
     """Embed the batch's good frames with `engine`, score them with `in_use.head` (one head for the
-    whole batch), and build their Predictions. An engine failure fails every frame of the batch
+    whole batch) and `watches` (each frame: the watches of its stream), and build their
+    Predictions. An engine failure fails every frame of the batch
     (they go to the DLQ with the reason) and the worker goes on."""
     works = batch.items + batch.stale
     result = BatchResult(works=works, stale=list(batch.stale), started_at_ms=now_ms())
@@ -42,6 +51,8 @@ def run_batch(batch: Batch[Work], engine: Engine, in_use: HeadInUse, top_k: int)
         if emb.shape[0] != len(good):
             raise HarclipError(f"engine returned {emb.shape[0]} rows for {len(good)} images")
         top = in_use.head.top_k(emb, top_k)  # [N, D] -> N × k (label, p)
+        streams = [w.frame.stream_id for w in good if w.frame is not None]
+        scores = watches.score(emb, streams) if watches else [{}] * len(good)  # N × {name: p}
     except Exception as e:  # the whole batch follows the error policy, loudly
         log.error("inference failed for a batch of %d frames: %s", len(good), e)
         for w in good:
@@ -51,7 +62,7 @@ def run_batch(batch: Batch[Work], engine: Engine, in_use: HeadInUse, top_k: int)
     result.infer_s = time.perf_counter() - start
     done = now_ms()
     infer_ms = result.infer_s * 1000
-    for w, row, emb_row in zip(good, top, emb, strict=True):
+    for w, row, emb_row, watched in zip(good, top, emb, scores, strict=True):
         f = w.frame
         assert f is not None
         pred = Prediction(
@@ -64,6 +75,7 @@ def run_batch(batch: Batch[Work], engine: Engine, in_use: HeadInUse, top_k: int)
             score=row[0][1],
             top_k=[LabelScore(label=lb, score=sc) for lb, sc in row],
             model=in_use.model,
+            watches=watched,
             latency_ms=Latency(
                 queue=float(max(0, result.started_at_ms - f.captured_at)),
                 infer=infer_ms,

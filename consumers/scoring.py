@@ -1,5 +1,6 @@
-"""The worker's model: the engine (and its GPU JPEG decoder, if any) and the head in use, which
-follows `head` records on the control topic between batches."""
+"""The worker's model: the engine (and its GPU JPEG decoder, if any), the head in use and the
+watches in force, which follow `head` and `watches` records on the control topic between
+batches."""
 
 from __future__ import annotations
 
@@ -11,21 +12,27 @@ from consumers.metrics import WorkerMetrics
 from consumers.work import BatchResult, Work
 from harclip.batching import Batch
 from harclip.config import Settings
-from harclip.control import HEAD_KEY, ControlFollower, HeadHolder
+from harclip.control import HEAD_KEY, WATCHES_KEY, ControlFollower, HeadHolder
 from harclip.engines import Engine, create_engine
 from harclip.engines.gpu_decode import TorchDecoder, decoder_for
 from harclip.errors import ModelError
 from harclip.model.bundle import Bundle
+from harclip.watches.holder import WatchHolder
 
 
 class Scoring:
-    """Embeds a batch with the engine and scores it with one snapshot of the current head."""
+    """Embeds a batch with the engine and scores it with one snapshot of the current head and
+    one of the watches in force (watch scores use the bundle's logit scale)."""
 
     def __init__(self, settings: Settings, bundle: Bundle, metrics: WorkerMetrics) -> None:
         self._settings = settings
         self._bundle = bundle
-        self.heads = HeadHolder(bundle.manifest, bundle.load_head(), metrics.control)
-        self.control = ControlFollower(settings.kafka, {HEAD_KEY: self.heads.offer_raw})
+        head = bundle.load_head()
+        self.heads = HeadHolder(bundle.manifest, head, metrics.control)
+        self.watches = WatchHolder(bundle.manifest.embed_dim, head.logit_scale, metrics.control)
+        self.control = ControlFollower(
+            settings.kafka, {HEAD_KEY: self.heads.offer_raw, WATCHES_KEY: self.watches.offer_raw}
+        )
         self._engine: Engine | None = None
         self.decoder: TorchDecoder | None = None  # JPEGs decoded on the engine's GPU
 
@@ -35,8 +42,9 @@ class Scoring:
         return self._engine
 
     def on_change(self, callback: Callable[[], None]) -> None:
-        """Call `callback()` after every head swap."""
+        """Call `callback()` after every head or watches swap."""
         self.heads.on_change(lambda _: callback())
+        self.watches.on_change(lambda _: callback())
 
     async def load(self) -> None:
         """Load the engine (`ModelError` when its embeddings do not fit the head)."""
@@ -53,8 +61,12 @@ class Scoring:
                              f"{engine.embed_dim}")  # fmt: skip
 
     def score(self, batch: Batch[Work]) -> BatchResult:
-        """Embed -> head for one batch (engine thread), with one head for the whole batch."""
-        return run_batch(batch, self.engine, self.heads.current, self._settings.model.top_k)
+        """Embed -> head -> watches for one batch (engine thread), with one head and one set of
+        watches for the whole batch."""
+        return run_batch(
+            batch, self.engine, self.heads.current, self._settings.model.top_k,
+            self.watches.current,
+        )  # fmt: skip
 
     async def close(self) -> None:
         await self.control.stop()
