@@ -40,6 +40,7 @@ from harclip.io.indices import EmbeddingSpace
 from harclip.io.topics import ensure_topics
 from harclip.messages import now_ms
 from harclip.model.bundle import Bundle
+from harclip.watches.holder import WatchHolder
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,10 @@ class Worker:
     @property
     def heads(self) -> HeadHolder:
         return self._scoring.heads
+
+    @property
+    def watches(self) -> WatchHolder:
+        return self._scoring.watches
 
     @property
     def health_port(self) -> int:
