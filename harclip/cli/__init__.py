@@ -25,6 +25,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "topics": ("harclip.cli.topics", "create or describe the Kafka topics (partitions, configs)"),
     "retention": ("harclip.cli.retention", "show or delete expired daily Elasticsearch indices"),
     "rules": ("harclip.cli.rules", "show or set the events app's alert rules (harclip.control)"),
+    "watch": ("harclip.cli.watch", "add, list, remove or evaluate watches (through the API)"),
 }
 
 

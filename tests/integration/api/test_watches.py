@@ -4,6 +4,7 @@ while the previous stays, and DELETE removes it from the next predictions."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from harclip.messages import Frame, Prediction, new_frame_id, now_ms
 from harclip.model.bundle import Bundle
 from harclip.watches import WatchSpec
 from harclip.watches.holder import WatchHolder
-from tests.support.api import Serve, index_history, prediction
+from tests.support.api import ADMIN_KEY, Serve, index_history, prediction
 from tests.support.kafka import read_topic
 from tests.support.scoped import Unique
 from tests.support.worker import predicted, producer, running_worker, worker_settings
@@ -103,3 +104,27 @@ async def test_a_watch_reaches_the_worker_live_and_leaves_it(
     assert set(by_kind["door"].watches) == {"door-watch"}
     assert by_kind["door"].watches["door-watch"] > 0.5  # the example itself
     assert by_kind[""].watches == {} and by_kind["gone"].watches == {}
+
+
+async def test_the_cli_adds_lists_and_removes_through_the_api(
+    serve: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harclip.cli import main
+
+    async with serve() as client:
+        base = ["watch", "--api", client.url, "--api-key", ADMIN_KEY]
+        add = [*base, "add", "climb", "--prompt", "someone climbing a fence", "--streams", "yard*",
+               "--window", "3", "--false-alarms-per-hour", "0.5"]  # fmt: skip
+        assert await asyncio.to_thread(main, add) == 0
+        assert "climb v1 [yard*] window 3" in capsys.readouterr().out
+        assert await asyncio.to_thread(main, add) == 2  # exists: --replace to change it
+        assert "409" in capsys.readouterr().err
+        bad = [*base, "add", "nan", "--prompt", "x", "--false-alarms-per-hour", "nan"]
+        assert await asyncio.to_thread(main, bad) == 2
+        assert "false_alarms_per_hour" in capsys.readouterr().err
+        assert await asyncio.to_thread(main, [*base, "list"]) == 0
+        assert "1 watches in force" in capsys.readouterr().out
+        assert await asyncio.to_thread(main, [*base, "rm", "climb"]) == 0
+        assert (await client.list_watches()).watches == []
+        assert await asyncio.to_thread(main, [*base, "rm", "climb"]) == 2
+        assert "no watch named 'climb'" in capsys.readouterr().err
