@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import harclip
-from api import events, evidence, feedback, health, labels, predict, search, streams, ws
+from api import events, evidence, feedback, health, labels, predict, search, streams, watches, ws
 from api.auth import generate_key
 from api.docs import install_docs
 from api.errors import install_handlers
@@ -38,6 +38,7 @@ _DESCRIPTION = """Real-time human-action recognition with CLIP.
 * **streams**: live predictions of camera streams (Redis) and their history (Elasticsearch).
 * **search**: frames that match a text, by CLIP text embedding and kNN.
 * **labels**: read or replace the label set; workers switch between batches.
+* **watches**: standing text / example-image queries scored on every frame (docs/watches.md).
 * WebSockets (not listed below): `/ws/streams/{id}` and `/ws/streams` stream live predictions
   (`?after=<entry id>` resumes), `/ws/ingest/{stream_id}` takes binary image frames. Their
   messages are the `harclip.wire` types (`type`: subscribed, prediction, heartbeat, dropped, ack,
@@ -80,6 +81,7 @@ def create_app(settings: Settings, bundle: Bundle) -> FastAPI:
         streams.router,
         search.router,
         labels.router,
+        watches.router,
         events.router,
         evidence.router,
         feedback.router,
@@ -92,7 +94,7 @@ def create_app(settings: Settings, bundle: Bundle) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.api.cors_origins),
-            allow_methods=["GET", "POST", "PUT"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["X-API-Key", "Authorization", "Content-Type", "Range"],
         )
     app.add_middleware(

@@ -1,6 +1,6 @@
 """What the API follows on `harclip.control`: `head` records go to the predictor's head holder,
-`adapter` records to its adapter holder, `rules` records are kept for `GET /rules`. Started and
-stopped by the app's lifespan."""
+`adapter` records to its adapter holder, `rules` records are kept for `GET /rules`, `watches`
+records for `/watches` (the set a change builds on). Started and stopped by the app's lifespan."""
 
 from __future__ import annotations
 
@@ -11,24 +11,42 @@ import orjson
 
 from harclip.adapt.holder import AdapterHolder
 from harclip.config import Settings
-from harclip.control import ADAPTER_KEY, HEAD_KEY, RULES_KEY, ControlFollower, HeadHolder
+from harclip.control import (
+    ADAPTER_KEY,
+    HEAD_KEY,
+    RULES_KEY,
+    WATCHES_KEY,
+    ControlFollower,
+    HeadHolder,
+)
 from harclip.errors import Unavailable
 from harclip.rules import Rules, RulesError
+from harclip.watches.holder import WatchHolder
 
 log = logging.getLogger(__name__)
 
 
 class Control:
-    """The control-topic follower of one API process and the newest rules it read."""
+    """The control-topic follower of one API process, the newest rules and watches it read."""
 
     def __init__(
-        self, settings: Settings, heads: HeadHolder, adapters: AdapterHolder | None = None
+        self,
+        settings: Settings,
+        heads: HeadHolder,
+        watches: WatchHolder,
+        adapters: AdapterHolder | None = None,
     ) -> None:
         self._settings = settings
         self._heads = heads
         # the newest valid `rules` record on harclip.control: (rules, updated_at ms)
         self.rules: tuple[Rules, int] | None = None
-        handlers = {HEAD_KEY: heads.offer_raw, RULES_KEY: self._on_rules}
+        self.watches = watches
+        self.watches_lock = asyncio.Lock()  # one change of the watches at a time
+        handlers = {
+            HEAD_KEY: heads.offer_raw,
+            RULES_KEY: self._on_rules,
+            WATCHES_KEY: watches.offer_raw,
+        }
         if adapters is not None:
             handlers[ADAPTER_KEY] = adapters.offer_raw
         self._follower = ControlFollower(settings.kafka, handlers)

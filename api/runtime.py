@@ -1,8 +1,9 @@
 """What the API holds while it runs, one object per concern: the `Predictor` (engine, head,
 micro-batcher, decode pool), the `Clients` (Redis, Elasticsearch, Kafka producer, URL fetcher,
-each opened on first use), the `Control` follower (head and rules records), the authenticator and
-the metrics. `create_app` builds the `Runtime`; the app's lifespan starts and closes it; each
-route takes only the parts it needs as FastAPI dependencies (`PredictorDep`, `ClientsDep`, ...).
+each opened on first use), the `Control` follower (head, rules and watches records), the
+authenticator and the metrics. `create_app` builds the `Runtime`; the app's lifespan starts and
+closes it; each route takes only the parts it needs as FastAPI dependencies (`PredictorDep`,
+`ClientsDep`, ...).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from api.metrics import ApiMetrics
 from api.overload import ConcurrencyLimit
 from api.predictor import Predictor, space_of
 from harclip.config import Settings
+from harclip.watches.holder import WatchHolder
 
 if TYPE_CHECKING:
     from harclip.model.bundle import Bundle
@@ -35,7 +37,9 @@ class Runtime:
         self.predicts = ConcurrencyLimit(settings.api.max_concurrent_predicts)
         self.predictor = Predictor(settings, bundle, self.metrics)
         self.clients = Clients(settings, space_of(bundle), self.metrics)
-        self.control = Control(settings, self.predictor.heads, self.predictor.adapters)
+        head = self.predictor.heads.head
+        watches = WatchHolder(head.embed_dim, head.logit_scale, self.metrics.control)
+        self.control = Control(settings, self.predictor.heads, watches, self.predictor.adapters)
 
     async def start(self) -> None:
         await self.predictor.start()

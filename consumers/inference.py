@@ -1,8 +1,11 @@
 """The engine stage of the worker, run in its own thread: collect a micro-batch of decoded Work,
-embed the good frames, apply the head, and build one Prediction per frame.
+embed the good frames, apply the head, the adapter and the watches, and build one Prediction per
+frame.
 
-Steps per batch, in this order: batch (collect_batch) -> embed -> head -> predictions. The result
-(`BatchResult`) carries every record of the batch so the sink stage can commit its offsets.
+Steps per batch, in this order: batch (collect_batch) -> embed -> head -> adapter -> watches ->
+predictions.
+The result (`BatchResult`) carries every record of the batch so the sink stage can commit its
+offsets.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from harclip.engines import Engine
 from harclip.engines.gpu_decode import stack_pixels
 from harclip.errors import HarclipError
 from harclip.messages import LabelScore, Latency, Prediction, now_ms
+from harclip.watches.scoring import WatchScorer
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +32,12 @@ def run_batch(
     in_use: HeadInUse,
     top_k: int,
     adapters: AdapterHolder | None = None,
+    watches: WatchScorer | None = None,
 ) -> BatchResult:
     """Embed the batch's good frames with `engine`, score them with `in_use.head` (one head for the
-    whole batch) and the feedback adapter in force (`adapters`), and build their Predictions. An
-    engine failure fails every frame of the batch (they go to the DLQ with the reason) and the
-    worker goes on."""
+    whole batch), the feedback adapter in force (`adapters`) and `watches` (each frame: the watches
+    of its stream), and build their Predictions. An engine failure fails every frame of the batch
+    (they go to the DLQ with the reason) and the worker goes on."""
     works = batch.items + batch.stale
     result = BatchResult(works=works, stale=list(batch.stale), started_at_ms=now_ms())
     good = [w for w in batch.items if w.error is None]
@@ -52,6 +57,7 @@ def run_batch(
         applied = adapters.fitted(in_use) if adapters is not None else None
         streams = [w.frame.stream_id if w.frame is not None else "" for w in good]
         top, models = score_top_k(in_use, applied, emb, streams, top_k)  # [N, D] -> N × k
+        scores = watches.score(emb, streams) if watches else [{}] * len(good)  # N × {name: p}
     except Exception as e:  # the whole batch follows the error policy, loudly
         log.error("inference failed for a batch of %d frames: %s", len(good), e)
         for w in good:
@@ -61,7 +67,7 @@ def run_batch(
     result.infer_s = time.perf_counter() - start
     done = now_ms()
     infer_ms = result.infer_s * 1000
-    for w, row, model, emb_row in zip(good, top, models, emb, strict=True):
+    for w, row, model, emb_row, watched in zip(good, top, models, emb, scores, strict=True):
         f = w.frame
         assert f is not None
         pred = Prediction(
@@ -74,6 +80,7 @@ def run_batch(
             score=row[0][1],
             top_k=[LabelScore(label=lb, score=sc) for lb, sc in row],
             model=model,
+            watches=watched,
             latency_ms=Latency(
                 queue=float(max(0, result.started_at_ms - f.captured_at)),
                 infer=infer_ms,

@@ -1,5 +1,6 @@
 """The worker's model: the engine (and its GPU JPEG decoder, if any), the head in use and the
-feedback adapter after it, which follow `head` and `adapter` records on the control topic between
+feedback adapter after it and the watches in force, which follow `head`, `adapter` and `watches`
+records on the control topic between
 batches."""
 
 from __future__ import annotations
@@ -13,24 +14,32 @@ from consumers.work import BatchResult, Work
 from harclip.adapt.holder import AdapterHolder
 from harclip.batching import Batch
 from harclip.config import Settings
-from harclip.control import ADAPTER_KEY, HEAD_KEY, ControlFollower, HeadHolder
+from harclip.control import ADAPTER_KEY, HEAD_KEY, WATCHES_KEY, ControlFollower, HeadHolder
 from harclip.engines import Engine, create_engine
 from harclip.engines.gpu_decode import TorchDecoder, decoder_for
 from harclip.errors import ModelError
 from harclip.model.bundle import Bundle
+from harclip.watches.holder import WatchHolder
 
 
 class Scoring:
-    """Embeds a batch with the engine and scores it with one snapshot of the current head."""
+    """Embeds a batch with the engine and scores it with one snapshot of the current head and
+    one of the watches in force (watch scores use the bundle's logit scale)."""
 
     def __init__(self, settings: Settings, bundle: Bundle, metrics: WorkerMetrics) -> None:
         self._settings = settings
         self._bundle = bundle
-        self.heads = HeadHolder(bundle.manifest, bundle.load_head(), metrics.control)
+        head = bundle.load_head()
+        self.heads = HeadHolder(bundle.manifest, head, metrics.control)
         self.adapters = AdapterHolder(bundle.manifest, metrics.control)
+        self.watches = WatchHolder(bundle.manifest.embed_dim, head.logit_scale, metrics.control)
         self.control = ControlFollower(
             settings.kafka,
-            {HEAD_KEY: self.heads.offer_raw, ADAPTER_KEY: self.adapters.offer_raw},
+            {
+                HEAD_KEY: self.heads.offer_raw,
+                ADAPTER_KEY: self.adapters.offer_raw,
+                WATCHES_KEY: self.watches.offer_raw,
+            },
         )
         self._engine: Engine | None = None
         self.decoder: TorchDecoder | None = None  # JPEGs decoded on the engine's GPU
@@ -41,9 +50,10 @@ class Scoring:
         return self._engine
 
     def on_change(self, callback: Callable[[], None]) -> None:
-        """Call `callback()` after every head or adapter swap."""
+        """Call `callback()` after every head, adapter or watches swap."""
         self.heads.on_change(lambda _: callback())
         self.adapters.on_change(callback)
+        self.watches.on_change(lambda _: callback())
 
     def labels(self) -> tuple[str, ...]:
         """The labels served now: the head's, then those the adapter in force adds."""
@@ -68,10 +78,12 @@ class Scoring:
                              f"{engine.embed_dim}")  # fmt: skip
 
     def score(self, batch: Batch[Work]) -> BatchResult:
-        """Embed -> head (-> adapter) for one batch (engine thread), with one head and one adapter
-        for the whole batch."""
-        top_k = self._settings.model.top_k
-        return run_batch(batch, self.engine, self.heads.current, top_k, self.adapters)
+        """Embed -> head (-> adapter) -> watches for one batch (engine thread), with one head,
+        one adapter and one set of watches for the whole batch."""
+        return run_batch(
+            batch, self.engine, self.heads.current, self._settings.model.top_k,
+            self.adapters, self.watches.current,
+        )  # fmt: skip
 
     async def close(self) -> None:
         await self.control.stop()

@@ -41,6 +41,7 @@ from harclip.io.indices import EmbeddingSpace
 from harclip.io.topics import ensure_topics
 from harclip.messages import now_ms
 from harclip.model.bundle import Bundle
+from harclip.watches.holder import WatchHolder
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class Worker:
     @property
     def adapters(self) -> AdapterHolder:
         return self._scoring.adapters
+    def watches(self) -> WatchHolder:
+        return self._scoring.watches
 
     @property
     def health_port(self) -> int:

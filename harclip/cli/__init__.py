@@ -28,6 +28,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "model-fetch": ("harclip.cli.model_fetch", "fetch a bundle (s3://, MLflow, folder) and verify"),
     "feedback": ("harclip.cli.feedback", "import labelled photos as feedback, or list feedback"),
     "adapt": ("harclip.cli.adapt", "build, gate, promote or roll back the feedback cache adapter"),
+    "watch": ("harclip.cli.watch", "add, list, remove or evaluate watches (through the API)"),
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 from harclip.client.errors import error_for, typed_error
 from harclip.ids import STREAM_ID_RULE, stream_id_problem
@@ -38,6 +38,7 @@ from harclip.wire import (
     StreamList,
     frame_thumbnail_path,
 )
+from harclip.wire.watches import WatchesDoc, WatchInfo
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -322,6 +323,27 @@ def list_feedback(**filters: str | int | bool | None) -> Call[FeedbackPage]:
 
 def feedback_counts(**filters: str | int | None) -> Call[FeedbackCounts]:
     return Call("GET", "/feedback/counts", _model(FeedbackCounts), params=_query(**filters))
+def list_watches() -> Call[WatchesDoc]:
+    return Call("GET", "/watches", _model(WatchesDoc))
+
+
+def get_watch(name: str) -> Call[WatchInfo]:
+    return Call("GET", f"/watches/{quote(name, safe='')}", _model(WatchInfo))
+
+
+class _JsonBody(RootModel[dict[str, Any]]):
+    """A JSON object sent as it is (the server judges it)."""
+
+
+def put_watch(name: str, spec: Mapping[str, Any] | BaseModel, create: bool) -> Call[WatchInfo]:
+    doc = spec.model_dump(mode="json") if isinstance(spec, BaseModel) else dict(spec)
+    path = f"/watches/{quote(name, safe='')}"
+    params: Query = {"create": "true"} if create else {}
+    return Call("PUT", path, _model(WatchInfo), params=params, body=_JsonBody(doc))
+
+
+def delete_watch(name: str) -> Call[WatchesDoc]:
+    return Call("DELETE", f"/watches/{quote(name, safe='')}", _model(WatchesDoc))
 
 
 # -- WebSockets --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from harclip.client.errors import ConnectionFailed
 from harclip.client.subscription import SyncSubscription, _Resumer
 from harclip.messages import StreamAction, StreamStats
 from harclip.messages.feedback import Feedback, Verdict
+from harclip.watches.spec import WatchSpec
 from harclip.wire import (
     Ack,
     EventMessage,
@@ -33,6 +34,7 @@ from harclip.wire import (
     ServiceInfo,
     StreamList,
 )
+from harclip.wire.watches import WatchesDoc, WatchInfo
 
 T = TypeVar("T")
 
@@ -260,6 +262,25 @@ class Client:
     def set_rules(self, rules: Iterable[Mapping[str, Any]]) -> RulesDoc:
         """Replace the alert rules (admin); `BadRequest` 422 `invalid_rules` names the rule."""
         return self._send(_requests.set_rules(rules))
+
+    def list_watches(self) -> WatchesDoc:
+        """The watches in force (version 0 and none: nothing published yet)."""
+        return self._send(_requests.list_watches())
+
+    def get_watch(self, name: str) -> WatchInfo:
+        """One watch in force (`NotFound` if there is none of that name)."""
+        return self._send(_requests.get_watch(name))
+
+    def put_watch(
+        self, name: str, spec: WatchSpec | Mapping[str, Any], *, create: bool = False
+    ) -> WatchInfo:
+        """Add or replace a watch (admin; `create`: `BadRequest` 409 if it exists);
+        `BadRequest` 422 `invalid_watch` names the field, `NotFound` an unknown example frame."""
+        return self._send(_requests.put_watch(name, spec, create))
+
+    def delete_watch(self, name: str) -> WatchesDoc:
+        """Remove a watch (admin); the watches now in force (`NotFound` if there was none)."""
+        return self._send(_requests.delete_watch(name))
 
     # -- WebSockets --------------------------------------------------------------------------
 

@@ -100,6 +100,8 @@ def predictions_mappings(dims: int) -> dict[str, Any]:
     int8 (`element_type: byte`, each vector scaled by 127 / its largest component: cosine is
     scale-free, ranking agrees with float32): 512 bytes instead of 2048. `dynamic: false` keeps a
     field added to Prediction in `_source` without failing the writes of a newer worker.
+    `watches` ({name: score}) is one `flattened` field: any number of watch names costs one
+    mapped field (exists/term queries on `watches.<name>`; values compare as keywords).
     """
     source_only = {"type": "object", "enabled": False}
     return {
@@ -115,6 +117,7 @@ def predictions_mappings(dims: int) -> dict[str, Any]:
             "latency_ms": source_only,
             "model": {"properties": {"name": {"type": "keyword"}, "engine": {"type": "keyword"}}},
             "keyframe_id": {"type": "keyword", "index": False},  # terms on doc values
+            "watches": {"type": "flattened"},
             EMBEDDING: {
                 "type": "dense_vector",
                 "dims": dims,
