@@ -134,7 +134,8 @@ class Calibration:
         """The decayed number of samples as of the newest frame."""
         if not self.hist:
             return 0.0
-        return sum(self.hist.values()) * 2.0 ** (-(self.last_at - self.ref) / (HALF_LIFE_S * 1000))
+        decay: float = 2.0 ** (-(self.last_at - self.ref) / (HALF_LIFE_S * 1000))
+        return sum(self.hist.values()) * decay
 
     def quantile(self, q: float) -> float | None:
         """The `q`-quantile of the sustained score (None without samples)."""
