@@ -1,6 +1,6 @@
 """What one events-app process holds besides Faust (settings, tracker, metrics, outputs,
-webhooks, rules, the health server) and the start-up work it does before Faust runs: the topics
-it needs, the events index, the rules (file, then harclip.control)."""
+webhooks, rules, watches, the health server) and the start-up work it does before Faust runs: the
+topics it needs, the events index, the rules (file, then harclip.control) and the watches."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
 from harclip.config import Settings
-from harclip.control import RULES_KEY, ControlFollower
+from harclip.control import RULES_KEY, WATCHES_KEY, ControlFollower
 from harclip.errors import ConfigError, HarclipError, SinkUnavailable
 from harclip.health import HealthServer
 from harclip.io.es import make_es
@@ -22,6 +22,7 @@ from harclip.io.indices import ensure_templates
 from harclip.io.kafka import make_admin
 from harclip.io.topics import ensure_topics
 from harclip.rules import Rules, RulesError, describe, load_rules_file
+from stream.agents.watches import WatchBook, WatchMetrics
 from stream.continuity import RangeReader
 from stream.metrics import StreamMetrics
 from stream.outputs import Outputs
@@ -47,11 +48,13 @@ class Runtime:
         )  # fmt: skip
         self.metrics = StreamMetrics()
         self.metrics.rules.set(len(rules.rules))
-        self.rules = rules
         self.outputs = Outputs(settings, self.metrics)
-        self.webhooks = Webhooks(s, self.metrics, settings.api.public_url)
+        self.watches = WatchBook(WatchMetrics(self.metrics.registry))
+        self.webhooks = Webhooks(s, self.metrics, settings.api.public_url, self.watches.webhooks)
         self.reread = RangeReader(settings.kafka)
-        self.follower = ControlFollower(settings.kafka, {RULES_KEY: self.on_rules_record})
+        self.follower = ControlFollower(
+            settings.kafka, {RULES_KEY: self.on_rules_record, WATCHES_KEY: self.watches.on_record}
+        )
         self._follow_stop = asyncio.Event()
         self.health = HealthServer(
             s.host, s.port, self.metrics.registry, self.not_ready,
@@ -72,7 +75,6 @@ class Runtime:
         return None if self.crashed is None else str(self.crashed)
 
     def set_rules(self, rules: Rules) -> None:
-        self.rules = rules
         self.tracker.set_rules(rules)
         self.metrics.rules.set(len(rules.rules))
         log.info("rules in force: %d%s", len(rules.rules),
@@ -111,8 +113,8 @@ class Runtime:
         """The app runs: follow the rules on harclip.control, run `background` as tasks (until
         `close`), named by their keys."""
         self.started = True
-        log.info("events app ready: %d partitions, store %s, rules %d",
-                 self.partitions, self.settings.stream.store, len(self.rules.rules))  # fmt: skip
+        log.info("events app ready: %d partitions, store %s, watches %d", self.partitions,
+                 self.settings.stream.store, len(self.watches.watches))  # fmt: skip
         self._tasks.append(
             asyncio.create_task(self.follower.run(self._follow_stop), name="rules-follower")
         )
@@ -173,6 +175,7 @@ def app_topics(settings: Settings, partitions: int, ticks_topic: str) -> list[Ne
         ticks_topic: {"retention.ms": "3600000"},
         f"{app_id}-states-changelog": compact,
         f"{app_id}-positions-changelog": compact,
+        f"{app_id}-watches-changelog": compact,
         f"{app_id}-stats-labels-changelog": compact,
         f"{app_id}-stats-minute-changelog": windowed,
     }

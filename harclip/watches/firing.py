@@ -90,8 +90,8 @@ def step(
     fp = fingerprint(watch)
     if st.cal.fingerprint != fp:  # new vectors, window or duration: another distribution
         st.cal, st.hold = Calibration(fingerprint=fp), None
-    if at < st.cal.last_at:
-        return []  # older than what this watch has seen (a replay)
+    if at <= st.cal.last_at:
+        return []  # not newer than what this watch has seen (a replay, a duplicate)
     threshold, source = st.cal.threshold(spec)
     st.last_wall = wall_ms
     events: list[Event] = []

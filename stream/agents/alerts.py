@@ -1,5 +1,5 @@
-"""The `alerts` agent: every alert of harclip.events is handed to the webhooks (which deliver
-it in the background, stream/webhooks.py)."""
+"""The `alerts` agent: every alert and watch event of harclip.events is handed to the webhooks
+(which deliver it in the background to the URLs it goes to, stream/webhooks.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any, Protocol
 from harclip.messages import Event
 from stream.agents import parse_events
 from stream.continuity import Record
+
+_DELIVERED = ("alert", "watch.start", "watch.end")  # the webhooks route them (stream/webhooks.py)
 
 
 class Offer(Protocol):
@@ -23,7 +25,7 @@ class AlertsAgent:
 
     async def apply(self, records: Sequence[Record]) -> None:
         for e in parse_events(records):
-            if e.type == "alert" and e.evidence is None:  # not the evidence step's copy
+            if e.type in _DELIVERED and e.evidence is None:  # not the evidence step's copy
                 self.webhooks.offer(e)
 
     def sent(self) -> list[Awaitable[Any]]:
