@@ -13,11 +13,17 @@ the upper quantile of it that gives the watch's target false-alarm rate on that 
   (half-life `HALF_LIFE_S` of capture time; lazy decay, O(1) per frame), stored sparsely.
 - **frame rate**: a moving average of the interval between capture times (gaps over
   `MAX_GAP_MS` left out), so `frames_per_hour = 3.6e6 / interval_ms`.
-- **threshold**: `q = 1 - false_alarms_per_hour / frames_per_hour`; the threshold is the
-  `q`-quantile of `s_t` (linear inside a bin). The frames with `s_t` above it are then
-  `false_alarms_per_hour` per hour, and each firing needs at least one of them, so background
-  firings are **at most** the target rate (fewer when a crossing lasts several frames, and the
-  cooldown removes more). A target rarer than the history shows (fewer than `TAIL_FRAMES`
+- **threshold**: `q = 1 - false_alarms_per_hour · L / frames_per_hour`; the threshold is the
+  `q`-quantile of `s_t` (linear inside a bin). `L` is how many frames one crossing of the
+  threshold lasts on this camera (a moving average of the runs of samples at or above the
+  calibrated threshold in force; it starts at 1, i.e. fewer alarms; more when scenes last):
+  the frames above the threshold are then about `false_alarms_per_hour · L` per hour, i.e.
+  `false_alarms_per_hour` crossings, and each firing needs one (the cooldown removes more).
+- **what it learns**: every frame, real events included (leaving the frames of open firings
+  out makes the tail look lighter than the background's, and the rate overshoots: tried, 2x).
+  So events that take more of the budget than the target rate allows raise the threshold: for
+  the calibration, what happens more often than `false_alarms_per_hour` is the camera's normal.
+- A target rarer than the history shows (fewer than `TAIL_FRAMES`
   decayed samples above it: with an hour's history at 5 fps, below ~10 per hour) extends the
   tail exponentially from the quantiles at `TAIL_FRAMES` and `10 · TAIL_FRAMES` samples (an
   exponential tail is heavier than the scores' usual ones, so this errs towards fewer alarms).
@@ -49,6 +55,7 @@ MIN_HISTORY_S = 120.0  # ... spanning at least this much capture time
 MAX_GAP_MS = 5000  # a longer gap between frames: not a frame interval, the running min restarts
 HYSTERESIS = 0.5  # an open firing ends below median + HYSTERESIS * (threshold - median)
 MAX_THRESHOLD = 0.999
+RUN_ALPHA = 0.05  # moving average of a crossing's length in frames
 TAIL_FRAMES = 10  # a rarer target than this many samples of history: the tail is extrapolated
 _RESCALE = 60.0  # rescale the lazy weights once they exceed 2**_RESCALE
 _DT_ALPHA = 0.05  # moving average of the frame interval
@@ -83,12 +90,16 @@ class Calibration:
     interval_ms: float = 0.0  # moving average of the frame interval (0: not known yet)
     queue: list[list[float]] = field(default_factory=list)  # [at, score], bins increasing
     since: int = -1  # capture time since which frames came without a gap, ms
+    tail: float | None = None  # the calibrated threshold in force (set by the firing code)
+    run: int = 0  # samples in a row at or above `tail`
+    run_mean: float = 1.0  # moving average of the length of such runs (frames per crossing)
 
     # ------------------------------------------------------------------ updates
 
-    def add(self, score: float, at: int, min_duration_ms: float) -> None:
+    def add(self, score: float, at: int, min_duration_ms: float, *, learn: bool = True) -> None:
         """One frame's score at capture time `at` (ms); older frames than the newest are
-        ignored."""
+        ignored. With `learn` False (a frame of an open firing) the running minimum goes on but
+        the distribution does not take the frame."""
         if at < self.last_at:
             return
         gap = at - self.last_at if self.last_at >= 0 else None
@@ -105,7 +116,7 @@ class Calibration:
         q.append([at, score])
         while q[0][0] < at - min_duration_ms:
             q.pop(0)
-        if at - self.since >= min_duration_ms:
+        if learn and at - self.since >= min_duration_ms:
             self._sample(q[0][1], at)
 
     def _sample(self, sustained: float, at: int) -> None:
@@ -119,6 +130,11 @@ class Calibration:
         b = _bin(sustained)
         self.hist[b] = self.hist.get(b, 0.0) + 2.0**exponent
         self.samples += 1
+        if self.tail is not None and sustained >= self.tail:
+            self.run += 1
+        elif self.run:
+            self.run_mean += RUN_ALPHA * (self.run - self.run_mean)
+            self.run = 0
 
     # ------------------------------------------------------------------ reads
 
@@ -155,7 +171,8 @@ class Calibration:
         fph = self.frames_per_hour
         if fph is None or not self.hist:
             return None
-        p = min(1.0, false_alarms_per_hour / fph)  # the tail wanted above the threshold
+        # the frames wanted above the threshold: a crossing lasts `run_mean` frames
+        p = min(1.0, false_alarms_per_hour * max(1.0, self.run_mean) / fph)
         n = self.effective_frames()
         p0 = min(1.0, TAIL_FRAMES / n) if n > 0 else 1.0
         x = self.quantile(1.0 - max(p, p0))
@@ -189,7 +206,8 @@ class Calibration:
         return {
             "f": self.fingerprint, "h": {str(b): w for b, w in self.hist.items()},
             "r": self.ref, "n": self.samples, "a0": self.first_at, "a": self.last_at,
-            "i": self.interval_ms, "q": self.queue, "s": self.since,
+            "i": self.interval_ms, "q": self.queue, "s": self.since, "t": self.tail,
+            "rl": self.run, "rm": self.run_mean,
         }  # fmt: skip
 
     @classmethod
@@ -197,6 +215,7 @@ class Calibration:
         return cls(
             d["f"], {int(b): float(w) for b, w in d["h"].items()}, int(d["r"]), int(d["n"]),
             int(d["a0"]), int(d["a"]), float(d["i"]), [list(e) for e in d["q"]], int(d["s"]),
+            d.get("t"), int(d.get("rl", 0)), float(d.get("rm", 1.0)),
         )  # fmt: skip
 
 

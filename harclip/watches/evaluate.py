@@ -59,7 +59,7 @@ class Play:
     fps: float = 5.0
     minutes: float = 20.0
     hold_s: float = 2.0
-    episode_every_s: float = 120.0
+    episode_every_s: float = 600.0  # rarer than the target rate: else it is the normal
     episode_s: float = 6.0
     warmup_s: float = 180.0
     seed: int = 0

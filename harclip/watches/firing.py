@@ -93,6 +93,7 @@ def step(
     if at <= st.cal.last_at:
         return []  # not newer than what this watch has seen (a replay, a duplicate)
     threshold, source = st.cal.threshold(spec)
+    st.cal.tail = threshold if source == "calibrated" else None  # crossings are counted there
     st.last_wall = wall_ms
     events: list[Event] = []
     if st.open is not None:

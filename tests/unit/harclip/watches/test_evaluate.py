@@ -40,13 +40,13 @@ def test_calibration_keeps_background_streams_near_their_target_where_raw_does_n
     threshold fires all the time on the high ones; the calibrated one stays within target."""
     rng = np.random.default_rng(0)
     per_label = {f"c{i}": rng.normal(0.2 + 0.06 * i, 0.03, 40).clip(0, 1) for i in range(6)}
-    per_label["target"] = np.full(40, 0.95)
+    per_label["target"] = rng.normal(0.85, 0.05, 40).clip(0, 1)
     spec = WatchSpec(name="t", prompts=["x"], false_alarms_per_hour=10, threshold=0.4)
-    r = evaluate_watch(spec, "target", per_label, Play(minutes=15))
+    r = evaluate_watch(spec, "target", per_label, Play(fps=2, minutes=120, episode_every_s=1200))
     cal, raw = r["calibrated"], r["raw"]
     assert cal["false_alarms_per_hour"] <= 10 * 1.5
     assert raw["false_alarms_per_hour"] > 10  # over the target (the cooldown caps it)
-    assert cal["recall"] > 0.9 and cal["precision"] > 0.5  # a target far above every baseline
+    assert cal["recall"] > 0.7 and cal["precision"] > 0.5  # a target far above the baselines
     s = summary([r])
     assert s["target_per_hour"] == 10 and s["false_alarms_per_hour"] <= 15
 
