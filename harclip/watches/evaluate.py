@@ -5,9 +5,12 @@ one, with the events app's own firing code (`harclip.watches.firing`).
 The set (`--data DIR|CSV`: a folder with `labels.csv` (`path,label`) or class subfolders, or the
 CSV itself) is played as one stream per class (`cam-<label>`): each stream shows its class's
 photos in a seeded random order, each photo held for `hold_s` seconds at `fps` frames per second
-(a scene lasts a while, as in video), for `minutes` of capture time. A watch has a target class:
-every `episode_every_s` seconds, every *other* class's stream shows the target's photos for
-`episode_s` seconds (a scripted episode); the rest of the time it shows its own (background).
+(a scene lasts a while, as in video), each frame's score moved by a small gaussian `jitter`
+(frames of one scene differ a little; without it a camera has as many distinct scores as
+photos, and no threshold can be placed between them), for `minutes` of capture time. A watch
+has a target class: every `episode_every_s` seconds, every *other* class's stream shows the
+target's photos for `episode_s` seconds (a scripted episode); the rest of the time it shows its
+own (background).
 
 - a firing (`watch.start`) that overlaps an episode (from its start to `min_duration` after its
   end) is a true positive; any other is a false alarm;
@@ -62,6 +65,7 @@ class Play:
     episode_every_s: float = 600.0  # rarer than the target rate: else it is the normal
     episode_s: float = 6.0
     warmup_s: float = 180.0
+    jitter: float = 0.01  # sd of a per-frame change of the score within one scene
     seed: int = 0
 
     def check(self) -> None:
@@ -71,6 +75,8 @@ class Play:
                 raise EvalError(f"{name} must be a positive number, got {v}")
         if self.fps > 60 or self.minutes > MAX_STREAM_MINUTES:
             raise EvalError(f"fps ≤ 60 and minutes ≤ {MAX_STREAM_MINUTES}")
+        if not (0 <= self.jitter <= 0.5):
+            raise EvalError(f"jitter must be in [0, 0.5], got {self.jitter}")
         if not (0 <= self.warmup_s < self.minutes * 60):
             raise EvalError("warmup_s must be ≥ 0 and shorter than the stream")
 
@@ -160,7 +166,7 @@ def _stream(own: np.ndarray, target: np.ndarray, play: Play, rng: random.Random)
         if i % hold == 0 or (in_ep != (episode[-1] if episode else False)):
             pool = target if in_ep else own
             current = float(pool[rng.randrange(len(pool))])
-        scores.append(current)
+        scores.append(min(1.0, max(0.0, current + rng.gauss(0.0, play.jitter))))
         episode.append(in_ep)
     return scores, episode
 
@@ -173,7 +179,9 @@ def _count(spec: WatchSpec, streams: dict[str, tuple[list[float], list[bool]]],
     late = math.ceil(spec.min_duration_seconds * play.fps) + 1  # a firing may come this late
     tp = fp = episodes = found = 0
     background = 0
+    thresholds, per_stream = [], []  # final threshold, false alarms per hour of each camera
     for sid, (scores, in_ep) in streams.items():
+        fp_before, bg_before = fp, background
         st = WatchState()
         hit: set[int] = set()  # episodes (by their first frame) with a firing
         starts: list[int] = []
@@ -194,12 +202,17 @@ def _count(spec: WatchSpec, streams: dict[str, tuple[list[float], list[bool]]],
                 tp += 1
                 hit.add(owner)
         found += len(hit)
+        thresholds.append(st.cal.threshold(spec)[0])
+        per_stream.append((fp - fp_before) / max(1e-9, (background - bg_before) / play.fps / 3600))
     hours = background / play.fps / 3600
     return {
         "firings": tp + fp, "true_positives": tp, "false_alarms": fp, "episodes": episodes,
         "precision": tp / (tp + fp) if tp + fp else 0.0,
         "recall": found / episodes if episodes else 0.0,
         "false_alarms_per_hour": fp / hours if hours else 0.0, "background_hours": hours,
+        "threshold_min": min(thresholds), "threshold_max": max(thresholds),
+        "streams_over_target": sum(r > spec.false_alarms_per_hour for r in per_stream),
+        "worst_stream_per_hour": max(per_stream),
     }  # fmt: skip
 
 
