@@ -1,10 +1,9 @@
 """The Faust app of `stream/`: its topics, tables, agents and timers, as a registration table.
 
 - agents (stream/agents/), each in a `Checkpoint` (stream/checkpoint.py, the delivery guarantee):
-  `track` (harclip.predictions + ticks -> states -> events), `outputs` (to Elasticsearch and
-  Redis), `stats` (windows), `alerts` (webhooks); evidence (stream/evidence/) runs off them;
+  `track` (harclip.predictions + ticks -> states -> events), `watches` (stream/watching.py),
+  `outputs` (ES, Redis), `stats` (windows), `alerts` (webhooks); evidence runs off them;
 - timers: statistics to Redis (agents/stats.py), idle ticks; revoked/assigned: buffers dropped.
-
 `create_app(settings)` builds an app (`faust -A stream.app worker` runs stream/app.py's one).
 """
 
@@ -24,6 +23,7 @@ from stream.evidence.service import evidence_tasks
 from stream.idle import IdleTicker, send_tick
 from stream.runtime import Runtime, ecs_logging_config, load_rules
 from stream.stats import Stats
+from stream.watching import watches_checkpoint
 
 
 class StreamApp(faust.App):
@@ -80,8 +80,7 @@ def create_app(settings: Settings, *, rules: Rules | None = None,
         logging_config=ecs_logging_config(settings.log_level)
         if settings.log_format == "ecs" else None,
     )  # fmt: skip
-    app.runtime = runtime
-    runtime.rebalancing = lambda: app.rebalancing
+    app.runtime, runtime.rebalancing = runtime, lambda: app.rebalancing
     _wire(app, runtime)
     return app
 
@@ -120,6 +119,7 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         )),
         "stats": (events, Checkpoint(statistics, positions, app, Pace())),
         "alerts": (events, Checkpoint(alerts.AlertsAgent(rt.webhooks), positions, app, Pace())),
+        "watches": (predictions, watches_checkpoint(app, rt, positions, send)),
     }  # fmt: skip
     for name, (topic, checkpoint) in checkpoints.items():
         app.agent(topic, name=f"stream.{name}")(checkpoint.run)

@@ -1,6 +1,6 @@
 """What one events-app process holds besides Faust (settings, tracker, metrics, outputs,
-webhooks, rules, the health server) and the start-up work it does before Faust runs: the topics
-it needs, the events index, the rules (file, then harclip.control)."""
+webhooks, rules, watches, the health server) and the start-up work it does before Faust runs: the
+topics it needs, the events index, the rules (file, then harclip.control) and the watches."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
 from harclip.config import Settings
-from harclip.control import RULES_KEY, ControlFollower
+from harclip.control import RULES_KEY, WATCHES_KEY, ControlFollower
 from harclip.errors import ConfigError, HarclipError, SinkUnavailable
 from harclip.health import HealthServer
 from harclip.io.es import make_es
@@ -23,6 +23,7 @@ from harclip.io.kafka import make_admin
 from harclip.io.topics import ensure_topics
 from harclip.rules import Rules, RulesError, describe, load_rules_file
 from stream import gctune
+from stream.agents.watches import WatchBook, WatchMetrics
 from stream.continuity import RangeReader
 from stream.metrics import StreamMetrics
 from stream.outputs import Outputs
@@ -49,12 +50,17 @@ class Runtime:
         self.metrics = StreamMetrics()
         self.metrics.gc_pauses.install()
         self.metrics.rules.set(len(rules.rules))
-        self.rules = rules
         self.outputs = Outputs(settings, self.metrics)
         thumbs = StoreThumbnails(settings.objects) if settings.objects.enabled else None
-        self.webhooks = Webhooks(s, self.metrics, settings.api.public_url, thumbs)
+        self.watches = WatchBook(WatchMetrics(self.metrics.registry))
+        self.webhooks = Webhooks(
+            s, self.metrics, settings.api.public_url, thumbnails=thumbs,
+            watch_urls=self.watches.webhooks,
+        )  # fmt: skip
         self.reread = RangeReader(settings.kafka)
-        self.follower = ControlFollower(settings.kafka, {RULES_KEY: self.on_rules_record})
+        self.follower = ControlFollower(
+            settings.kafka, {RULES_KEY: self.on_rules_record, WATCHES_KEY: self.watches.on_record}
+        )
         self._follow_stop = asyncio.Event()
         self.health = HealthServer(
             s.host, s.port, self.metrics.registry, self.not_ready,
@@ -75,7 +81,6 @@ class Runtime:
         return None if self.crashed is None else str(self.crashed)
 
     def set_rules(self, rules: Rules) -> None:
-        self.rules = rules
         self.tracker.set_rules(rules)
         self.metrics.rules.set(len(rules.rules))
         log.info("rules in force: %d%s", len(rules.rules),
@@ -116,8 +121,9 @@ class Runtime:
         self.started = True
         if self.settings.stream.gc_freeze:
             gctune.tune()  # after Faust and the app loaded: full collections skip all that
-        log.info("events app ready: %d partitions, store %s, rules %d",
-                 self.partitions, self.settings.stream.store, len(self.rules.rules))  # fmt: skip
+        log.info("events app ready: %d partitions, store %s, rules %d, watches %d",
+                 self.partitions, self.settings.stream.store, len(self.rules.rules),
+                 len(self.watches.watches))  # fmt: skip
         self._tasks.append(
             asyncio.create_task(self.follower.run(self._follow_stop), name="rules-follower")
         )
@@ -179,6 +185,7 @@ def app_topics(settings: Settings, partitions: int, ticks_topic: str) -> list[Ne
         ticks_topic: {"retention.ms": "3600000"},
         f"{app_id}-states-changelog": compact,
         f"{app_id}-positions-changelog": compact,
+        f"{app_id}-watches-changelog": compact,
         f"{app_id}-stats-labels-changelog": compact,
         f"{app_id}-stats-minute-changelog": windowed,
     }

@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import quote
 
@@ -37,6 +38,7 @@ from stream.metrics import StreamMetrics
 log = logging.getLogger(__name__)
 
 _FIRST_S, _LONGEST_S = 0.5, 10.0  # first and longest pause between tries, seconds
+MAX_WATCH_URLS = 1000  # distinct watch webhook URLs delivered to (each a queue and a task)
 
 
 class _Failed(Exception):
@@ -105,11 +107,16 @@ def alert_body(
 
 
 class Webhooks:
-    """Per URL, a bounded queue of alerts and one task that delivers them in order."""
+    """Per URL, a bounded queue of alerts and one task that delivers them in order.
+
+    The configured URLs get every alert and every `watch.start`; a watch's own URLs
+    (`watch_urls(name)`, its spec's `webhooks`) get its `watch.start` and `watch.end`, through a
+    queue and task opened at its first delivery (at most `MAX_WATCH_URLS` of them)."""
 
     def __init__(
         self, s: StreamSettings, metrics: StreamMetrics, public_url: str = "http://127.0.0.1:8000",
         thumbnails: Thumbnails | None = None,
+        watch_urls: Callable[[str | None], list[str]] = lambda name: [],
     ) -> None:  # fmt: skip
         self._s = s
         self._m = metrics
@@ -120,27 +127,48 @@ class Webhooks:
         self._queues: dict[str, asyncio.Queue[Event]] = {
             url: asyncio.Queue(maxsize=s.webhook_queue) for url in s.webhooks
         }
+        self._watch_urls = watch_urls
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
 
     @property
     def enabled(self) -> bool:
         return bool(self._s.webhooks)
 
     async def start(self) -> None:
+        self._started = True
         if not self.enabled:
             return
         if self._thumbs is not None:
             await self._thumbs.start()
-        self._client = httpx.AsyncClient(
-            follow_redirects=False, trust_env=False,
-            timeout=httpx.Timeout(self._s.webhook_timeout_s),
-            headers={"User-Agent": "harclip-stream", "Content-Type": "application/json"},
-        )  # fmt: skip
+        self._client = self._new_client()
         self._tasks = [
             asyncio.create_task(self._run(url, q), name=f"webhook-{i}")
             for i, (url, q) in enumerate(self._queues.items())
         ]
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            follow_redirects=False, trust_env=False,
+            timeout=httpx.Timeout(self._s.webhook_timeout_s),
+            headers={"User-Agent": "harclip-stream", "Content-Type": "application/json"},
+        )  # fmt: skip
+
+    def _queue(self, url: str) -> asyncio.Queue[Event] | None:
+        """The queue of a watch's URL, opened (with its task) at its first delivery."""
+        q = self._queues.get(url)
+        if q is not None or not self._started:
+            return q
+        if len(self._queues) >= len(self._s.webhooks) + MAX_WATCH_URLS:
+            return None
+        if self._client is None:
+            self._client = self._new_client()
+        q = self._queues[url] = asyncio.Queue(maxsize=self._s.webhook_queue)
+        self._tasks.append(
+            asyncio.create_task(self._run(url, q), name=f"webhook-{len(self._tasks)}")
+        )
+        return q
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -154,8 +182,16 @@ class Webhooks:
             await self._thumbs.close()
 
     def offer(self, alert: Event) -> None:
-        """Queue `alert` for every URL; never waits (a full queue drops its oldest alert)."""
-        for q in self._queues.values():
+        """Queue `alert` for the URLs it goes to; never waits (a full queue drops its oldest
+        alert)."""
+        urls = list(self._s.webhooks) if alert.type in ("alert", "watch.start") else []
+        if alert.type in ("watch.start", "watch.end"):
+            urls += [u for u in self._watch_urls(alert.watch) if u not in urls]
+        for url in urls:
+            q = self._queue(url)
+            if q is None:
+                self._m.alerts_failed.labels("too_many_urls").inc()
+                continue
             if q.full():
                 q.get_nowait()
                 self._m.alerts_failed.labels("queue_full").inc()

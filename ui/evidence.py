@@ -31,11 +31,14 @@ def has_clip(ev: Event) -> bool:
     return ev.evidence is not None and bool(ev.evidence.clip)
 
 
+_WITH_EVIDENCE = ("segment.start", "segment.end", "alert", "watch.start", "watch.end")
+
+
 def evidence_state(ev: Event) -> str:
     """A short plain-text note of what evidence the event has (the events table's column)."""
     e = ev.evidence
     if e is None:
-        return "pending" if ev.type in ("segment.start", "segment.end", "alert") else ""
+        return "pending" if ev.type in _WITH_EVIDENCE else ""
     if e.missing is not None:
         return _MISSING.get(e.missing, f"no evidence: {e.missing}")
     parts = [name for name in ("snapshot", "clip") if getattr(e, name)]
@@ -53,7 +56,17 @@ def event_caption(ev: Event) -> str:
     what = ev.label or ev.type
     rule = f" · rule {ev.rule}" if ev.rule else ""
     seconds = "" if ev.start is None or ev.end is None else f" · {(ev.end - ev.start) / 1000:g} s"
-    return f"{what} on {ev.stream_id}{rule}{seconds}"
+    return f"{what} on {ev.stream_id}{rule}{watch_note(ev)}{seconds}"
+
+
+def watch_note(ev: Event) -> str:
+    """` · watch NAME (calibrated 0.43)` for a watch event, else empty (plain text)."""
+    if not ev.watch:
+        return ""
+    how = ""
+    if ev.threshold is not None:
+        how = f" ({ev.calibration or 'threshold'} {ev.threshold:.3g})"
+    return f" · watch {ev.watch}{how}"
 
 
 def _fetch(fn: Callable[[str], bytes], ident: str) -> bytes | None:

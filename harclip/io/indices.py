@@ -158,6 +158,9 @@ def events_mappings() -> dict[str, Any]:
             "score_mean": {"type": "float"},
             "score_max": {"type": "float"},
             "rule": {"type": "keyword"},
+            "watch": {"type": "keyword"},
+            "threshold": {"type": "float"},
+            "calibration": {"type": "keyword"},
             "severity": {"type": "keyword"},
             "model": {
                 "properties": {

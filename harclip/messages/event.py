@@ -87,6 +87,13 @@ class Event(Message):
         None, description="the watch (harclip.watches) of a watch.start / watch.end or its alert"
     )
     severity: Severity | None = None
+    threshold: float | None = Field(
+        None, description="a watch event's threshold in force when it fired (per camera)"
+    )
+    calibration: Literal["calibrated", "calibrating", "pinned"] | None = Field(
+        None, description="where a watch event's threshold came from: the camera's calibrated "
+        "one, the watch's absolute one while the camera is calibrating, or the pinned one"
+    )  # fmt: skip
     model: ModelRef | None = None
     emitted_at: int = Field(0, description="wall clock of the app when emitted, ms")
     peak_at: int | None = Field(
@@ -97,7 +104,7 @@ class Event(Message):
         "event_id) once its objects are written; None on the event as first emitted"
     )  # fmt: skip
 
-    OMIT_EMPTY: ClassVar[frozenset[str]] = frozenset({"watch"})
+    OMIT_EMPTY: ClassVar[frozenset[str]] = frozenset({"watch", "threshold", "calibration"})
 
 
 class StreamAction(Part):

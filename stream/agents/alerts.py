@@ -1,6 +1,6 @@
-"""The `alerts` agent: every alert of harclip.events is handed to the webhooks (which deliver
-it in the background, stream/webhooks.py); the evidence step's copy of an alert is handed over
-too (`evidence`), for a webhook that waits for the alert's thumbnail."""
+"""The `alerts` agent: every alert and watch event of harclip.events is handed to the webhooks
+(which deliver it in the background to the URLs it goes to, stream/webhooks.py); the evidence
+step's copy of one is handed over too (`evidence`), for a webhook that waits for its thumbnail."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from harclip.messages import Event
 from stream.agents import parse_events
 from stream.continuity import Record
+
+_DELIVERED = ("alert", "watch.start", "watch.end")  # the webhooks route them (stream/webhooks.py)
 
 
 class Offer(Protocol):
@@ -26,7 +28,7 @@ class AlertsAgent:
 
     async def apply(self, records: Sequence[Record]) -> None:
         for e in parse_events(records):
-            if e.type != "alert":
+            if e.type not in _DELIVERED:
                 continue
             if e.evidence is None:
                 self.webhooks.offer(e)

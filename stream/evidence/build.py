@@ -4,7 +4,8 @@ written from them (snapshot, thumbnail, clip) -> the `Evidence` the event gets.
 Which events: `segment.end` (a clip from start - pre-roll to end + post-roll, the snapshot the
 frame nearest `peak_at`), label alerts (the same from the alert's start to its firing time) and
 `segment.start` (a snapshot at once, nearest `peak_at` or the start; its clip comes with the
-segment's end). Stream-down alerts and stream.up/down have none.
+segment's end); `watch.start` and `watch.end` like `segment.start` and `segment.end`. Stream-down
+alerts and stream.up/down have none.
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ def need(e: Event, s: StreamSettings) -> Need | None:
     if e.evidence is not None or e.start is None:
         return None
     pre, post = int(s.pre_roll_s * 1000), int(s.post_roll_s * 1000)
-    if e.type == "segment.start":
+    if e.type in ("segment.start", "watch.start"):
         at = e.peak_at if e.peak_at is not None else e.start
         return Need(Window(at - SNAPSHOT_SPAN_MS, at + SNAPSHOT_SPAN_MS), at, clip=False)
-    if e.type == "segment.end" or (e.type == "alert" and e.label is not None):
+    if e.type in ("segment.end", "watch.end") or (e.type == "alert" and e.label is not None):
         end = e.end if e.end is not None else e.start
         at = e.peak_at if e.peak_at is not None else end
         return Need(Window(e.start - pre, end + post, s.clip_max_s), at, clip=True)

@@ -53,7 +53,7 @@ def hooks(
         webhooks=("https://hooks.example.com/a",), webhook_thumbnail=on,
         webhook_thumbnail_wait_s=wait_s, webhook_thumbnail_max_bytes=max_bytes,
     )  # fmt: skip
-    return Webhooks(s, StreamMetrics(), "https://harclip.example.com", thumbs)
+    return Webhooks(s, StreamMetrics(), "https://harclip.example.com", thumbnails=thumbs)
 
 
 def fired(eid: str = "a1") -> Event:
@@ -105,3 +105,32 @@ async def test_too_large_missing_and_unavailable_thumbnails_are_left_out_with_th
 async def test_without_the_setting_the_body_has_no_thumbnail_and_does_not_wait() -> None:
     body = json.loads(await asyncio.wait_for(hooks(Thumbs({}), on=False).body(fired()), 1))
     assert "thumbnail_jpeg" not in body and "thumbnail_omitted" not in body
+
+
+async def test_watch_events_go_to_the_watchs_own_urls_and_starts_also_to_the_configured() -> None:
+    from harclip.config import StreamSettings
+    from stream.metrics import StreamMetrics
+    from stream.webhooks import Webhooks
+
+    own = {"fall": ["https://hooks.example.com/fall"]}
+    s = StreamSettings(webhooks=["https://hooks.example.com/all"])
+    hooks = Webhooks(s, StreamMetrics(), watch_urls=lambda name: own.get(name or "", []))
+    routed: list[tuple[str, str]] = []
+
+    async def record(url: str, queue: object) -> None:
+        return None
+
+    hooks._run = record  # type: ignore[method-assign]  # no deliveries: only the routing
+    await hooks.start()
+    try:
+        for i, kind in enumerate(["alert", "watch.start", "watch.end", "segment.start"]):
+            e = Event(event_id=f"e{i}", type=kind, stream_id="cam",
+                      watch="fall" if kind.startswith("watch.") else None)  # fmt: skip
+            hooks.offer(e)
+        for url, q in hooks._queues.items():
+            while not q.empty():
+                routed.append((url.rsplit("/", 1)[1], q.get_nowait().type))
+    finally:
+        await hooks.stop()
+    assert sorted(routed) == [("all", "alert"), ("all", "watch.start"),
+                              ("fall", "watch.end"), ("fall", "watch.start")]  # fmt: skip

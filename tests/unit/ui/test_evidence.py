@@ -37,3 +37,12 @@ def test_pending_and_missing_read_as_text() -> None:
     expired = _event(Evidence(missing="frames_expired"))
     assert evidence.evidence_state(expired) == "no evidence: its frames had left Kafka"
     assert not evidence.has_picture(expired) and not evidence.has_clip(expired)
+
+
+def test_a_watch_event_names_its_watch_and_threshold() -> None:
+    ev = Event(event_id=event_id("cam-1", "watch.start", 3, "fall"), type="watch.start",
+               stream_id="cam-1", watch="fall", threshold=0.4321, calibration="calibrated",
+               start=1000, end=None, severity="critical")  # fmt: skip
+    assert evidence.event_caption(ev) == "watch.start on cam-1 · watch fall (calibrated 0.432)"
+    assert evidence.evidence_state(ev) == "pending"
+    assert evidence.watch_note(_event(None)) == ""

@@ -40,3 +40,10 @@ async def test_the_evidence_steps_copy_of_an_alert_is_not_delivered_again() -> N
                                                                   e.to_json(), 0.0)])  # fmt: skip
     assert hooks.offered == ["a0"]
     assert hooks.copies == ["a1"]  # handed over for the inline thumbnail
+
+
+async def test_watch_events_are_offered_too() -> None:
+    hooks = Webhooks()
+    kinds = ["watch.start", "segment.start", "watch.end", "stream.down"]
+    await AlertsAgent(hooks).apply([record(f"e{i}", k) for i, k in enumerate(kinds)])
+    assert hooks.offered == ["e0", "e2"]
