@@ -31,6 +31,7 @@ def run_batch(
     engine: Engine,
     in_use: HeadInUse,
     top_k: int,
+    *,
     adapters: AdapterHolder | None = None,
     watches: WatchScorer | None = None,
 ) -> BatchResult:

@@ -82,7 +82,7 @@ class Scoring:
         one adapter and one set of watches for the whole batch."""
         return run_batch(
             batch, self.engine, self.heads.current, self._settings.model.top_k,
-            self.adapters, self.watches.current,
+            adapters=self.adapters, watches=self.watches.current,
         )  # fmt: skip
 
     async def close(self) -> None:

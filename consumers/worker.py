@@ -84,6 +84,8 @@ class Worker:
     @property
     def adapters(self) -> AdapterHolder:
         return self._scoring.adapters
+
+    @property
     def watches(self) -> WatchHolder:
         return self._scoring.watches
 

@@ -323,6 +323,8 @@ def list_feedback(**filters: str | int | bool | None) -> Call[FeedbackPage]:
 
 def feedback_counts(**filters: str | int | None) -> Call[FeedbackCounts]:
     return Call("GET", "/feedback/counts", _model(FeedbackCounts), params=_query(**filters))
+
+
 def list_watches() -> Call[WatchesDoc]:
     return Call("GET", "/watches", _model(WatchesDoc))
 

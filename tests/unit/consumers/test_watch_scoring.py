@@ -40,7 +40,7 @@ def test_predictions_carry_the_watches_of_their_stream() -> None:
     head = Head(("a", "b"), np.eye(4, 2, dtype=np.float32), np.zeros(2, np.float32), 100.0, 1)
     in_use = HeadInUse(head, ModelRef(name="m", version="1", head_version=1))
     batch = Batch(items=[_work(0, "door-1"), _work(1, "yard")], stale=[])
-    result = run_batch(batch, _Engine(), in_use, 2, scorer)
+    result = run_batch(batch, _Engine(), in_use, 2, watches=scorer)
     preds = [p.prediction for p in result.predicted]
     assert set(preds[0].watches) == {"door"} and preds[0].watches["door"] > 0.99
     assert preds[1].watches == {} and "watches" not in preds[1].to_json().decode()
