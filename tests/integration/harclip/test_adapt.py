@@ -142,6 +142,8 @@ async def test_build_if_new_waits_for_enough_new_feedback(
     s = worker_settings(unique.settings, tiny_bundle)
     report = await gate.build(s, if_new=1)
     assert report.skipped and report.new_items == 0  # no feedback index yet
+    report = await gate.build(s)
+    assert report.skipped and "0 usable labelled feedback items" in report.skipped
     shown = [p for ps in photos.values() for p in ps]
     await seed(s, tiny_bundle, shown, [p.parent.name for p in shown])
     report = await gate.build(s, if_new=10_000, dry_run=True)
