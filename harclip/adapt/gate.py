@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from harclip.adapt.build import (
+    NotEnoughFeedback,
     Usable,
     build_candidate,
     champion_score,
@@ -188,8 +189,12 @@ async def build(
         items = in_scopes(usable.items, scopes)
         report.items, report.left_out = len(items), _left_out(usable, len(items))
         champion = force.published.adapter if force.published else None
-        cand = build_candidate(items, force.head, scopes, s.adapt, version=now_ms(),
-                               model=f"{m.name}/{m.version}")  # fmt: skip
+        try:
+            cand = build_candidate(items, force.head, scopes, s.adapt, version=now_ms(),
+                                   model=f"{m.name}/{m.version}")  # fmt: skip
+        except NotEnoughFeedback as e:
+            report.skipped = str(e)
+            return report
         report.candidate, report.candidate_score = cand.version, cand.cv_score
         report.alpha, report.beta, report.labels = cand.alpha, cand.beta, cand.counts()
         report.champion = champion.version if champion else None

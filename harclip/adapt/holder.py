@@ -139,16 +139,19 @@ def score_top_k(
     in_use: HeadInUse, applied: Applied | None, emb: np.ndarray, streams: Sequence[str], k: int
 ) -> tuple[list[list[tuple[str, float]]], list[ModelRef]]:
     """The head's top-k, with the adapter's cache added for the rows of streams in its scopes."""
-    top = in_use.head.top_k(emb, k)  # [N, D] -> N × k
-    models = [in_use.model] * len(top)
     if applied is None:
-        return top, models
+        return in_use.head.top_k(emb, k), [in_use.model] * len(emb)  # [N, D] -> N × k
     scope = scopes_of(applied.adapter, streams)
-    rows = np.flatnonzero(scope >= 0)
-    if not len(rows):
+    inside = np.flatnonzero(scope >= 0)
+    if len(inside) == len(emb):  # the usual case: every row is in a scope
+        model = in_use.model.model_copy(update={"adapter": applied.adapter.version})
+        return applied.top_k(emb, scope, k), [model] * len(emb)
+    top = in_use.head.top_k(emb, k)
+    models = [in_use.model] * len(top)
+    if not len(inside):
         return top, models
-    adapted = applied.top_k(emb[rows], scope[rows], k)  # one product with the keys for all
+    adapted = applied.top_k(emb[inside], scope[inside], k)  # one product with the keys for all
     model = in_use.model.model_copy(update={"adapter": applied.adapter.version})
-    for r, row in zip(rows, adapted, strict=True):
+    for r, row in zip(inside, adapted, strict=True):
         top[r], models[r] = row, model
     return top, models

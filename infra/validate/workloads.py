@@ -123,6 +123,7 @@ ADDRESSES = {
     "api": ("kafka.bootstrap", "redis.url", "elasticsearch.url", "objects.url"),
     "stream": ("kafka.bootstrap", "redis.url", "elasticsearch.url", "objects.url"),
     "retention": ("elasticsearch.url", "objects.url"),
+    "adapt": ("kafka.bootstrap", "redis.url", "elasticsearch.url"),
     "ui": ("ui.api_url", "ui.worker_metrics_url", "ui.events_metrics_url"),
 }
 LOOPBACK = re.compile(r"(^|//|@)(127\.0\.0\.1|localhost|\[::1\])(:|/|$)")

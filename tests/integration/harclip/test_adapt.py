@@ -5,6 +5,8 @@ from examples alone."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from harclip.messages.feedback import Feedback
 from harclip.model.bundle import Bundle
 from harclip.model.preprocess import decode_image
 from tests.support.kafka import read_topic
+from tests.support.processes import env_of, run_python
 from tests.support.scoped import Unique
 from tests.support.worker import predicted, producer, running_worker, worker_settings
 
@@ -139,6 +142,8 @@ async def test_build_if_new_waits_for_enough_new_feedback(
     s = worker_settings(unique.settings, tiny_bundle)
     report = await gate.build(s, if_new=1)
     assert report.skipped and report.new_items == 0  # no feedback index yet
+    report = await gate.build(s)
+    assert report.skipped and "0 usable labelled feedback items" in report.skipped
     shown = [p for ps in photos.values() for p in ps]
     await seed(s, tiny_bundle, shown, [p.parent.name for p in shown])
     report = await gate.build(s, if_new=10_000, dry_run=True)
@@ -146,6 +151,16 @@ async def test_build_if_new_waits_for_enough_new_feedback(
     report = await gate.build(s, if_new=1, dry_run=True)
     assert report.skipped is None and report.candidate is not None
     assert (await gate.status(s))["kept"] == []  # a dry run keeps nothing
+    cli = await asyncio.to_thread(run_python, "harclip", "adapt", "build", "--if-new", "1",
+                                  "--json", env=env_of(s))  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    built = json.loads(cli.stdout.strip().splitlines()[-1])
+    assert built["promoted"] and built["items"] == 2 * len(shown)
+    again = await asyncio.to_thread(run_python, "harclip", "adapt", "build", "--if-new", "1",
+                                    env=env_of(s))  # fmt: skip
+    assert again.returncode == 0 and "not built: 0 new feedback items" in again.stdout
+    st = await asyncio.to_thread(run_python, "harclip", "adapt", "status", env=env_of(s))
+    assert f"in force: adapter v{built['candidate']}" in st.stdout, st.stdout + st.stderr
 
 
 def _version(worker: Worker) -> int | None:

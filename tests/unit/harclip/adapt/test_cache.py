@@ -125,3 +125,7 @@ def test_score_top_k_marks_the_rows_the_adapter_applied_to() -> None:
     top, models = score_top_k(in_use, Applied.fit(a, h), x, ["cam-1", "lobby"], 2)
     assert top[0][0][0] == "new" and models[0].adapter == 7
     assert {lb for lb, _ in top[1]} <= {"a", "b"} and models[1].adapter is None
+    every, models = score_top_k(in_use, Applied.fit(a, h), x, ["cam-1", "cam-2"], 2)
+    assert [m.adapter for m in models] == [7, 7] and every[1][0][0] == "new"
+    alone, models = score_top_k(in_use, None, x, ["cam-1", "cam-2"], 2)
+    assert alone == h.top_k(x, 2) and models == [ref, ref]
