@@ -115,3 +115,21 @@ def test_online_accuracy_metrics() -> None:
     assert r.get_sample_value("harclip_feedback_agreement", labels) == 0.75
     wrong = r.get_sample_value("harclip_feedback_verdicts_total", {**labels, "verdict": "wrong"})
     assert wrong == 1.0
+
+
+def test_a_key_may_be_named_and_the_name_is_who_gave_feedback() -> None:
+    from api.auth import Authenticator
+    from harclip.config import AuthSettings
+
+    auth = Authenticator(
+        AuthSettings.model_validate(
+            {"enabled": True, "keys": {"hk_alice-key": {"role": "predict", "name": "alice"},
+                                       "hk_bob-key": "predict"}}
+        )
+    )  # fmt: skip
+    alice, bob = auth.identify("hk_alice-key"), auth.identify("hk_bob-key")
+    assert alice is not None and alice.who == "alice"
+    assert bob is not None and bob.who == "hk_bob…"  # never the whole key
+    for bad in ("", "a b", "x" * 65, "<b>"):
+        with pytest.raises(ValidationError):
+            AuthSettings.model_validate({"keys": {"k": {"role": "read", "name": bad}}})
