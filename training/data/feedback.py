@@ -48,6 +48,9 @@ async def _export(
     from harclip.io.es import make_es
     from harclip.io.objects import ObjectStore
 
+    if not settings.objects.enabled:
+        raise DataError("the object store is off (HARCLIP_OBJECTS__ENABLED): feedback images "
+                        "are kept there")  # fmt: skip
     es = make_es(settings.elasticsearch)
     try:
         latest = await _latest(es, settings, stream, since_ms)
