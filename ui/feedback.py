@@ -39,7 +39,8 @@ def choices(labels: Sequence[str], served: str | None) -> list[str]:
 
 
 def agreement_rows(counts: FeedbackCounts) -> list[dict[str, object]]:
-    """One row per stream and right label: verdicts and the share found correct."""
+    """One row per stream and label (served, with `group=predicted`): verdicts and the share
+    found correct."""
     rows: list[dict[str, object]] = []
     for c in counts.items:
         total = c.correct + c.wrong
@@ -91,9 +92,9 @@ def buttons(
 
 
 def accuracy_section() -> None:
-    """The performance page's online accuracy: the latest verdicts per stream and label."""
+    """The performance page's online accuracy: the latest verdicts per stream and served label."""
     st.subheader("Online accuracy (feedback)")
-    got = conn.optional(conn.client().feedback_counts)
+    got = conn.optional(conn.client().feedback_counts, group="predicted")
     if got.missing:
         st.caption("This API has no feedback endpoints.")
         return

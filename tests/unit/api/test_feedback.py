@@ -133,3 +133,11 @@ def test_a_key_may_be_named_and_the_name_is_who_gave_feedback() -> None:
     for bad in ("", "a b", "x" * 65, "<b>"):
         with pytest.raises(ValidationError):
             AuthSettings.model_validate({"keys": {"k": {"role": "read", "name": bad}}})
+
+
+def test_counts_per_served_label_are_its_online_accuracy() -> None:
+    items = [_fb(1, "f1", "correct", "walking"), _fb(2, "f2", "wrong", "running"),
+             _fb(3, "f3", "wrong", None)]  # fmt: skip
+    counts = tally(items, group="predicted")  # every one served "walking"
+    assert counts.group == "predicted"
+    assert [(c.label, c.correct, c.wrong) for c in counts.items] == [("walking", 1, 2)]
