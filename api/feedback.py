@@ -30,6 +30,7 @@ from harclip.messages.feedback import Feedback
 from harclip.wire import ApiError
 from harclip.wire.feedback import (
     MAX_FEEDBACK_LIMIT,
+    CountGroup,
     FeedbackCounts,
     FeedbackPage,
     FeedbackRequest,
@@ -294,8 +295,13 @@ async def get_feedback(
 async def get_feedback_counts(
     clients: ClientsDep, settings: SettingsDep, stream_id: StreamQ = None, label: LabelFQ = None,
     verdict: VerdictQ = None, by: ByQ = None, since_ms: SinceQ = None, until_ms: UntilQ = None,
+    group: Annotated[CountGroup, Query(description="rows per right label (`label`) or per "
+                                       "served label (`predicted`)")] = "label",
 ) -> FeedbackCounts:  # fmt: skip
+    """`group=predicted`: per served label, `correct / (correct + wrong)` is the online accuracy
+    of that label; `group=label`: per right label, how often it was recognised."""
     from harclip.io.feedback import count_feedback
 
     f = _filter(stream_id, label, verdict, by, since_ms, until_ms)
-    return await count_feedback(await clients.search_client(), settings.elasticsearch, f)
+    es = await clients.search_client()
+    return await count_feedback(es, settings.elasticsearch, f, group)

@@ -116,13 +116,47 @@ def _split(p: argparse.ArgumentParser, default: str = "test") -> None:
 
 def _prepare_opts(p: argparse.ArgumentParser) -> None:
     _data(p)
+    g = p.add_argument_group("from feedback (docs/feedback.md)")
+    g.add_argument(
+        "--from-feedback",
+        action="store_true",
+        help="the feedback index as the data: written to --feedback-dir first",
+    )
+    g.add_argument(
+        "--feedback-dir",
+        type=Path,
+        default=Path("data/feedback"),
+        help="the dataset folder it writes (default data/feedback)",
+    )
+    g.add_argument("--stream", help="only this stream's feedback")
+    g.add_argument("--since-ms", type=int, help="only feedback given since (ms since epoch)")
+    g.add_argument("--dvc", action="store_true", help="then `dvc add` the folder")  # fmt: skip
 
 
 def _prepare(cfg: Config, args: argparse.Namespace) -> int:
     from training.data.prepare import SPLIT_FILE, write_split
 
+    if args.from_feedback:
+        cfg = _from_feedback(cfg, args)
     write_split(cfg, cfg.output / SPLIT_FILE, show=not args.quiet)
     return 0
+
+
+def _from_feedback(cfg: Config, args: argparse.Namespace) -> Config:
+    from harclip.config import load_settings
+    from training import progress
+    from training.data.feedback import dvc_add, export_feedback
+
+    show = not args.quiet
+    with progress.step(f"feedback -> {args.feedback_dir}", enabled=show):
+        done = export_feedback(load_settings(), args.feedback_dir, args.stream, args.since_ms)
+    progress.say(f"feedback: {done.images} images; left out: {done.none_of_these} none of "
+                 f"these, {done.no_image + done.missing_objects} without an image",
+                 enabled=show)  # fmt: skip
+    if args.dvc:
+        dvc_add(args.feedback_dir)
+    data = cfg.data.model_copy(update={"source": str(done.csv), "manifest": None})
+    return cfg.model_copy(update={"data": data})
 
 
 def _zeroshot_opts(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from harclip.io.es import es_errors, reason
 from harclip.io.indices import EMBEDDING, MARKER
 from harclip.messages import Event, Prediction
 from harclip.messages.feedback import Feedback, Verdict
-from harclip.wire.feedback import FeedbackCount, FeedbackCounts
+from harclip.wire.feedback import CountGroup, FeedbackCount, FeedbackCounts
 
 if TYPE_CHECKING:
     from elasticsearch import AsyncElasticsearch
@@ -214,18 +214,26 @@ async def list_feedback(
 
 @es_errors("read")
 async def count_feedback(
-    es: AsyncElasticsearch, s: ElasticsearchSettings, f: FeedbackFilter
-) -> FeedbackCounts:
-    """The frames' latest verdicts per stream and right label (at most `SCAN_CAP` frames)."""
+    es: AsyncElasticsearch, s: ElasticsearchSettings, f: FeedbackFilter,
+    group: CountGroup = "label",
+) -> FeedbackCounts:  # fmt: skip
+    """The frames' latest verdicts per stream and right (`group` "label") or served
+    ("predicted") label, at most `SCAN_CAP` frames."""
     scanned = await _scan(es, s, f.query(), SCAN_CAP, collapse=True)
-    return tally((fb for fb in scanned if f.keeps(fb)), truncated=len(scanned) >= SCAN_CAP)
+    kept = (fb for fb in scanned if f.keeps(fb))
+    return tally(kept, truncated=len(scanned) >= SCAN_CAP, group=group)
 
 
-def tally(items: Iterable[Feedback], truncated: bool = False) -> FeedbackCounts:
-    """Counts per (stream, label) of verdicts (pure: each item is one frame's latest)."""
+def tally(
+    items: Iterable[Feedback], truncated: bool = False, group: CountGroup = "label"
+) -> FeedbackCounts:
+    """Counts per (stream, right or served label) of verdicts (pure: each item is one frame's
+    latest). Per served label, `correct / (correct + wrong)` is how often that label was right
+    when served (the online accuracy); per right label, how often it was recognised."""
     rows: dict[tuple[str, str | None], dict[str, int]] = {}
     for fb in items:
-        row = rows.setdefault((fb.stream_id, fb.label), {"correct": 0, "wrong": 0})
+        name = fb.label if group == "label" else fb.predicted
+        row = rows.setdefault((fb.stream_id, name), {"correct": 0, "wrong": 0})
         row[fb.verdict] += 1
     correct = sum(r["correct"] for r in rows.values())
     wrong = sum(r["wrong"] for r in rows.values())
@@ -234,8 +242,11 @@ def tally(items: Iterable[Feedback], truncated: bool = False) -> FeedbackCounts:
         for k, v in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
     ]
     total = correct + wrong
-    return FeedbackCounts(items=items_out, correct=correct, wrong=wrong, truncated=truncated,
-                          agreement=correct / total if total else None)  # fmt: skip
+    agreement = correct / total if total else None
+    return FeedbackCounts(
+        items=items_out, group=group, correct=correct, wrong=wrong, truncated=truncated,
+        agreement=agreement,
+    )  # fmt: skip
 
 
 async def _scan(

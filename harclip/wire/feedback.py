@@ -4,12 +4,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import ConfigDict, Field, model_validator
 
 from harclip.messages.feedback import Feedback, FeedbackLabel, FeedbackNote, Verdict
 from harclip.wire.base import WireModel, _Request
 
 MAX_FEEDBACK_LIMIT = 1000  # items per GET /feedback answer
+CountGroup = Literal["label", "predicted"]
 
 
 class FeedbackRequest(_Request):
@@ -51,7 +54,8 @@ class FeedbackPage(WireModel):
 
 
 class FeedbackCount(WireModel):
-    """The latest verdicts of one stream and right label (`label` null: none of these)."""
+    """The latest verdicts of one stream and label: the right label, or the served one when the
+    counts are grouped by `predicted` (null: none of these / nothing served)."""
 
     stream_id: str
     label: str | None
@@ -63,6 +67,8 @@ class FeedbackCounts(WireModel):
     """Counts of the frames' latest verdicts per stream and label, and in all."""
 
     items: list[FeedbackCount]
+    group: CountGroup = Field("label", description="label: per right label; predicted: per "
+                              "served label (the online accuracy of each)")  # fmt: skip
     correct: int = 0
     wrong: int = 0
     agreement: float | None = Field(

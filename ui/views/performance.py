@@ -1,7 +1,8 @@
 """Performance: throughput, latency histograms (queue, infer, end to end), drops, dead letters
 and consumer lag from the worker's `/metrics`, request latency and WebSocket figures from the
 API's, events app figures from its own; refreshed every few seconds (rates between two reads).
-Below, the latest training report when `HARCLIP_UI__REPORT` names one."""
+Below, the online accuracy from operators' feedback (GET /feedback/counts) and the latest
+training report when `HARCLIP_UI__REPORT` names one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 import httpx
 import streamlit as st
 
-from ui import charts, conn, prom, text
+from ui import charts, conn, feedback, prom, text
 from ui import report as reports
 
 _PREV = "perf-prev"  # session state: {source: Scrape} of the previous refresh
@@ -174,6 +175,7 @@ def render() -> None:
         prev.update({k: v for k, v in now.items() if v is not None})
 
     live()
+    feedback.accuracy_section()
     _report()
 
 

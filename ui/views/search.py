@@ -13,7 +13,7 @@ import streamlit as st
 
 from harclip.messages import EVENT_TYPES, Event, Prediction
 from harclip.wire import SearchHit
-from ui import conn, evidence, frames, text
+from ui import conn, evidence, feedback, frames, text
 
 _WINDOWS = {"any time": None, "last 15 min": 15, "last hour": 60, "last 24 h": 1440}
 _SIMILAR = "search-similar-of"  # session state: the frame id whose neighbours are shown
@@ -178,6 +178,7 @@ def _evidence_cards(items: list[Event]) -> None:
                 st.caption("no picture yet")
             st.text(evidence.event_caption(ev))
             st.caption(f"{text.when(ev.start or ev.emitted_at)} UTC")
+            feedback.buttons(f"event-{ev.event_id}", ev.label, event_id=ev.event_id)
             if evidence.has_clip(ev) and st.button(
                 "play clip", key=f"clip-{ev.event_id}", icon=":material/play_circle:"
             ):

@@ -10,7 +10,7 @@ from harclip.client import NotFound
 from harclip.errors import HarclipError
 from harclip.messages import Event, Prediction, StreamAction
 from harclip.wire import PredictionPage
-from ui import charts, conn, frames, text, timeline
+from ui import charts, conn, feedback, frames, text, timeline
 
 _HISTORY = 300  # predictions read for the charts
 
@@ -72,6 +72,7 @@ def _now_panel(sid: str) -> Prediction | None:
                 f"model {text.md(latest.model.name)} {text.md(latest.model.version)} head "
                 f"v{latest.model.head_version} engine {text.md(latest.model.engine or '?')}"
             )
+            feedback.buttons(f"latest-{sid}", latest.label, frame_id=latest.frame_id)
     return latest
 
 

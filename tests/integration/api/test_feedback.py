@@ -99,6 +99,8 @@ async def test_feedback_on_frames_and_events(
         assert [f.feedback_id for f in nobody.items] == [none.feedback_id]
         counts = await alice.feedback_counts(stream_id=stream)
         assert (counts.correct, counts.wrong, counts.agreement) == (0, 2, 0.0)
+        served = await alice.feedback_counts(stream_id=stream, group="predicted")
+        assert [(c.label, c.correct, c.wrong) for c in served.items] == [("walking", 0, 2)]
 
         # the stored embedding is the keyframe's (p2 stands behind keyframe p1)
         es = make_es(unique.settings.elasticsearch)

@@ -364,3 +364,32 @@ def test_events_with_evidence_show_a_picture_and_play_the_clip(
     assert not at.exception and not at.error
     assert len(at.get("video")) == 1
     asyncio.run(drop_evidence(ui_system.settings, stream))
+
+
+def test_feedback_buttons_send_a_verdict_and_show_a_refusal_as_text(
+    open_page: Open, ui_system: System
+) -> None:
+    at = open_page("stream.py", stream="ui-seed")  # no key: a write is refused
+    next(b for b in at.button if b.label == "right").click()
+    at.run()
+    assert not at.exception
+    assert any(e.value.startswith("feedback: ") and "401" in e.value for e in at.error)
+    at = open_page("stream.py", key=ADMIN_KEY, stream="ui-seed")
+    next(b for b in at.button if b.label == "right").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(s.value.startswith("thanks") for s in at.success)
+    with ui_system.client() as c:
+        assert c.feedback_counts(stream_id="ui-seed").correct >= 1
+    # wrong → a new label, typed
+    at = open_page("stream.py", key=ADMIN_KEY, stream="ui-seed")
+    at.selectbox(key="fb-pick-latest-ui-seed").set_value("(a new label…)").run()
+    at.text_input(key="fb-new-latest-ui-seed").set_value("juggling").run()
+    at.button(key="fb-send-latest-ui-seed").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    with ui_system.client() as c:
+        mine = c.list_feedback(stream_id="ui-seed", label="juggling").items
+    assert [(f.verdict, f.new_label) for f in mine] == [("wrong", True)]
+    at = open_page("performance.py")
+    assert "Online accuracy (feedback)" in [h.value for h in at.subheader]
+    assert "agreement" in {m.label for m in at.metric}

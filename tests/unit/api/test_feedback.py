@@ -115,3 +115,29 @@ def test_online_accuracy_metrics() -> None:
     assert r.get_sample_value("harclip_feedback_agreement", labels) == 0.75
     wrong = r.get_sample_value("harclip_feedback_verdicts_total", {**labels, "verdict": "wrong"})
     assert wrong == 1.0
+
+
+def test_a_key_may_be_named_and_the_name_is_who_gave_feedback() -> None:
+    from api.auth import Authenticator
+    from harclip.config import AuthSettings
+
+    auth = Authenticator(
+        AuthSettings.model_validate(
+            {"enabled": True, "keys": {"hk_alice-key": {"role": "predict", "name": "alice"},
+                                       "hk_bob-key": "predict"}}
+        )
+    )  # fmt: skip
+    alice, bob = auth.identify("hk_alice-key"), auth.identify("hk_bob-key")
+    assert alice is not None and alice.who == "alice"
+    assert bob is not None and bob.who == "hk_bob…"  # never the whole key
+    for bad in ("", "a b", "x" * 65, "<b>"):
+        with pytest.raises(ValidationError):
+            AuthSettings.model_validate({"keys": {"k": {"role": "read", "name": bad}}})
+
+
+def test_counts_per_served_label_are_its_online_accuracy() -> None:
+    items = [_fb(1, "f1", "correct", "walking"), _fb(2, "f2", "wrong", "running"),
+             _fb(3, "f3", "wrong", None)]  # fmt: skip
+    counts = tally(items, group="predicted")  # every one served "walking"
+    assert counts.group == "predicted"
+    assert [(c.label, c.correct, c.wrong) for c in counts.items] == [("walking", 1, 2)]
