@@ -18,7 +18,7 @@ from api.errors import error_responses
 from api.gate import GatedRoute
 from api.runtime import ClientsDep, ControlDep, PredictorDep, SettingsDep
 from harclip.control import WATCHES_KEY, publish
-from harclip.watches.spec import WatchSpec
+from harclip.watches.spec import WatchSet, WatchSpec
 from harclip.watches.vectors import WatchError, build_watch, with_watch, without_watch
 from harclip.wire import ApiError
 from harclip.wire.watches import WatchesDoc, WatchInfo, watch_info, watches_doc
@@ -47,6 +47,20 @@ def _spec(name: str, body: dict[str, Any]) -> WatchSpec:
             loc = loc.lstrip(".")
             parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
         raise ApiError(422, "invalid_watch", "; ".join(parts)) from None
+
+
+def _record(ws: WatchSet, max_bytes: int) -> bytes:
+    """The control record of `ws`; 422 naming the limit when it is over Kafka's message size
+    (each watch is about 10 bytes per vector component: ~15 KB at 512-d with two negatives)."""
+    raw = ws.model_dump_json(by_alias=True).encode()
+    if len(raw) > max_bytes:
+        raise ApiError(
+            422, "invalid_watch",
+            f"watches: the set of {len(ws.watches)} watches would be a {len(raw)}-byte record, "
+            f"over the control topic's {max_bytes} (HARCLIP_KAFKA__MAX_MESSAGE_BYTES): remove "
+            "watches or raise the limit",
+        )  # fmt: skip
+    return raw
 
 
 async def _examples(
@@ -132,7 +146,7 @@ async def put_watch(
         except WatchError as e:
             raise ApiError(e.status, "invalid_watch", str(e)) from None
         if new is not current:
-            raw = new.model_dump_json(by_alias=True).encode()
+            raw = _record(new, settings.kafka.max_message_bytes)
             await publish(await clients.producer(), settings.kafka, WATCHES_KEY, raw)
             control.watches.offer(new)
             log.info("watch %r published (watches v%d: %d)", name, new.version, len(new.watches))
@@ -157,7 +171,7 @@ async def delete_watch(
             new = without_watch(control.watches.watch_set, name)
         except WatchError as e:
             raise ApiError(404, "not_found", f"no watch named {name!r}") from e
-        raw = new.model_dump_json(by_alias=True).encode()
+        raw = _record(new, settings.kafka.max_message_bytes)
         await publish(await clients.producer(), settings.kafka, WATCHES_KEY, raw)
         control.watches.offer(new)
     log.info("watch %r removed (watches v%d: %d)", name, new.version, len(new.watches))
