@@ -55,6 +55,10 @@ class ControlMetrics:
             registry=registry,
         )
         self.head_version = Gauge("harclip_head_version", "head version in use", registry=registry)
+        self.watches_version = Gauge(
+            "harclip_watches_version", "version of the watch set in use", registry=registry
+        )
+        self.watches = Gauge("harclip_watches", "watches in force", registry=registry)
 
 
 @dataclass(frozen=True, slots=True)
