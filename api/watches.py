@@ -47,7 +47,8 @@ def _spec(name: str, body: dict[str, Any]) -> WatchSpec:
         for err in e.errors()[:5]:
             loc = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err["loc"])
             loc = loc.lstrip(".")
-            parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+            loc = loc or ("prompts" if "prompt or example" in str(err.get("msg")) else "body")
+            parts.append(f"{loc}: {err.get('msg')}")
         raise ApiError(422, "invalid_watch", "; ".join(parts)) from None
 
 

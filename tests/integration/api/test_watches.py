@@ -73,6 +73,8 @@ async def test_a_watch_reaches_the_worker_live_and_leaves_it(
         with pytest.raises(BadRequest) as bad:
             await client.put_watch("door-watch", {"prompts": ["x"], "window": 0})
         assert bad.value.status == 422 and "window" in str(bad.value)
+        with pytest.raises(BadRequest, match=r"prompts: .*at least one prompt or example"):
+            await client.put_watch("door-watch", {"prompts": []})
         with pytest.raises(BadRequest, match=r"prompts: List should have at most 16"):
             await client.put_watch("door-watch", {"prompts": ["x"] * 10_000})
         with pytest.raises(BadRequest, match=r"negatives\[0\]"):
