@@ -58,6 +58,10 @@ class ControlMetrics:
         self.adapter_version = Gauge(
             "harclip_adapter_version", "feedback adapter in use (0: none)", registry=registry
         )
+        self.watches_version = Gauge(
+            "harclip_watches_version", "version of the watch set in use", registry=registry
+        )
+        self.watches = Gauge("harclip_watches", "watches in force", registry=registry)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ PAGES: tuple[tuple[str, str, str, str], ...] = (
     ("webcam.py", "Webcam", ":material/photo_camera:", "webcam"),
     ("search.py", "Search & events", ":material/search:", "search"),
     ("labels.py", "Labels & rules", ":material/label:", "labels"),
+    ("watches.py", "Watches", ":material/visibility:", "watches"),
     ("performance.py", "Performance", ":material/speed:", "performance"),
     ("settings.py", "Settings", ":material/settings:", "settings"),
 )

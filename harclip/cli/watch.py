@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from harclip.config import Settings
+from harclip.errors import HarclipError
 
 _EVALUATE = "harclip.watches.evaluate"  # written by the events side; absent: no `eval`
 
@@ -30,6 +32,8 @@ def _add_parser(sub: Any) -> None:
     add.add_argument("--prompt", action="append", default=[], help="text to look for (repeat)")
     add.add_argument("--example", action="append", default=[], metavar="FRAME_ID",
                      help="a frame of the history that shows it (repeat)")  # fmt: skip
+    add.add_argument("--example-image", action="append", default=[], type=Path, metavar="PATH",
+                     help="an image file: uploaded, kept in the history (repeat)")  # fmt: skip
     add.add_argument("--negative", action="append", default=[],
                      help="competing text, e.g. 'a person standing' (repeat)")  # fmt: skip
     add.add_argument("--streams", action="append", default=[], metavar="GLOB",
@@ -82,6 +86,13 @@ def describe(spec: Any, version: int) -> str:
             f"{' | '.join(what)}")  # fmt: skip
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise HarclipError(f"--example-image {path}: {e.strerror or e}") from None
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "eval":
         evaluate = _evaluate()
@@ -94,7 +105,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     key = args.api_key or (ui.api_key.get_secret_value() if ui.api_key else None)
     with Client(args.api or ui.api_url, key, timeout_s=max(ui.timeout_s, 30.0)) as client:
         if args.action == "add":
-            info = client.put_watch(args.name, spec_of(args), create=not args.replace)
+            spec = spec_of(args)
+            for path in args.example_image:
+                up = client.upload_watch_example(_read(path), path.name)
+                print(f"uploaded {path} as frame {up.frame_id}")
+                spec.setdefault("examples", []).append(up.frame_id)
+            info = client.put_watch(args.name, spec, create=not args.replace)
             print(f"published {describe(info.spec, info.version)}")
         elif args.action == "rm":
             doc = client.delete_watch(args.name)

@@ -38,7 +38,7 @@ from harclip.wire import (
     StreamList,
     frame_thumbnail_path,
 )
-from harclip.wire.watches import WatchesDoc, WatchInfo
+from harclip.wire.watches import WatchesDoc, WatchExample, WatchInfo
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -342,6 +342,11 @@ def put_watch(name: str, spec: Mapping[str, Any] | BaseModel, create: bool) -> C
     path = f"/watches/{quote(name, safe='')}"
     params: Query = {"create": "true"} if create else {}
     return Call("PUT", path, _model(WatchInfo), params=params, body=_JsonBody(doc))
+
+
+def upload_watch_example(image: bytes, filename: str) -> Call[WatchExample]:
+    files = {"file": (filename, image)}
+    return Call("POST", "/watches/examples", _model(WatchExample), files=files)
 
 
 def delete_watch(name: str) -> Call[WatchesDoc]:

@@ -34,7 +34,7 @@ from harclip.wire import (
     ServiceInfo,
     StreamList,
 )
-from harclip.wire.watches import WatchesDoc, WatchInfo
+from harclip.wire.watches import WatchesDoc, WatchExample, WatchInfo
 
 T = TypeVar("T")
 
@@ -277,6 +277,10 @@ class Client:
         """Add or replace a watch (admin; `create`: `BadRequest` 409 if it exists);
         `BadRequest` 422 `invalid_watch` names the field, `NotFound` an unknown example frame."""
         return self._send(_requests.put_watch(name, spec, create))
+
+    def upload_watch_example(self, image: bytes, filename: str = "image") -> WatchExample:
+        """Keep an example image in the history (admin); its `frame_id` goes in `examples`."""
+        return self._send(_requests.upload_watch_example(image, filename))
 
     def delete_watch(self, name: str) -> WatchesDoc:
         """Remove a watch (admin); the watches now in force (`NotFound` if there was none)."""

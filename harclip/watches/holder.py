@@ -4,7 +4,8 @@
 The one rule for a set, like `HeadHolder`'s for a head: a version not newer than the current one
 is ignored (replays while catching up); a malformed record, or a set whose vectors are not the
 model's embedding size, is refused, logged and counted (`harclip_control_refused{key="watches"}`)
-and the previous set stays. Readers take `current` once per batch: one reference swap.
+and the previous set stays. `harclip_watches_version` and `harclip_watches` say what is in use.
+Readers take `current` once per batch: one reference swap.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class WatchHolder:
             return False
         old = self._current
         self._current = WatchScorer(ws, self._scale, old.windows)
+        self._metrics.watches_version.set(ws.version)
+        self._metrics.watches.set(len(ws.watches))
         log.info("watches v%d in force: %d watches", ws.version, len(ws.watches))
         for callback in self._changed:
             callback(ws)

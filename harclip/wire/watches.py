@@ -25,6 +25,14 @@ class WatchesDoc(WireModel):
     watches: list[WatchInfo]
 
 
+class WatchExample(WireModel):
+    """An uploaded example image, kept in the history: name its `frame_id` in a watch's
+    `examples`."""
+
+    frame_id: str
+    stream_id: str = Field(description="the history's stream of uploaded examples")
+
+
 def watch_info(ws: WatchSet, name: str) -> WatchInfo | None:
     """The watch `name` of `ws` as the API shows it; None if there is none."""
     for w in ws.watches:

@@ -73,6 +73,8 @@ async def test_a_watch_reaches_the_worker_live_and_leaves_it(
         with pytest.raises(BadRequest) as bad:
             await client.put_watch("door-watch", {"prompts": ["x"], "window": 0})
         assert bad.value.status == 422 and "window" in str(bad.value)
+        with pytest.raises(BadRequest, match=r"prompts: .*at least one prompt or example"):
+            await client.put_watch("door-watch", {"prompts": []})
         with pytest.raises(BadRequest, match=r"prompts: List should have at most 16"):
             await client.put_watch("door-watch", {"prompts": ["x"] * 10_000})
         with pytest.raises(BadRequest, match=r"negatives\[0\]"):
@@ -128,3 +130,18 @@ async def test_the_cli_adds_lists_and_removes_through_the_api(
         assert (await client.list_watches()).watches == []
         assert await asyncio.to_thread(main, [*base, "rm", "climb"]) == 2
         assert "no watch named 'climb'" in capsys.readouterr().err
+
+
+async def test_an_uploaded_example_image_becomes_a_frame_of_the_history(
+    serve: Serve, sample_photos: list[Path]
+) -> None:
+    async with serve() as client:
+        with pytest.raises(BadRequest) as corrupt:
+            await client.upload_watch_example(b"not an image at all", "x.jpg")
+        assert corrupt.value.status in (415, 422)
+        up = await client.upload_watch_example(sample_photos[0].read_bytes(), "a.jpg")
+        assert up.stream_id == "watch-examples"
+        info = await client.put_watch("looks-like", {"examples": [up.frame_id]})
+        assert info.spec.examples == [up.frame_id] and info.version == 1
+        hits = (await client.search_similar(image=sample_photos[0].read_bytes(), k=1)).hits
+        assert hits[0].prediction.frame_id == up.frame_id

@@ -46,3 +46,5 @@ def test_bad_sets_are_refused_logged_counted_and_the_old_stays(caplog: Any) -> N
     holder.offer_raw(b"not json")
     assert _refused(registry, "embed_dim") == 2 and _refused(registry, "malformed") == 2
     assert holder.watch_set.version == 2 and "refused a watches record" in caplog.text
+    assert registry.get_sample_value("harclip_watches_version") == 2
+    assert registry.get_sample_value("harclip_watches") == 1
