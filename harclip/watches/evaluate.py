@@ -44,6 +44,7 @@ import numpy as np
 
 from harclip.config import Settings
 from harclip.errors import HarclipError
+from harclip.watches.calibration import fingerprint
 from harclip.watches.firing import WatchState, step
 from harclip.watches.spec import DEFAULT_NEGATIVES, Watch, WatchSpec
 
@@ -174,6 +175,7 @@ def _stream(own: np.ndarray, target: np.ndarray, play: Play, rng: random.Random)
 def _count(spec: WatchSpec, streams: dict[str, tuple[list[float], list[bool]]],
            play: Play) -> dict[str, float]:  # fmt: skip
     w = Watch(spec=spec, version=1, positive=[1.0], negatives=[[0.0]])
+    ident = fingerprint(w)
     dt = 1000.0 / play.fps
     warm = int(play.warmup_s * play.fps)
     late = math.ceil(spec.min_duration_seconds * play.fps) + 1  # a firing may come this late
@@ -189,7 +191,7 @@ def _count(spec: WatchSpec, streams: dict[str, tuple[list[float], list[bool]]],
             at = int(i * dt)
             if i >= warm and not in_ep[i]:
                 background += 1
-            for e in step(st, w, sid, i, at, s, None, at):
+            for e in step(st, w, sid, i, at, s, None, at, ident):
                 if e.type == "watch.start" and i >= warm:
                     starts.append(i)
         ep_first = [i for i in range(warm, len(in_ep)) if in_ep[i] and not in_ep[i - 1]]
