@@ -99,10 +99,9 @@ class Calibration:
 
     # ------------------------------------------------------------------ updates
 
-    def add(self, score: float, at: int, min_duration_ms: float, *, learn: bool = True) -> None:
+    def add(self, score: float, at: int, min_duration_ms: float) -> None:
         """One frame's score at capture time `at` (ms); older frames than the newest are
-        ignored. With `learn` False (a frame of an open firing) the running minimum goes on but
-        the distribution does not take the frame."""
+        ignored."""
         if at < self.last_at:
             return
         gap = at - self.last_at if self.last_at >= 0 else None
@@ -119,7 +118,7 @@ class Calibration:
         q.append([at, score])
         while q[0][0] < at - min_duration_ms:
             q.pop(0)
-        if learn and at - self.since >= min_duration_ms:
+        if at - self.since >= min_duration_ms:
             self._sample(q[0][1], at)
 
     def _sample(self, sustained: float, at: int) -> None:
