@@ -326,13 +326,15 @@ def _tiny(tmp: Path) -> Path:
 
 def table(result: dict[str, Any]) -> str:
     """The figures as a text table (one row per watch and mode)."""
-    head = f"{'watch':<14}{'mode':<12}{'firings':>8}{'precision':>10}{'recall':>8}{'FA/h':>8}"
+    head = (f"{'watch':<14}{'mode':<12}{'firings':>8}{'episodes':>9}{'precision':>10}"
+            f"{'recall':>8}{'FA/h':>8}")  # fmt: skip
     rows = [head, "-" * len(head)]
     for r in result["watches"]:
         for mode in ("calibrated", "raw"):
             c = r[mode]
-            rows.append(f"{r['watch']:<14}{mode:<12}{c['firings']:>8}{c['precision']:>10.3f}"
-                        f"{c['recall']:>8.3f}{c['false_alarms_per_hour']:>8.2f}")  # fmt: skip
+            rows.append(f"{r['watch']:<14}{mode:<12}{c['firings']:>8}{c['episodes']:>9}"
+                        f"{c['precision']:>10.3f}{c['recall']:>8.3f}"
+                        f"{c['false_alarms_per_hour']:>8.2f}")  # fmt: skip
     note = " (random weights: precision/recall say nothing about CLIP)"
     rows.append(f"target {result['target_per_hour']:g} false alarms per hour per camera; "
                 f"{result['background_hours']:.2f} h of background"
