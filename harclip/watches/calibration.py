@@ -94,6 +94,7 @@ class Calibration:
     tail: float | None = None  # the calibrated threshold in force (set by the firing code)
     run: int = 0  # samples in a row at or above `tail`
     run_mean: float = 1.0  # moving average of the length of such runs (frames per crossing)
+    runs: int = 0  # such runs seen
     cached: list[Any] = field(default_factory=list)  # [samples // REFRESH, target, threshold]
     median: list[Any] = field(default_factory=lambda: [-1, None])  # [samples // REFRESH, median]
 
@@ -135,7 +136,8 @@ class Calibration:
         if self.tail is not None and sustained >= self.tail:
             self.run += 1
         elif self.run:
-            self.run_mean += RUN_ALPHA * (self.run - self.run_mean)
+            self.runs += 1  # the first runs count fully (the prior 1 as one of them)
+            self.run_mean += max(RUN_ALPHA, 1 / (self.runs + 1)) * (self.run - self.run_mean)
             self.run = 0
 
     # ------------------------------------------------------------------ reads
@@ -212,7 +214,8 @@ class Calibration:
             "f": self.fingerprint, "h": {str(b): w for b, w in self.hist.items()},
             "r": self.ref, "n": self.samples, "a0": self.first_at, "a": self.last_at,
             "i": self.interval_ms, "q": self.queue, "s": self.since, "t": self.tail,
-            "rl": self.run, "rm": self.run_mean, "tc": self.cached, "md": self.median,
+            "rl": self.run, "rm": self.run_mean, "rn": self.runs, "tc": self.cached,
+            "md": self.median,
         }  # fmt: skip
 
     @classmethod
@@ -220,8 +223,8 @@ class Calibration:
         return cls(
             d["f"], {int(b): float(w) for b, w in d["h"].items()}, int(d["r"]), int(d["n"]),
             int(d["a0"]), int(d["a"]), float(d["i"]), [list(e) for e in d["q"]], int(d["s"]),
-            d.get("t"), int(d.get("rl", 0)), float(d.get("rm", 1.0)), list(d.get("tc", [])),
-            list(d.get("md", [-1, None])),
+            d.get("t"), int(d.get("rl", 0)), float(d.get("rm", 1.0)), int(d.get("rn", 0)),
+            list(d.get("tc", [])), list(d.get("md", [-1, None])),
         )  # fmt: skip
 
 
