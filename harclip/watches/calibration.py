@@ -16,7 +16,8 @@ the upper quantile of it that gives the watch's target false-alarm rate on that 
 - **threshold**: `q = 1 - false_alarms_per_hour · L / frames_per_hour`; the threshold is the
   `q`-quantile of `s_t` (linear inside a bin). `L` is how many frames one crossing of the
   threshold lasts on this camera (a moving average of the runs of samples at or above the
-  calibrated threshold in force; it starts at 1, i.e. fewer alarms; more when scenes last):
+  calibrated threshold in force, the first ones counting fully; 1 before any; more when scenes
+  last):
   the frames above the threshold are then about `false_alarms_per_hour · L` per hour, i.e.
   `false_alarms_per_hour` crossings, and each firing needs one (the cooldown removes more).
 - **what it learns**: every frame, real events included (leaving the frames of open firings
