@@ -16,7 +16,8 @@ the upper quantile of it that gives the watch's target false-alarm rate on that 
 - **threshold**: `q = 1 - false_alarms_per_hour · L / frames_per_hour`; the threshold is the
   `q`-quantile of `s_t` (linear inside a bin). `L` is how many frames one crossing of the
   threshold lasts on this camera (a moving average of the runs of samples at or above the
-  calibrated threshold in force; it starts at 1, i.e. fewer alarms; more when scenes last):
+  calibrated threshold in force, the first ones counting fully; 1 before any; more when scenes
+  last):
   the frames above the threshold are then about `false_alarms_per_hour · L` per hour, i.e.
   `false_alarms_per_hour` crossings, and each firing needs one (the cooldown removes more).
 - **what it learns**: every frame, real events included (leaving the frames of open firings
@@ -55,6 +56,7 @@ MIN_HISTORY_S = 120.0  # ... spanning at least this much capture time
 MAX_GAP_MS = 5000  # a longer gap between frames: not a frame interval, the running min restarts
 HYSTERESIS = 0.5  # an open firing ends below median + HYSTERESIS * (threshold - median)
 MAX_THRESHOLD = 0.999
+REFRESH = 16  # the threshold and the median are computed again every this many samples
 RUN_ALPHA = 0.05  # moving average of a crossing's length in frames
 TAIL_FRAMES = 10  # a rarer target than this many samples of history: the tail is extrapolated
 _RESCALE = 60.0  # rescale the lazy weights once they exceed 2**_RESCALE
@@ -93,13 +95,15 @@ class Calibration:
     tail: float | None = None  # the calibrated threshold in force (set by the firing code)
     run: int = 0  # samples in a row at or above `tail`
     run_mean: float = 1.0  # moving average of the length of such runs (frames per crossing)
+    runs: int = 0  # such runs seen
+    cached: list[Any] = field(default_factory=list)  # [samples // REFRESH, target, threshold]
+    median: list[Any] = field(default_factory=lambda: [-1, None])  # [samples // REFRESH, median]
 
     # ------------------------------------------------------------------ updates
 
-    def add(self, score: float, at: int, min_duration_ms: float, *, learn: bool = True) -> None:
+    def add(self, score: float, at: int, min_duration_ms: float) -> None:
         """One frame's score at capture time `at` (ms); older frames than the newest are
-        ignored. With `learn` False (a frame of an open firing) the running minimum goes on but
-        the distribution does not take the frame."""
+        ignored."""
         if at < self.last_at:
             return
         gap = at - self.last_at if self.last_at >= 0 else None
@@ -116,7 +120,7 @@ class Calibration:
         q.append([at, score])
         while q[0][0] < at - min_duration_ms:
             q.pop(0)
-        if learn and at - self.since >= min_duration_ms:
+        if at - self.since >= min_duration_ms:
             self._sample(q[0][1], at)
 
     def _sample(self, sustained: float, at: int) -> None:
@@ -133,7 +137,8 @@ class Calibration:
         if self.tail is not None and sustained >= self.tail:
             self.run += 1
         elif self.run:
-            self.run_mean += RUN_ALPHA * (self.run - self.run_mean)
+            self.runs += 1  # the first runs count fully (the prior 1 as one of them)
+            self.run_mean += max(RUN_ALPHA, 1 / (self.runs + 1)) * (self.run - self.run_mean)
             self.run = 0
 
     # ------------------------------------------------------------------ reads
@@ -189,15 +194,18 @@ class Calibration:
         if spec.pinned_threshold is not None:
             return spec.pinned_threshold, "pinned"
         if self.ready:
-            x = self.calibrated_threshold(spec.false_alarms_per_hour)
-            if x is not None:
-                return x, "calibrated"
+            key = [self.samples // REFRESH, spec.false_alarms_per_hour]
+            if self.cached[:2] != key:  # the histogram moves slowly: every REFRESH samples
+                self.cached = [*key, self.calibrated_threshold(spec.false_alarms_per_hour)]
+            if self.cached[2] is not None:
+                return self.cached[2], "calibrated"
         return spec.threshold, "calibrating"
 
     def low(self, threshold: float) -> float:
         """The hysteresis level: an open firing ends below it."""
-        median = self.quantile(0.5) if self.hist else None
-        base = min(median or 0.0, threshold)
+        if self.median[0] != self.samples // REFRESH:
+            self.median = [self.samples // REFRESH, self.quantile(0.5) if self.hist else None]
+        base = min(self.median[1] or 0.0, threshold)
         return base + HYSTERESIS * (threshold - base)
 
     # ------------------------------------------------------------------ storage
@@ -207,7 +215,8 @@ class Calibration:
             "f": self.fingerprint, "h": {str(b): w for b, w in self.hist.items()},
             "r": self.ref, "n": self.samples, "a0": self.first_at, "a": self.last_at,
             "i": self.interval_ms, "q": self.queue, "s": self.since, "t": self.tail,
-            "rl": self.run, "rm": self.run_mean,
+            "rl": self.run, "rm": self.run_mean, "rn": self.runs, "tc": self.cached,
+            "md": self.median,
         }  # fmt: skip
 
     @classmethod
@@ -215,7 +224,8 @@ class Calibration:
         return cls(
             d["f"], {int(b): float(w) for b, w in d["h"].items()}, int(d["r"]), int(d["n"]),
             int(d["a0"]), int(d["a"]), float(d["i"]), [list(e) for e in d["q"]], int(d["s"]),
-            d.get("t"), int(d.get("rl", 0)), float(d.get("rm", 1.0)),
+            d.get("t"), int(d.get("rl", 0)), float(d.get("rm", 1.0)), int(d.get("rn", 0)),
+            list(d.get("tc", [])), list(d.get("md", [-1, None])),
         )  # fmt: skip
 
 

@@ -44,6 +44,7 @@ import numpy as np
 
 from harclip.config import Settings
 from harclip.errors import HarclipError
+from harclip.watches.calibration import fingerprint
 from harclip.watches.firing import WatchState, step
 from harclip.watches.spec import DEFAULT_NEGATIVES, Watch, WatchSpec
 
@@ -174,6 +175,7 @@ def _stream(own: np.ndarray, target: np.ndarray, play: Play, rng: random.Random)
 def _count(spec: WatchSpec, streams: dict[str, tuple[list[float], list[bool]]],
            play: Play) -> dict[str, float]:  # fmt: skip
     w = Watch(spec=spec, version=1, positive=[1.0], negatives=[[0.0]])
+    ident = fingerprint(w)
     dt = 1000.0 / play.fps
     warm = int(play.warmup_s * play.fps)
     late = math.ceil(spec.min_duration_seconds * play.fps) + 1  # a firing may come this late
@@ -189,7 +191,7 @@ def _count(spec: WatchSpec, streams: dict[str, tuple[list[float], list[bool]]],
             at = int(i * dt)
             if i >= warm and not in_ep[i]:
                 background += 1
-            for e in step(st, w, sid, i, at, s, None, at):
+            for e in step(st, w, sid, i, at, s, None, at, ident):
                 if e.type == "watch.start" and i >= warm:
                     starts.append(i)
         ep_first = [i for i in range(warm, len(in_ep)) if in_ep[i] and not in_ep[i - 1]]
@@ -324,13 +326,15 @@ def _tiny(tmp: Path) -> Path:
 
 def table(result: dict[str, Any]) -> str:
     """The figures as a text table (one row per watch and mode)."""
-    head = f"{'watch':<14}{'mode':<12}{'firings':>8}{'precision':>10}{'recall':>8}{'FA/h':>8}"
+    head = (f"{'watch':<14}{'mode':<12}{'firings':>8}{'episodes':>9}{'precision':>10}"
+            f"{'recall':>8}{'FA/h':>8}")  # fmt: skip
     rows = [head, "-" * len(head)]
     for r in result["watches"]:
         for mode in ("calibrated", "raw"):
             c = r[mode]
-            rows.append(f"{r['watch']:<14}{mode:<12}{c['firings']:>8}{c['precision']:>10.3f}"
-                        f"{c['recall']:>8.3f}{c['false_alarms_per_hour']:>8.2f}")  # fmt: skip
+            rows.append(f"{r['watch']:<14}{mode:<12}{c['firings']:>8}{c['episodes']:>9}"
+                        f"{c['precision']:>10.3f}{c['recall']:>8.3f}"
+                        f"{c['false_alarms_per_hour']:>8.2f}")  # fmt: skip
     note = " (random weights: precision/recall say nothing about CLIP)"
     rows.append(f"target {result['target_per_hour']:g} false alarms per hour per camera; "
                 f"{result['background_hours']:.2f} h of background"

@@ -82,12 +82,13 @@ class WatchState:
 
 def step(
     st: WatchState, watch: Watch, stream_id: str, seq: int, at: int, score: float,
-    model: ModelRef | None, wall_ms: int,
+    model: ModelRef | None, wall_ms: int, fp: str | None = None,
 ) -> list[Event]:  # fmt: skip
     """Apply one frame's score (0 when the prediction left it out: under the floor); the
-    events it causes. The threshold is decided on the history before this frame."""
+    events it causes. The threshold is decided on the history before this frame. `fp`: the
+    watch's `fingerprint` (computed here when not given; callers that have it pass it)."""
     spec = watch.spec
-    fp = fingerprint(watch)
+    fp = fp or fingerprint(watch)
     if st.cal.fingerprint != fp:  # new vectors, window or duration: another distribution
         st.cal, st.hold = Calibration(fingerprint=fp), None
     if at <= st.cal.last_at:

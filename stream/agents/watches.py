@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from harclip.errors import MessageError
 from harclip.messages import Event, ModelRef, Prediction, now_ms
 from harclip.watches import Watch, WatchSet
+from harclip.watches.calibration import fingerprint
 from harclip.watches.firing import WatchState, close, step
 from stream.continuity import Record
 
@@ -55,6 +56,7 @@ class WatchBook:
         self.metrics = metrics
         self.version = -1
         self.watches: dict[str, Watch] = {}
+        self.fingerprints: dict[str, str] = {}  # name -> fingerprint (vectors hashed once)
         self._matching: dict[str, tuple[Watch, ...]] = {}
 
     def on_record(self, raw: bytes) -> None:
@@ -74,6 +76,7 @@ class WatchBook:
     def set(self, ws: WatchSet) -> None:
         self.version = ws.version
         self.watches = {w.spec.name: w for w in ws.watches}
+        self.fingerprints = {w.spec.name: fingerprint(w) for w in ws.watches}
         self._matching = {}
         self.metrics.watches.set(len(self.watches))
         log.info("watches in force: %d (version %d)", len(self.watches), ws.version)
@@ -152,7 +155,8 @@ class WatchesAgent:
             key = table_key(p.stream_id, w.spec.name)
             st = self.load(key)
             score = p.watches.get(w.spec.name, 0.0)  # left out: under the floor
-            events = step(st, w, p.stream_id, p.seq, p.captured_at, score, p.model, wall)
+            fp = self.book.fingerprints.get(w.spec.name)
+            events = step(st, w, p.stream_id, p.seq, p.captured_at, score, p.model, wall, fp)
             if not st.cal.ready and w.spec.pinned_threshold is None:
                 self.book.metrics.calibrating.inc()
             await self._emit(events)

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import http.server
+import json
 import random
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from harclip.control import WATCHES_KEY, publish
@@ -38,10 +44,36 @@ DT = 1000 // FPS
 BASE = {"cam-low": 0.20, "cam-high": 0.45}  # each camera's background score of the watch
 
 
-def _watchset(version: int) -> bytes:
+class _Hooks(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver: keeps (path, event type, stream) of every POST, answers 204."""
+
+    received: ClassVar[list[tuple[str, str, str]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).received.append((self.path, body["type"], body["stream_id"]))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hooks() -> Iterator[str]:
+    _Hooks.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _watchset(version: int, webhooks: list[str]) -> bytes:
     spec = WatchSpec(name="fall", prompts=["a person lying on the floor"], streams=["cam-*"],
                      threshold=0.5, false_alarms_per_hour=1.0, min_duration_seconds=1.0,
-                     cooldown_seconds=10.0, severity="critical")  # fmt: skip
+                     cooldown_seconds=10.0, severity="critical", webhooks=webhooks)  # fmt: skip
     w = Watch(spec=spec, version=1, positive=[1.0, 0.0], negatives=[[0.0, 1.0]])
     return (
         WatchSet(version=version, embed_dim=2, watches=[w]).model_dump_json(by_alias=True).encode()
@@ -76,14 +108,15 @@ def _watch_events(evs: list[Event], sid: str) -> list[Event]:
 
 
 async def test_calibrated_per_camera_fires_at_each_cameras_threshold_and_survives_a_kill(
-    unique: Unique, producer: AIOKafkaProducer, tmp_path: Path
+    unique: Unique, producer: AIOKafkaProducer, tmp_path: Path, hooks: str
 ) -> None:
     s = unique.settings
-    env = app_env(s, tmp_path / "a", idle_timeout_s=300)
+    env = app_env(s, tmp_path / "a", idle_timeout_s=300, webhooks=json.dumps([f"{hooks}/all"]),
+                  webhook_allow_loopback="true")  # fmt: skip
     app = await start_app(env)
     try:
         await publish(producer, s.kafka, WATCHES_KEY, b'{"version": 1, "watches": "no"}')
-        await publish(producer, s.kafka, WATCHES_KEY, _watchset(1))  # live, no restart
+        await publish(producer, s.kafka, WATCHES_KEY, _watchset(1, [f"{hooks}/fall"]))  # live
         await app.wait_metric("harclip_stream_watches", 1)
         assert await app.metric("harclip_stream_watches_refused_total") == 1
 
@@ -92,13 +125,19 @@ async def test_calibrated_per_camera_fires_at_each_cameras_threshold_and_survive
         first = [p for sid in BASE for p in _frames(sid, 0, 40 * FPS, (20 * FPS, 23 * FPS, 0.7))]
         rest = [p for sid in BASE for p in _frames(sid, 40 * FPS, 160 * FPS, seed=1)]
         await send(producer, s, first + rest)
-        got = await events(s, until=lambda es: len(_watch_events(es, "cam-high")) >= 2)
+        got = await events(s, until=lambda es: all(len(_watch_events(es, c)) >= 2 for c in BASE))
         early = _watch_events(got, "cam-high")
         assert [(e.type, e.calibration, e.threshold) for e in early] == [
             ("watch.start", "calibrating", 0.5), ("watch.end", "calibrating", 0.5)]  # fmt: skip
         assert early[0].start == T0 + 20 * FPS * DT and early[0].severity == "critical"
         # cam-low's episode (0.7 > 0.5) fired too while calibrating
         assert [e.type for e in _watch_events(got, "cam-low")] == ["watch.start", "watch.end"]
+        # webhooks: the configured URL gets each watch.start, the watch's own URL both events
+        both = ("watch.start", "watch.end")
+        want = sorted([("/all", "watch.start", c) for c in BASE]
+                      + [("/fall", t, c) for c in BASE for t in both])  # fmt: skip
+        await app.wait_metric("harclip_stream_alert_deliveries_total", len(want))
+        assert sorted(_Hooks.received) == want
 
         # the calibration reached the table's changelog: then SIGKILL
         changelog = f"{app_settings(s, tmp_path / 'a').stream.app_id}-watches-changelog"

@@ -157,3 +157,17 @@ def test_new_vectors_restart_the_calibration() -> None:
     other = Watch(spec=w.spec, version=2, positive=[0.0, 1.0], negatives=[[1.0, 0.0]])
     step(st, other, "cam", 5000, 5000 * DT, 0.3, MODEL, 0)
     assert not st.cal.ready and st.cal.samples == 0
+
+
+def test_watch_fields_are_left_out_of_other_events() -> None:
+    import orjson
+
+    from harclip.messages import Event
+
+    doc = orjson.loads(Event(event_id="e", type="alert", stream_id="cam", rule="r").to_json())
+    assert not {"watch", "threshold", "calibration"} & doc.keys()
+    st = WatchState()
+    (start,) = play(st, watch(pinned_threshold=0.5, min_duration_seconds=0), [0.9])
+    doc = orjson.loads(start.to_json())
+    assert (doc["watch"], doc["threshold"], doc["calibration"]) == ("fall", 0.5, "pinned")
+    assert Event.from_json(start.to_json()) == start

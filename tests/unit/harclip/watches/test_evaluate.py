@@ -46,7 +46,8 @@ def test_calibration_keeps_background_streams_near_their_target_where_raw_does_n
     cal, raw = r["calibrated"], r["raw"]
     assert cal["false_alarms_per_hour"] <= 10 * 1.5
     assert raw["false_alarms_per_hour"] > 10  # over the target (the cooldown caps it)
-    assert cal["recall"] > 0.7 and cal["precision"] > 0.5  # a target far above the baselines
+    assert cal["recall"] > 0.7  # a target far above the baselines
+    assert cal["streams_over_target"] == 0 and raw["streams_over_target"] > 0
     s = summary([r])
     assert s["target_per_hour"] == 10 and s["false_alarms_per_hour"] <= 15
 

@@ -32,6 +32,14 @@ def test_windows_of_each_event_type() -> None:
     assert need(done, S) is None  # the evidence step's own copy
 
 
+def test_watch_events_get_evidence_like_segments() -> None:
+    start = need(ev("watch.start", watch="fall", start=10_000, peak_at=10_600), S)
+    assert start is not None and not start.clip and start.snapshot_at == 10_600
+    end = need(ev("watch.end", watch="fall", start=10_000, end=16_000, peak_at=12_000), S)
+    assert end is not None and end.clip and end.snapshot_at == 12_000
+    assert (end.window.start, end.window.end) == (7_000, 18_000)
+
+
 def test_a_long_window_keeps_its_first_and_last_halves() -> None:
     w = Window(0, 100_000, max_s=60)
     assert w.keeps(0) and w.keeps(30_000) and w.keeps(70_000) and w.keeps(100_000)
