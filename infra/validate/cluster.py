@@ -246,6 +246,29 @@ def published(docs: list[Doc]) -> list[str]:
             )
         if "api" in behind:
             problems += _published_api(docs)
+    return problems + _public_url(docs)
+
+
+def _public_url(docs: list[Doc]) -> list[str]:
+    """The events app links evidence under HARCLIP_API__PUBLIC_URL: https on the API's host."""
+    api_hosts = {
+        str(rule.get("host"))
+        for ing in by_kind(docs, "Ingress")
+        if "api" in _components_behind(docs, ing)
+        for rule in ing["spec"].get("rules", [])
+    }
+    problems: list[str] = []
+    for d in by_kind(docs, "Deployment"):
+        if component_of(d) != "stream" or not api_hosts:
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            url = container_env(docs, c)[0].get("HARCLIP_API__PUBLIC_URL", "http://127.0.0.1:8000")
+            scheme, _, rest = url.partition("://")
+            if scheme != "https" or rest.split("/")[0] not in api_hosts:
+                problems.append(
+                    f"{where(d)}: HARCLIP_API__PUBLIC_URL {url} is not https:// on the API's "
+                    f"Ingress host ({', '.join(sorted(api_hosts))}): evidence links lead nowhere"
+                )
     return problems
 
 

@@ -151,6 +151,8 @@ def _s3_model_without_keys(docs: Docs) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
+        (lambda d: next(x for x in d if x["metadata"]["name"].startswith("harclip-config"))[
+            "data"].pop("HARCLIP_API__PUBLIC_URL"), "HARCLIP_API__PUBLIC_URL http://127.0.0.1:8000"),
         (_model_from_a_path, "MODEL_URI '/models/harclip-har' is not one of"),
         (_s3_model_without_keys, "without the object store's keys"),
         (_short_bootstrap, "does not resolve from KEDA's namespace"),
