@@ -16,6 +16,7 @@ import faust
 
 from harclip.config import Settings
 from harclip.errors import HarclipError
+from harclip.io.kafka import broker_credentials
 from harclip.rules import Rules
 from stream.agents import alerts, outputs, stats, track
 from stream.checkpoint import Checkpoint, Pace, transport_class
@@ -62,6 +63,7 @@ def create_app(settings: Settings, *, rules: Rules | None = None,
         s.app_id,
         broker=[f"kafka://{h.strip()}" for h in k.bootstrap.split(",")],
         broker_client_id=f"{k.client_id}-stream",
+        broker_credentials=broker_credentials(k),
         store=f"{s.store}://",
         datadir=str(s.datadir),
         topic_partitions=n,
