@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.validate import k8s
+from infra.validate.access import api_readiness, kafka_auth
 from infra.validate.workloads import (
     by_kind,
     component_of,
@@ -63,6 +64,8 @@ def policy(docs: list[Doc]) -> list[str]:
         *gpu_pods(docs),
         *ort_threads(docs),
         *model_sources(docs),
+        *kafka_auth(docs),
+        *api_readiness(docs),
     ]
 
 
