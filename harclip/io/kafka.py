@@ -80,6 +80,15 @@ def broker_credentials(s: KafkaSettings) -> Any:
     return SSLCredentials(context)
 
 
+def faust_broker(s: KafkaSettings, role: str) -> dict[str, Any]:
+    """A Faust app's broker settings: the brokers, a client id for `role`, the credentials."""
+    return {
+        "broker": [f"kafka://{h.strip()}" for h in s.bootstrap.split(",")],
+        "broker_client_id": f"{s.client_id}-{role}",
+        "broker_credentials": broker_credentials(s),
+    }
+
+
 def producer_options(s: KafkaSettings, role: ProducerRole = "sink") -> dict[str, Any]:
     """`AIOKafkaProducer` keyword arguments of an idempotent producer (acks=all) for `role`.
 

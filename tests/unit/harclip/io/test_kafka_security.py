@@ -17,6 +17,7 @@ from harclip.config import KafkaSettings
 from harclip.io.kafka import (
     broker_credentials,
     consumer_options,
+    faust_broker,
     make_admin,
     producer_options,
     security_options,
@@ -38,7 +39,7 @@ def test_scram_over_plaintext() -> None:
     for options in (producer_options(s), consumer_options(s, max_poll_records=5)):
         assert want.items() <= options.items()
     assert asyncio.run(_admin_user(s)) == "harclip-api"
-    creds = broker_credentials(s)
+    creds = faust_broker(s, "stream")["broker_credentials"]
     assert isinstance(creds, SASLCredentials) and creds.username == "harclip-api"
     assert creds.ssl_context is None
 
