@@ -85,6 +85,9 @@ def keda_addresses(docs: list[Doc]) -> list[str]:
             meta = trigger.get("metadata", {})
             for address in str(meta.get("bootstrapServers", "")).split(","):
                 m = QUALIFIED.match(address.strip())
+                host = address.strip().rpartition(":")[0]
+                if m is None and "." in host and ".svc" not in host:
+                    continue  # a name outside the cluster (an external Kafka) resolves anywhere
                 if m is None:
                     problems.append(
                         f"{at}: bootstrapServers {address!r} does not resolve from "
