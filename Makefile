@@ -163,8 +163,10 @@ promtool:
 	@command -v promtool >/dev/null || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
+## PACKAGE_LIST: a TSV of the package index's names and newest versions (the `packages` check)
+PACKAGE_LIST ?= $(wildcard /work/.library/env/packages/pypi.tsv)
 validate: venv tools
-	$(PYTHON) -m infra.validate
+	HARCLIP_PACKAGE_LIST=$(PACKAGE_LIST) $(PYTHON) -m infra.validate
 
 ## `make test` validates the deployment files first (docs/deploy.md, "Validation").
 test: validate

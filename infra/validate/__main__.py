@@ -18,6 +18,7 @@ from infra.validate import (
     k8s,
     kibana,
     monitoring,
+    packages,
     pipelines,
     workflows,
 )
@@ -41,6 +42,8 @@ CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
     "docker": ("hadolint on every Dockerfile", compose.check_dockerfiles),
     "images": ("hashed locks and --require-hashes, pinned base images, compose volumes owned by "
                "their writers", images.check),
+    "packages": ("every pinned package (locks, Dockerfiles) exists in the package list "
+                 "(HARCLIP_PACKAGE_LIST; none set: nothing checked)", packages.check),
     "workflows": ("actionlint on .github/workflows", workflows.check),
     "pipelines": ("what GitHub would do: trigger filters, pushes to main, PR tokens, the model "
                   "gate on the served model", pipelines.check),
