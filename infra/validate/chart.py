@@ -188,7 +188,7 @@ def check(root: Path) -> list[str]:
         stale = sorted(set(have) ^ set(files) | {n for n in files if have.get(n) != files[n]})
         return [f"k8s/chart/templates differ from the overlays ({', '.join(stale[:5])}...): run "
                 "`python -m infra.validate --write-chart`"]  # fmt: skip
-    problems: list[str] = []
+    problems = _served_model(root)
     values = [None, *sorted((root / CHART / "values").glob("*.yaml"))]
     with tempfile.TemporaryDirectory() as tmp:
         rendered: list[Path] = []
@@ -210,6 +210,20 @@ def check(root: Path) -> list[str]:
         if rendered:
             problems += k8s.kubeconform(root, rendered)
     return problems
+
+
+def _served_model(root: Path) -> list[str]:
+    """The large values serve the bundle the prod overlay serves (retrain bumps both)."""
+    large = root / CHART / "values" / "gpu-large.yaml"
+    if not large.is_file():
+        return []
+    uri = (yaml.safe_load(large.read_text()) or {}).get("model", {}).get("uri")
+    prod = (root / "k8s" / "overlays" / "prod" / "kustomization.yaml").read_text()
+    served = re.search(r"MODEL_URI=(\S+)", prod)
+    if served is None or served[1] != uri:
+        return [f"k8s/chart/values/gpu-large.yaml model.uri {uri} is not the prod overlay's "
+                f"MODEL_URI {served[1] if served else None}"]  # fmt: skip
+    return []
 
 
 def _policies(docs: list[Doc]) -> list[str]:

@@ -39,6 +39,13 @@ def test_a_template_edited_by_hand_is_caught(tmp_path: Path) -> None:
     assert any("differ from the overlays" in p and "deployment-harclip-api" in p for p in problems)
 
 
+def test_the_large_values_serve_the_prod_model(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "k8s", tmp_path / "k8s")
+    large = tmp_path / chart.CHART / "values" / "gpu-large.yaml"
+    large.write_text(large.read_text().replace("harclip-har/1", "harclip-har/0"))
+    assert any("is not the prod overlay's MODEL_URI" in p for p in chart._served_model(tmp_path))
+
+
 def test_names_follow_the_release_namespace(helm: str) -> None:
     docs = _render(helm)
     assert {d["metadata"].get("namespace") for d in docs} == {"ns1"}
