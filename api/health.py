@@ -101,8 +101,8 @@ async def ready(
     auth: AuthDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    """Each check is "ok" or why not; the reason's text (addresses, exception names) only for
-    callers with a valid key, "unavailable" for others (the log has it too)."""
+    """Each check is "ok" or why not; only the model and `api.ready_requires` decide readiness
+    (503). The reason's text (addresses, exception names) only for callers with a valid key, "unavailable" for others (the log has it too)."""
     names = [
         n
         for n, on in (
@@ -116,9 +116,10 @@ async def ready(
         "model": "ok" if predictor.engine is not None else "not loaded",
         **dict(zip(names, results, strict=True)),
     }
-    ok = all(v == "ok" for v in checks.values())
-    if not ok:
-        log.warning("not ready: %s", checks)
+    required = ("model", *settings.api.ready_requires)
+    ok = all(v == "ok" for k, v in checks.items() if k in required)
+    if any(v != "ok" for v in checks.values()):
+        log.warning("%s: %s", "ready, degraded" if ok else "not ready", checks)
         if _caller(request, auth) is None:
             checks = {k: v if v in _PLAIN else "unavailable" for k, v in checks.items()}
     body = Readiness(ready=ok, checks=checks)

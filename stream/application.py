@@ -15,6 +15,7 @@ import faust
 
 from harclip.config import Settings
 from harclip.errors import HarclipError
+from harclip.io.kafka import faust_broker
 from harclip.rules import Rules
 from stream.agents import alerts, outputs, stats, track
 from stream.checkpoint import Checkpoint, Pace, transport_class
@@ -60,8 +61,7 @@ def create_app(settings: Settings, *, rules: Rules | None = None,
     runtime = Runtime(settings, rules if rules is not None else load_rules(settings), n)
     app = StreamApp(
         s.app_id,
-        broker=[f"kafka://{h.strip()}" for h in k.bootstrap.split(",")],
-        broker_client_id=f"{k.client_id}-stream",
+        **faust_broker(k, "stream"),
         store=f"{s.store}://",
         datadir=str(s.datadir),
         topic_partitions=n,

@@ -54,6 +54,12 @@ class ApiSettings(_Section):
         description="the API's address as people and other systems reach it (behind a proxy: "
         "the proxy's): webhooks and Kibana link each event's snapshot and clip under it",
     )
+    ready_requires: tuple[Literal["redis", "elasticsearch"], ...] = Field(
+        ("redis", "elasticsearch"),
+        description="dependencies whose failure makes /ready answer 503 (each is still checked "
+        "and reported); on Kubernetes only the model: predictions need neither, and a restarting "
+        "single Redis would otherwise take every API replica out of its Service",
+    )
     follow_control: bool = Field(True, description="apply heads published on harclip.control")
     control_catch_up_s: float = Field(
         10.0, gt=0, description="at start: longest wait to read harclip.control before serving, s"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
@@ -40,6 +41,54 @@ _BATCH_BYTES: dict[ProducerRole, int] = {
 _RETRY_S = 0.2  # pause between readiness probes, seconds
 
 
+def security_options(s: KafkaSettings) -> dict[str, Any]:
+    """aiokafka keyword arguments for `s.security_protocol`: SASL user and mechanism, and an SSL
+    context (the CA, and the client certificate for mTLS). Empty for PLAINTEXT."""
+    if s.security_protocol == "PLAINTEXT":
+        return {}
+    out: dict[str, Any] = {"security_protocol": s.security_protocol}
+    if s.security_protocol.startswith("SASL"):
+        out |= {
+            "sasl_mechanism": s.sasl_mechanism,
+            "sasl_plain_username": s.username,
+            "sasl_plain_password": s.password.get_secret_value(),
+        }
+    if s.security_protocol.endswith("SSL"):
+        out["ssl_context"] = ssl_context(s)
+    return out
+
+
+def ssl_context(s: KafkaSettings) -> ssl.SSLContext:
+    """Verifies the brokers' certificates against `ssl_cafile` (else the system CAs); presents
+    `ssl_certfile`/`ssl_keyfile` when set (mTLS)."""
+    context = ssl.create_default_context(cafile=s.ssl_cafile or None)
+    if s.ssl_certfile:
+        context.load_cert_chain(s.ssl_certfile, s.ssl_keyfile)
+    return context
+
+
+def broker_credentials(s: KafkaSettings) -> Any:
+    """The events app's (Faust's) `broker_credentials` for the same settings; None: PLAINTEXT."""
+    if s.security_protocol == "PLAINTEXT":
+        return None
+    from faust.auth import SASLCredentials, SSLCredentials  # only the events app has Faust
+
+    context = ssl_context(s) if s.security_protocol.endswith("SSL") else None
+    if s.security_protocol.startswith("SASL"):
+        return SASLCredentials(username=s.username, password=s.password.get_secret_value(),
+                               ssl_context=context, mechanism=s.sasl_mechanism)  # fmt: skip
+    return SSLCredentials(context)
+
+
+def faust_broker(s: KafkaSettings, role: str) -> dict[str, Any]:
+    """A Faust app's broker settings: the brokers, a client id for `role`, the credentials."""
+    return {
+        "broker": [f"kafka://{h.strip()}" for h in s.bootstrap.split(",")],
+        "broker_client_id": f"{s.client_id}-{role}",
+        "broker_credentials": broker_credentials(s),
+    }
+
+
 def producer_options(s: KafkaSettings, role: ProducerRole = "sink") -> dict[str, Any]:
     """`AIOKafkaProducer` keyword arguments of an idempotent producer (acks=all) for `role`.
 
@@ -57,6 +106,7 @@ def producer_options(s: KafkaSettings, role: ProducerRole = "sink") -> dict[str,
         "max_batch_size": _BATCH_BYTES[role],
         "max_request_size": s.max_message_bytes,
         "request_timeout_ms": s.request_timeout_ms,
+        **security_options(s),
     }
 
 
@@ -185,6 +235,7 @@ def consumer_options(
         "request_timeout_ms": s.request_timeout_ms,
         "max_partition_fetch_bytes": max(1024 * 1024, s.max_message_bytes),
         "fetch_max_bytes": max(50 * 1024 * 1024, s.max_message_bytes),
+        **security_options(s),
         **overrides,
     }
 
@@ -202,6 +253,7 @@ def make_admin(s: KafkaSettings) -> AIOKafkaAdminClient:
         bootstrap_servers=s.bootstrap,
         client_id=f"{s.client_id}-admin",
         request_timeout_ms=s.request_timeout_ms,
+        **security_options(s),
     )
 
 
@@ -235,6 +287,7 @@ async def _metadata(s: KafkaSettings, timeout_s: float) -> list[str]:
         bootstrap_servers=s.bootstrap,
         client_id=f"{s.client_id}-admin",
         request_timeout_ms=max(1000, min(s.request_timeout_ms, int(timeout_s * 1000))),
+        **security_options(s),
     )
     try:
         await admin.start()

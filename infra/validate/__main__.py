@@ -11,12 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infra.validate import (
+    chart,
     cluster,
     compose,
     images,
     k8s,
     kibana,
     monitoring,
+    packages,
     pipelines,
     workflows,
 )
@@ -27,6 +29,8 @@ CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
     "cluster": ("what a cluster would do: cross-namespace addresses, autoscaled replicas, volume "
                 "writers, each workload's env as Settings, Secrets, TLS and sign-in, GPU rollouts",
                 cluster.check),
+    "chart": ("the Helm chart: generated from the overlays, helm lint, helm template of every "
+              "values file | kubeconform, and the k8s and cluster policies", chart.check),
     "rules": ("promtool check rules, promtool test rules, PrometheusRule in sync",
               monitoring.check_rules),
     "dashboards": ("Grafana dashboards: shape, PromQL parsed by promtool, metric names exported",
@@ -38,6 +42,8 @@ CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
     "docker": ("hadolint on every Dockerfile", compose.check_dockerfiles),
     "images": ("hashed locks and --require-hashes, pinned base images, compose volumes owned by "
                "their writers", images.check),
+    "packages": ("every pinned package (locks, Dockerfiles) exists in the package list "
+                 "(HARCLIP_PACKAGE_LIST; none set: nothing checked)", packages.check),
     "workflows": ("actionlint on .github/workflows", workflows.check),
     "pipelines": ("what GitHub would do: trigger filters, pushes to main, PR tokens, the model "
                   "gate on the served model", pipelines.check),
@@ -68,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         help="regenerate k8s/base/prometheusrule.yaml from the rules and exit",
     )
     ap.add_argument(
+        "--write-chart",
+        action="store_true",
+        help="regenerate k8s/chart/templates from the kustomize overlays and exit",
+    )
+    ap.add_argument(
         "--install-k8s-schemas",
         type=Path,
         metavar="DIR",
@@ -83,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[images.ONLINE] = "1"
     if args.write_prometheusrule:
         monitoring.write_prometheus_rule(args.root)
+        return 0
+    if args.write_chart:
+        print(f"{chart.write(args.root)} templates -> k8s/chart/templates")
         return 0
     if args.install_k8s_schemas:
         print(f"{install_k8s_schemas(args.install_k8s_schemas)} schemas -> {K8S_SCHEMAS}")

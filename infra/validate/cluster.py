@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.validate import k8s
+from infra.validate.access import api_readiness, kafka_auth
 from infra.validate.workloads import (
     by_kind,
     component_of,
@@ -63,6 +64,8 @@ def policy(docs: list[Doc]) -> list[str]:
         *gpu_pods(docs),
         *ort_threads(docs),
         *model_sources(docs),
+        *kafka_auth(docs),
+        *api_readiness(docs),
     ]
 
 
@@ -82,6 +85,9 @@ def keda_addresses(docs: list[Doc]) -> list[str]:
             meta = trigger.get("metadata", {})
             for address in str(meta.get("bootstrapServers", "")).split(","):
                 m = QUALIFIED.match(address.strip())
+                host = address.strip().rpartition(":")[0]
+                if m is None and "." in host and ".svc" not in host:
+                    continue  # a name outside the cluster (an external Kafka) resolves anywhere
                 if m is None:
                     problems.append(
                         f"{at}: bootstrapServers {address!r} does not resolve from "
@@ -246,6 +252,29 @@ def published(docs: list[Doc]) -> list[str]:
             )
         if "api" in behind:
             problems += _published_api(docs)
+    return problems + _public_url(docs)
+
+
+def _public_url(docs: list[Doc]) -> list[str]:
+    """The events app links evidence under HARCLIP_API__PUBLIC_URL: https on the API's host."""
+    api_hosts = {
+        str(rule.get("host"))
+        for ing in by_kind(docs, "Ingress")
+        if "api" in _components_behind(docs, ing)
+        for rule in ing["spec"].get("rules", [])
+    }
+    problems: list[str] = []
+    for d in by_kind(docs, "Deployment"):
+        if component_of(d) != "stream" or not api_hosts:
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            url = container_env(docs, c)[0].get("HARCLIP_API__PUBLIC_URL", "http://127.0.0.1:8000")
+            scheme, _, rest = url.partition("://")
+            if scheme != "https" or rest.split("/")[0] not in api_hosts:
+                problems.append(
+                    f"{where(d)}: HARCLIP_API__PUBLIC_URL {url} is not https:// on the API's "
+                    f"Ingress host ({', '.join(sorted(api_hosts))}): evidence links lead nowhere"
+                )
     return problems
 
 

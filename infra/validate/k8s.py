@@ -217,8 +217,11 @@ def _apps(docs: list[Doc]) -> list[str]:
 
 
 def _topics(docs: list[Doc], kafka: KafkaSettings) -> list[str]:
-    """KafkaTopics = harclip.io.topics.topic_specs of the ConfigMap's Kafka settings."""
+    """KafkaTopics = harclip.io.topics.topic_specs of the ConfigMap's Kafka settings (with a
+    Kafka in the build: an external one's topics are its operator's, `harclip topics create`)."""
     problems: list[str] = []
+    if not any(_by_kind(docs, "Kafka")):
+        return problems
     topics = {d["metadata"]["name"]: d["spec"] for d in _by_kind(docs, "KafkaTopic")}
     for spec in topic_specs(kafka):
         got = topics.pop(spec.name, None)

@@ -63,6 +63,8 @@ def _secret_keys(docs: list[Doc]) -> dict[str, set[str] | None]:
     out: dict[str, set[str] | None] = dict(OPERATOR_SECRETS)
     for d in by_kind(docs, "Elasticsearch"):  # ECK makes the superuser's
         out[f"{d['metadata']['name']}-es-elastic-user"] = {"elastic"}
+    for d in by_kind(docs, "KafkaUser"):  # Strimzi's User Operator makes each user's
+        out[d["metadata"]["name"]] = {"password", "sasl.jaas.config"}
     for d in by_kind(docs, "Secret"):
         out[d["metadata"]["name"]] = set(d.get("data") or {}) | set(d.get("stringData") or {})
     for d in by_kind(docs, "ExternalSecret"):

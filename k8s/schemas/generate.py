@@ -34,6 +34,8 @@ SOURCES: tuple[tuple[str, str, str], ...] = (
      "packaging/install/cluster-operator/043-Crd-kafkatopic.yaml"),
     ("strimzi/strimzi-kafka-operator", "1.2.0",
      "packaging/install/cluster-operator/045-Crd-kafkanodepool.yaml"),
+    ("strimzi/strimzi-kafka-operator", "1.2.0",
+     "packaging/install/cluster-operator/044-Crd-kafkauser.yaml"),
     ("elastic/cloud-on-k8s", "v3.5.0",
      "config/crds/v1/resources/elasticsearch.k8s.elastic.co_elasticsearches.yaml"),
     ("elastic/cloud-on-k8s", "v3.5.0",

@@ -136,6 +136,22 @@ def _threads_from_node(docs: Docs) -> None:
     env[:] = [e for e in env if e["name"] != "HARCLIP_MODEL__INTRA_OP_THREADS"]
 
 
+def _worker_writes_control(docs: Docs) -> None:
+    acls = _find(docs, "KafkaUser", "harclip-worker")["spec"]["authorization"]["acls"]
+    acls.append({"resource": {"type": "topic", "name": "harclip.", "patternType": "prefix"},
+                 "operations": ["Write"]})  # fmt: skip
+
+
+def _worker_unauthenticated(docs: Docs) -> None:
+    env = _container(docs, "harclip-worker")["env"]
+    env[:] = [e for e in env if not e["name"].startswith("HARCLIP_KAFKA__")]
+
+
+def _ready_follows_redis(docs: Docs) -> None:
+    config = next(d for d in docs if d["metadata"]["name"].startswith("harclip-config"))
+    config["data"].pop("HARCLIP_API__READY_REQUIRES")
+
+
 def _model_from_a_path(docs: Docs) -> None:
     model = next(d for d in docs if d["metadata"]["name"].startswith("harclip-model"))
     model["data"]["MODEL_URI"] = "/models/harclip-har"
@@ -151,6 +167,18 @@ def _s3_model_without_keys(docs: Docs) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
+        (lambda d: next(x for x in d if x["metadata"]["name"].startswith("harclip-config"))[
+            "data"].pop("HARCLIP_API__PUBLIC_URL"), "HARCLIP_API__PUBLIC_URL http://127.0.0.1:8000"),
+        (lambda d: _find(d, "Kafka", "harclip-kafka")["spec"]["kafka"]["listeners"][0].pop(
+            "authentication"), "listener plain has no authentication"),
+        (lambda d: _find(d, "Kafka", "harclip-kafka")["spec"]["kafka"].pop("authorization"),
+         "no `authorization: simple`"),
+        (_worker_writes_control, "KafkaUser/harclip-worker: may write harclip.control"),
+        (_worker_unauthenticated, "Deployment/harclip-worker: container worker talks to Kafka "
+         "unauthenticated"),
+        (lambda d: _find(d, "ScaledObject", "harclip-worker")["spec"]["triggers"][0].pop(
+            "authenticationRef"), "KEDA cannot log in"),
+        (_ready_follows_redis, "readiness requires a single-replica Redis"),
         (_model_from_a_path, "MODEL_URI '/models/harclip-har' is not one of"),
         (_s3_model_without_keys, "without the object store's keys"),
         (_short_bootstrap, "does not resolve from KEDA's namespace"),

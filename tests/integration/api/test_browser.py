@@ -133,3 +133,14 @@ async def test_ready_hides_reasons_from_anonymous_callers(serve: Serve) -> None:
         detailed = await anon._http.get("/ready", headers={"X-API-Key": "hk_reader"})
         assert detailed.status_code == 503
         assert detailed.json()["checks"]["redis"] not in ("ok", "unavailable")
+
+
+async def test_ready_without_redis_when_only_the_model_is_required(serve: Serve) -> None:
+    from harclip.config import RedisSettings
+
+    dead = RedisSettings(url="redis://127.0.0.1:1/0")
+    async with serve(redis=dead, ready_requires=(), api_key=None) as anon:
+        resp = await anon._http.get("/ready")
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["ready"] is True
+        assert resp.json()["checks"]["redis"] == "unavailable"  # checked, reported, no reason
