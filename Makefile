@@ -218,3 +218,23 @@ containers-smoke: venv images
 ## smoke step run, without the CUDA base image (infra/podman/gpu-pin-check.sh).
 gpu-pin-check:
 	infra/podman/gpu-pin-check.sh infra/docker/worker-gpu.lock
+
+## The compose file run by podman-compose (pinned, in its own venv under .tools/) with the local
+## images, against the services on this machine (infra/compose.host.yml says why and how);
+## HARCLIP_NS=<prefix> keeps its topics, indices and keys apart from others'.
+PODMAN_COMPOSE_V := 1.6.0
+COMPOSE_VENV     := $(TOOLS)/compose-venv
+COMPOSE          := $(COMPOSE_VENV)/bin/podman-compose -f infra/docker-compose.yml -f infra/compose.host.yml
+
+$(COMPOSE_VENV)/.done-$(PODMAN_COMPOSE_V):
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	@[ -x $(COMPOSE_VENV)/bin/python ] || uv venv -q --python 3.11 $(COMPOSE_VENV)
+	uv pip install -q --python $(COMPOSE_VENV)/bin/python podman-compose==$(PODMAN_COMPOSE_V)
+	@touch $@
+
+compose-up: podman $(COMPOSE_VENV)/.done-$(PODMAN_COMPOSE_V)
+	$(COMPOSE) run --rm model-init
+	$(COMPOSE) up -d --no-deps worker api stream ui
+
+compose-down: $(COMPOSE_VENV)/.done-$(PODMAN_COMPOSE_V)
+	$(COMPOSE) down
