@@ -17,6 +17,8 @@ trap 'rm -rf "$work"' EXIT
 
 if ! $podman image exists "$base_tag"; then
   # python3.11 and what python:3.11-slim has besides (certificates, /etc/services, time zones)
+  # the hooks' "$1" is the new root, expanded by mmdebstrap's shell, not this one
+  # shellcheck disable=SC2016
   mmdebstrap --variant=minbase \
     --include=python3.11,libpython3.11-stdlib,ca-certificates,netbase,tzdata \
     --customize-hook='ln -sf /usr/bin/python3.11 "$1/usr/local/bin/python"' \
