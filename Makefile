@@ -185,7 +185,7 @@ export CONTAINERS_CONF ?= $(abspath infra/podman/containers.conf)
 IMAGE_REPO   ?= ghcr.io/harclip/harclip
 IMAGE_TAG    ?= dev
 IMAGES       ?= worker api stream ui
-UV_VERSION   := $(shell uv --version 2>/dev/null | cut -d' ' -f2)
+UV_VERSION    = $(shell uv --version 2>/dev/null | cut -d' ' -f2)
 PYTHON_IMAGE ?= localhost/harclip-base:bookworm
 UV_IMAGE     ?= localhost/harclip-uv:$(UV_VERSION)
 UV_CACHE     ?= $(shell uv cache dir 2>/dev/null || echo $(HOME)/.cache/uv)
@@ -199,7 +199,7 @@ podman:
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
 	      podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs netavark aardvark-dns; }
 
-images: podman
+images: podman venv
 	@mkdir -p $(UV_CACHE)
 	$(if $(filter localhost/harclip-%,$(PYTHON_IMAGE) $(UV_IMAGE)),infra/podman/build-base.sh $(PYTHON_IMAGE) $(UV_IMAGE))
 	set -e; for i in $(IMAGES); do \
