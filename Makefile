@@ -178,7 +178,8 @@ test: validate
 ## UV_IMAGE name others (python:3.11-slim and ghcr.io/astral-sh/uv where they can be pulled).
 ## Dependencies come from PyPI through the host's uv cache (UV_CACHE), so a rebuild is quick.
 ## The GPU worker is not built here: its CUDA base (nvidia/cuda) comes only from Docker Hub.
-.PHONY: podman images images-train containers-smoke compose-up compose-down gpu-pin-check
+.PHONY: podman images images-train containers-smoke compose-up compose-down compose-smoke \
+        gpu-pin-check
 
 PODMAN       ?= podman
 export CONTAINERS_CONF ?= $(abspath infra/podman/containers.conf)
@@ -238,3 +239,8 @@ compose-up: podman $(COMPOSE_VENV)/.done-$(PODMAN_COMPOSE_V)
 
 compose-down: $(COMPOSE_VENV)/.done-$(PODMAN_COMPOSE_V)
 	$(COMPOSE) down
+
+## compose-up and a round trip of frames, under names and ports of its own, then all removed
+## (infra/podman/compose-smoke.sh); needs `make images images-train`.
+compose-smoke: venv podman $(COMPOSE_VENV)/.done-$(PODMAN_COMPOSE_V)
+	infra/podman/compose-smoke.sh $(PYTHON) $(COMPOSE)
