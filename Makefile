@@ -32,6 +32,10 @@ help:
 	@echo "make validate         k8s manifests, rules, dashboards, Kibana, Docker, compose, CI, offline,"
 	@echo "                      and what a cluster, an image build and GitHub would do with them"
 	@echo "make tools            build the validators into .tools/ (once; make validate does it)"
+	@echo "make images           build the worker, API, events app and UI images with Podman"
+	@echo "make containers-smoke run those images against the services on this machine"
+	@echo "make compose-up | compose-down   the compose file with podman-compose (local images)"
+	@echo "make gpu-pin-check    the GPU image's onnxruntime-gpu pin installed and its smoke step run"
 
 ## Python environment: uv + Python 3.11; redone only when the lock or pyproject changes.
 venv: $(STAMP)
@@ -99,12 +103,17 @@ ui: venv
 ## DEMO_VIDEO or the sample video, else a test pattern), the API and the UI (it prints their URLs),
 ## and a live view of the latest predictions from Redis.
 ## DEMO_SECONDS=30 stops it after 30 s (else Ctrl-C).
+## MODEL=<hub id or folder> serves real weights (exported once into state/demo-bundles/, reused);
+## BUNDLE=<folder> serves a bundle as it is; by default a random tiny CLIP (offline; it says so).
 DEMO_SECONDS ?=
 DEMO_VIDEO   ?=
+MODEL        ?=
+BUNDLE       ?=
 demo: services-up
 	$(HARCLIP) services status
 	$(PYTHON) scripts/demo.py $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS)) \
-	  $(if $(DEMO_VIDEO),--video $(DEMO_VIDEO))
+	  $(if $(DEMO_VIDEO),--video $(DEMO_VIDEO)) \
+	  $(if $(MODEL),--model '$(MODEL)') $(if $(BUNDLE),--bundle '$(BUNDLE)')
 
 ## Remove the services' data and logs (not the download cache).
 clean-state: services-down
@@ -170,3 +179,76 @@ validate: venv tools
 
 ## `make test` validates the deployment files first (docs/deploy.md, "Validation").
 test: validate
+
+## Container images built and run with Podman (docs/deploy.md, "Containers"). Podman reads
+## infra/podman/containers.conf (runc, cgroupfs, ulimits under this VM's hard limits); the base
+## images are built here from Debian packages (infra/podman/build-base.sh) unless PYTHON_IMAGE /
+## UV_IMAGE name others (python:3.11-slim and ghcr.io/astral-sh/uv where they can be pulled).
+## Dependencies come from PyPI through the host's uv cache (UV_CACHE), so a rebuild is quick.
+## The GPU worker is not built here: its CUDA base (nvidia/cuda) comes only from Docker Hub.
+.PHONY: podman images images-train containers-smoke compose-up compose-down compose-smoke \
+        gpu-pin-check
+
+PODMAN       ?= podman
+export CONTAINERS_CONF ?= $(abspath infra/podman/containers.conf)
+IMAGE_REPO   ?= ghcr.io/harclip/harclip
+IMAGE_TAG    ?= dev
+IMAGES       ?= worker api stream ui
+UV_VERSION    = $(shell uv --version 2>/dev/null | cut -d' ' -f2)
+PYTHON_IMAGE ?= localhost/harclip-base:bookworm
+UV_IMAGE     ?= localhost/harclip-uv:$(UV_VERSION)
+UV_CACHE     ?= $(shell uv cache dir 2>/dev/null || echo $(HOME)/.cache/uv)
+IMAGE_BUILD   = $(PODMAN) build --format docker --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) \
+                --build-arg UV_IMAGE=$(UV_IMAGE) --build-arg UV_CACHE_DIR=/uv-cache \
+                --volume $(UV_CACHE):/uv-cache
+
+## Debian's podman with runc, and mmdebstrap for the base image, installed once if missing.
+podman:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
+	      podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs netavark aardvark-dns; }
+
+images: podman venv
+	@mkdir -p $(UV_CACHE)
+	$(if $(filter localhost/harclip-%,$(PYTHON_IMAGE) $(UV_IMAGE)),infra/podman/build-base.sh $(PYTHON_IMAGE) $(UV_IMAGE))
+	set -e; for i in $(IMAGES); do \
+	  $(IMAGE_BUILD) -f infra/docker/$$i.Dockerfile -t $(IMAGE_REPO)-$$i:$(IMAGE_TAG) . ; done
+
+## The training image (torch; compose's model-init uses it): large, so not part of `images`.
+images-train: podman
+	$(MAKE) --no-print-directory images IMAGES=train
+
+## The images against the services already running here (`make services-up`): tests/containers.
+containers-smoke: venv images
+	HARCLIP_CONTAINERS=1 HARCLIP_IMAGE_REPO=$(IMAGE_REPO) HARCLIP_IMAGE_TAG=$(IMAGE_TAG) \
+	  PODMAN="$(PODMAN)" $(PYTHON) -m pytest $(PYTEST_ARGS) tests/containers
+
+## The GPU worker's onnxruntime-gpu pin (worker-gpu.lock) installed with its hashes and its build
+## smoke step run, without the CUDA base image (infra/podman/gpu-pin-check.sh).
+gpu-pin-check:
+	infra/podman/gpu-pin-check.sh infra/docker/worker-gpu.lock
+
+## The compose file run by podman-compose (pinned, in its own venv under .tools/) with the local
+## images, against the services on this machine (infra/compose.host.yml says why and how);
+## HARCLIP_NS=<prefix> keeps its topics, indices and keys apart from others'.
+PODMAN_COMPOSE_V := 1.6.0
+COMPOSE_VENV     := $(TOOLS)/compose-venv
+COMPOSE          := $(COMPOSE_VENV)/bin/podman-compose -f infra/docker-compose.yml -f infra/compose.host.yml
+
+$(COMPOSE_VENV)/.done-$(PODMAN_COMPOSE_V):
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	@[ -x $(COMPOSE_VENV)/bin/python ] || uv venv -q --python 3.11 $(COMPOSE_VENV)
+	uv pip install -q --python $(COMPOSE_VENV)/bin/python podman-compose==$(PODMAN_COMPOSE_V)
+	@touch $@
+
+compose-up: podman $(COMPOSE_VENV)/.done-$(PODMAN_COMPOSE_V)
+	$(COMPOSE) run --rm model-init
+	$(COMPOSE) up -d --no-deps worker api stream ui
+
+compose-down: $(COMPOSE_VENV)/.done-$(PODMAN_COMPOSE_V)
+	$(COMPOSE) down
+
+## compose-up and a round trip of frames, under names and ports of its own, then all removed
+## (infra/podman/compose-smoke.sh); needs `make images images-train`.
+compose-smoke: venv podman $(COMPOSE_VENV)/.done-$(PODMAN_COMPOSE_V)
+	infra/podman/compose-smoke.sh $(PYTHON) $(COMPOSE)

@@ -3,7 +3,8 @@
 # transformers, MLflow, W&B, DVC. PyTorch's wheels bring their own CUDA libraries, so the same
 # image trains on CPU or on NVIDIA GPUs (Kubeflow PyTorchJob, k8s/training). Build from the root:
 #   docker build -f infra/docker/train.Dockerfile -t ghcr.io/harclip/harclip-train:$(git describe --tags --always) .
-# Base images are build arguments: pin them by digest for a release build
+# Base images are build arguments (`make images` builds local ones from Debian packages:
+# docs/deploy.md, "Containers"); pin them by digest for a release build
 # (--build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>, the digest from
 # `docker buildx imagetools inspect`); docs/deploy.md, "Images".
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
@@ -14,6 +15,9 @@ FROM ${UV_IMAGE} AS uv
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+# uv's cache: the cache mount below, or (`make images`) the host's uv cache mounted with
+# `podman build --volume` and named here, so a rebuild downloads nothing it already has
+ARG UV_CACHE_DIR=/root/.cache/uv
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
