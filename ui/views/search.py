@@ -163,31 +163,7 @@ def _events_tab() -> None:
 
 def _evidence_cards(items: list[Event]) -> None:
     """The newest events with evidence: picture, one line of text, a button that plays the clip."""
-    if not items:
-        return
-    st.subheader("Evidence")
-    c = conn.client()
-    cols = st.columns(4)
-    for i, ev in enumerate(items):
-        with cols[i % 4], st.container(border=True):
-            picture = evidence.event_picture(c, ev)
-            if picture:
-                st.image(picture, width="stretch")
-            else:
-                st.caption("no picture yet")
-            st.text(evidence.event_caption(ev))
-            st.caption(f"{text.when(ev.start or ev.emitted_at)} UTC")
-            if evidence.has_clip(ev) and st.button(
-                "play clip", key=f"clip-{ev.event_id}", icon=":material/play_circle:"
-            ):
-                st.session_state[_PLAYING] = ev.event_id
-    playing = next((ev for ev in items if ev.event_id == st.session_state.get(_PLAYING)), None)
-    if playing is not None:
-        st.text(f"clip: {evidence.event_caption(playing)}")
-        clip = conn.call(c.event_clip, playing.event_id, what="clip")
-        if clip:
-            left, _ = st.columns(2)
-            left.video(clip, format=evidence.clip_format(playing))
+    evidence.cards(items, title="Evidence", key=_PLAYING)
 
 
 def render() -> None:
