@@ -1,16 +1,22 @@
 """Evidence build benchmark, offline (no services): the work the evidence step does per event.
 
-    python -m bench.evidence [--fps 10] [--seconds 5 10 30 60] [--short-side 360] [--data DIR]
+    python -m bench.evidence [--fps 10] [--seconds 5 10 30 60] [--short-side 360]
+                             [--codecs h264 vp8] [--data DIR] [--ratio ...]
 
 The first sample video as a camera would send it (JPEG, --short-side px, --fps), cut into
-events of --seconds; per event length: the clip's build time (decode + VP8 encode, wall and
-process CPU), build seconds per second of event, and the bytes of the snapshot, thumbnail and
-clip. The last stdout line is one JSON object.
+events of --seconds; per codec (H.264 in MP4, the default, and VP8 in WebM) and event length:
+the clip's build time (decode + encode, wall and process CPU, CPU ms per frame), build seconds
+per second of event, and the bytes of the snapshot, thumbnail and clip. The last stdout line
+is one JSON object.
 
-Not measured here (left undone): the events app's predictions/s with evidence on vs off
-(`evidence_ratio`), which needs the services and the app; the object store's write time.
-What limits it: the clip build is CPU-bound (JPEG decode + libvpx realtime encode, one thread
-per event; EVIDENCE_CONCURRENCY events at once).
+With --ratio (needs `harclip services up`): the events app's predictions/s with evidence off,
+on in a worker process (the default) and on in the app's own process, in the same run
+(`evidence_ratio` = pool / off, `evidence_ratio_in_process`), and the evidence processes' CPU
+per event (bench/_evidence_ratio.py). The keyframe thumbnail bytes per frame next to
+Elasticsearch's bytes per frame are bench.storage's (`thumb_kb_per_frame`).
+What limits it: the clip build is CPU-bound (JPEG decode + encode); in the app's process it
+also takes the agents' GIL, in a worker process only a core (niced), and the services it
+reads and writes (Kafka, the S3 server) work for it at normal priority.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from rich.table import Table
 
 from bench import harness
 from harclip.messages import Frame
-from stream.evidence.media import build_clip, nearest, thumbnail
+from stream.evidence.media import ClipCodec, build_clip, nearest, thumbnail
 
 T0 = 1_764_000_000_000
 
@@ -53,19 +59,19 @@ def camera_frames(video: Path, fps: float, count: int, short_side: int) -> list[
     return out
 
 
-def measure(frames: list[Frame], seconds: float) -> dict[str, Any]:
+def measure(frames: list[Frame], seconds: float, codec: ClipCodec) -> dict[str, Any]:
     wall, cpu = time.perf_counter(), time.process_time()
-    clip = build_clip(frames)
+    clip = build_clip(frames, codec)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert clip is not None
     snap = nearest(frames, frames[len(frames) // 2].captured_at)
     assert snap is not None
     thumb = thumbnail(snap.data, 160) or b""
     return {
-        "seconds": seconds, "frames": clip.frames, "build_s": round(wall, 3),
+        "codec": codec, "seconds": seconds, "frames": clip.frames, "build_s": round(wall, 3),
         "cpu_s": round(cpu, 3), "build_s_per_event_s": round(wall / seconds, 4),
         "snapshot_bytes": len(snap.data), "thumbnail_bytes": len(thumb),
-        "clip_bytes": len(clip.data),
+        "clip_bytes": len(clip.data), "cpu_ms_per_frame": round(cpu * 1000 / clip.frames, 2),
     }  # fmt: skip
 
 
@@ -74,12 +80,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=10.0)
     p.add_argument("--seconds", type=float, nargs="+", default=[5.0, 10.0, 30.0, 60.0])
     p.add_argument("--short-side", type=int, default=360)
+    p.add_argument("--codecs", nargs="+", choices=("h264", "vp8"), default=["h264", "vp8"])
     p.add_argument("--data", help="sample data folder (default HARCLIP_SAMPLE_DATA)")
+    p.add_argument("--ratio", action="store_true", help="also evidence_ratio (needs services)")
+    p.add_argument("--streams", type=int, default=20, help="--ratio: cameras")
+    p.add_argument("--ratio-fps", type=float, default=5.0, help="--ratio: frames/s per camera")
+    p.add_argument("--capture-seconds", type=float, default=60.0, help="--ratio: per camera")
+    p.add_argument("--switch-s", type=float, default=10.0, help="--ratio: a segment every")
+    p.add_argument("--ratio-short-side", type=int, default=240, help="--ratio: frame size, px")
+    p.add_argument("--repeat", type=int, default=1, help="--ratio: runs of the modes")
+    p.add_argument("--drain-s", type=float, default=300.0, help="--ratio: evidence wait, s")
+    p.add_argument("--modes", nargs="+", choices=("off", "pool", "in-process"),
+                   default=["off", "pool", "in-process"], help="--ratio: what to run")  # fmt: skip
     args = p.parse_args(argv)
     data = harness.sample_data(args.data)
     video = sorted((data / "video").glob("*.mp4"))[0]
     frames = camera_frames(video, args.fps, int(max(args.seconds) * args.fps), args.short_side)
-    rows = [measure(frames[: int(sec * args.fps)], sec) for sec in args.seconds]
+    build_clip(frames[:2], "h264")  # PyAV's import and codec set-up are not the clips' cost
+    rows = [
+        measure(frames[: int(sec * args.fps)], sec, codec)
+        for codec in args.codecs
+        for sec in args.seconds
+    ]
     table = Table(
         title=f"evidence per event ({video.name}, {args.fps:g} fps, {args.short_side} px)"
     )
@@ -89,10 +111,33 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(*(str(v) for v in r.values()))
     Console(stderr=True).print(table)
     out = {"bench": "evidence", "fps": args.fps, "short_side": args.short_side, "events": rows,
-           "build_s_per_event_s": max(r["build_s_per_event_s"] for r in rows),
+           "build_s_per_event_s": max(r["build_s_per_event_s"] for r in rows
+                                      if r["codec"] == args.codecs[0]),
+           "cpu_ms_per_frame": {c: max(r["cpu_ms_per_frame"] for r in rows if r["codec"] == c)
+                                for c in args.codecs},
            "thumbnail_bytes": rows[0]["thumbnail_bytes"]}  # fmt: skip
+    if args.ratio:
+        import asyncio
+
+        from bench._evidence_ratio import ratio
+
+        cams = camera_frames(video, args.ratio_fps, 50, args.ratio_short_side)
+        out |= asyncio.run(ratio(args, [f.data for f in cams]))
+        _print_ratio(out)
     print(json.dumps(out))
     return 0
+
+
+def _print_ratio(out: dict[str, Any]) -> None:
+    table = Table(title=f"events app with evidence off / on (load average {out['load_average']})")
+    cols = ("mode", "predictions_s", "app_cpu_us_per_prediction", "clips", "written",
+            "missing", "drain_s", "worker_cpu_s", "worker_cpu_s_per_event",
+            "app_cpu_s_for_agents")  # fmt: skip
+    for col in cols:
+        table.add_column(col)
+    for r in out["modes"]:
+        table.add_row(*(str(r.get(c, "")) for c in cols))
+    Console(stderr=True).print(table)
 
 
 if __name__ == "__main__":

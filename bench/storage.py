@@ -9,6 +9,9 @@ with the ViT-B/32-shaped random bundle (state/bench-vitb32-bundle), twice: every
 to one segment:
   kb_per_frame      store bytes / frames, keyframes only (goal <= 0.6 KB)
   kb_per_frame_all  the same with every embedding stored
+  thumb_kb_per_frame  keyframe thumbnails in the object store (their objects' bytes, listed)
+                    / frames, keyframes only: next to kb_per_frame, the history's bytes per frame
+                    in the two stores
   recall_at_10      for a fixed list of text queries: the share of the all-frames top 10 whose
                     frame (or its keyframe) is in the keyframe top 10 (goal >= 0.9)
 and a sweep of the keyframe settings, replayed offline on the stored embeddings (share of
@@ -133,6 +136,24 @@ async def stored(s: Settings, space: EmbeddingSpace) -> list[dict[str, Any]]:
         await es.close()
 
 
+async def thumbnail_bytes(s: Settings, docs: list[dict[str, Any]]) -> int:
+    """The object-store bytes of the keyframe thumbnails `docs` reference (0 without a store)."""
+    if not s.objects.enabled:
+        return 0
+    from harclip.io.objects import ObjectStore
+
+    keys = {d["thumbnail"] for d in docs if d.get("thumbnail")}
+    store = ObjectStore(s.objects)
+    await store.start()
+    try:
+        sizes = {o.key: o.size for o in await store.list("thumbs/")}
+        total = sum(sizes.get(k, 0) for k in keys)
+        await store.delete(sorted(keys))  # the run's own objects
+        return total
+    finally:
+        await store.close()
+
+
 def top10(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """Indices of the 10 rows of `vectors` nearest each query (cosine; rows unit length)."""
     scores = queries @ vectors.T  # [Q, D] @ [D, N] -> [Q, N]
@@ -216,6 +237,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         all_docs = await stored(runs["all"], space)
         # the two runs sent the same frames under new frame ids: match them by (stream, seq)
         key_run = await stored(runs["keyframes"], space)
+        thumbs = await thumbnail_bytes(runs["keyframes"], key_run)
+        out["thumb_kb_per_frame"] = round(thumbs / max(1, len(key_run)) / 1024, 3)
+        out["thumbnails"] = sum(1 for d in key_run if d.get("thumbnail"))
         where = {d["frame_id"]: (d["stream_id"], d["seq"]) for d in key_run}
         key_of = {(d["stream_id"], d["seq"]): where[d["keyframe_id"]] for d in key_run}
         index = {(d["stream_id"], d["seq"]): i for i, d in enumerate(all_docs)}
@@ -245,6 +269,10 @@ def report(out: dict[str, Any]) -> None:
               f"{out['defaults']['every_s']:g} s)", f"{out['kb_per_frame']:.3f}",
               f"{100 * out['keyframe_share']:.1f} %", f"{out['recall_at_10']:.3f}")  # fmt: skip
     Console().print(t)
+    if out.get("thumbnails"):
+        console.print(f"keyframe thumbnails: {out['thumbnails']} objects, "
+                      f"{out['thumb_kb_per_frame']:.3f} KB per frame in the object store, next to "
+                      f"{out['kb_per_frame']:.3f} KB per frame in Elasticsearch")  # fmt: skip
     sweep = Table(title="keyframe settings replayed on the stored embeddings")
     for col in ("distance", "every s", "keyframes", "recall@10"):
         sweep.add_column(col, justify="right")

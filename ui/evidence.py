@@ -5,7 +5,7 @@ video format its clip is) are separate so a unit test checks them without Stream
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import streamlit as st
 
@@ -13,6 +13,7 @@ from harclip.client import Client, NotFound
 from harclip.errors import HarclipError
 from harclip.messages import Event
 from harclip.wire import SearchHit
+from ui import conn, feedback, text
 
 _MISSING = {
     "frames_expired": "no evidence: its frames had left Kafka",
@@ -67,6 +68,51 @@ def watch_note(ev: Event) -> str:
     if ev.threshold is not None:
         how = f" ({ev.calibration or 'threshold'} {ev.threshold:.3g})"
     return f" · watch {ev.watch}{how}"
+
+
+def segment_evidence(events: Sequence[Event], limit: int = 8) -> list[Event]:
+    """One event per segment that has a picture, newest segment first: its `segment.end` (which
+    has the clip), else its `segment.start` (an open segment's snapshot). Pure."""
+    best: dict[tuple[str | None, int | None], Event] = {}
+    for e in events:
+        if e.type not in ("segment.start", "segment.end") or not has_picture(e):
+            continue
+        key = (e.label, e.first_seq)
+        if key not in best or (e.type == "segment.end" and best[key].type != "segment.end"):
+            best[key] = e
+    return sorted(best.values(), key=lambda e: e.start or 0, reverse=True)[:limit]
+
+
+def cards(items: Sequence[Event], *, title: str, key: str, per_row: int = 4) -> None:
+    """Event cards: picture, one line of text, feedback buttons and a button that plays the clip
+    below them (`key` names this set of cards in the session: buttons and the event whose clip is
+    shown)."""
+    if not items:
+        return
+    st.subheader(title)
+    c = conn.client()
+    cols = st.columns(per_row)
+    for i, ev in enumerate(items):
+        with cols[i % per_row], st.container(border=True):
+            picture = event_picture(c, ev)
+            if picture:
+                st.image(picture, width="stretch")
+            else:
+                st.caption("no picture yet")
+            st.text(event_caption(ev))
+            st.caption(f"{text.when(ev.start or ev.emitted_at)} UTC")
+            feedback.buttons(f"{key}-event-{ev.event_id}", ev.label, event_id=ev.event_id)
+            if has_clip(ev) and st.button(
+                "play clip", key=f"{key}-{ev.event_id}", icon=":material/play_circle:"
+            ):
+                st.session_state[key] = ev.event_id
+    playing = next((ev for ev in items if ev.event_id == st.session_state.get(key)), None)
+    if playing is not None:
+        st.text(f"clip: {event_caption(playing)}")
+        clip = conn.call(c.event_clip, playing.event_id, what="clip")
+        if clip:
+            left, _ = st.columns(2)
+            left.video(clip, format=clip_format(playing))
 
 
 def _fetch(fn: Callable[[str], bytes], ident: str) -> bytes | None:

@@ -72,6 +72,9 @@ class StreamSettings(_Section):
     clip_max_s: float = Field(
         60.0, ge=2, le=600, description="longer clips keep their first and last halves, s"
     )
+    clip_codec: Literal["h264", "vp8"] = Field(
+        "h264", description="clips: H.264 in MP4 (cheap) or VP8 in WebM (browsers without H.264)"
+    )
     evidence_wait_s: float = Field(
         1.0, ge=0, le=60, description="margin after end + post-roll before frames are read, s"
     )

@@ -20,7 +20,7 @@ from harclip.config import StreamSettings
 from harclip.io.keys import evidence_keys
 from harclip.messages import Event, Evidence
 from stream.evidence.frames import Frames, Window
-from stream.evidence.media import CLIP_CONTAINER, CLIP_CONTENT_TYPE, build_clip, nearest, thumbnail
+from stream.evidence.media import build_clip, nearest, thumbnail
 
 SNAPSHOT_SPAN_MS = 1000  # a segment.start's snapshot: frames this near its reference time
 
@@ -111,12 +111,12 @@ class Builder:
         clip_s = None
         if n.clip:
             t0 = time.perf_counter()
-            clip = await asyncio.to_thread(build_clip, found.frames)
+            clip = await asyncio.to_thread(build_clip, found.frames, self._s.clip_codec)
             clip_s = time.perf_counter() - t0
             if clip is not None:
                 corrupt = clip.skipped
-                key = keys.clip_for(CLIP_CONTAINER)
-                await self._store.put(key, clip.data, CLIP_CONTENT_TYPE)
+                key = keys.clip_for(clip.container)
+                await self._store.put(key, clip.data, clip.content_type)
                 out = Evidence(clip=key, frames=clip.frames,
                                first_captured_at=clip.first_captured_at,
                                last_captured_at=clip.last_captured_at)  # fmt: skip

@@ -1,10 +1,12 @@
 """An event's pictures from its frames: the snapshot (the frame nearest the event's peak, JPEG
-as captured), its thumbnail (longest side `thumbnail_px`) and the clip: VP8 in WebM (Chromium
-plays it in <video>; PyAV's wheel carries libvpx), each frame's pts its capture time relative
+as captured), its thumbnail (longest side `thumbnail_px`) and the clip (`CLIP_CODEC`): H.264 in
+MP4 (libx264 `superfast`, no B-frames; the default: about 1-3 ms of CPU a frame) or VP8 in WebM
+(libvpx realtime: about 25 ms a frame here; for a browser built without H.264), both carried by
+PyAV's wheel and played by Chromium in <video>. Each frame's pts is its capture time relative
 to the first frame (time base 1 ms), so the clip runs at the capture rate; the first frame's
 capture time (ms since epoch) is in the container's `harclip_first_captured_at` tag.
 
-CPU-bound: the service runs `build_clip` in a worker thread.
+CPU-bound: it runs in the evidence worker processes (stream/evidence/worker.py).
 """
 
 from __future__ import annotations
@@ -13,14 +15,35 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING, Literal, cast
 
 import cv2
 import numpy as np
 
 from harclip.messages import Frame
 
-CLIP_CONTAINER = "webm"
-CLIP_CONTENT_TYPE = "video/webm"
+if TYPE_CHECKING:
+    from av.video.stream import VideoStream
+
+ClipCodec = Literal["h264", "vp8"]
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    encoder: str
+    container: str  # also the key's extension
+    content_type: str
+    options: dict[str, str]
+    muxer_options: dict[str, str]
+
+
+CODECS: dict[str, Codec] = {
+    "h264": Codec("libx264", "mp4", "video/mp4",
+                  {"preset": "superfast", "tune": "zerolatency"},
+                  {"movflags": "use_metadata_tags"}),
+    "vp8": Codec("libvpx", "webm", "video/webm",
+                 {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}, {}),
+}  # fmt: skip
 _BITRATE = 1_000_000  # bits/s of the clip
 MAX_SHORT_SIDE = 480  # larger frames are scaled down in the clip (the snapshot keeps them)
 
@@ -28,6 +51,8 @@ MAX_SHORT_SIDE = 480  # larger frames are scaled down in the clip (the snapshot 
 @dataclass(frozen=True, slots=True)
 class Clip:
     data: bytes
+    container: str  # "mp4" or "webm"
+    content_type: str
     frames: int  # frames in the clip
     skipped: int  # frames that did not decode
     first_captured_at: int
@@ -59,9 +84,9 @@ def thumbnail(data: bytes, px: int) -> bytes | None:
     return bytes(buf) if ok else None
 
 
-def build_clip(frames: Sequence[Frame]) -> Clip | None:
-    """The frames (in capture order) as a WebM clip; frames that do not decode are skipped,
-    frames of another size are scaled to the first one's. None when no frame decodes."""
+def build_clip(frames: Sequence[Frame], codec: ClipCodec = "h264") -> Clip | None:
+    """The frames (in capture order) as a clip; frames that do not decode are skipped, frames
+    of another size are scaled to the first one's. None when no frame decodes."""
     import av  # a heavy import, only where clips are built
 
     images: list[tuple[int, np.ndarray]] = []
@@ -79,15 +104,16 @@ def build_clip(frames: Sequence[Frame]) -> Clip | None:
     scale = min(1.0, MAX_SHORT_SIDE / min(h, w))
     w2, h2 = round(w * scale), round(h * scale)
     w2, h2 = max(2, w2 - w2 % 2), max(2, h2 - h2 % 2)  # 4:2:0 wants even sides
+    c = CODECS[codec]
     buf = io.BytesIO()
-    with av.open(buf, "w", format=CLIP_CONTAINER) as out:
+    with av.open(buf, "w", format=c.container, options=c.muxer_options) as out:
         out.metadata["harclip_first_captured_at"] = str(first_at)
-        stream = out.add_stream("libvpx", rate=_rate(images))
+        stream = cast("VideoStream", out.add_stream(c.encoder, rate=_rate(images),
+                                                    options=c.options))  # fmt: skip
         stream.width, stream.height, stream.pix_fmt = w2, h2, "yuv420p"
         stream.bit_rate = _BITRATE
         stream.time_base = Fraction(1, 1000)
         stream.codec_context.time_base = Fraction(1, 1000)
-        stream.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
         for at, img in images:
             if img.shape[1] != w2 or img.shape[0] != h2:
                 img = cv2.resize(img, (w2, h2), interpolation=cv2.INTER_AREA)
@@ -95,7 +121,8 @@ def build_clip(frames: Sequence[Frame]) -> Clip | None:
             vf.pts, vf.time_base = at - first_at, Fraction(1, 1000)
             out.mux(stream.encode(vf))
         out.mux(stream.encode(None))
-    return Clip(buf.getvalue(), len(images), skipped, first_at, images[-1][0])
+    return Clip(buf.getvalue(), c.container, c.content_type, len(images), skipped, first_at,
+                images[-1][0])  # fmt: skip
 
 
 def _rate(images: Sequence[tuple[int, np.ndarray]]) -> Fraction:

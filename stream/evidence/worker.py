@@ -11,7 +11,8 @@ wait for the post-roll, the bounded backlog, retries with backoff, republishing,
 build either returns the `Built` evidence, its objects written, or raises (`SinkUnavailable`:
 retried). A worker exits when the app does, even on SIGKILL (`PR_SET_PDEATHSIG` on Linux, and a
 thread that watches the parent's pid), so no orphan writes on; what it wrote is rewritten under
-the same keys when the app does the batch again.
+the same keys when the app does the batch again. Stopping the app ends the workers at once
+(a build under way is done again at the next start), so a slow build never holds up a shutdown.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
 
-from harclip.config import Settings
 from harclip.errors import SinkUnavailable
-from harclip.io.objects import ObjectStore
-from harclip.messages import Event
-from stream.evidence.build import Builder, Built, Need
-from stream.evidence.frames import FrameReader
+
+if TYPE_CHECKING:  # a worker imports the heavy modules after it lowered its priority
+    from harclip.config import Settings
+    from harclip.messages import Event
+    from stream.evidence.build import Built, Need
 
 _PR_SET_PDEATHSIG = 1
 _WATCH_S = 0.5
@@ -42,6 +44,10 @@ class Local:
     """Builds in this process (the encoder in threads); `EVIDENCE_PROCESSES=0`."""
 
     def __init__(self, settings: Settings) -> None:
+        from harclip.io.objects import ObjectStore
+        from stream.evidence.build import Builder
+        from stream.evidence.frames import FrameReader
+
         k = settings.kafka
         self._reader = FrameReader(k, k.topics.frames)
         self._store = ObjectStore(settings.objects)
@@ -77,9 +83,11 @@ class Pool:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._pool: ProcessPoolExecutor | None = None
+        self._others: set[int] = set()  # child processes that are not the pool's
 
     async def start(self) -> None:
         if self._pool is None:
+            self._others = {p.pid for p in multiprocessing.active_children() if p.pid}
             s = self._settings.stream
             self._pool = ProcessPoolExecutor(
                 s.evidence_processes, mp_context=multiprocessing.get_context("spawn"),
@@ -97,9 +105,14 @@ class Pool:
             raise SinkUnavailable(f"an evidence worker process died: {err!r}") from err
 
     async def stop(self) -> None:
-        if self._pool is not None:  # workers end after the build they are doing
+        """Ends the workers at once, builds under way included (their events were not
+        republished nor their batch committed: the next start does them again, same keys)."""
+        if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+            for p in multiprocessing.active_children():
+                if p.pid not in self._others:
+                    p.kill()
 
 
 def builds(settings: Settings) -> Local | Pool:

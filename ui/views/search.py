@@ -13,7 +13,7 @@ import streamlit as st
 
 from harclip.messages import EVENT_TYPES, Event, Prediction
 from harclip.wire import SearchHit
-from ui import conn, evidence, feedback, frames, text
+from ui import conn, evidence, frames, text
 
 _WINDOWS = {"any time": None, "last 15 min": 15, "last hour": 60, "last 24 h": 1440}
 _SIMILAR = "search-similar-of"  # session state: the frame id whose neighbours are shown
@@ -164,32 +164,7 @@ def _events_tab() -> None:
 
 def _evidence_cards(items: list[Event]) -> None:
     """The newest events with evidence: picture, one line of text, a button that plays the clip."""
-    if not items:
-        return
-    st.subheader("Evidence")
-    c = conn.client()
-    cols = st.columns(4)
-    for i, ev in enumerate(items):
-        with cols[i % 4], st.container(border=True):
-            picture = evidence.event_picture(c, ev)
-            if picture:
-                st.image(picture, width="stretch")
-            else:
-                st.caption("no picture yet")
-            st.text(evidence.event_caption(ev))
-            st.caption(f"{text.when(ev.start or ev.emitted_at)} UTC")
-            feedback.buttons(f"event-{ev.event_id}", ev.label, event_id=ev.event_id)
-            if evidence.has_clip(ev) and st.button(
-                "play clip", key=f"clip-{ev.event_id}", icon=":material/play_circle:"
-            ):
-                st.session_state[_PLAYING] = ev.event_id
-    playing = next((ev for ev in items if ev.event_id == st.session_state.get(_PLAYING)), None)
-    if playing is not None:
-        st.text(f"clip: {evidence.event_caption(playing)}")
-        clip = conn.call(c.event_clip, playing.event_id, what="clip")
-        if clip:
-            left, _ = st.columns(2)
-            left.video(clip, format=evidence.clip_format(playing))
+    evidence.cards(items, title="Evidence", key=_PLAYING)
 
 
 def render() -> None:

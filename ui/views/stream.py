@@ -1,6 +1,7 @@
 """One stream: a larger latest frame with its prediction, the current smoothed action, a Gantt
-timeline of action segments (from the events app, else runs of the raw top label), and the score
-history of the top labels (from the history in Elasticsearch)."""
+timeline of action segments (from the events app, else runs of the raw top label) with the
+segments' snapshots under it (a click plays a segment's clip), and the score history of the top
+labels (from the history in Elasticsearch)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from harclip.client import NotFound
 from harclip.errors import HarclipError
 from harclip.messages import Event, Prediction, StreamAction
 from harclip.wire import PredictionPage
-from ui import charts, conn, feedback, frames, text, timeline
+from ui import charts, conn, evidence, feedback, frames, text, timeline
 
 _HISTORY = 300  # predictions read for the charts
 
@@ -122,6 +123,8 @@ def _timeline(
         st.info("No segments yet.")
         return
     st.altair_chart(charts.gantt(segs), width="stretch")
+    evidence.cards(evidence.segment_evidence(events), title="Segment evidence",
+                   key="stream-segment-playing")  # fmt: skip
 
 
 def _scores(history: list[Prediction]) -> None:

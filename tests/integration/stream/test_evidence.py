@@ -132,8 +132,8 @@ async def test_a_segment_end_gets_its_snapshot_thumbnail_and_clip(
         assert max(small.shape[:2]) == 160
         # the clip: pre-roll + segment + post-roll, its first frame the pre-roll's first
         clip = await store.get(ev.clip)
-        assert clip is not None and clip.content_type == "video/webm"
-        decoded = _decode_all(clip.data, tmp_path / "clip.webm")
+        assert clip is not None and clip.content_type == "video/mp4"  # CLIP_CODEC h264
+        decoded = _decode_all(clip.data, tmp_path / "clip.mp4")
         assert ev.frames == len(window), (ev, len(decoded))
         assert abs(len(decoded) - len(window)) <= 1
         assert ev.first_captured_at == window[0].captured_at == end.start - 1000

@@ -302,3 +302,31 @@ def test_an_event_shows_its_snapshot_and_its_clip_plays(
     shot(page, "event-clip")
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, drop_evidence(ui_system.settings, stream)).result()
+
+
+def test_a_segment_on_the_stream_page_shows_its_snapshot_and_its_clip_plays(
+    page: Page, ui_url: str, ui_system: System, sample_videos: list[Path]
+) -> None:
+    stream = f"ui-seg-{uuid.uuid4().hex[:6]}"
+    clip = min(sample_videos, key=lambda p: p.stat().st_size).read_bytes()  # H.264 MP4
+    seed = seed_evidence(ui_system.settings, stream, ui_system.photos[0], clip)
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs on this thread
+        pool.submit(asyncio.run, seed).result()
+    try:
+        _open(page, f"{ui_url}/stream?stream={stream}", "Stream")
+        expect(page.get_by_role("heading", name="Segment evidence")).to_be_visible()
+        main = page.get_by_test_id("stMain")
+        expect(main.locator("img").first).to_be_visible()  # the segment's thumbnail
+        expect(page.get_by_text(f"fighting on {stream} · 2 s")).to_be_visible()
+        page.get_by_text("refresh live").click()  # off: no rerun while the clip plays
+        page.get_by_role("button", name="play clip").click()
+        page.wait_for_function(
+            "() => { const v = document.querySelector('[data-testid=stMain] video');"
+            " if (v === null || v.readyState < 2) return false;"
+            " v.muted = true; v.play(); return v.currentTime > 0 && v.videoWidth > 0; }"
+        )
+        _no_failure(page)
+        shot(page, "segment-clip")
+    finally:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, drop_evidence(ui_system.settings, stream)).result()

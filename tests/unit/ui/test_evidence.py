@@ -46,3 +46,23 @@ def test_a_watch_event_names_its_watch_and_threshold() -> None:
     assert evidence.event_caption(ev) == "watch.start on cam-1 · watch fall (calibrated 0.432)"
     assert evidence.evidence_state(ev) == "pending"
     assert evidence.watch_note(_event(None)) == ""
+
+
+def test_segment_evidence_is_one_event_per_segment_newest_first() -> None:
+    def seg(type_: str, first_seq: int, start: int, ev: Evidence | None) -> Event:
+        return Event(event_id=event_id("cam-1", type_, first_seq), type=type_,  # type: ignore[arg-type]
+                     stream_id="cam-1", label="fighting", start=start, first_seq=first_seq,
+                     evidence=ev)  # fmt: skip
+
+    snap = Evidence(snapshot="evidence/s.jpg", thumbnail="evidence/s.thumb.jpg")
+    full = Evidence(snapshot="evidence/e.jpg", thumbnail="evidence/e.thumb.jpg", clip="e.webm")
+    events = [
+        seg("segment.start", 1, 1000, snap),
+        seg("segment.end", 1, 1000, full),  # ended: its end
+        seg("segment.start", 9, 5000, snap),  # open: its start's snapshot
+        seg("segment.end", 5, 3000, Evidence(missing="frames_expired")),  # no picture
+        seg("segment.start", 7, 4000, None),  # pending
+    ]
+    got = evidence.segment_evidence(events)
+    assert [(e.first_seq, e.type) for e in got] == [(9, "segment.start"), (1, "segment.end")]
+    assert evidence.segment_evidence(events, limit=1)[0].first_seq == 9

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harclip.messages import Frame
-from stream.evidence.media import build_clip, decode, nearest, thumbnail
+from stream.evidence.media import ClipCodec, build_clip, decode, nearest, thumbnail
 
 T0 = 1_764_000_000_000
 
@@ -43,15 +43,20 @@ def test_nearest_and_thumbnail(frames: list[Frame]) -> None:
     assert thumbnail(b"not a jpeg", 160) is None
 
 
+@pytest.mark.parametrize(
+    ("codec", "container", "content_type"),
+    [("h264", "mp4", "video/mp4"), ("vp8", "webm", "video/webm")],
+)
 def test_the_clip_decodes_to_every_frame_at_its_capture_time(
-    frames: list[Frame], tmp_path: Path
+    frames: list[Frame], tmp_path: Path, codec: ClipCodec, container: str, content_type: str
 ) -> None:
     corrupt = Frame("bad", "cam", 99, T0 + 1150, b"\xff\xd8 broken")
-    clip = build_clip([*frames[:12], corrupt, *frames[12:]])
+    clip = build_clip([*frames[:12], corrupt, *frames[12:]], codec)
     assert clip is not None
+    assert (clip.container, clip.content_type) == (container, content_type)
     assert (clip.frames, clip.skipped) == (24, 1)
     assert (clip.first_captured_at, clip.last_captured_at) == (T0, frames[-1].captured_at)
-    path = tmp_path / "clip.webm"
+    path = tmp_path / f"clip.{container}"
     path.write_bytes(clip.data)
     cap = cv2.VideoCapture(str(path))
     decoded = []
@@ -66,7 +71,7 @@ def test_the_clip_decodes_to_every_frame_at_its_capture_time(
     diff = np.abs(decoded[0].astype(int) - first.astype(int)).mean()
     assert diff < 12  # the first frame of the clip is the first frame (lossy)
     with av.open(str(path)) as c:
-        pts = [vf.pts for vf in c.decode(video=0)]
+        pts = [round(vf.pts * vf.time_base * 1000) for vf in c.decode(video=0)]  # ms
         tags = {k.lower(): v for k, v in c.metadata.items()}
     assert pts == [f.captured_at - T0 for f in frames]  # capture times kept (ms)
     assert tags["harclip_first_captured_at"] == str(T0)
