@@ -10,6 +10,12 @@ event by that much. `tune()` (called once the app has started, before records fl
 - raises the thresholds (`THRESHOLDS`): young collections run every 10,000 net allocations
   instead of 700, and older generations less often, so fewer collections land on the path.
 
+A rebalance thaws them first (`thaw()`, from the app's partitions-revoked handler): Faust's
+RocksDB store closes a revoked partition's database only by dropping it and calling
+`gc.collect()`, which cannot free frozen objects (the database would stay open and locked, and
+the partition could not be opened again: the failover test hung that way). Once the partitions
+are assigned again (after the store's collection) `refreeze()` freezes what is alive again.
+
 `GcPauses` (a `gc.callbacks` hook) counts collections and times them per generation, exported
 as `harclip_stream_gc_pause_seconds` so a run shows the pauses it had (bench/stream.py reads it).
 """
@@ -66,3 +72,14 @@ def tune(thresholds: tuple[int, int, int] = THRESHOLDS) -> int:
     frozen = gc.get_freeze_count()
     log.info("gc: %d start-up objects frozen, thresholds %s", frozen, thresholds)
     return frozen
+
+
+def thaw() -> None:
+    """Unfreeze: the next full collection (Faust's, on a revoked partition) may free anything."""
+    gc.unfreeze()
+
+
+def refreeze(enabled: bool = True) -> None:
+    """Freeze what is alive again (no collection: the store has just collected), if `enabled`."""
+    if enabled:
+        gc.freeze()
