@@ -21,7 +21,15 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("metrics (prometheus_client)", ("prometheus_client",)),
     ("decode hand-off (loop side)", ("consumers/work",)),
     ("worker (consumers/)", ("consumers/",)),
-    ("select / socket waits", ("{method 'poll'", "{method 'select'", "selectors")),
+    ("socket send/recv (any client)", ("method 'send'", "method 'recv'", "method 'sendall'")),
+    (
+        "thread hand-offs (executor submit, futures)",
+        ("_queue.SimpleQueue", "futures/thread.py", "asyncio/futures.py"),
+    ),
+    (
+        "idle: epoll wait (engine and decode threads work meanwhile)",
+        ("method 'poll'", "method 'select'", "selectors.py"),
+    ),
 )
 OTHER = "other (asyncio, harclip glue)"
 
