@@ -54,33 +54,38 @@ class Runtime:
         self.predictor.close_engine()
 
 
+# The dependencies below are `async def` on purpose: FastAPI runs a plain `def` dependency in its
+# thread pool, one thread hand-off per dependency per request (two or three on /predict) for an
+# attribute read.
+
+
 def _runtime(conn: HTTPConnection) -> Runtime:
     rt: Runtime = conn.app.state.runtime
     return rt
 
 
-def get_settings(conn: HTTPConnection) -> Settings:
+async def get_settings(conn: HTTPConnection) -> Settings:
     """The app's settings (HTTP or WebSocket route)."""
     return _runtime(conn).settings
 
 
-def get_predictor(conn: HTTPConnection) -> Predictor:
+async def get_predictor(conn: HTTPConnection) -> Predictor:
     return _runtime(conn).predictor
 
 
-def get_clients(conn: HTTPConnection) -> Clients:
+async def get_clients(conn: HTTPConnection) -> Clients:
     return _runtime(conn).clients
 
 
-def get_control(conn: HTTPConnection) -> Control:
+async def get_control(conn: HTTPConnection) -> Control:
     return _runtime(conn).control
 
 
-def get_auth(conn: HTTPConnection) -> Authenticator:
+async def get_auth(conn: HTTPConnection) -> Authenticator:
     return _runtime(conn).auth
 
 
-def get_metrics(conn: HTTPConnection) -> ApiMetrics:
+async def get_metrics(conn: HTTPConnection) -> ApiMetrics:
     return _runtime(conn).metrics
 
 

@@ -41,6 +41,7 @@ from rich.table import Table
 
 from bench import harness
 from bench._plots import latency_histogram
+from bench._stages import per_frame_us
 from consumers.cli import run as run_worker
 from consumers.worker import Worker
 from harclip.config import EngineChoice, Settings, load_settings
@@ -162,6 +163,39 @@ async def throughput(
     return n / elapsed, n - count, engine
 
 
+async def breakdown(s: Settings, photos: list[bytes], n: int, profile: Path) -> float:
+    """`n` upload frames produced first, then the worker started under cProfile (its event-loop
+    thread) until all are predicted: the profile goes to `profile`; returns frames/s."""
+    import cProfile
+
+    await ensure_topics(s.kafka, partitions=PARTITIONS)
+    p = make_producer(s.kafka, role="bulk")
+    await p.start()
+    for i in range(n):
+        at = now_ms()
+        f = Frame(new_frame_id(at), f"job-{i % 4}", i, at, photos[i % len(photos)])
+        await send_frame(p, s.kafka.topics.uploads, f)
+    await p.flush()
+    await p.stop()
+    prof = cProfile.Profile()
+    async with worker(s) as w:
+        start = time.perf_counter()
+        prof.enable()
+        await w.wait_for(lambda: w.metrics.total("harclip_frames_predicted") >= n, 600)
+        prof.disable()
+        elapsed = time.perf_counter() - start
+    prof.dump_stats(str(profile))
+    return n / elapsed
+
+
+def decode_us(photos: list[bytes], size: int, max_pixels: int) -> float:
+    """µs to decode and resize one photo (as the worker's decode threads do), one thread."""
+    preprocess_batch(photos[:8], size, max_pixels=max_pixels)  # warm-up
+    t = time.perf_counter()
+    preprocess_batch(photos, size, max_pixels=max_pixels)
+    return (time.perf_counter() - t) * 1e6 / len(photos)
+
+
 async def latency(
     s: Settings, photos: list[bytes], rate: float, seconds: float
 ) -> tuple[list[float], int]:
@@ -226,6 +260,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     single_fps, lost1, _ = await throughput(scoped(base, bundle_path, max_batch=1), photos,
                                             max(32, args.frames // 4), False)  # fmt: skip
     console.print(f"per-frame unpipelined: {single_fps:.1f} frames/s")
+    stages: dict[str, float] = {}
+    if args.breakdown:
+        prof_path = Path(f"/tmp/harclip-bench-pipeline-{RUN}.prof")
+        bd_fps = await breakdown(scoped(base, bundle_path, max_batch=b), photos, args.frames,
+                                 prof_path)  # fmt: skip
+        size, mp = bundle.manifest.image_size, base.model.max_pixels
+        stages = {"engine (own thread; raw engine at this batch)": round(1e6 / engine_ips, 1),
+                  "decode + resize (decode threads; one thread)": round(
+                      decode_us(photos[:64], size, mp), 1)}  # fmt: skip
+        stages |= {f"loop: {k}": v for k, v in per_frame_us(prof_path, args.frames).items()}
+        console.print(f"breakdown run ({engine}, under cProfile): {bd_fps:.1f} frames/s")
     lat, lost2 = await latency(scoped(base, bundle_path, max_batch=b, max_age_ms=30_000),
                                photos, pipe_fps / 2, args.latency_seconds)  # fmt: skip
     p50, p99 = (float(np.percentile(lat, q)) for q in (50, 99)) if lat else (0.0, 0.0)
@@ -244,6 +289,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ms_half_load": round(p99, 1),
         "p99_target_ms": round(2 * batch_ms + 100, 1),
         "lost": lost + lost0 + lost1 + lost2, "frames": args.frames,
+        "per_frame_us": stages, "pipeline_us_per_frame": round(1e6 / pipe_fps, 1),
         "latency_plot": str(plot) if plot else None,
     }  # fmt: skip
 
@@ -263,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument("--bundle", type=Path, default=ROOT / "state" / "bench-vitb32-bundle")
     ap.add_argument("--data", type=Path, help="sample data folder (default: HARCLIP_SAMPLE_DATA)")
+    ap.add_argument("--breakdown", action=argparse.BooleanOptionalAction, default=True,
+                    help="one more auto run with the worker's event loop under cProfile: "
+                    "µs per frame by stage (per_frame_us)")  # fmt: skip
     ap.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
                     help="write the latency histogram PNG (default: on)")  # fmt: skip
     ap.add_argument("--plot-path", type=Path,
@@ -276,8 +325,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_column("metric")
     t.add_column("value", justify="right")
     for k, v in result.items():
-        t.add_row(k, str(v))
+        if k != "per_frame_us":
+            t.add_row(k, str(v))
     Console().print(t)
+    if result["per_frame_us"]:
+        bd = Table(title=f"µs per frame by stage (pipeline: {result['pipeline_us_per_frame']} µs "
+                         "per frame; loop rows from cProfile, which slows them)")  # fmt: skip
+        bd.add_column("stage")
+        bd.add_column("µs / frame", justify="right")
+        for k, v in result["per_frame_us"].items():
+            bd.add_row(k, f"{v:,.1f}")
+        Console().print(bd)
     print(json.dumps(result))
     return 0
 

@@ -308,6 +308,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "latency_gc_gen2": int(gen2[0]),
         "latency_gc_gen2_ms": round(1000 * gen2[1], 1),
         "latency_gc_young": int(young),
+        "run_gc_gen2": int(gc1.get("2", (0.0, 0.0))[0]),
+        "run_gc_gen2_ms": round(1000 * gc1.get("2", (0.0, 0.0))[1], 1),
         "latency_rate": round(half, 1),
         "streams": args.streams,
         "backlog": args.backlog,

@@ -1,9 +1,9 @@
 """The Faust app of `stream/`: its topics, tables, agents and timers, as a registration table.
 
-- agents (stream/agents/), each in a `Checkpoint` (stream/checkpoint.py, the delivery guarantee):
-  `track` (harclip.predictions + ticks -> states -> events), `watches` (stream/watching.py),
-  `outputs` (ES, Redis), `stats` (windows), `alerts` (webhooks); evidence runs off them;
-- timers: statistics to Redis (agents/stats.py), idle ticks; revoked/assigned: buffers dropped.
+- agents (stream/agents/) in `Checkpoint`s (stream/checkpoint.py, the delivery guarantee): `track`
+  (predictions + ticks -> states -> events), `watches` (stream/watching.py), `outputs` (ES, Redis),
+  `stats`, `alerts`; evidence (stream/evidence/) runs off them; timers: statistics to Redis, idle
+  ticks; revoked and assigned: buffers dropped, gc thawed then frozen (stream/gctune.py).
 `create_app(settings)` builds an app (`faust -A stream.app worker` runs stream/app.py's one).
 """
 
@@ -17,6 +17,7 @@ from harclip.config import Settings
 from harclip.errors import HarclipError
 from harclip.io.kafka import faust_broker
 from harclip.rules import Rules
+from stream import gctune
 from stream.agents import alerts, outputs, stats, track
 from stream.checkpoint import Checkpoint, Pace, transport_class
 from stream.continuity import Positions
@@ -46,8 +47,7 @@ class StreamApp(faust.App):
         return tuned(self.conf.broker_consumer, self)
 
     async def on_shutdown(self) -> None:
-        # after the agents stopped: until then they may write, and Faust waits for the state
-        # flusher to ack the records they took ("Wait for streams")
+        # after the agents stopped: until then they may write (Faust waits for their acks)
         await super().on_shutdown()
         await self.runtime.close()
 
@@ -130,6 +130,7 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         rt.start(timed | evidence_tasks(rt.settings, m))
 
     async def revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        gctune.thaw()  # Faust's RocksDB store frees a revoked partition's database by gc.collect()
         for _, checkpoint in checkpoints.values():
             checkpoint.drop()  # not acknowledged: the next owner reads them again
         tracking.reassigned()
@@ -138,6 +139,7 @@ def _wire(app: StreamApp, rt: Runtime) -> None:
         windows.forget()
 
     async def assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+        gctune.refreeze(rt.settings.stream.gc_freeze)
         tracking.reassigned()
         positions.forget()
         windows.forget()

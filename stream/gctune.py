@@ -7,8 +7,15 @@ event by that much. `tune()` (called once the app has started, before records fl
 
 - collects once, then `gc.freeze()`s everything alive: start-up objects move to the permanent
   generation, which collections never walk, so a full collection walks only what was made since;
-- raises the thresholds (`THRESHOLDS`): young collections run every 10,000 net allocations
-  instead of 700, and older generations less often, so fewer collections land on the path.
+- leaves the thresholds at Python's (700, 10, 10): raising them (10,000 / 20 / 20 was tried)
+  cut young collections 20-fold but cost about twice the CPU per prediction in bench.stream
+  (garbage in cycles, e.g. fetched record buffers, lived longer), so `THRESHOLDS` is None.
+
+A rebalance thaws them first (`thaw()`, from the app's partitions-revoked handler): Faust's
+RocksDB store closes a revoked partition's database only by dropping it and calling
+`gc.collect()`, which cannot free frozen objects (the database would stay open and locked, and
+the partition could not be opened again: the failover test hung that way). Once the partitions
+are assigned again (after the store's collection) `refreeze()` freezes what is alive again.
 
 `GcPauses` (a `gc.callbacks` hook) counts collections and times them per generation, exported
 as `harclip_stream_gc_pause_seconds` so a run shows the pauses it had (bench/stream.py reads it).
@@ -25,7 +32,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 log = logging.getLogger(__name__)
 
-THRESHOLDS = (10_000, 20, 20)  # gen0 net allocations; gen0 runs per gen1; gen1 runs per gen2
+THRESHOLDS: tuple[int, int, int] | None = None  # None: Python's (700, 10, 10)
 _BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 
 
@@ -57,12 +64,24 @@ class GcPauses:
             gc.callbacks.remove(self)
 
 
-def tune(thresholds: tuple[int, int, int] = THRESHOLDS) -> int:
-    """Collect, freeze what is alive (start-up objects) and raise the thresholds; returns how
-    many objects were frozen."""
+def tune(thresholds: tuple[int, int, int] | None = THRESHOLDS) -> int:
+    """Collect, freeze what is alive (start-up objects) and set the thresholds when given;
+    returns how many objects were frozen."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*thresholds)
+    if thresholds is not None:
+        gc.set_threshold(*thresholds)
     frozen = gc.get_freeze_count()
-    log.info("gc: %d start-up objects frozen, thresholds %s", frozen, thresholds)
+    log.info("gc: %d start-up objects frozen, thresholds %s", frozen, gc.get_threshold())
     return frozen
+
+
+def thaw() -> None:
+    """Unfreeze: the next full collection (Faust's, on a revoked partition) may free anything."""
+    gc.unfreeze()
+
+
+def refreeze(enabled: bool = True) -> None:
+    """Freeze what is alive again (no collection: the store has just collected), if `enabled`."""
+    if enabled:
+        gc.freeze()

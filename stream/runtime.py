@@ -144,6 +144,7 @@ class Runtime:
         await self.follower.stop()
         await self.health.stop()
         self.metrics.gc_pauses.remove()
+        gctune.thaw()
 
     def not_ready(self) -> list[str]:
         missing = []

@@ -21,10 +21,13 @@ def restored() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restored")
-def test_tune_freezes_what_is_alive_and_raises_the_thresholds() -> None:
+def test_tune_freezes_what_is_alive_and_sets_thresholds_only_when_given() -> None:
+    before = gc.get_threshold()
     frozen = tune()
     assert frozen == gc.get_freeze_count() > 1000  # the interpreter, pytest, the app's modules
-    assert gc.get_threshold() == THRESHOLDS
+    assert THRESHOLDS is None and gc.get_threshold() == before
+    tune((5000, 10, 10))
+    assert gc.get_threshold() == (5000, 10, 10)
     # a full collection now walks only what was made since: far fewer objects
     assert len(gc.get_objects(generation=2)) < frozen
 
