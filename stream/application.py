@@ -1,10 +1,9 @@
 """The Faust app of `stream/`: its topics, tables, agents and timers, as a registration table.
 
 - agents (stream/agents/) in `Checkpoint`s (stream/checkpoint.py, the delivery guarantee): `track`
-  (predictions + ticks -> states -> events), `watches` (stream/watching.py), `outputs` (ES, Redis),
-  `stats`, `alerts`; evidence (stream/evidence/) runs off them; timers: statistics to Redis, idle
-  ticks; revoked and assigned: buffers dropped, gc thawed then frozen (stream/gctune.py).
-`create_app(settings)` builds an app (`faust -A stream.app worker` runs stream/app.py's one).
+  (predictions + ticks -> events), `watches` (stream/watching.py), `outputs` (ES, Redis), `stats`,
+  `alerts`; evidence (stream/evidence/) runs off them; timers: statistics, idle ticks; rebalances:
+  buffers dropped, gc thawed then frozen (stream/gctune.py). `create_app(settings)` builds one.
 """
 
 from __future__ import annotations
@@ -56,8 +55,7 @@ def create_app(settings: Settings, *, rules: Rules | None = None,
                partitions: int | None = None) -> StreamApp:  # fmt: skip
     """The events app for `settings`: tables with `partitions` partitions (default
     `kafka.partitions`; it must match harclip.predictions and harclip.events)."""
-    s, k = settings.stream, settings.kafka
-    n = partitions or k.partitions
+    s, k, n = settings.stream, settings.kafka, partitions or settings.kafka.partitions
     runtime = Runtime(settings, rules if rules is not None else load_rules(settings), n)
     app = StreamApp(
         s.app_id,
