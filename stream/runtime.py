@@ -121,9 +121,8 @@ class Runtime:
         self.started = True
         if self.settings.stream.gc_freeze:
             gctune.tune()  # after Faust and the app loaded: full collections skip all that
-        log.info("events app ready: %d partitions, store %s, rules %d, watches %d",
-                 self.partitions, self.settings.stream.store, len(self.rules.rules),
-                 len(self.watches.watches))  # fmt: skip
+        log.info("events app ready: %d partitions, store %s, watches %d", self.partitions,
+                 self.settings.stream.store, len(self.watches.watches))  # fmt: skip
         self._tasks.append(
             asyncio.create_task(self.follower.run(self._follow_stop), name="rules-follower")
         )
