@@ -102,7 +102,8 @@ async def ready(
     settings: SettingsDep,
 ) -> JSONResponse:
     """Each check is "ok" or why not; only the model and `api.ready_requires` decide readiness
-    (503). The reason's text (addresses, exception names) only for callers with a valid key, "unavailable" for others (the log has it too)."""
+    (503). The reason's text (addresses, exception names) only for callers with a valid key,
+    "unavailable" for others (the log has it too)."""
     names = [
         n
         for n, on in (

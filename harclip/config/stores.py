@@ -15,6 +15,10 @@ from harclip.config.base import _Section
 class RedisSettings(_Section):
     enabled: bool = True
     url: str = "redis://127.0.0.1:6379/0"
+    password: SecretStr = Field(
+        SecretStr(""),
+        description="AUTH password (a password in `url` wins); keeps it out of the URL",
+    )
     key_prefix: str = "harclip"
     recent_maxlen: int = Field(1000, ge=10, description="cap of each stream's recent Redis Stream")
     frame_ttl_s: int = Field(60, ge=1, description="TTL of the latest-frame key, seconds")

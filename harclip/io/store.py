@@ -63,6 +63,7 @@ def make_redis(s: RedisSettings) -> aioredis.Redis:
         socket_connect_timeout=5.0,
         health_check_interval=30,
         decode_responses=False,
+        **({"password": s.password.get_secret_value()} if s.password.get_secret_value() else {}),
     )
     return aioredis.Redis.from_pool(pool)
 

@@ -27,7 +27,8 @@ from infra.validate.tools import K8S_SCHEMAS, REPO, MissingTool
 CHECKS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
     "k8s": ("kustomize build | kubeconform -strict, and the manifest policy", k8s.check),
     "cluster": ("what a cluster would do: cross-namespace addresses, autoscaled replicas, volume "
-                "writers, each workload's env as Settings, Secrets, TLS and sign-in, GPU rollouts",
+                "writers, each workload's env as Settings, Secrets, TLS and sign-in, GPU rollouts, "
+                "Kafka logins and ACLs, model sources, readiness",
                 cluster.check),
     "chart": ("the Helm chart: generated from the overlays, helm lint, helm template of every "
               "values file | kubeconform, and the k8s and cluster policies", chart.check),

@@ -122,3 +122,18 @@ def api_readiness(docs: list[Doc]) -> list[str]:
                     "leaves the Service while it restarts (HARCLIP_API__READY_REQUIRES)"
                 )
     return problems
+
+
+def redis_passwords(docs: list[Doc]) -> list[str]:
+    """A Redis password goes in HARCLIP_REDIS__PASSWORD, not in the URL (which shows up in logs
+    and error messages)."""
+    problems: list[str] = []
+    for d in by_kind(docs, "Deployment"):
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            url = container_env(docs, c)[0].get("HARCLIP_REDIS__URL", "")
+            if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+                problems.append(
+                    f"{where(d)}: container {c['name']}: HARCLIP_REDIS__URL carries a password; "
+                    "set HARCLIP_REDIS__PASSWORD"
+                )
+    return problems

@@ -97,7 +97,7 @@ def _text(doc: Doc, profile: str) -> str:
     for pattern, value in VALUES.items():
         out = re.sub(pattern, value, out)
     out = out.replace("harclip-kafka-kafka-bootstrap.{{ .Release.Namespace }}.svc:9092", KAFKA)
-    out = out.replace("@harclip-redis:6379/", "@{{ .Values.redis.address }}/")
+    out = out.replace("redis://harclip-redis:6379/", "redis://{{ .Values.redis.address }}/")
     return out
 
 

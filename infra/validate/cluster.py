@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.validate import k8s
-from infra.validate.access import api_readiness, kafka_auth
+from infra.validate.access import api_readiness, kafka_auth, redis_passwords
 from infra.validate.workloads import (
     by_kind,
     component_of,
@@ -66,6 +66,7 @@ def policy(docs: list[Doc]) -> list[str]:
         *model_sources(docs),
         *kafka_auth(docs),
         *api_readiness(docs),
+        *redis_passwords(docs),
     ]
 
 

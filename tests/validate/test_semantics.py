@@ -178,6 +178,9 @@ def _s3_model_without_keys(docs: Docs) -> None:
          "unauthenticated"),
         (lambda d: _find(d, "ScaledObject", "harclip-worker")["spec"]["triggers"][0].pop(
             "authenticationRef"), "KEDA cannot log in"),
+        (lambda d: _container(d, "harclip-api")["env"].append(
+            {"name": "HARCLIP_REDIS__URL", "value": "redis://:pw@harclip-redis:6379/0"}),
+         "HARCLIP_REDIS__URL carries a password"),
         (_ready_follows_redis, "readiness requires a single-replica Redis"),
         (_model_from_a_path, "MODEL_URI '/models/harclip-har' is not one of"),
         (_s3_model_without_keys, "without the object store's keys"),
