@@ -8,8 +8,12 @@ store unreachable events still flow and evidence catches up once it is back."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.server
+import json
 import os
 import socket
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -107,8 +111,11 @@ async def test_a_segment_end_gets_its_snapshot_thumbnail_and_clip(
     await send(producer, s, predictions(sid))
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules: [{name: fight, labels: [fighting], min_score: 0.5, for_seconds: 1}]")
+    hook, received = _receiver()
     env = app_env(s, tmp_path / "app", pre_roll_s=1, post_roll_s=1, evidence_wait_s=0,
-                  evidence=True, rules=rules)  # fmt: skip
+                  evidence=True, rules=rules, webhooks=json.dumps([hook]),
+                  webhook_allow_loopback="true", webhook_thumbnail="true",
+                  webhook_thumbnail_wait_s=60)  # fmt: skip
     app = await start_app(env)
     store = ObjectStore(s.objects)
     await store.start()
@@ -157,10 +164,40 @@ async def test_a_segment_end_gets_its_snapshot_thumbnail_and_clip(
         # the segment.start got its snapshot too
         start = [e for e in got if e.type == "segment.start" and e.evidence is not None]
         assert any(e.evidence and e.evidence.snapshot and not e.evidence.clip for e in start)
+        # the webhook got the alert once, its thumbnail inline (WEBHOOK_THUMBNAIL)
+        assert alert.evidence.thumbnail is not None
+        alert_thumb = await store.get(alert.evidence.thumbnail)
+        assert alert_thumb is not None
+        for _ in range(600):  # delivered in the background: wait for it
+            if received:
+                break
+            await asyncio.sleep(0.1)
+        assert [b["event_id"] for b in received] == [alert.event_id]
+        assert base64.b64decode(str(received[0]["thumbnail_jpeg"])) == alert_thumb.data
+        assert str(received[0]["clip_url"]).endswith(f"/events/{alert.event_id}/clip")
     finally:
         await stop_app(app)
         await store.close()
         await es.close()
+
+
+def _receiver() -> tuple[str, list[dict[str, object]]]:
+    """A webhook URL on this machine and the JSON bodies POSTed to it (served by a thread)."""
+    received: list[dict[str, object]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/hook", received
 
 
 async def test_frames_gone_from_kafka_give_frames_expired(
