@@ -70,7 +70,7 @@ def _label(stream: int, seq: int, frames_per_phase: int) -> str:
 
 
 def scoped(base: Settings, suffix: str, store_: str, min_segment_ms: int,
-           gc_freeze: bool = True) -> Settings:  # fmt: skip
+           gc_freeze: bool | None = None) -> Settings:  # fmt: skip
     """`base` for the app with names of its own (bench-<suffix>)."""
     k = base.kafka
     stream = base.stream.model_copy(
@@ -81,7 +81,7 @@ def scoped(base: Settings, suffix: str, store_: str, min_segment_ms: int,
             "store": store_,
             "min_segment_ms": min_segment_ms,
             "idle_timeout_s": 600.0,
-            "gc_freeze": gc_freeze,
+            "gc_freeze": base.stream.gc_freeze if gc_freeze is None else gc_freeze,
         }
     )
     return base.model_copy(update={
@@ -263,7 +263,7 @@ async def latency(s: Settings, app: Settings, streams: int, rate: float, seconds
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     s = load_settings()
     suffix = uuid.uuid4().hex[:10]
-    app_s = scoped(s, suffix, args.store, args.min_segment_ms, not args.no_gc_freeze)
+    app_s = scoped(s, suffix, args.store, args.min_segment_ms, args.gc_freeze)
     topics = app_s.kafka.topics
     await ensure_topics(s.kafka.model_copy(update={"topics": topics}), partitions=PARTITIONS)
     await broker_timestamps(s, [topics.predictions, topics.events])
@@ -304,7 +304,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "segment_starts_measured": len(from_first),
         "p50_app_lag_ms": quantile_ms(lag, 0.5),
         "p99_app_lag_ms": quantile_ms(lag, 0.99),
-        "gc_freeze": not args.no_gc_freeze,
+        "gc_freeze": app_s.stream.gc_freeze,
         "latency_gc_gen2": int(gen2[0]),
         "latency_gc_gen2_ms": round(1000 * gen2[1], 1),
         "latency_gc_young": int(young),
@@ -340,9 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         help="predictions/s of the latency phase (default: half the throughput)",
     )
     ap.add_argument(
-        "--no-gc-freeze",
-        action="store_true",
-        help="the app without stream/gctune.py (HARCLIP_STREAM__GC_FREEZE=false)",
+        "--gc-freeze",
+        action=argparse.BooleanOptionalAction,
+        help="the app with (or without) stream/gctune.py's freeze (default: the setting, "
+        "HARCLIP_STREAM__GC_FREEZE, off)",
     )
     ap.add_argument("--profile", type=Path, help="run the app under cProfile, stats to this file")
     args = ap.parse_args(argv)

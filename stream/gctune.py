@@ -3,7 +3,11 @@
 After start-up the process holds ~146,000 long-lived objects (Faust, aiokafka, mode, the app's
 tables and agents, their modules); every full (generation 2) collection walks all of them, which
 took 100-160 ms here, and one landing between a prediction and its segment.start delays the
-event by that much. `tune()` (called once the app has started, before records flow):
+event by that much. `tune()` (called once the app has started, when `stream.gc_freeze` is set:
+off by default, because bench.stream measured about twice the app CPU per prediction with it,
+likely because once the start-up objects are frozen Python's rule that skips a full collection
+until the long-lived objects grew by 25 % no longer holds them back, so full collections, each
+cheaper, come far more often):
 
 - collects once, then `gc.freeze()`s everything alive: start-up objects move to the permanent
   generation, which collections never walk, so a full collection walks only what was made since;

@@ -45,7 +45,9 @@ class StreamSettings(_Section):
     sink_batch: int = Field(500, ge=1, description="events per Redis/Elasticsearch write")
     sink_wait_ms: float = Field(20.0, ge=0, description="wait for more events before a write")
     gc_freeze: bool = Field(
-        True, description="freeze start-up objects and raise gc thresholds (stream/gctune.py)"
+        False,
+        description="freeze start-up objects once started (stream/gctune.py; measured: "
+        "more CPU per prediction here, so off)",
     )
     webhooks: tuple[str, ...] = Field((), description="URLs that alerts are POSTed to")
     webhook_timeout_s: float = Field(5.0, gt=0)
