@@ -18,6 +18,7 @@ from harclip.config import AuthSettings, Settings
 from harclip.io.es import make_es
 from harclip.io.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
+from harclip.model.bundle import Bundle
 from tests.support.api import ADMIN_KEY, api_settings, serve_app
 from tests.support.kafka import read_topic
 from tests.support.scoped import Unique
@@ -85,6 +86,8 @@ async def test_feedback_through_the_api_adapts_the_running_worker(
     s = loop_settings(unique, tiny_bundle)
     stream = unique.name("cam")
     shots = [p for p, _ in photos]
+    m = Bundle.load(tiny_bundle).manifest
+    space = f"{m.name}/{m.version}"  # what `adapt build` keeps feedback of
     async with running_worker(s) as worker, producer(s) as kp:
         served = await predict(s, kp, worker, stream, 0, shots)
         assert all(x.model.adapter is None for x in served)
@@ -97,6 +100,7 @@ async def test_feedback_through_the_api_adapts_the_running_worker(
                 else:
                     fb = await client.give_feedback("wrong", frame_id=x.frame_id, label=truth)
                 assert (fb.label, fb.new_label, fb.stream_id) == (truth, False, stream)
+                assert fb.embedding_model == space
             counts = await client.feedback_counts(stream_id=stream)
             assert (counts.correct, counts.wrong) == (0, len(photos))
 
