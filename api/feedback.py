@@ -232,6 +232,7 @@ async def post_feedback(
         captured_at=p.captured_at if p is not None else None,
         model=p.model if p is not None else (target.event.model if target.event else None),
         embedding=embedding, image=image_key,
+        embedding_model=f"{predictor.space.model}/{predictor.space.version}",
     )  # fmt: skip
     await store.index_feedback(await clients.search_client(), settings.elasticsearch, [fb], True)
     metrics.feedback.observe(fb.stream_id, fb.predicted, fb.verdict)

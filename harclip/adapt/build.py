@@ -51,7 +51,8 @@ def usable_items(docs: Iterable[Feedback], embed_dim: int, model: str | None) ->
     """One item per judged frame (the latest verdict wins; earlier ones are counted as
     `superseded`). Left out: "none of these" (`none`: no label to point at), no embedding
     (`no_embedding`), an embedding of another size (`embed_dim`) or of another model than
-    `model` ("name/version"; `other_model`)."""
+    `model` ("name/version"; `other_model`): the document's `embedding_model`, else its
+    `model`."""
     latest: dict[str, Feedback] = {}
     out = Usable()
     for d in docs:
@@ -70,11 +71,7 @@ def usable_items(docs: Iterable[Feedback], embed_dim: int, model: str | None) ->
             out.skip("no_embedding")
         elif len(d.embedding) != embed_dim:
             out.skip("embed_dim")
-        elif (
-            model is not None
-            and d.model is not None
-            and f"{d.model.name}/{d.model.version}" != model
-        ):
+        elif model is not None and _space_of(d) not in (None, model):
             out.skip("other_model")
         else:
             e = np.asarray(d.embedding, dtype=np.float32)
@@ -85,6 +82,14 @@ def usable_items(docs: Iterable[Feedback], embed_dim: int, model: str | None) ->
             out.items.append(Item(d.feedback_id, d.stream_id, d.label, d.given_at, e / n))
     out.items.sort(key=lambda i: (i.given_at, i.feedback_id))
     return out
+
+
+def _space_of(d: Feedback) -> str | None:
+    """The model ("name/version") whose space the embedding is in: the one that computed it,
+    else (older documents) the one that made the judged prediction."""
+    if d.embedding_model is not None:
+        return d.embedding_model
+    return None if d.model is None else f"{d.model.name}/{d.model.version}"
 
 
 def in_scopes(items: Sequence[Item], scopes: Sequence[str]) -> list[Item]:

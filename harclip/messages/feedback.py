@@ -60,4 +60,8 @@ class Feedback(Message):
     embedding: list[float] | None = Field(
         None, description="the frame's L2-normalised image embedding (keyframe or recomputed)"
     )
+    embedding_model: str | None = Field(
+        None, max_length=200, description="name/version of the model whose space `embedding` "
+        "is in (the API's or the import's; `model` when absent)",
+    )  # fmt: skip
     image: str | None = Field(None, description="object-store key of the frame's JPEG")

@@ -69,6 +69,21 @@ def test_usable_items_keep_the_latest_verdict_per_frame_and_say_why_others_are_l
                          "other_model": 1}  # fmt: skip
 
 
+def test_the_embedding_s_own_model_decides_over_the_judged_prediction_s() -> None:
+    """The API recomputes a frame's embedding with its own model when the history's keyframe is
+    another model's: the document names the old model that served the frame, `embedding_model`
+    the space the vector is in, and only the latter must match the bundle."""
+    e = [1.0] + [0.0] * (D - 1)
+    v0, v1 = (ModelRef(name="m", version=v, head_version=1) for v in ("0", "1"))
+    docs = [
+        feedback("1", "f1", "a", 1, e, model=v0, embedding_model="m/1"),  # recomputed: usable
+        feedback("2", "f2", "a", 2, e, model=v1, embedding_model="m/0"),
+    ]
+    u = usable_items(docs, D, "m/1")
+    assert [i.feedback_id for i in u.items] == ["1"]
+    assert u.skipped == {"other_model": 1}
+
+
 def test_the_cache_keeps_the_newest_per_label_and_scope_within_the_total_cap() -> None:
     items = clusters(10, ("a", "b"))
     c = make_cache(items, ["*"], per_label_cap=3, max_keys=100, dim=D)
