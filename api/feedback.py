@@ -97,6 +97,9 @@ async def _target(body: FeedbackRequest, clients: ClientsDep, settings: Settings
         event = await find_event(es, s, body.event_id)
         if event is None:
             raise ApiError(404, "not_found", f"no event {body.event_id!r}")
+        if event.adapter is not None:  # adapter.promoted: about the deployment, not a frame
+            raise ApiError(422, "invalid_request", f"event_id: {body.event_id!r} is an "
+                           f"{event.type} event, which judges no frame")  # fmt: skip
         judged = await store.find_peak_frame(es, s, event)
         snapshot = event.evidence.snapshot if event.evidence is not None else None
         image = await _object(clients, snapshot) if snapshot else None

@@ -57,7 +57,19 @@ def event_caption(ev: Event) -> str:
     what = ev.label or ev.type
     rule = f" · rule {ev.rule}" if ev.rule else ""
     seconds = "" if ev.start is None or ev.end is None else f" · {(ev.end - ev.start) / 1000:g} s"
+    if ev.adapter is not None:
+        return f"{ev.type}: {adapter_note(ev)}"
     return f"{what} on {ev.stream_id}{rule}{watch_note(ev)}{seconds}"
+
+
+def adapter_note(ev: Event) -> str:
+    """`v2 in force (gate; was v1)` for an adapter.promoted event, else empty (plain text)."""
+    a = ev.adapter
+    if a is None:
+        return ""
+    now = "no adapter" if a.version is None else f"v{a.version}"
+    was = "none" if a.previous is None else f"v{a.previous}"
+    return f"{now} in force ({a.reason}; was {was})"
 
 
 def watch_note(ev: Event) -> str:

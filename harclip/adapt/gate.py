@@ -6,7 +6,8 @@ kept version by hand, roll back. Used by `harclip adapt` (and by anything that w
 Redis keeps what rollback needs (`{prefix}:adapter:versions`: version -> adapter JSON, the newest
 `adapt.history` candidates plus those promoted lately), the promotions (`{prefix}:adapter:history`,
 newest first: one JSON document per promotion or rollback) and the last build
-(`{prefix}:adapter:last_build`). The control topic is the truth about what is in force.
+(`{prefix}:adapter:last_build`). The control topic is the truth about what is in force; each
+change of it is also an `adapter.promoted` Event on harclip.events (`harclip.adapt.announce`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from elasticsearch import ApiError, NotFoundError, TransportError
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from harclip.adapt.announce import failures_key, promotion_event, send_event
 from harclip.adapt.build import (
     NotEnoughFeedback,
     Usable,
@@ -36,7 +38,7 @@ from harclip.errors import HarclipError, MessageError, ModelError, Unavailable
 from harclip.io.es import make_es
 from harclip.io.store import make_redis
 from harclip.io.topics import start_producer
-from harclip.messages import now_ms
+from harclip.messages import ModelRef, PromotionReason, now_ms
 from harclip.messages.feedback import Feedback
 from harclip.model.bundle import Bundle
 from harclip.model.head import Head
@@ -209,7 +211,7 @@ async def build(
                     "newest_given_at": newest, "promoted": report.promoted}))  # fmt: skip
         if report.promoted:
             await _promote(s, r, cand, champion, "gate", report.candidate_score,
-                           report.champion_score)  # fmt: skip
+                           report.champion_score, _ref(bundle, force))  # fmt: skip
         else:
             log.info("adapter candidate v%d not promoted: held-out accuracy %.3f vs %.3f of %s "
                      "(margin %.3f)", cand.version, report.candidate_score, report.champion_score,
@@ -239,7 +241,7 @@ async def promote(s: Settings, version: int | None = None) -> Adapter:
         cand = Adapter.from_json(raw)
         force = await in_force(s, bundle)
         champion = force.published.adapter if force.published else None
-        await _promote(s, r, cand, champion, "manual", cand.cv_score, None)
+        await _promote(s, r, cand, champion, "manual", cand.cv_score, None, _ref(bundle, force))
         return cand
     except RedisError as e:
         raise Unavailable(f"cannot reach Redis at {s.redis.url}: {e}") from e
@@ -266,7 +268,8 @@ async def rollback(s: Settings) -> Adapter | None:
             adapter = Adapter.from_json(kept)
         force = await in_force(s, bundle)
         current = force.published.adapter if force.published else None
-        await _publish(s, r, adapter, current, "rollback", None, None)
+        score = None if adapter is None else adapter.cv_score
+        await _publish(s, r, adapter, current, "rollback", score, None, _ref(bundle, force))
         return adapter
     except RedisError as e:
         raise Unavailable(f"cannot reach Redis at {s.redis.url}: {e}") from e
@@ -283,6 +286,7 @@ async def status(s: Settings) -> dict[str, Any]:
         entries = [orjson.loads(x) for x in await r.lrange(history, 0, s.adapt.history - 1)]
         kept = sorted(int(v) for v in await r.hkeys(versions))
         last = orjson.loads(await r.get(last_key) or b"null")
+        event_failures = int(await r.get(failures_key(s)) or 0)
     except RedisError as e:
         raise Unavailable(f"cannot reach Redis at {s.redis.url}: {e}") from e
     finally:
@@ -293,35 +297,49 @@ async def status(s: Settings) -> dict[str, Any]:
         summary = {"version": a.version, "items": a.size, "labels": a.counts(), "scopes": a.scopes,
                    "alpha": a.alpha, "beta": a.beta, "cv_score": a.cv_score,
                    "built_at": a.built_at, "feedback_count": a.feedback_count}  # fmt: skip
-    return {"in_force": summary, "history": entries, "kept": kept, "last_build": last}
+    return {"in_force": summary, "history": entries, "kept": kept, "last_build": last,
+            "event_failures": event_failures}  # fmt: skip
 
 
 async def _promote(
-    s: Settings, r: Any, cand: Adapter, champion: Adapter | None, how: str,
-    score: float | None, champion_score: float | None,
+    s: Settings, r: Any, cand: Adapter, champion: Adapter | None, how: PromotionReason,
+    score: float | None, champion_score: float | None, model: ModelRef,
 ) -> None:  # fmt: skip
     await r.hset(_keys(s)[0], str(cand.version), cand.to_json())
-    await _publish(s, r, cand, champion, how, score, champion_score)
+    await _publish(s, r, cand, champion, how, score, champion_score, model)
 
 
 async def _publish(
-    s: Settings, r: Any, adapter: Adapter | None, previous: Adapter | None, how: str,
-    score: float | None, champion_score: float | None,
+    s: Settings, r: Any, adapter: Adapter | None, previous: Adapter | None,
+    how: PromotionReason, score: float | None, champion_score: float | None, model: ModelRef,
 ) -> None:  # fmt: skip
-    """Publish on harclip.control, then record the promotion (a document in Redis) and log it."""
+    """Publish on harclip.control, then the `adapter.promoted` event on harclip.events (its
+    failure is logged and counted, the promotion stands), record the promotion (a document in
+    Redis) and log it."""
+    published = Published.now(adapter)
+    event = promotion_event(published, previous, how, score=score,
+                            champion_score=champion_score, model=model)  # fmt: skip
     producer = await start_producer(s.kafka)
     try:
-        await publish(producer, s.kafka, ADAPTER_KEY, Published.now(adapter).to_control())
+        await publish(producer, s.kafka, ADAPTER_KEY, published.to_control())
+        sent = await send_event(s, producer, r, event)
     finally:
         await producer.stop()
     entry = {"action": how, "version": adapter.version if adapter else None,
-             "previous": previous.version if previous else None, "at": now_ms(),
-             "score": score, "champion_score": champion_score}  # fmt: skip
+             "previous": previous.version if previous else None, "at": published.published_at,
+             "score": score, "champion_score": champion_score,
+             "event_id": event.event_id, "event_sent": sent}  # fmt: skip
     history = _keys(s)[1]
     await r.lpush(history, orjson.dumps(entry))
     await r.ltrim(history, 0, 10 * s.adapt.history - 1)
-    log.info("adapter %s in force (%s; was %s; held-out accuracy %s vs %s)", _name(adapter), how,
-             _name(previous), _fmt(score), _fmt(champion_score))  # fmt: skip
+    log.info("adapter %s in force (%s; was %s; held-out accuracy %s vs %s; event %s%s)",
+             _name(adapter), how, _name(previous), _fmt(score), _fmt(champion_score),
+             event.event_id, "" if sent else " NOT sent")  # fmt: skip
+
+
+def _ref(bundle: Bundle, force: InForce) -> ModelRef:
+    m = bundle.manifest
+    return ModelRef(name=m.name, version=str(m.version), head_version=force.head.version)
 
 
 async def _trim(s: Settings, r: Any) -> None:

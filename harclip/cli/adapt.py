@@ -83,8 +83,11 @@ def _describe(st: dict[str, object]) -> str:
     history = st["history"]
     assert isinstance(history, list)
     for e in history:
-        lines.append(f"  {e['at']}: {e['action']} v{e['version']} (was v{e['previous']})")
+        lines.append(f"  {e['at']}: {e['action']} v{e['version']} (was v{e['previous']})"
+                     f"{'' if e.get('event_sent', True) else ' (event not sent)'}")  # fmt: skip
     lines.append(f"kept versions: {st['kept']}")
+    if st.get("event_failures"):
+        lines.append(f"adapter.promoted events not sent: {st['event_failures']} (see the log)")
     return "\n".join(lines)
 
 

@@ -167,6 +167,7 @@ def events_mappings() -> dict[str, Any]:
                     "name": {"type": "keyword"},
                     "version": {"type": "keyword"},
                     "head_version": {"type": "long"},
+                    "adapter": {"type": "long"},
                 }
             },
             "emitted_at": _EPOCH_MS,
@@ -180,6 +181,16 @@ def events_mappings() -> dict[str, Any]:
                     "first_captured_at": _EPOCH_MS,
                     "last_captured_at": _EPOCH_MS,
                     "missing": {"type": "keyword"},
+                }
+            },
+            "adapter": {  # adapter.promoted only (left out of other events)
+                "properties": {
+                    "reason": {"type": "keyword"},
+                    "version": {"type": "long"},
+                    "previous": {"type": "long"},
+                    "scopes": {"type": "keyword"},
+                    "score": {"type": "float"},
+                    "champion_score": {"type": "float"},
                 }
             },
         },

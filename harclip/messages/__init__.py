@@ -5,18 +5,22 @@ and the API: `Frame` (frame.py: Kafka headers + image bytes), `Prediction` (pred
 
 from harclip.messages.base import Message, Part
 from harclip.messages.event import (
+    DEPLOYMENT_STREAM,
     EVENT_SCHEMA,
     EVENT_TYPES,
+    AdapterChange,
     Event,
     EventType,
     Evidence,
     EvidenceMissing,
+    PromotionReason,
     Severity,
     StreamAction,
     StreamStats,
     WindowStats,
     action_of,
     event_id,
+    promotion_event_id,
 )
 from harclip.messages.feedback import FEEDBACK_SCHEMA, Feedback, Target, Verdict
 from harclip.messages.frame import (
@@ -36,11 +40,13 @@ from harclip.messages.prediction import (
 )
 
 __all__ = [
+    "DEPLOYMENT_STREAM",
     "EVENT_SCHEMA",
     "EVENT_TYPES",
     "FEEDBACK_SCHEMA",
     "FRAME_SCHEMA",
     "PREDICTION_SCHEMA",
+    "AdapterChange",
     "Event",
     "EventType",
     "Evidence",
@@ -54,6 +60,7 @@ __all__ = [
     "ModelRef",
     "Part",
     "Prediction",
+    "PromotionReason",
     "Severity",
     "StreamAction",
     "StreamStats",
@@ -65,4 +72,5 @@ __all__ = [
     "header_value",
     "new_frame_id",
     "now_ms",
+    "promotion_event_id",
 ]

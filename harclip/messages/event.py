@@ -18,11 +18,14 @@ from harclip.messages.prediction import ModelRef
 EVENT_SCHEMA = "harclip.event/1"
 
 EventType = Literal[
-    "segment.start", "segment.end", "alert", "stream.down", "stream.up", "watch.start", "watch.end"
-]
+    "segment.start", "segment.end", "alert", "stream.down", "stream.up", "watch.start", "watch.end",
+    "adapter.promoted",
+]  # fmt: skip
 EVENT_TYPES: tuple[EventType, ...] = (
     "segment.start", "segment.end", "alert", "stream.down", "stream.up", "watch.start", "watch.end",
+    "adapter.promoted",
 )  # fmt: skip
+DEPLOYMENT_STREAM = "*"  # the stream_id of events about the whole deployment (adapter.promoted)
 Severity = Literal["info", "warning", "critical"]
 
 
@@ -36,6 +39,13 @@ def event_id(stream_id: str, type_: EventType, seq: int, rule: str | None = None
     """
     raw = f"{stream_id}\x1f{type_}\x1f{seq}\x1f{rule or ''}".encode()
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def promotion_event_id(version: int | None, published_at: int) -> str:
+    """The id of an `adapter.promoted` event: a hash of (type, adapter version or none, the
+    control record's `published_at`), so republishing the same promotion gets the same id."""
+    raw = f"adapter.promoted\x1f{'none' if version is None else version}\x1f{published_at}"
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
 EvidenceMissing = Literal["frames_expired", "no_frames", "disabled", "failed"]
@@ -60,6 +70,24 @@ class Evidence(Part):
         None, description="why there is no snapshot or clip: frames_expired (Kafka no longer "
         "holds them), no_frames (the camera sent none in the window), disabled, failed"
     )  # fmt: skip
+
+
+PromotionReason = Literal["gate", "manual", "rollback"]
+
+
+class AdapterChange(Part):
+    """What an `adapter.promoted` event says (docs/feedback.md "The gate"): why the adapter in
+    force changed, its version (None: no adapter any more, a rollback to none) and the one it
+    replaced, its scopes, and the held-out accuracies the gate compared (None when not gated)."""
+
+    reason: PromotionReason
+    version: int | None = None
+    previous: int | None = None
+    scopes: tuple[str, ...] = ()
+    score: float | None = Field(None, description="the adapter's held-out (k-fold) accuracy")
+    champion_score: float | None = Field(
+        None, description="the champion's accuracy on the same items (gate only)"
+    )
 
 
 class Event(Message):
@@ -104,7 +132,13 @@ class Event(Message):
         "event_id) once its objects are written; None on the event as first emitted"
     )  # fmt: skip
 
-    OMIT_EMPTY: ClassVar[frozenset[str]] = frozenset({"watch", "threshold", "calibration"})
+    adapter: AdapterChange | None = Field(
+        None, description="an adapter.promoted event's change of the feedback cache adapter"
+    )
+
+    OMIT_EMPTY: ClassVar[frozenset[str]] = frozenset(
+        {"watch", "threshold", "calibration", "adapter"}
+    )
 
 
 class StreamAction(Part):

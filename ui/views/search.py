@@ -149,6 +149,7 @@ def _events_tab() -> None:
             "label": ev.label or "",
             "rule": ev.rule or "",
             "watch": evidence.watch_note(ev).removeprefix(" · watch "),
+            "adapter": evidence.adapter_note(ev),
             "severity": ev.severity or "",
             "frames": ev.frames,
             "seconds": None if ev.start is None or ev.end is None else (ev.end - ev.start) / 1000,

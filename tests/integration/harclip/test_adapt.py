@@ -17,9 +17,13 @@ from consumers.worker import Worker
 from harclip.adapt import gate
 from harclip.config import Settings
 from harclip.engines import create_engine
+from harclip.io import search
 from harclip.io.es import make_es
+from harclip.io.events import list_event_streams, read_events, write_outputs
+from harclip.io.indices import ensure_templates
 from harclip.io.kafka import send_frame
-from harclip.messages import Frame, ModelRef, Prediction, new_frame_id, now_ms
+from harclip.io.store import make_redis
+from harclip.messages import Event, Frame, ModelRef, Prediction, new_frame_id, now_ms
 from harclip.messages.feedback import Feedback
 from harclip.model.bundle import Bundle
 from harclip.model.preprocess import decode_image
@@ -134,6 +138,44 @@ async def test_an_adapter_passes_the_gate_reaches_the_worker_and_rolls_back(
         assert again.model.adapter == v1 and again.label == NEW_LABEL
     st = await gate.status(s)
     assert [e["action"] for e in st["history"]] == ["rollback", "manual", "gate"]
+    assert all(e["event_sent"] for e in st["history"]) and st["event_failures"] == 0
+
+    # every change of the adapter in force is an adapter.promoted event on harclip.events
+    records = await read_topic(s, s.kafka.topics.events)
+    events = [Event.from_json(r.value) for r in records]
+    assert all(r.key == b"*" for r in records)
+    assert [e.type for e in events] == ["adapter.promoted"] * 3
+    changes = [e.adapter for e in events]
+    assert all(c is not None for c in changes)
+    assert [(c.reason, c.version, c.previous) for c in changes if c is not None] == [
+        ("gate", v1, None), ("manual", report2.candidate, v1), ("rollback", v1, report2.candidate)
+    ]  # fmt: skip
+    assert [e.event_id for e in events] == [h["event_id"] for h in reversed(st["history"])]
+    assert [e.stream_id for e in events] == ["*"] * 3
+    assert events[0].model is not None and events[0].model.adapter == v1
+    await _outputs_take(s, events)
+
+
+async def _outputs_take(s: Settings, events: list[Event]) -> None:
+    """What the events app's outputs agent does with them (stream/outputs.py): Elasticsearch
+    and Redis take the deployment-wide events; /events (search.events) and /ws/events (the
+    Redis events streams) read them back; a replay adds nothing."""
+    es, r = make_es(s.elasticsearch), make_redis(s.redis)
+    try:
+        await ensure_templates(es, s.elasticsearch)
+        for _ in range(2):  # the second time: a replay
+            await search.index_events(es, s.elasticsearch, events)
+            await write_outputs(r, s.redis, events, {}, maxlen=100)
+        await es.indices.refresh(index=f"{s.elasticsearch.events_index}-*")
+        page = await search.events(es, s.elasticsearch, stream_id="*", type_="adapter.promoted")
+        assert [e.event_id for e in page.items] == [e.event_id for e in reversed(events)]
+        assert page.items[0].adapter == events[-1].adapter
+        assert await list_event_streams(r, s.redis) == ["*"]
+        live = await read_events(r, s.redis, ["*"])
+        assert [e for _, e in live] == events
+    finally:
+        await es.close()
+        await r.aclose()
 
 
 async def test_build_if_new_waits_for_enough_new_feedback(
@@ -156,6 +198,10 @@ async def test_build_if_new_waits_for_enough_new_feedback(
     assert cli.returncode == 0, cli.stderr
     built = json.loads(cli.stdout.strip().splitlines()[-1])
     assert built["promoted"] and built["items"] == 2 * len(shown)
+    (ev,) = [Event.from_json(r.value) for r in await read_topic(s, s.kafka.topics.events)]
+    assert ev.adapter is not None and (ev.adapter.reason, ev.adapter.version) == (
+        "gate", built["candidate"]
+    )  # fmt: skip
     again = await asyncio.to_thread(run_python, "harclip", "adapt", "build", "--if-new", "1",
                                     env=env_of(s))  # fmt: skip
     assert again.returncode == 0 and "not built: 0 new feedback items" in again.stdout

@@ -141,3 +141,31 @@ def test_counts_per_served_label_are_its_online_accuracy() -> None:
     counts = tally(items, group="predicted")  # every one served "walking"
     assert counts.group == "predicted"
     assert [(c.label, c.correct, c.wrong) for c in counts.items] == [("walking", 1, 2)]
+
+
+async def test_an_adapter_promotion_event_is_not_judged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment-wide `adapter.promoted` event judges no frame: 422 naming event_id."""
+    from types import SimpleNamespace
+
+    from api import feedback as route
+    from harclip.config import Settings
+    from harclip.io import evidence as ev_store
+    from harclip.messages import AdapterChange, Event
+
+    promoted = Event(event_id="p1", type="adapter.promoted", stream_id="*", start=1,
+                     adapter=AdapterChange(reason="gate", version=2))  # fmt: skip
+
+    async def find_event(es: object, s: object, event_id: str) -> Event:
+        return promoted
+
+    async def search_client() -> object:
+        return object()
+
+    monkeypatch.setattr(ev_store, "find_event", find_event)
+    body = FeedbackRequest.model_validate({"event_id": "p1", "verdict": "correct"})
+    clients = SimpleNamespace(search_client=search_client)
+    with pytest.raises(ApiError) as e:
+        await route._target(body, clients, Settings())  # type: ignore[arg-type]
+    assert (
+        e.value.status == 422 and "event_id" in str(e.value) and "adapter.promoted" in str(e.value)
+    )

@@ -66,3 +66,13 @@ def test_segment_evidence_is_one_event_per_segment_newest_first() -> None:
     got = evidence.segment_evidence(events)
     assert [(e.first_seq, e.type) for e in got] == [(9, "segment.start"), (1, "segment.end")]
     assert evidence.segment_evidence(events, limit=1)[0].first_seq == 9
+
+
+def test_an_adapter_promotion_reads_as_text() -> None:
+    from harclip.messages import AdapterChange
+
+    ev = Event(event_id="p", type="adapter.promoted", stream_id="*", start=1,
+               adapter=AdapterChange(reason="rollback", version=None, previous=7))  # fmt: skip
+    assert evidence.adapter_note(ev) == "no adapter in force (rollback; was v7)"
+    assert evidence.event_caption(ev) == "adapter.promoted: no adapter in force (rollback; was v7)"
+    assert evidence.adapter_note(_event(None)) == ""
