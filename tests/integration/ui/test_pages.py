@@ -359,7 +359,7 @@ def test_events_with_evidence_show_a_picture_and_play_the_clip(
     assert list(at.dataframe[-1].value["evidence"]) == ["snapshot + clip"]
     assert len(at.image) == 1
     assert any(t.value.startswith(f"fighting on {stream}") for t in at.text)
-    next(b for b in at.button if b.key == f"clip-{ev}").click()
+    next(b for b in at.button if b.key == f"events-playing-{ev}").click()  # ui/evidence.cards
     at.run()
     assert not at.exception and not at.error
     assert len(at.get("video")) == 1
@@ -381,14 +381,15 @@ def test_feedback_buttons_send_a_verdict_and_show_a_refusal_as_text(
     assert any(s.value.startswith("thanks") for s in at.success)
     with ui_system.client() as c:
         assert c.feedback_counts(stream_id="ui-seed").correct >= 1
-    # wrong → a new label, typed
+    # wrong → a new label, typed (one no other test of the session puts in the label set)
+    new_label = f"juggling {uuid.uuid4().hex[:6]}"
     at = open_page("stream.py", key=ADMIN_KEY, stream="ui-seed")
     at.selectbox(key="fb-pick-latest-ui-seed").set_value("(a new label…)").run()
-    at.text_input(key="fb-new-latest-ui-seed").set_value("juggling").run()
+    at.text_input(key="fb-new-latest-ui-seed").set_value(new_label).run()
     at.button(key="fb-send-latest-ui-seed").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     with ui_system.client() as c:
-        mine = c.list_feedback(stream_id="ui-seed", label="juggling").items
+        mine = c.list_feedback(stream_id="ui-seed", label=new_label).items
     assert [(f.verdict, f.new_label) for f in mine] == [("wrong", True)]
     at = open_page("performance.py")
     assert "Online accuracy (feedback)" in [h.value for h in at.subheader]
