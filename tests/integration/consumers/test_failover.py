@@ -3,13 +3,13 @@ has its Elasticsearch document, and none has two."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from harclip.io.es import make_es
 from harclip.io.kafka import send_frame
 from harclip.messages import Frame, Prediction, new_frame_id, now_ms
 from harclip.services.child import Child
+from tests.support.es import hits_until
 from tests.support.kafka import read_topic
 from tests.support.processes import env_of, start
 from tests.support.scoped import Unique
@@ -65,15 +65,12 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
         es = make_es(s.elasticsearch)
         try:
             index = s.elasticsearch.predictions_index
-            async with asyncio.timeout(TIMEOUT_S):
-                while True:
-                    await es.indices.refresh(index=index)
-                    count = (await es.count(index=index))["count"]
-                    hits = (await es.search(index=index, size=len(sent) + 50, source=False,
-                                            query={"match_all": {}}))["hits"]["hits"]  # fmt: skip
-                    if {h["_id"] for h in hits} >= sent:
-                        break
-                    await asyncio.sleep(0.5)  # polling a condition
+            hits = await hits_until(
+                es, index, lambda hits: {h["_id"] for h in hits} >= sent,
+                timeout_s=TIMEOUT_S, every_s=0.5, size=len(sent) + 50, source=False,
+                query={"match_all": {}},
+            )  # fmt: skip
+            count = (await es.count(index=index))["count"]
         finally:
             await es.close()
         ids = [h["_id"] for h in hits]

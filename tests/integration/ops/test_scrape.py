@@ -5,7 +5,6 @@ worker started with HARCLIP_LOG_TO_ELASTICSEARCH=true has its log lines searchab
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from harclip.config import AuthSettings
 from harclip.services.child import Child
 from infra.validate import monitoring
+from tests.support.es import hits_until
 from tests.support.processes import ROOT, env_of, free_port, start
 from tests.support.scoped import Unique
 
@@ -95,12 +95,7 @@ async def test_rules_and_dashboards_read_only_scraped_metrics_and_logs_reach_ela
         {"match_phrase": {"message": "health and metrics on"}},
     ]}}  # fmt: skip
     async with AsyncElasticsearch(s.url) as es:
-        async with asyncio.timeout(60):
-            while not await es.indices.exists_alias(name=s.logs_index) or not (
-                hits := (await es.search(index=s.logs_index, query=query))["hits"]["hits"]
-            ):
-                await asyncio.sleep(0.2)  # polling a condition
-                await es.indices.refresh(index=f"{s.logs_index}-*", allow_no_indices=True)
+        hits = await hits_until(es, s.logs_index, bool, query=query)
     assert len(hits) == 1
     assert hits[0]["_index"].startswith(f"{s.logs_index}-")
 

@@ -5,7 +5,6 @@ exactly its true events, and Elasticsearch holds each event once."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from aiokafka.partitioner import murmur2
 
 from harclip.io.es import make_es
 from harclip.messages import Event
+from tests.support.es import hits_until
 from tests.support.events import PARTITIONS, app_env, events, script, send, start_app, stop_app
 from tests.support.scoped import Unique
 
@@ -100,14 +100,9 @@ async def test_a_killed_worker_s_streams_continue_on_the_others(
         es = make_es(s.elasticsearch)
         try:
             index = s.elasticsearch.events_index
-            async with asyncio.timeout(60):
-                while True:  # outputs are written after the events; wait until all are there
-                    await es.indices.refresh(index=index)
-                    hits = (await es.search(index=index, size=1000, source=False,
-                                            query={"match_all": {}}))["hits"]["hits"]  # fmt: skip
-                    if len(hits) >= len(final):
-                        break
-                    await asyncio.sleep(0.2)  # polling a condition
+            # outputs are written after the events; wait until all are there
+            hits = await hits_until(es, index, lambda hits: len(hits) >= len(final),
+                                    size=1000, source=False, query={"match_all": {}})  # fmt: skip
             ids = [h["_id"] for h in hits]
             assert sorted(ids) == sorted(final)  # one document per event, none twice
         finally:

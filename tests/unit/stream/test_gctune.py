@@ -24,7 +24,9 @@ def restored() -> Iterator[None]:
 def test_tune_freezes_what_is_alive_and_sets_thresholds_only_when_given() -> None:
     before = gc.get_threshold()
     frozen = tune()
-    assert frozen == gc.get_freeze_count() > 1000  # the interpreter, pytest, the app's modules
+    # the interpreter, pytest, the app's modules; a frozen object can still be freed (its last
+    # reference dropped, e.g. by another thread) after the count was taken: never more after
+    assert frozen > 1000 and frozen - 100 < gc.get_freeze_count() <= frozen
     assert THRESHOLDS is None and gc.get_threshold() == before
     tune((5000, 10, 10))
     assert gc.get_threshold() == (5000, 10, 10)
