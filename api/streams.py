@@ -12,7 +12,7 @@ from api.errors import error_responses
 from api.gate import GatedRoute
 from api.runtime import ClientsDep, SettingsDep
 from harclip.errors import MessageError
-from harclip.ids import STREAM_ID_RULE, check_stream_id
+from harclip.ids import STREAM_ID_RULE, check_source_stream_id, check_stream_id
 from harclip.wire import ApiError, Prediction, PredictionPage, StreamInfo, StreamList
 
 router = APIRouter(
@@ -26,6 +26,14 @@ def checked_stream_id(value: str) -> str:
     """`value` if it is a valid stream id (`harclip.ids`), else 422 `invalid_stream_id`."""
     try:
         return check_stream_id(value)
+    except MessageError as e:
+        raise ApiError(422, "invalid_stream_id", str(e)) from None
+
+
+def checked_source_stream_id(value: str) -> str:
+    """`checked_stream_id` for a stream frames are sent to: the reserved `*` is refused too."""
+    try:
+        return check_source_stream_id(value)
     except MessageError as e:
         raise ApiError(422, "invalid_stream_id", str(e)) from None
 

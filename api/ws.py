@@ -32,7 +32,7 @@ from api.limits import check_image
 from api.metrics import ApiMetrics
 from api.predictor import Predictor
 from api.runtime import AuthDep, ClientsDep, MetricsDep, PredictorDep, SettingsDep
-from api.streams import checked_stream_id
+from api.streams import checked_source_stream_id, checked_stream_id
 from harclip.config import Settings
 from harclip.errors import HarclipError
 from harclip.io.kafka import RenewingProducer
@@ -93,7 +93,7 @@ async def _admit(
             key_from(ws.headers, ws.query_params), role, write=write, peer=peer_of(ws.scope)
         )
         if write and stream_id is not None:
-            checked_stream_id(stream_id)
+            checked_source_stream_id(stream_id)
             if not principal.may_ingest(stream_id):
                 raise ApiError(
                     403, "forbidden",

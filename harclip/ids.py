@@ -5,6 +5,11 @@ A stream id is 1-128 printable characters (letters, digits, punctuation and the 
 control characters, tabs, newlines or other separators) without a '/'. Anything else may be
 in it: `lobby #2`, `..`, `a%2Fb` and `cam:1` are valid ids, and the client percent-encodes them
 where they go into a URL path.
+
+One id is reserved: `*` is the stream of events about the whole deployment (an adapter's
+promotion, `harclip.messages.DEPLOYMENT_STREAM`), so no source may send frames under it (the
+producers, the ingest WebSocket and the worker refuse it); reading it (`/streams/*/events`) is
+allowed.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from harclip.errors import MessageError
 
 MAX_STREAM_ID_LEN = 128
 STREAM_ID_RULE = f"1-{MAX_STREAM_ID_LEN} printable characters without '/'"
+RESERVED_STREAM_ID = "*"  # the whole deployment's events; harclip.messages.DEPLOYMENT_STREAM
 
 
 def stream_id_problem(value: str) -> str | None:
@@ -33,4 +39,19 @@ def check_stream_id(value: str, what: str = "stream id") -> str:
     problem = stream_id_problem(value)
     if problem is not None:
         raise MessageError(f"{what} must be {STREAM_ID_RULE}: {value[:140]!r} {problem}")
+    return value
+
+
+def source_stream_id_problem(value: str) -> str | None:
+    """Why frames may not be sent under `value` (an invalid or the reserved id), or None."""
+    if value == RESERVED_STREAM_ID:
+        return "is reserved for events about the whole deployment"
+    return stream_id_problem(value)
+
+
+def check_source_stream_id(value: str, what: str = "stream id") -> str:
+    """`value` if frames may be sent under it; `MessageError` saying why not otherwise."""
+    problem = source_stream_id_problem(value)
+    if problem is not None:
+        raise MessageError(f"{what} must be {STREAM_ID_RULE}, not '*': {value[:140]!r} {problem}")
     return value

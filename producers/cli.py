@@ -13,7 +13,7 @@ from rich.console import Console
 
 from harclip.config import Settings, load_settings
 from harclip.errors import HarclipError
-from harclip.ids import STREAM_ID_RULE, stream_id_problem
+from harclip.ids import STREAM_ID_RULE, source_stream_id_problem
 from harclip.log import setup_logging
 from harclip.messages import new_frame_id
 from producers.frames import DEFAULT_SHORT_SIDE
@@ -21,7 +21,7 @@ from producers.frames import DEFAULT_SHORT_SIDE
 
 def _stream_id(value: str) -> str:
     """An argparse type: a valid stream id (`harclip.ids`), else a usage error before sending."""
-    problem = stream_id_problem(value)
+    problem = source_stream_id_problem(value)
     if problem is not None:
         raise argparse.ArgumentTypeError(f"{value!r} {problem}: a stream id is {STREAM_ID_RULE}")
     return value

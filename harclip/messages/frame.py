@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harclip.errors import MessageError
-from harclip.ids import check_stream_id
+from harclip.ids import check_source_stream_id, check_stream_id
 
 FRAME_SCHEMA = "harclip.frame/1"
 
@@ -99,7 +99,7 @@ class Frame:
             raise MessageError("empty frame: the record has no image bytes")
         return cls(
             frame_id=_check_id("frame_id", h["frame_id"]),
-            stream_id=_check_id("stream_id", h["stream_id"]),
+            stream_id=check_source_stream_id(h["stream_id"], "stream_id"),
             seq=seq,
             captured_at=captured_at,
             data=value,

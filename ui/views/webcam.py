@@ -9,7 +9,7 @@ import streamlit as st
 
 from harclip.client import NotFound
 from harclip.errors import HarclipError
-from harclip.ids import STREAM_ID_RULE, stream_id_problem
+from harclip.ids import STREAM_ID_RULE, source_stream_id_problem
 from harclip.wire import Ack
 from ui import charts, conn, frames, text
 
@@ -37,7 +37,7 @@ def render() -> None:
         "predicts it like any camera frame."
     )
     stream_id = st.text_input("stream id", value="webcam", key="webcam-stream").strip()
-    problem = stream_id_problem(stream_id)
+    problem = source_stream_id_problem(stream_id)
     if problem:
         st.error(f"stream id {problem}: it must be {STREAM_ID_RULE}")
         return

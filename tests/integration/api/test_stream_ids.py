@@ -71,6 +71,8 @@ async def test_awkward_stream_ids_end_to_end(
         with pytest.raises(BadRequest) as e:
             await client.ingest("a/b", [photo])
         assert (e.value.status, e.value.code) == (422, "invalid_stream_id")
+        with pytest.raises(BadRequest, match="reserved for events about the whole deployment"):
+            await client.ingest("*", [photo])  # the deployment's own stream: read, never sent
         raw = await client._http.get("/streams/%09tab/latest")  # refused by the server too
         assert raw.status_code == 422 and raw.json()["error"]["code"] == "invalid_stream_id"
 

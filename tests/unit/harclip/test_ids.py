@@ -22,3 +22,15 @@ def test_invalid_ids_say_why(value: str) -> None:
     assert stream_id_problem(value)
     with pytest.raises(MessageError, match="job id must be 1-128 printable characters without"):
         check_stream_id(value, "job id")
+
+
+def test_the_deployment_stream_is_reserved_for_sources_only() -> None:
+    from harclip.ids import RESERVED_STREAM_ID, check_source_stream_id, source_stream_id_problem
+    from harclip.messages import DEPLOYMENT_STREAM
+
+    assert RESERVED_STREAM_ID == DEPLOYMENT_STREAM == "*"
+    assert stream_id_problem("*") is None  # readable: /streams/*/events
+    assert source_stream_id_problem("*") == "is reserved for events about the whole deployment"
+    assert source_stream_id_problem("cam-*") is None and source_stream_id_problem("a/b")
+    with pytest.raises(MessageError, match="'\\*' is reserved"):
+        check_source_stream_id("*")

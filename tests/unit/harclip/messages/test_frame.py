@@ -111,6 +111,12 @@ def test_a_bad_id_is_named(name: str, value: bytes) -> None:
         _decode(_headers(_frame(), **{name: value}))
 
 
+def test_frames_under_the_deployment_stream_are_refused() -> None:
+    with pytest.raises(MessageError, match=r"stream_id .*'\*' is reserved for events about the"):
+        _decode(_headers(_frame(), stream_id=b"*"))
+    assert _decode(_headers(_frame(), frame_id=b"*")).frame_id == "*"  # only the stream is
+
+
 @pytest.mark.parametrize("value", [b"", None])
 def test_an_empty_value_is_refused(value: bytes | None) -> None:
     with pytest.raises(MessageError, match="empty frame"):
