@@ -23,6 +23,7 @@ from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware
 from api.origin import BrowserGuardMiddleware, allowed_hosts
 from api.runtime import Runtime
+from harclip.argtypes import PORT
 from harclip.config import Settings, load_settings
 from harclip.errors import HarclipError
 
@@ -115,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m api", description="Serve the harclip API.")
     p.add_argument("--bundle", type=Path, help="model bundle (default: HARCLIP_MODEL__BUNDLE)")
     p.add_argument("--host", help="default: HARCLIP_API__HOST")
-    p.add_argument("--port", type=int, help="default: HARCLIP_API__PORT")
+    p.add_argument("--port", type=PORT, help="default: HARCLIP_API__PORT")
     p.add_argument(
         "--generate-key",
         action="store_true",

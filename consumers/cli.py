@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from consumers.worker import Worker
+from harclip.argtypes import PORT, POSITIVE, SECONDS
 from harclip.config import EngineChoice, Settings, load_settings
 from harclip.errors import ConfigError, HarclipError
 from harclip.log import setup_logging
@@ -29,12 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: HARCLIP_MODEL__ENGINE, else auto (the fastest engine the bundle validated)",
     )
     p.add_argument(
-        "--partitions", type=int, help="partitions of topics it creates (HARCLIP_KAFKA__PARTITIONS)"
+        "--partitions",
+        type=POSITIVE,
+        help="partitions of topics it creates (HARCLIP_KAFKA__PARTITIONS)",
     )
-    p.add_argument("--max-batch", type=int, help="frames per batch (HARCLIP_BATCHING__MAX_BATCH)")
-    p.add_argument("--max-wait-ms", type=float, help="batch collection window, ms")
-    p.add_argument("--max-age-ms", type=float, help="drop live frames older than this, ms")
-    p.add_argument("--metrics-port", type=int, help="/health /ready /metrics port; 0: any")
+    p.add_argument(
+        "--max-batch", type=POSITIVE, help="frames per batch (HARCLIP_BATCHING__MAX_BATCH)"
+    )
+    p.add_argument("--max-wait-ms", type=SECONDS, help="batch collection window, ms")
+    p.add_argument("--max-age-ms", type=SECONDS, help="drop live frames older than this, ms")
+    p.add_argument("--metrics-port", type=PORT, help="/health /ready /metrics port; 0: any")
     p.add_argument(
         "--no-pipeline",
         action="store_true",

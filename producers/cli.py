@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harclip.argtypes import POSITIVE, RATE, SECONDS, whole
 from harclip.config import Settings, load_settings
 from harclip.errors import HarclipError
 from harclip.ids import STREAM_ID_RULE, source_stream_id_problem
@@ -44,31 +45,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="webcam index (0), rtsp://..., http(s)://..., a video file, or 'pattern'",
     )
     cam.add_argument("--stream-id", required=True, type=_stream_id, help=STREAM_ID_RULE)
-    cam.add_argument("--fps", type=float, default=5.0, help="frames per second sent (default 5)")
+    cam.add_argument("--fps", type=RATE, default=5.0, help="frames per second sent (default 5)")
     cam.add_argument("--loop", action="store_true", help="files: start over at the end")
     cam.add_argument(
         "--no-realtime",
         action="store_true",
         help="files: read as fast as possible instead of at the file's own pace",
     )
-    cam.add_argument("--max-frames", type=int, help="stop after this many frames")
+    cam.add_argument("--max-frames", type=POSITIVE, help="stop after this many frames")
 
     up = sub.add_parser("upload", help="image files, folders, videos -> harclip.uploads")
     up.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     up.add_argument("--job-id", type=_stream_id, help="stream id of the job (default: upload-<id>)")
-    up.add_argument("--fps", type=float, default=1.0, help="video frames per second (default 1)")
+    up.add_argument("--fps", type=RATE, default=1.0, help="video frames per second (default 1)")
 
     syn = sub.add_parser("synthetic", help="N generated live streams (load tests)")
-    syn.add_argument("--streams", type=int, default=4)
-    syn.add_argument("--fps", type=float, default=5.0, help="per stream")
-    syn.add_argument("--duration", type=float, default=10.0, help="seconds; 0: until stopped")
+    syn.add_argument("--streams", type=POSITIVE, default=4)
+    syn.add_argument("--fps", type=RATE, default=5.0, help="per stream")
+    syn.add_argument("--duration", type=SECONDS, default=10.0, help="seconds; 0: until stopped")
     syn.add_argument("--images", type=Path, help="cycle these photos instead of a test pattern")
     syn.add_argument(
         "--prefix", default="synthetic", type=_prefix, help="stream ids are PREFIX-0..N-1"
     )
 
     for sp in (cam, up, syn):
-        sp.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE,
+        sp.add_argument("--short-side", type=whole(0, 8192), default=DEFAULT_SHORT_SIDE,
                         help=f"down-scale so the short side is this many pixels (default "
                              f"{DEFAULT_SHORT_SIDE}, the model input); 0: full size")  # fmt: skip
     return p

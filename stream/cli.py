@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harclip.argtypes import PORT
 from harclip.config import Settings, load_settings
 from harclip.errors import ConfigError, HarclipError
 from harclip.log import setup_logging
@@ -22,7 +23,7 @@ log = logging.getLogger("stream")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m stream", description=__doc__.splitlines()[0])
     p.add_argument("--rules", type=Path, help="alert rules YAML (HARCLIP_STREAM__RULES)")
-    p.add_argument("--port", type=int, help="/health /ready /metrics port; 0: any free")
+    p.add_argument("--port", type=PORT, help="/health /ready /metrics port; 0: any free")
     p.add_argument("--datadir", type=Path, help="Faust's local data, one per worker")
     p.add_argument("--store", choices=("rocksdb", "memory"), help="table store")
     p.add_argument("--app-id", help="Faust app id = consumer group (HARCLIP_STREAM__APP_ID)")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harclip.argtypes import FRACTION, POSITIVE, RATE, whole
 from harclip.errors import HarclipError
 from training.config import Config, load_config, parse_override
 from training.presets import PRESETS
@@ -129,7 +130,7 @@ def _prepare_opts(p: argparse.ArgumentParser) -> None:
         help="the dataset folder it writes (default data/feedback)",
     )
     g.add_argument("--stream", help="only this stream's feedback")
-    g.add_argument("--since-ms", type=int, help="only feedback given since (ms since epoch)")
+    g.add_argument("--since-ms", type=whole(0), help="only feedback given since (ms since epoch)")
     g.add_argument("--dvc", action="store_true", help="then `dvc add` the folder")  # fmt: skip
 
 
@@ -185,13 +186,13 @@ def _finetune_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="hub id or local CLIP folder to start from")
     p.add_argument("--mode", choices=("linear-probe", "full"))
     p.add_argument("--strategy", choices=("single", "ddp", "fsdp"))
-    p.add_argument("--nproc", type=int, help="start N processes with torchrun (ddp / fsdp)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="global images per optimizer step")
-    p.add_argument("--grad-accum", type=int, help="micro-batches per step and process")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--wise-alpha", type=float, help="WiSE-FT mix with the zero-shot weights")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps (resumable)")
+    p.add_argument("--nproc", type=POSITIVE, help="start N processes with torchrun (ddp / fsdp)")
+    p.add_argument("--epochs", type=POSITIVE)
+    p.add_argument("--batch-size", type=POSITIVE, help="global images per optimizer step")
+    p.add_argument("--grad-accum", type=POSITIVE, help="micro-batches per step and process")
+    p.add_argument("--lr", type=RATE)
+    p.add_argument("--wise-alpha", type=FRACTION, help="WiSE-FT mix with the zero-shot weights")
+    p.add_argument("--max-steps", type=POSITIVE, help="stop after this many steps (resumable)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--mlflow", action="store_true", help="track in MLflow")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: ./mlruns SQLite)")

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harclip.argtypes import whole
 from harclip.config import load_settings
 from harclip.errors import HarclipError
 
@@ -28,7 +29,7 @@ def streamlit_command(port: int, host: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ui", description=__doc__)
-    ap.add_argument("--port", type=int, help="default HARCLIP_UI__PORT (8501)")
+    ap.add_argument("--port", type=whole(1, 65535), help="default HARCLIP_UI__PORT (8501)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
     args = ap.parse_args(argv)
     try:

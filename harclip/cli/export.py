@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from harclip.argtypes import POSITIVE
 from harclip.config import Settings
 
 _FORMATS = ("onnx", "int8", "torchscript", "torch", "tensorrt")  # harclip.clip.export.FORMATS
@@ -32,7 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="TensorRT precision"
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="TensorRT max / benchmark batch")
+    parser.add_argument(
+        "--batch-size", type=POSITIVE, default=8, help="TensorRT max / benchmark batch"
+    )
     parser.add_argument(
         "--labels", type=Path, default=None, help="label set JSON (default: 15 HAR)"
     )
@@ -48,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "checks both against PyTorch and keeps the faster at equal agreement",
     )
     parser.add_argument(
-        "--calibration-images", type=int, default=64, help="photos used from --calibration"
+        "--calibration-images", type=POSITIVE, default=64, help="photos used from --calibration"
     )
     parser.add_argument("--validate", action="store_true", help="compare every engine with PyTorch")
     parser.add_argument("--benchmark", action="store_true", help="img/s per format at --batch-size")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter, ValidationError
 
+from harclip.argtypes import POSITIVE, whole
 from harclip.config import Settings
 from harclip.errors import HarclipError
 from harclip.messages.feedback import FeedbackLabel
@@ -57,12 +58,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--stream", default="import", help="stream id recorded (default: import)")
     imp.add_argument("--name", help="recorded as by=import:NAME (default: the folder's name)")
     imp.add_argument("--bundle", type=Path, help="model bundle (default: HARCLIP_MODEL__BUNDLE)")
-    imp.add_argument("--batch-size", type=int, default=32, help="photos per engine call")
+    imp.add_argument("--batch-size", type=POSITIVE, default=32, help="photos per engine call")
     ls = sub.add_parser("list", help="verdicts, newest first (each frame's latest)")
     ls.add_argument("--stream", help="only this stream")
     ls.add_argument("--label", help="only this right label ('none': none of these)")
     ls.add_argument("--verdict", choices=("correct", "wrong"))
-    ls.add_argument("--limit", type=int, default=50, help="at most this many (<= 1000)")
+    ls.add_argument("--limit", type=whole(1, 1000), default=50, help="at most this many (<= 1000)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -278,7 +279,7 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
     from harclip.io.es import make_es
     from harclip.io.feedback import FeedbackFilter, list_feedback
 
-    limit = max(1, min(1000, args.limit))
+    limit = args.limit  # 1..1000 (its argparse type)
     f = FeedbackFilter(stream_id=args.stream, verdict=args.verdict,
                        label=None if args.label == "none" else args.label,
                        label_none=args.label == "none")  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harclip.argtypes import POSITIVE, whole
 from harclip.config import Settings
 
 _ARCHS = ("tiny", "vit-b-32")  # harclip.clip.init.ARCHS, kept here so --help imports no torch
@@ -18,9 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="tiny",
         help="tiny: a few layers of width 32-64 (tests, demo); vit-b-32: the real ViT-B/32 shapes",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the weights")
+    parser.add_argument("--seed", type=whole(0), default=0, help="random seed of the weights")
     parser.add_argument(
-        "--embed-dim", type=int, help="embedding size (default: the architecture's: 32, 512)"
+        "--embed-dim", type=POSITIVE, help="embedding size (default: the architecture's: 32, 512)"
     )
 
 

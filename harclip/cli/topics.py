@@ -9,13 +9,16 @@ import asyncio
 from rich.console import Console
 from rich.table import Table
 
+from harclip.argtypes import POSITIVE
 from harclip.config import Settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("create", "describe"))
     parser.add_argument(
-        "--partitions", type=int, help="create: partitions per topic (HARCLIP_KAFKA__PARTITIONS)"
+        "--partitions",
+        type=POSITIVE,
+        help="create: partitions per topic (HARCLIP_KAFKA__PARTITIONS)",
     )
     parser.add_argument(
         "--add-partitions",

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from harclip.argtypes import FRACTION, POSITIVE, RATE, SECONDS
 from harclip.config import Settings
 from harclip.errors import HarclipError
 
@@ -38,12 +39,12 @@ def _add_parser(sub: Any) -> None:
                      help="competing text, e.g. 'a person standing' (repeat)")  # fmt: skip
     add.add_argument("--streams", action="append", default=[], metavar="GLOB",
                      help="streams it applies to (repeat; default all)")  # fmt: skip
-    add.add_argument("--window", type=int, help="frames mean-pooled per stream (default 1)")
-    add.add_argument("--false-alarms-per-hour", type=float, help="target rate per camera")
-    add.add_argument("--threshold", type=float, help="absolute threshold while calibrating")
-    add.add_argument("--pin", type=float, metavar="T", help="fixed threshold: no calibration")
-    add.add_argument("--min-duration", type=float, metavar="S", help="seconds above to fire")
-    add.add_argument("--cooldown", type=float, metavar="S", help="seconds between alerts")
+    add.add_argument("--window", type=POSITIVE, help="frames mean-pooled per stream (default 1)")
+    add.add_argument("--false-alarms-per-hour", type=RATE, help="target rate per camera")
+    add.add_argument("--threshold", type=FRACTION, help="absolute threshold while calibrating")
+    add.add_argument("--pin", type=FRACTION, metavar="T", help="fixed threshold: no calibration")
+    add.add_argument("--min-duration", type=SECONDS, metavar="S", help="seconds above to fire")
+    add.add_argument("--cooldown", type=SECONDS, metavar="S", help="seconds between alerts")
     add.add_argument("--severity", choices=("info", "warning", "critical"))
     add.add_argument("--webhook", action="append", default=[], metavar="URL")
     add.add_argument("--replace", action="store_true", help="replace a watch of this name")

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from harclip.argtypes import FRACTION, RATE, whole
 from harclip.config import Settings
 from harclip.errors import HarclipError
 from harclip.watches.calibration import fingerprint
@@ -351,12 +352,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative", action="append", default=[], help="a negative prompt")
     parser.add_argument("--target", help="the class the watch looks for (default: --watch)")
     parser.add_argument("--bundle", type=Path, help="model bundle (default: a random tiny CLIP)")
-    parser.add_argument("--target-per-hour", type=float, default=10.0,
+    parser.add_argument("--target-per-hour", type=RATE, default=10.0,
                         help="false alarms per hour per camera (calibration's target)")  # fmt: skip
-    parser.add_argument("--threshold", type=float, default=0.5, help="the raw absolute threshold")
-    parser.add_argument("--fps", type=float, default=Play.fps)
-    parser.add_argument("--minutes", type=float, default=Play.minutes, help="per stream")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threshold", type=FRACTION, default=0.5, help="the raw absolute threshold"
+    )
+    parser.add_argument("--fps", type=RATE, default=Play.fps)
+    parser.add_argument("--minutes", type=RATE, default=Play.minutes, help="per stream")
+    parser.add_argument("--seed", type=whole(0), default=0)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
