@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -55,8 +56,8 @@ class CameraOptions:
 
 def check_options(o: CameraOptions) -> None:
     """`ConfigError` for options that cannot work (before anything is opened)."""
-    if o.fps <= 0:
-        raise ConfigError(f"--fps must be > 0, got {o.fps}")
+    if not 0 < o.fps < math.inf:
+        raise ConfigError(f"--fps must be a finite number > 0, got {o.fps}")
     if o.kind == "file" and not Path(o.source).is_file():
         raise ConfigError(f"video file not found: {o.source}")
     if o.kind == "network" and o.source.split("://")[0] not in ("rtsp", "rtsps", "http", "https"):

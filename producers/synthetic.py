@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,8 @@ async def run_synthetic(
     o: SyntheticOptions, s: KafkaSettings, stop: asyncio.Event, *, topic: str | None = None
 ) -> SendStats:
     """Send `o.streams` × `o.fps` frames/s until `o.duration_s` passed or `stop` is set."""
-    if o.streams < 1 or o.fps <= 0:
-        raise ConfigError("--streams must be >= 1 and --fps > 0")
+    if o.streams < 1 or not 0 < o.fps < math.inf or not 0 <= (o.duration_s or 0) < math.inf:
+        raise ConfigError("--streams must be >= 1, --fps finite and > 0, --duration finite, >= 0")
     images = itertools.cycle(payloads(o))
     producer = await start_frame_producer(s, role="live")
     sender = LiveSender(producer, topic or s.topics.frames, capacity=4 * o.streams)

@@ -5,6 +5,7 @@ anything; an unreadable file gets one error line and the rest goes on."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +112,8 @@ async def run_upload(
 ) -> UploadReport:
     """Send every file (and sampled video frame) of `o.paths`; returns what was sent and what
     failed. Waits for every acknowledgement before returning."""
-    if o.fps <= 0:
-        raise ConfigError(f"--fps must be > 0, got {o.fps}")
+    if not 0 < o.fps < math.inf:
+        raise ConfigError(f"--fps must be a finite number > 0, got {o.fps}")
     skipped: list[Path] = []
     files = list(expand(o.paths, skipped))
     console = console or Console(stderr=True)

@@ -50,7 +50,8 @@ def test_pattern_source() -> None:
 @pytest.mark.parametrize(
     ("source", "fps", "message"),
     [("/no/such.mp4", 5.0, "not found"), ("ftp://x/y", 5.0, "unsupported"),
-     ("pattern", 0.0, "fps")],
+     ("pattern", 0.0, "fps"), ("pattern", float("nan"), "fps must be a finite number"),
+     ("pattern", float("inf"), "fps must be a finite number")],
 )  # fmt: skip
 def test_bad_options(source: str, fps: float, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
