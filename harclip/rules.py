@@ -110,7 +110,7 @@ Rule = LabelRule | DownRule
 class Rules(BaseModel):
     """A validated set of rules (names unique)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     rules: tuple[Rule, ...] = ()
 

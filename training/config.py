@@ -24,7 +24,7 @@ DEFAULT_DATASET = "hf:Bingsu/Human_Action_Recognition"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(_Section):

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         frozen=True,
+        allow_inf_nan=False,
     )
 
     kafka: KafkaSettings = KafkaSettings()

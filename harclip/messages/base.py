@@ -22,6 +22,8 @@ class _Omitting(BaseModel):
     """`OMIT_EMPTY` names optional fields added after a schema's first version: left out of the
     JSON while None or empty, so messages without them keep their bytes (and their size)."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     OMIT_EMPTY: ClassVar[frozenset[str]] = frozenset()
 
     @model_serializer(mode="wrap")
@@ -37,13 +39,15 @@ class _Omitting(BaseModel):
 class Part(_Omitting):
     """A frozen part of a message (a score, a model reference): no fields beyond its own."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Message(_Omitting):
     """A versioned JSON message: `SCHEMA` names its version and is the first field, `schema`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False
+    )
 
     SCHEMA: ClassVar[str]
     schema_: str = Field(alias="schema")  # each message sets its SCHEMA as the default

@@ -48,7 +48,7 @@ _Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 class WatchSpec(BaseModel):
     """A watch as a user defines it. Errors name the field (pydantic's location)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: _Name
     prompts: list[_Prompt] = Field(default_factory=list, max_length=MAX_PROMPTS)
@@ -87,7 +87,7 @@ class WatchSpec(BaseModel):
 class Watch(BaseModel):
     """A watch in force: its spec and its unit vectors (the model's embedding size)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     spec: WatchSpec
     version: int = Field(ge=1, description="grows with every change of this watch")
@@ -98,7 +98,9 @@ class Watch(BaseModel):
 class WatchSet(BaseModel):
     """The `watches` record on `harclip.control`: the whole set in force."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False
+    )
 
     schema_: str = Field(WATCHES_SCHEMA, alias="schema")
     version: int = Field(ge=0, description="grows with every change of the set")

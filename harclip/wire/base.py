@@ -20,7 +20,7 @@ class WireModel(BaseModel):
     """Base of every wire type: immutable. Unknown fields are ignored, so a client keeps reading
     a newer server that added some."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     def to_json(self) -> str:
         """The JSON text sent on the wire (field aliases such as Prediction's `schema` applied)."""
@@ -30,7 +30,7 @@ class WireModel(BaseModel):
 class _Request(WireModel):
     """A body a client sends: unknown fields are refused (422), so a typo is not ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- errors

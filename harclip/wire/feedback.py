@@ -29,6 +29,7 @@ class FeedbackRequest(_Request):
 
     model_config = ConfigDict(
         frozen=True,
+        allow_inf_nan=False,
         extra="forbid",
         json_schema_extra={
             "examples": [

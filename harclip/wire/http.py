@@ -35,6 +35,7 @@ class PredictRequest(_Request):
 
     model_config = ConfigDict(
         frozen=True,
+        allow_inf_nan=False,
         extra="forbid",
         json_schema_extra={"examples": [{"image_url": "https://example.com/bike.jpg", "top_k": 3}]},
     )
@@ -65,6 +66,7 @@ class PredictResponse(WireModel):
 
     model_config = ConfigDict(
         frozen=True,
+        allow_inf_nan=False,
         extra="ignore",
         json_schema_extra={
             "examples": [
@@ -223,6 +225,7 @@ class LabelSetRequest(_Request):
 
     model_config = ConfigDict(
         frozen=True,
+        allow_inf_nan=False,
         extra="forbid",
         json_schema_extra={
             "examples": [
