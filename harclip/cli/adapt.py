@@ -7,13 +7,14 @@ import argparse
 import asyncio
 import json
 
+from harclip.argtypes import POSITIVE
 from harclip.config import Settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     b = sub.add_parser("build", help="build a candidate from the feedback index, gate, promote")
-    b.add_argument("--if-new", type=_positive, metavar="N", nargs="?", const=-1, default=None,
+    b.add_argument("--if-new", type=POSITIVE, metavar="N", nargs="?", const=-1, default=None,
                    help="build only when N feedback items arrived since the last build "
                    "(no N: HARCLIP_ADAPT__IF_NEW)")  # fmt: skip
     b.add_argument("--streams", action="append", metavar="GLOB", type=_glob,
@@ -24,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s = sub.add_parser("status", help="the adapter in force, promotions and versions kept")
     s.add_argument("--json", action="store_true")
     p = sub.add_parser("promote", help="publish a kept version, skipping the gate")
-    p.add_argument("version", nargs="?", type=_positive, help="default: the newest candidate")
+    p.add_argument("version", nargs="?", type=POSITIVE, help="default: the newest candidate")
     sub.add_parser("rollback", help="put back the adapter in force before the last promotion")
 
 
@@ -89,16 +90,6 @@ def _describe(st: dict[str, object]) -> str:
     if st.get("event_failures"):
         lines.append(f"adapter.promoted events not sent: {st['event_failures']} (see the log)")
     return "\n".join(lines)
-
-
-def _positive(raw: str) -> int:
-    try:
-        v = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {v}")
-    return v
 
 
 def _glob(raw: str) -> str:

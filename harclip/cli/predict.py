@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from harclip.argtypes import POSITIVE
 from harclip.config import EngineChoice, Settings
 from harclip.engines import ENGINE_CHOICES
 from harclip.errors import ConfigError
@@ -52,13 +53,6 @@ class Result:
         }
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--bundle", type=Path, help="model bundle (default: HARCLIP_MODEL__BUNDLE)")
@@ -71,9 +65,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=ENGINE_CHOICES,
         help="default: HARCLIP_MODEL__ENGINE, else auto (the fastest engine the bundle validated)",
     )
-    parser.add_argument("--top-k", type=_positive, help="labels per image (default: settings)")
+    parser.add_argument("--top-k", type=POSITIVE, help="labels per image (default: settings)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--batch-size", type=_positive, default=16, help="images per engine call")
+    parser.add_argument("--batch-size", type=POSITIVE, default=16, help="images per engine call")
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="files or folders")
 
 
