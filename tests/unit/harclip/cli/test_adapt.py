@@ -18,10 +18,10 @@ def test_build_options_parse() -> None:
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["adapt", "build", "--if-new", "0"], "at least 1"),
+        (["adapt", "build", "--if-new", "0"], "a whole number >= 1"),
         (["adapt", "build", "--if-new", "x"], "whole number"),
         (["adapt", "build", "--streams", ""], "stream glob"),
-        (["adapt", "promote", "-3"], "at least 1"),
+        (["adapt", "promote", "-3"], "a whole number >= 1"),
         (["adapt", "frobnicate"], "invalid choice"),
     ],
 )
