@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import importlib.util
 import re
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -96,7 +97,9 @@ class SignedPut:
 
     @staticmethod
     def usable(s: ObjectStoreSettings) -> bool:
-        return s.addressing == "path"
+        """Path-style addressing and aiohttp installed (it comes with the `stream` extra and
+        the services' clients; without it the worker writes through boto3)."""
+        return s.addressing == "path" and importlib.util.find_spec("aiohttp") is not None
 
     async def start(self) -> None:
         import aiohttp
