@@ -46,6 +46,7 @@ from bench._cpu import per_frame_us as cpu_us
 from bench._plots import latency_histogram
 from bench._stages import decode_us, per_frame_us
 from consumers.cli import run as run_worker
+from consumers.scoring import engine_settings
 from consumers.worker import Worker
 from harclip.config import EngineChoice, Settings, load_settings
 from harclip.engines import create_engine
@@ -127,7 +128,7 @@ def raw_engine(
 ) -> tuple[float, float, str, float]:
     """(img/s, ms per batch, engine label, CPU µs per image of the whole process) of the engine
     `name` alone at `batch`."""
-    engine = create_engine(bundle, name, s.model)
+    engine = create_engine(bundle, name, engine_settings(s.model))  # as the worker opens it
     size = bundle.manifest.image_size
     images, _ = preprocess_batch(photos[:batch], size, max_pixels=s.model.max_pixels)
     engine.embed(images)  # warm-up
