@@ -285,7 +285,7 @@ class ElasticsearchSink(_PredictedBuffer):
                 pred.stream_id, pred.frame_id, pred.captured_at, pred.label, p.embedding
             )
             embedding = p.embedding if key == pred.frame_id else None
-            self._items.append(search.Indexed(pred, embedding, key))
+            self._items.append(search.Indexed(pred, embedding, key, json=p.json()))
             if embedding is not None and self._thumbs is not None and p.work.frame is not None:
                 self._sources.append(
                     source(pred.stream_id, pred.captured_at, pred.frame_id, p.work.frame.data)
