@@ -18,7 +18,11 @@ from harclip.model.preprocess import preprocess_batch
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Kafka (aiokafka: fetch, produce, commit)", ("aiokafka", "kafka/")),
     ("Redis", ("redis/",)),
-    ("Elasticsearch (bulk)", ("elasticsearch", "elastic_transport", "urllib3", "aiohttp")),
+    ("Elasticsearch (bulk)", ("elasticsearch", "elastic_transport", "httpx", "httpcore")),
+    (
+        "object store (keyframe thumbnail uploads)",
+        ("aiohttp", "yarl", "multidict", "harclip/io/s3put", "consumers/thumbnails"),
+    ),
     ("JSON and messages (pydantic, json)", ("pydantic", "json/", "orjson", "harclip/messages")),
     ("keyframe selection", ("consumers/keyframes",)),
     ("metrics (prometheus_client)", ("prometheus_client",)),
