@@ -1,11 +1,11 @@
 """Small S3 PutObject requests without boto3, for the worker's hot path (keyframe thumbnails).
 
-boto3's `put_object` costs about 1.5 ms of CPU per call on the development machine (request
+boto3's `put_object` costs 1.5–2.2 ms of CPU per call on the 2-core development machine (request
 building, event hooks, signing, a worker thread), more than the thumbnail it writes; the worker
 writes one per keyframe, and its CPU is the engine's. `SignedPut` sends the same request
 (path-style URL, AWS Signature Version 4 over the headers and the payload's SHA-256) from the
-event loop over one aiohttp session: about 0.65 ms. Everything else of the object store
-(buckets, reads, deletes, large objects, virtual-host addressing) stays with
+event loop over one aiohttp session: 0.65–0.85 ms (docs/benchmarks.md). Everything else of the
+object store (buckets, reads, deletes, large objects, virtual-host addressing) stays with
 `harclip.io.objects.ObjectStore`. Failures map like boto3's (`s3_fault`): no answer, a timeout,
 a 5xx, 408, 429 or a throttling code is transient (`SinkUnavailable`); any other refusal is
 permanent (`SinkRefused`), with the S3 error code and message.
