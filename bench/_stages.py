@@ -10,12 +10,19 @@ whose pattern its file path holds; the rest is "other (asyncio, worker glue)".
 from __future__ import annotations
 
 import pstats
+import time
 from pathlib import Path
+
+from harclip.model.preprocess import preprocess_batch
 
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Kafka (aiokafka: fetch, produce, commit)", ("aiokafka", "kafka/")),
     ("Redis", ("redis/",)),
-    ("Elasticsearch (bulk)", ("elasticsearch", "elastic_transport", "urllib3", "aiohttp")),
+    ("Elasticsearch (bulk)", ("elasticsearch", "elastic_transport", "httpx", "httpcore")),
+    (
+        "object store (keyframe thumbnail uploads)",
+        ("aiohttp", "yarl", "multidict", "harclip/io/s3put", "consumers/thumbnails"),
+    ),
     ("JSON and messages (pydantic, json)", ("pydantic", "json/", "orjson", "harclip/messages")),
     ("keyframe selection", ("consumers/keyframes",)),
     ("metrics (prometheus_client)", ("prometheus_client",)),
@@ -48,3 +55,11 @@ def per_frame_us(profile: Path, frames: int) -> dict[str, float]:
     """µs of the worker's event-loop thread per frame, by stage, from a cProfile dump."""
     stats = pstats.Stats(str(profile))
     return {k: round(v * 1e6 / max(frames, 1), 1) for k, v in by_stage(stats).items()}
+
+
+def decode_us(photos: list[bytes], size: int, max_pixels: int) -> float:
+    """µs to decode and resize one photo (as the worker's decode threads do), one thread."""
+    preprocess_batch(photos[:8], size, max_pixels=max_pixels)  # warm-up
+    t = time.perf_counter()
+    preprocess_batch(photos, size, max_pixels=max_pixels)
+    return (time.perf_counter() - t) * 1e6 / len(photos)

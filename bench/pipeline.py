@@ -29,6 +29,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -40,9 +41,12 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import harness
+from bench._cpu import CpuMeter, cpu_table
+from bench._cpu import per_frame_us as cpu_us
 from bench._plots import latency_histogram
-from bench._stages import per_frame_us
+from bench._stages import decode_us, per_frame_us
 from consumers.cli import run as run_worker
+from consumers.scoring import engine_settings
 from consumers.worker import Worker
 from harclip.config import EngineChoice, Settings, load_settings
 from harclip.engines import create_engine
@@ -121,46 +125,65 @@ async def worker(s: Settings, pipelined: bool = True) -> AsyncIterator[Worker]:
 
 def raw_engine(
     bundle: Bundle, s: Settings, photos: list[bytes], batch: int, name: EngineChoice
-) -> tuple[float, float, str]:
-    """(img/s, ms per batch, engine label) of the engine `name` alone at `batch`."""
-    engine = create_engine(bundle, name, s.model)
+) -> tuple[float, float, str, float]:
+    """(img/s, ms per batch, engine label, CPU µs per image of the whole process) of the engine
+    `name` alone at `batch`."""
+    engine = create_engine(bundle, name, engine_settings(s.model))  # as the worker opens it
     size = bundle.manifest.image_size
     images, _ = preprocess_batch(photos[:batch], size, max_pixels=s.model.max_pixels)
     engine.embed(images)  # warm-up
     times = []
+    cpu = time.process_time()
     for _ in range(8):
         t = time.perf_counter()
         engine.embed(images)
         times.append(time.perf_counter() - t)
+    cpu_us = (time.process_time() - cpu) * 1e6 / (8 * batch)
     engine.close()
     ms = float(np.median(times)) * 1000
-    return batch / (ms / 1000), ms, engine.label
+    return batch / (ms / 1000), ms, engine.label, cpu_us
 
 
 async def throughput(
-    s: Settings, photos: list[bytes], n: int, pipelined: bool
+    s: Settings, photos: list[bytes], n: int, pipelined: bool, cpu: CpuMeter | None = None
 ) -> tuple[float, int, str]:
     """(frames/s from the first send until every sink acknowledged all n, frames lost, the
-    engine the Predictions name)."""
+    engine the Predictions name). The frames are sent from a thread of the bench's own
+    (`bench-producer`), so the worker's threads are measured alone by `cpu` (if given)."""
     await ensure_topics(s.kafka, partitions=PARTITIONS)
+    if cpu is not None:
+        cpu.mark()
     async with worker(s, pipelined) as w:
-        p = make_producer(s.kafka, role="bulk")
-        await p.start()
+        if cpu is not None:
+            cpu.start()
         start = time.perf_counter()
-        for i in range(n):
-            at = now_ms()
-            f = Frame(new_frame_id(at), f"job-{i % 4}", i, at, photos[i % len(photos)])
-            await send_frame(p, s.kafka.topics.uploads, f)
-        await p.flush()
-        await p.stop()
+        sender = threading.Thread(
+            target=asyncio.run, args=(_send(s, photos, n),), name="bench-producer"
+        )
+        sender.start()
         await w.wait_for(lambda: w.metrics.total("harclip_frames_predicted") >= n, 600)
         elapsed = time.perf_counter() - start
+        if cpu is not None:
+            cpu.stop()
+        await asyncio.to_thread(sender.join)
         engine = w.heads.current.model.engine or "?"
     es = make_es(s.elasticsearch)
     await es.indices.refresh(index=s.elasticsearch.predictions_index)
     count = (await es.count(index=s.elasticsearch.predictions_index))["count"]
     await es.close()
     return n / elapsed, n - count, engine
+
+
+async def _send(s: Settings, photos: list[bytes], n: int) -> None:
+    """n upload frames to the uploads topic (run in the bench's producer thread)."""
+    p = make_producer(s.kafka, role="bulk")
+    await p.start()
+    for i in range(n):
+        at = now_ms()
+        f = Frame(new_frame_id(at), f"job-{i % 4}", i, at, photos[i % len(photos)])
+        await send_frame(p, s.kafka.topics.uploads, f)
+    await p.flush()
+    await p.stop()
 
 
 async def breakdown(s: Settings, photos: list[bytes], n: int, profile: Path) -> float:
@@ -186,14 +209,6 @@ async def breakdown(s: Settings, photos: list[bytes], n: int, profile: Path) -> 
         elapsed = time.perf_counter() - start
     prof.dump_stats(str(profile))
     return n / elapsed
-
-
-def decode_us(photos: list[bytes], size: int, max_pixels: int) -> float:
-    """µs to decode and resize one photo (as the worker's decode threads do), one thread."""
-    preprocess_batch(photos[:8], size, max_pixels=max_pixels)  # warm-up
-    t = time.perf_counter()
-    preprocess_batch(photos, size, max_pixels=max_pixels)
-    return (time.perf_counter() - t) * 1e6 / len(photos)
 
 
 async def latency(
@@ -240,6 +255,33 @@ async def cleanup(base: Settings) -> None:
     await harness.cleanup(base, RUN)
 
 
+async def cpu_only(args: argparse.Namespace) -> dict[str, Any]:
+    """`--cpu-only`: the raw auto engine, then `--rounds` auto pipeline runs, each with the
+    worker's CPU µs per frame by thread group (the figure load moves least)."""
+    base = load_settings()
+    bundle_path = ensure_bundle(args.bundle, args.data)
+    bundle = Bundle.load(bundle_path)
+    photos = [image_jpeg(p, 224, base.model.max_pixels) for p in harness.sample_photos(args.data)]
+    b = args.max_batch
+    engine_ips, _, label, engine_cpu = raw_engine(bundle, base, photos, b, "auto")
+    rounds = []
+    for _ in range(args.rounds):
+        meter = CpuMeter()
+        fps, lost, engine = await throughput(scoped(base, bundle_path, max_batch=b), photos,
+                                             args.frames, True, meter)  # fmt: skip
+        rounds.append({"frames_s": round(fps, 1), "lost": lost,
+                       "cpu_us_per_frame": cpu_us(meter.seconds, args.frames)})  # fmt: skip
+        console.print(f"pipeline ({engine}): {fps:.1f} frames/s, CPU µs/frame {rounds[-1]}")
+        console.print(sorted(meter.threads, key=lambda t: -t[2])[:12])
+    await cleanup(base)
+    med = {k: round(float(np.median([r["cpu_us_per_frame"][k] for r in rounds])), 1)
+           for k in rounds[0]["cpu_us_per_frame"]}  # fmt: skip
+    return {"engine": label, "engine_img_s": round(engine_ips, 1), "batch": b,
+            "frames": args.frames, "rounds": rounds,
+            "cpu_us_per_frame": med | {"raw engine": round(engine_cpu, 1)},
+            "outside_engine_cpu_us": med["outside engine"]}  # fmt: skip
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     base = load_settings()
     bundle_path = ensure_bundle(args.bundle, args.data)
@@ -247,12 +289,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     paths = harness.sample_photos(args.data)
     photos = [image_jpeg(p, 224, base.model.max_pixels) for p in paths]
     b = args.max_batch
-    engine_ips, batch_ms, label = raw_engine(bundle, base, photos, b, "auto")
+    engine_ips, batch_ms, label, engine_cpu = raw_engine(bundle, base, photos, b, "auto")
     console.print(f"engine {label}: {engine_ips:.1f} img/s at batch {b} ({batch_ms:.0f} ms/batch)")
-    fp32_ips, fp32_ms, _ = raw_engine(bundle, base, photos, b, "onnx")
+    fp32_ips, fp32_ms, _, _ = raw_engine(bundle, base, photos, b, "onnx")
     console.print(f"engine onnx: {fp32_ips:.1f} img/s at batch {b} ({fp32_ms:.0f} ms/batch)")
+    meter = CpuMeter()
     pipe_fps, lost, engine = await throughput(scoped(base, bundle_path, max_batch=b), photos,
-                                              args.frames, True)  # fmt: skip
+                                              args.frames, True, meter)  # fmt: skip
+    cpu = cpu_us(meter.seconds, args.frames) | {"raw engine": round(engine_cpu, 1)}
+    console.print(f"worker CPU µs/frame: {cpu}")
     console.print(f"pipeline ({engine}): {pipe_fps:.1f} frames/s, lost {lost}")
     fp32_fps, lost0, _ = await throughput(scoped(base, bundle_path, "onnx", max_batch=b), photos,
                                           args.frames, True)  # fmt: skip
@@ -289,7 +334,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ms_half_load": round(p99, 1),
         "p99_target_ms": round(2 * batch_ms + 100, 1),
         "lost": lost + lost0 + lost1 + lost2, "frames": args.frames,
-        "per_frame_us": stages, "pipeline_us_per_frame": round(1e6 / pipe_fps, 1),
+        "cpu_us_per_frame": cpu, "per_frame_us": stages,
+        "pipeline_us_per_frame": round(1e6 / pipe_fps, 1),
         "latency_plot": str(plot) if plot else None,
     }  # fmt: skip
 
@@ -316,18 +362,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="write the latency histogram PNG (default: on)")  # fmt: skip
     ap.add_argument("--plot-path", type=Path,
                     default=ROOT / "bench" / "results" / "pipeline-latency.png")  # fmt: skip
+    ap.add_argument("--cpu-only", action="store_true",
+                    help="only the raw auto engine and --rounds auto pipeline runs, with the "
+                    "worker's CPU µs per frame by thread group")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=3, help="pipeline runs of --cpu-only")
     args = ap.parse_args(argv)
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    if args.cpu_only:
+        result = asyncio.run(cpu_only(args))
+        cpu_table(result["cpu_us_per_frame"])
+        print(json.dumps(result))
+        return 0
     result = asyncio.run(main_async(args))
     t = Table(title=f"streaming pipeline (ViT-B/32 random, engine auto: {result['engine']})")
     t.add_column("metric")
     t.add_column("value", justify="right")
     for k, v in result.items():
-        if k != "per_frame_us":
+        if k not in ("per_frame_us", "cpu_us_per_frame"):
             t.add_row(k, str(v))
     Console().print(t)
+    cpu_table(result["cpu_us_per_frame"])
     if result["per_frame_us"]:
         bd = Table(title=f"µs per frame by stage (pipeline: {result['pipeline_us_per_frame']} µs "
                          "per frame; loop rows from cProfile, which slows them)")  # fmt: skip

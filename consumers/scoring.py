@@ -13,13 +13,23 @@ from consumers.metrics import WorkerMetrics
 from consumers.work import BatchResult, Work
 from harclip.adapt.holder import AdapterHolder
 from harclip.batching import Batch
-from harclip.config import Settings
+from harclip.config import ModelSettings, Settings
 from harclip.control import ADAPTER_KEY, HEAD_KEY, WATCHES_KEY, ControlFollower, HeadHolder
 from harclip.engines import Engine, create_engine
 from harclip.engines.gpu_decode import TorchDecoder, decoder_for
 from harclip.errors import ModelError
 from harclip.model.bundle import Bundle
 from harclip.watches.holder import WatchHolder
+
+
+def engine_settings(model: ModelSettings) -> ModelSettings:
+    """The settings the worker opens its engine with: `model`, with ONNX Runtime's idle
+    intra-op threads not spinning unless `intra_op_spinning` says so. The worker shares two
+    cores between the engine, its decode pool and the sinks; spinning pool threads took a third
+    of the engine's CPU in the pipeline and slowed it (docs/benchmarks.md)."""
+    if model.intra_op_spinning is not None:
+        return model
+    return model.model_copy(update={"intra_op_spinning": False})
 
 
 class Scoring:
@@ -66,7 +76,8 @@ class Scoring:
     async def load(self) -> None:
         """Load the engine (`ModelError` when its embeddings do not fit the head)."""
         s = self._settings
-        engine = await asyncio.to_thread(create_engine, self._bundle, s.model.engine, s.model)
+        model = engine_settings(s.model)
+        engine = await asyncio.to_thread(create_engine, self._bundle, model.engine, model)
         self._engine = engine
         self.heads.use_engine(engine.label)  # every Prediction names the engine
         size = self._bundle.manifest.image_size

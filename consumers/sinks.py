@@ -130,8 +130,7 @@ class KafkaSink:
             await self._new_producer()
         t, limit = self._s.topics, self._s.max_message_bytes
         records: list[_Record] = [
-            (t.predictions, p.prediction.to_json(), p.prediction.stream_id.encode(), [])
-            for p in self._preds
+            (t.predictions, p.json(), p.prediction.stream_id.encode(), []) for p in self._preds
         ]
         records += [(t.dlq, *dlq_record(w, limit)) for w in self._failed]
         outcomes = await self._send_all(records)
@@ -239,8 +238,9 @@ class RedisSink(_PredictedBuffer):
         frames = {p.prediction.frame_id: p.work.frame.data for p in self._preds if p.work.frame}
         try:
             await store.write_predictions(
-                self._redis, self._s, [p.prediction for p in self._preds], frames
-            )
+                self._redis, self._s, [p.prediction for p in self._preds], frames,
+                docs=[p.json() for p in self._preds],
+            )  # fmt: skip
         except SinkRefused as e:  # one pipeline for the batch: all or nothing
             raise self._refused(e) from e
         self.clear()
@@ -285,7 +285,7 @@ class ElasticsearchSink(_PredictedBuffer):
                 pred.stream_id, pred.frame_id, pred.captured_at, pred.label, p.embedding
             )
             embedding = p.embedding if key == pred.frame_id else None
-            self._items.append(search.Indexed(pred, embedding, key))
+            self._items.append(search.Indexed(pred, embedding, key, json=p.json()))
             if embedding is not None and self._thumbs is not None and p.work.frame is not None:
                 self._sources.append(
                     source(pred.stream_id, pred.captured_at, pred.frame_id, p.work.frame.data)

@@ -19,11 +19,12 @@ from harclip.config import ObjectStoreSettings
 from harclip.errors import DecodeError, SinkRefused
 from harclip.io.keys import thumb_key
 from harclip.io.objects import ObjectStore
+from harclip.io.s3put import MAX_BYTES, SignedPut
 from harclip.thumbnail import thumbnail_jpeg
 
 log = logging.getLogger(__name__)
 
-_CONCURRENCY = 8  # thumbnails made and written at once (threads: OpenCV and boto3 release the GIL)
+_CONCURRENCY = 8  # thumbnails made and written at once (OpenCV in threads, puts in the loop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +48,16 @@ class Thumbnails:
         self._s = s
         self._max_pixels = max_pixels
         self._store: ObjectStore | None = None
+        self._put: SignedPut | None = None  # the lean PutObject (path-style stores)
         self.written: dict[str, str | None] = {}  # frame_id -> key (None: no thumbnail)
 
     async def start(self) -> None:
         store = ObjectStore(self._s)
         await store.start()  # SinkUnavailable while it does not answer
         self._store = store
+        if SignedPut.usable(self._s):
+            self._put = SignedPut(self._s)
+            await self._put.start()
 
     async def write(self, sources: list[Source]) -> dict[str, str]:
         """Write the thumbnails of `sources` not written yet, `_CONCURRENCY` at a time;
@@ -81,8 +86,9 @@ class Thumbnails:
             log.warning("no thumbnail for frame %s: %s", src.frame_id, e)
             self.written[src.frame_id] = None
             return None
+        put = self._put.put if self._put is not None and len(jpeg) <= MAX_BYTES else self._store.put
         try:
-            await self._store.put(src.key, jpeg, "image/jpeg")
+            await put(src.key, jpeg, "image/jpeg")
         except SinkRefused as e:
             return f"object store refused its thumbnail: {e}"
         self.written[src.frame_id] = src.key
@@ -92,5 +98,7 @@ class Thumbnails:
         self.written = {}
 
     async def stop(self) -> None:
+        if self._put is not None:
+            await self._put.close()
         if self._store is not None:
             await self._store.close()

@@ -58,6 +58,13 @@ class Predicted:
     work: Work
     prediction: Prediction
     embedding: np.ndarray
+    _json: bytes | None = None
+
+    def json(self) -> bytes:
+        """The Prediction's JSON, made once (Kafka and Redis write the same bytes)."""
+        if self._json is None:
+            self._json = self.prediction.to_json()
+        return self._json
 
 
 @dataclass(slots=True)

@@ -35,6 +35,12 @@ class ModelSettings(_Section):
     )
     gpu_decode: bool = Field(True, description="decode JPEGs on the GPU when the engine runs there")
     intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default")
+    intra_op_spinning: bool | None = Field(
+        None,
+        description="ONNX Runtime: let idle intra-op threads spin (session.intra_op."
+        "allow_spinning). None: off in the inference worker (its decode pool and sinks share "
+        "the cores; docs/benchmarks.md), ONNX Runtime's default (on) elsewhere",
+    )
     top_k: int = Field(5, ge=1)
     max_pixels: int = Field(
         40_000_000,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from elasticsearch import AsyncElasticsearch
 from pydantic import ValidationError
 
@@ -43,6 +44,7 @@ class Indexed:
     embedding: np.ndarray | None  # float32 [D]
     keyframe_id: str
     thumbnail: str | None = None  # object key of a keyframe's thumbnail, once written
+    json: bytes | None = None  # the prediction's JSON if already made (read back, not re-dumped)
 
 
 # ----------------------------------------------------------------------------- writes
@@ -65,7 +67,7 @@ async def index_predictions(
     ops: list[dict[str, Any]] = []
     for item in items:
         pred, emb = item.prediction, item.embedding
-        doc = pred.to_dict()
+        doc = orjson.loads(item.json) if item.json is not None else pred.to_dict()
         doc["keyframe_id"] = item.keyframe_id
         if item.thumbnail is not None:
             doc["thumbnail"] = item.thumbnail

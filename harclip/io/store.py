@@ -118,8 +118,11 @@ async def write_predictions(
     s: RedisSettings,
     preds: Sequence[Prediction],
     frames: Mapping[str, bytes] | None = None,
+    *,
+    docs: Sequence[bytes] | None = None,
 ) -> None:
-    """Write one batch in a single round trip (pipeline, no transaction).
+    """Write one batch in a single round trip (pipeline, no transaction). `docs`, if given, are
+    the predictions' JSON already made (`Prediction.to_json()`, in the order of `preds`).
 
     Per prediction: an entry in the stream's capped `recent` stream. Per stream: `latest` := the
     newest prediction of the batch unless the stored one is newer; `streams` score := the newest
@@ -132,8 +135,10 @@ async def write_predictions(
     k = redis_keys(s)
     newest: dict[str, tuple[Prediction, bytes]] = {}
     pipe = r.pipeline(transaction=False)
-    for p in preds:
-        doc = p.to_json()
+    if docs is not None and len(docs) != len(preds):
+        raise ValueError(f"{len(docs)} docs for {len(preds)} predictions")
+    for i, p in enumerate(preds):
+        doc = docs[i] if docs is not None else p.to_json()
         pipe.xadd(
             k.recent(p.stream_id), {RECENT_FIELD: doc}, maxlen=s.recent_maxlen, approximate=True
         )

@@ -37,3 +37,20 @@ def test_labels_kept_across_a_swap_keep_their_counts() -> None:
     m.count_label("cycling")
     assert _label_series(m) == {"running", "cycling"}
     assert m.registry.get_sample_value("harclip_predicted_labels_total", {"label": "running"}) == 2
+
+
+def test_total_sums_one_counter_over_its_labels() -> None:
+    m = WorkerMetrics()
+    m.failed.labels("malformed").inc(2)
+    m.failed.labels("undecodable").inc()
+    m.predicted.inc(5)
+    m.control.refused.labels("head", "bad").inc()
+    m.score.observe(0.5)  # histograms are not collected
+    assert m.total("harclip_frames_failed") == 3
+    assert m.total("harclip_frames_predicted") == 5
+    assert m.total("harclip_control_refused") == 1
+    assert m.total("harclip_frames_dropped") == 0  # no series yet
+    for name in ("harclip_frames_failed_total", "harclip_consumer_lag", "missing"):
+        assert m.total(name) == 0  # not a counter's name
+    m.predicted.inc()
+    assert m.total("harclip_frames_predicted") == 6
