@@ -35,6 +35,11 @@ class ModelSettings(_Section):
     )
     gpu_decode: bool = Field(True, description="decode JPEGs on the GPU when the engine runs there")
     intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default")
+    intra_op_spinning: bool | None = Field(
+        None,
+        description="ONNX Runtime's idle intra-op threads spin (true) or sleep (false); "
+        "unset: the API sleeps (its event loop and decoding share the cores), others spin",
+    )
     top_k: int = Field(5, ge=1)
     max_pixels: int = Field(
         40_000_000,

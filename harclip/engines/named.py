@@ -28,6 +28,7 @@ def open_named(bundle: Bundle, name: EngineName, settings: ModelSettings) -> Eng
             embed_dim=dim,
             providers=settings.providers,
             intra_op_threads=settings.intra_op_threads,
+            spinning=settings.intra_op_spinning is not False,
         )
     if name == "torchscript":
         from harclip.engines.torchscript import TorchScriptEngine

@@ -40,6 +40,7 @@ class OnnxEngine:
         embed_dim: int,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         intra_op_threads: int = 0,
+        spinning: bool = True,
     ) -> None:
         self.name = name
         self.image_size = image_size
@@ -50,6 +51,8 @@ class OnnxEngine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = intra_op_threads  # 0: one per physical core
+        if not spinning:  # idle intra-op threads sleep instead of spinning for more work
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: ORT warns about unused initializers
         try:
             self._session: ort.InferenceSession | None = ort.InferenceSession(
