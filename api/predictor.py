@@ -21,6 +21,7 @@ from harclip.control import HeadHolder
 from harclip.errors import DecodeError, Overloaded
 from harclip.io.indices import EmbeddingSpace
 from harclip.messages import ModelRef
+from harclip.model.imageio import ImageHeader
 from harclip.wire import ApiError
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class Predictor:
         from harclip.engines import create_engine
 
         s = self.settings
+        single_threaded_decoding()
         model = api_model_settings(s.model)
         self.engine = await asyncio.to_thread(create_engine, self.bundle, model.engine, model)
         self.heads.use_engine(self.engine.label)  # `auto` resolved: Predictions name the engine
@@ -165,7 +167,7 @@ class Predictor:
             name, data = images[0]
             header = check_image(data, max_pixels=max_pixels, name=name)  # µs: header only
             if header.pixels <= self.settings.api.inline_decode_pixels:
-                return [_decode(name, data, size, max_pixels)]
+                return [_decode(name, data, size, max_pixels, header)]
         return list(
             await asyncio.gather(
                 *(self.in_pool(_decode, name, data, size, max_pixels) for name, data in images)
@@ -193,18 +195,32 @@ def api_model_settings(model: ModelSettings) -> ModelSettings:
     return model
 
 
+def single_threaded_decoding() -> None:
+    """OpenCV decodes and resizes on one thread in the API process. Its own worker threads
+    (two here) would wait actively for the engine's threads on the same cores, and a decode on
+    the event loop would wait for them; the decode pool gives the parallelism where there is
+    any to have (a photo's resize to 224 px takes a fraction of a millisecond either way)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def space_of(bundle: Bundle) -> EmbeddingSpace:
     """The embedding space of `bundle`'s model (Elasticsearch indexes embeddings per space)."""
     m = bundle.manifest
     return EmbeddingSpace(m.name, str(m.version), m.embed_dim)
 
 
-def _decode(name: str, data: bytes, size: int, max_pixels: int) -> np.ndarray:
-    """Check and decode one image (in the decode pool); `ApiError` 415/422 naming it."""
+def _decode(
+    name: str, data: bytes, size: int, max_pixels: int, header: ImageHeader | None = None
+) -> np.ndarray:
+    """Check and decode one image (in the decode pool, or on the loop when small); `ApiError`
+    415/422 naming it. `header`: what `check_image` already returned for these bytes."""
     from harclip.model.preprocess import decode_image
 
-    check_image(data, max_pixels=max_pixels, name=name)
+    if header is None:
+        header = check_image(data, max_pixels=max_pixels, name=name)
     try:
-        return decode_image(data, size, max_pixels=max_pixels)
+        return decode_image(data, size, max_pixels=max_pixels, header=header)
     except DecodeError as e:
         raise ApiError(422, "invalid_image", f"{name}: {e}") from None

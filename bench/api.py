@@ -190,9 +190,10 @@ def engine_bench(bundle: Path, photos: Sequence[bytes], batch: int, n: int) -> d
 def decode_bench(bundle: Path, photos: Sequence[bytes]) -> dict[str, float]:
     """What the API does to each upload before the engine, alone: header check, decode, resize
     and crop (`api.predictor._decode`), one photo after another; p50 ms and CPU ms per image."""
-    from api.predictor import _decode
+    from api.predictor import _decode, single_threaded_decoding
     from harclip.model.bundle import Bundle
 
+    single_threaded_decoding()  # as the API decodes
     size = Bundle.load(bundle).manifest.image_size
     times = []
     cpu = time.process_time()

@@ -61,6 +61,7 @@ async def test_lone_small_upload_decodes_on_the_loop(predictor: Any) -> None:
     small, large = _jpeg(320, 240), _jpeg(800, 600)  # 76,800 and 480,000 pixels
     (one,) = await p.predict([("small.jpg", small)], 3)
     assert pooled == [] and len(one.top_k) == 3
+    assert cv2.getNumThreads() == 1  # the API decodes on one thread per image
     await p.predict([("large.jpg", large)], 3)
     await p.predict([("a.jpg", small), ("b.jpg", small)], 3)
     assert pooled == ["large.jpg", "a.jpg", "b.jpg"]  # over the limit, or several: the pool
