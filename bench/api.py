@@ -84,10 +84,10 @@ async def load(
     pid: int | None = None,
 ) -> tuple[dict[str, float], list[float]]:
     """`n` requests from `concurrency` workers: (req/s, p50 and p99 latency in ms, CPU ms per
-    request of this process and of the server `pid`), and the `n` per-request latencies (ms)
-    after warm-up, in completion order. `client`: "raw" (prepared bytes on keep-alive
-    connections, `bench._http`) or "httpx" (an `httpx.AsyncClient` encoding each multipart
-    request, as the bench did before)."""
+    request of this process and of the server `pid`, images per engine batch), and the `n`
+    per-request latencies (ms) after warm-up, in completion order. `client`: "raw" (prepared
+    bytes on keep-alive connections, `bench._http`) or "httpx" (an `httpx.AsyncClient` encoding
+    each multipart request, as the bench did before)."""
     latencies: list[float] = []
     next_i = 0
     if client == "raw":
@@ -129,6 +129,7 @@ async def load(
         for i in range(min(n, 2 * concurrency)):  # warm-up: connections and first batches
             await one(i)
         latencies.clear()
+        before = batch_totals(url)  # nothing in flight: a blocking GET is fine here
         server = proc_cpu_s(pid) if pid else 0.0
         cpu = time.process_time()
         start = time.perf_counter()
@@ -136,6 +137,7 @@ async def load(
         elapsed = time.perf_counter() - start
         cpu = time.process_time() - cpu
         server = proc_cpu_s(pid) - server if pid else 0.0
+        images, batches = (a - b for a, b in zip(batch_totals(url), before, strict=True))
     finally:
         await close
     lat = sorted(latencies)
@@ -145,6 +147,7 @@ async def load(
         "p99_ms": round(float(np.percentile(lat, 99)), 2),
         "server_cpu_ms_per_request": round(server * 1000 / n, 2),
         "client_cpu_ms_per_request": round(cpu * 1000 / n, 3),
+        "mean_batch": round(images / batches, 2) if batches else 0.0,
     }
     return stats, latencies
 
@@ -152,6 +155,17 @@ async def load(
 async def _close_all(conns: Sequence[_http.Connection]) -> None:
     for c in conns:
         await c.close()
+
+
+def batch_totals(url: str) -> tuple[float, float]:
+    """(images, batches) the API's engine ran so far (`harclip_api_batch_size` sum and count)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    found = dict.fromkeys(("harclip_api_batch_size_sum", "harclip_api_batch_size_count"), 0.0)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found["harclip_api_batch_size_sum"], found["harclip_api_batch_size_count"]
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -286,6 +300,7 @@ def _ratios(
         "engine_cpu_ms_per_img_b1": engine["b1"]["cpu_ms_per_img"],
         "engine_cpu_ms_per_img_b16": b16["cpu_ms_per_img"],
         "client_cpu_ms_per_request_c16": c16["client_cpu_ms_per_request"],
+        "mean_batch_c16": c16["mean_batch"],
     }
 
 
@@ -312,7 +327,8 @@ def _plot(samples: dict[str, Sequence[float]], path: Path, photos: int) -> Path:
 def _table(result: dict[str, object]) -> Table:
     """One row per mode x concurrency, then the raw engine and the key ratios."""
     t = Table(title="API /predict/image vs raw engine (ViT-B/32 random, ONNX fp32)")
-    for col in ("mode", "c", "req/s", "p50 ms", "p99 ms", "server CPU ms/req", "client CPU ms/req"):
+    for col in ("mode", "c", "req/s", "p50 ms", "p99 ms", "mean batch", "server CPU ms/req",
+                "client CPU ms/req"):  # fmt: skip
         t.add_column(col, justify="left" if col == "mode" else "right")
     for mode in ("batched", "unbatched"):
         levels = result[mode]
@@ -320,7 +336,7 @@ def _table(result: dict[str, object]) -> Table:
         for c in CONCURRENCY:
             s = levels[f"c{c}"]
             t.add_row(mode, str(c), f"{s['rps']:.1f}", f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}",
-                      f"{s['server_cpu_ms_per_request']:.2f}",
+                      f"{s['mean_batch']:g}", f"{s['server_cpu_ms_per_request']:.2f}",
                       f"{s['client_cpu_ms_per_request']:.2f}")  # fmt: skip
     engine = result["engine"]
     assert isinstance(engine, dict)
@@ -328,7 +344,7 @@ def _table(result: dict[str, object]) -> Table:
     for b in ("b1", "b16"):
         e = engine[b]
         t.add_row(f"engine {b}", b[1:], f"{e['img_per_s']:.1f} img/s", f"{e['p50_ms']:.1f}", "",
-                  f"{e['cpu_ms_per_img']:.2f} /img", "")  # fmt: skip
+                  b[1:], f"{e['cpu_ms_per_img']:.2f} /img", "")  # fmt: skip
     d = result["decode"]
     assert isinstance(d, dict)
     t.add_row(
@@ -338,7 +354,7 @@ def _table(result: dict[str, object]) -> Table:
     for key in ("ratio_c16_vs_engine", "ratio_c16_vs_engine_decode", "cpu_ratio_c16",
                 "p50_overhead_ms_c1", "p50_overhead_ms_c1_batched",
                 "p50_overhead_ms_c1_less_decode"):  # fmt: skip
-        t.add_row(key, "", str(result[key]), "", "", "", "")
+        t.add_row(key, "", str(result[key]), "", "", "", "", "")
     return t
 
 
