@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from api.metrics import ApiMetrics
-from api.predictor import Predictor, api_model_settings
+from api.predictor import INLINE_DECODE_BYTES, Predictor, api_model_settings
 from bench import _http
 from harclip.config import ModelSettings, Settings, load_settings
 from harclip.engines import create_engine
@@ -64,7 +64,9 @@ async def test_lone_small_upload_decodes_on_the_loop(predictor: Any) -> None:
     assert cv2.getNumThreads() == 1  # the API decodes on one thread per image
     await p.predict([("large.jpg", large)], 3)
     await p.predict([("a.jpg", small), ("b.jpg", small)], 3)
-    assert pooled == ["large.jpg", "a.jpg", "b.jpg"]  # over the limit, or several: the pool
+    big_file = small + b"\0" * INLINE_DECODE_BYTES  # few pixels, but too many bytes to check
+    await p.predict([("big-file.jpg", big_file)], 3)
+    assert pooled == ["large.jpg", "a.jpg", "b.jpg", "big-file.jpg"]  # all go to the pool
 
 
 async def test_inline_and_pooled_decoding_agree(predictor: Any) -> None:
