@@ -45,7 +45,10 @@ class HttpError(Exception):
 class Connection:
     """One keep-alive connection; `send` one prepared request, read its whole response."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, url: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._url = url
         self._reader = reader
         self._writer = writer
 
@@ -53,17 +56,27 @@ class Connection:
     async def open(cls, url: str) -> Connection:
         parts = urlsplit(url)
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
-        return cls(reader, writer)
+        return cls(url, reader, writer)
 
     async def send(self, request: bytes) -> bytes:
-        """The body of the 200 answer to `request`; `HttpError` for any other status."""
-        self._writer.write(request)
-        head = await self._reader.readuntil(b"\r\n\r\n")
-        status, length = parse_head(head)
-        body = await self._reader.readexactly(length)
+        """The body of the 200 answer to `request`; `HttpError` for any other status. A
+        connection the server closed while idle (keep-alive timeout) is opened again, once."""
+        try:
+            status, body = await self._exchange(request)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            await self.close()
+            fresh = await Connection.open(self._url)
+            self._reader, self._writer = fresh._reader, fresh._writer
+            status, body = await self._exchange(request)
         if status != 200:
             raise HttpError(f"HTTP {status}: {body[:300]!r}")
         return body
+
+    async def _exchange(self, request: bytes) -> tuple[int, bytes]:
+        self._writer.write(request)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status, length = parse_head(head)
+        return status, await self._reader.readexactly(length)
 
     async def close(self) -> None:
         self._writer.close()

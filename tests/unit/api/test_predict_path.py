@@ -4,6 +4,7 @@ when idle unless told to spin; the bench's light HTTP client frames requests and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,28 @@ def test_bench_client_frames_requests_and_responses() -> None:
     assert _http.check_predictions(b'{"results": [{"label": "x"}]}')["results"]
     with pytest.raises(_http.HttpError):
         _http.check_predictions(b'{"results": []}')
+
+
+async def test_bench_client_reopens_a_connection_the_server_closed() -> None:
+    served: list[bytes] = []
+
+    async def one_request_then_close(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        head = await r.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        served.append(await r.readexactly(length))
+        body = b'{"results": [1]}'
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await w.drain()
+        w.close()  # as a keep-alive timeout would
+
+    server = await asyncio.start_server(one_request_then_close, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    conn = await _http.Connection.open(url)
+    request = _http.multipart_request(url, "/predict/image", "p.jpg", b"\xff\xd8x")
+    try:
+        for _ in range(2):
+            assert _http.check_predictions(await conn.send(request))["results"] == [1]
+    finally:
+        await conn.close()
+        server.close()
+    assert len(served) == 2
