@@ -16,11 +16,12 @@ from api.limits import check_image
 from api.metrics import ApiMetrics
 from harclip.adapt.holder import AdapterHolder
 from harclip.batching import MicroBatcher
-from harclip.config import Settings
+from harclip.config import ModelSettings, Settings
 from harclip.control import HeadHolder
 from harclip.errors import DecodeError, Overloaded
 from harclip.io.indices import EmbeddingSpace
 from harclip.messages import ModelRef
+from harclip.model.imageio import ImageHeader
 from harclip.wire import ApiError
 
 if TYPE_CHECKING:
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from harclip.model.text import TextEncoder
 
 T = TypeVar("T")
+
+# A lone upload is checked on the event loop only when it is this small (a bounded header walk,
+# ~0.1 ms), and decoded there only when its header also says at most `api.inline_decode_pixels`.
+INLINE_DECODE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,9 @@ class Predictor:
         from harclip.engines import create_engine
 
         s = self.settings
-        self.engine = await asyncio.to_thread(create_engine, self.bundle, s.model.engine, s.model)
+        single_threaded_decoding()
+        model = api_model_settings(s.model)
+        self.engine = await asyncio.to_thread(create_engine, self.bundle, model.engine, model)
         self.heads.use_engine(self.engine.label)  # `auto` resolved: Predictions name the engine
         self._batcher = MicroBatcher(
             self._run_batch,
@@ -136,15 +143,13 @@ class Predictor:
     async def predict(self, images: Sequence[tuple[str, bytes]], k: int) -> list[Scored]:
         """Named encoded images -> one result each (its `k` best labels), in order; the whole
         request fails (422/415 naming the image) if any image is not usable. Header checks and
-        decoding run in the decode pool, never on the event loop."""
+        decoding run in the decode pool, except a lone small image's (`_decode_all`)."""
         size, max_pixels = self.bundle.manifest.image_size, self.settings.model.max_pixels
         batcher = self._running_batcher()
         if not batcher.has_room(len(images)):  # refuse before decoding anything
             raise Overloaded(f"{batcher.queued} images wait for the engine; try again shortly")
         start = time.perf_counter()
-        decoded = await asyncio.gather(
-            *(self.in_pool(_decode, name, data, size, max_pixels) for name, data in images)
-        )
+        decoded = await self._decode_all(images, size, max_pixels)
         submitted = time.perf_counter()
         done = await batcher.submit_many([_Job(img, k) for img in decoded])
         decode_ms = (submitted - start) * 1000
@@ -155,15 +160,54 @@ class Predictor:
             for d in done
         ]  # fmt: skip
 
+    async def _decode_all(
+        self, images: Sequence[tuple[str, bytes]], size: int, max_pixels: int
+    ) -> list[np.ndarray]:
+        """Every image checked and decoded: a lone small one (`INLINE_DECODE_BYTES`, and
+        `api.inline_decode_pixels`: at most ~1 ms, a 640x480 JPEG decodes in ~0.6 ms here) on
+        the event loop, which costs less than
+        a hand-off to the decode pool and back when the cores are busy; larger images, and
+        requests with several, in the decode pool, in parallel."""
+        if len(images) == 1 and len(images[0][1]) <= INLINE_DECODE_BYTES:
+            name, data = images[0]
+            header = check_image(data, max_pixels=max_pixels, name=name)  # µs: header only
+            if header.pixels <= self.settings.api.inline_decode_pixels:
+                return [_decode(name, data, size, max_pixels, header)]
+        return list(
+            await asyncio.gather(
+                *(self.in_pool(_decode, name, data, size, max_pixels) for name, data in images)
+            )
+        )
+
     def _running_batcher(self) -> MicroBatcher[_Job, _Done]:
         if self._batcher is None:
             raise ApiError(503, "unavailable", "the model is not loaded yet")
         return self._batcher
 
     async def in_pool(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in the decode pool: header checks, base64 and decoding never run on the
-        event loop (which must answer /health and every other request meanwhile)."""
+        """`fn(*args)` in the decode pool: header checks, base64 and decoding of anything large
+        never run on the event loop (which must answer /health and every other request)."""
         return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
+
+
+def api_model_settings(model: ModelSettings) -> ModelSettings:
+    """The model settings the API's engine runs with: ONNX Runtime's intra-op threads sleep when
+    idle unless `intra_op_spinning` says otherwise. Spinning threads keep a core busy after every
+    operator, the core the event loop, the decode pool and the next request need on a small
+    machine (docs/benchmarks.md, "API request path")."""
+    if model.intra_op_spinning is None:
+        return model.model_copy(update={"intra_op_spinning": False})
+    return model
+
+
+def single_threaded_decoding() -> None:
+    """OpenCV decodes and resizes on one thread in the API process. Its own worker threads
+    (two here) would wait actively for the engine's threads on the same cores, and a decode on
+    the event loop would wait for them; the decode pool gives the parallelism where there is
+    any to have (a photo's resize to 224 px takes a fraction of a millisecond either way)."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def space_of(bundle: Bundle) -> EmbeddingSpace:
@@ -172,12 +216,16 @@ def space_of(bundle: Bundle) -> EmbeddingSpace:
     return EmbeddingSpace(m.name, str(m.version), m.embed_dim)
 
 
-def _decode(name: str, data: bytes, size: int, max_pixels: int) -> np.ndarray:
-    """Check and decode one image (in the decode pool); `ApiError` 415/422 naming it."""
+def _decode(
+    name: str, data: bytes, size: int, max_pixels: int, header: ImageHeader | None = None
+) -> np.ndarray:
+    """Check and decode one image (in the decode pool, or on the loop when small); `ApiError`
+    415/422 naming it. `header`: what `check_image` already returned for these bytes."""
     from harclip.model.preprocess import decode_image
 
-    check_image(data, max_pixels=max_pixels, name=name)
+    if header is None:
+        header = check_image(data, max_pixels=max_pixels, name=name)
     try:
-        return decode_image(data, size, max_pixels=max_pixels)
+        return decode_image(data, size, max_pixels=max_pixels, header=header)
     except DecodeError as e:
         raise ApiError(422, "invalid_image", f"{name}: {e}") from None

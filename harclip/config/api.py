@@ -46,6 +46,12 @@ class ApiSettings(_Section):
         description="REST micro-batching: extra wait for more requests once the engine is free; "
         "0 = greedy (a batch starts when the engine is free; requests queued meanwhile join it)",
     )
+    inline_decode_pixels: int = Field(
+        400_000,
+        ge=0,
+        description="a request's lone image of at most 256 KiB and this many pixels is decoded "
+        "on the event loop (under ~1 ms), not handed to the decode pool; 0 = always the pool",
+    )
     url_allow_loopback: bool = Field(
         False, description="tests only: let image URLs reach 127.0.0.1/::1 (private stays refused)"
     )

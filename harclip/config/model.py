@@ -38,8 +38,9 @@ class ModelSettings(_Section):
     intra_op_spinning: bool | None = Field(
         None,
         description="ONNX Runtime: let idle intra-op threads spin (session.intra_op."
-        "allow_spinning). None: off in the inference worker (its decode pool and sinks share "
-        "the cores; docs/benchmarks.md), ONNX Runtime's default (on) elsewhere",
+        "allow_spinning). None: off in the inference worker and the API (their decode pools, "
+        "sinks and event loop share the cores; docs/benchmarks.md), ONNX Runtime's default "
+        "(on) elsewhere",
     )
     top_k: int = Field(5, ge=1)
     max_pixels: int = Field(

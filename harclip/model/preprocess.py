@@ -33,15 +33,22 @@ _POOL_CHUNK = 4  # images per thread-pool task
 
 
 def decode_image(
-    data: bytes, size: int, *, max_pixels: int, out: np.ndarray | None = None
+    data: bytes,
+    size: int,
+    *,
+    max_pixels: int,
+    out: np.ndarray | None = None,
+    header: ImageHeader | None = None,
 ) -> np.ndarray:
     """One encoded image → uint8 [S, S, 3] RGB (S = `size`, pixels), resized and centre-cropped.
 
     The header is checked first (format, dimensions ≤ `max_pixels`, completeness), so a bomb or
     a truncated file is refused before decoding; `DecodeError` says why. `out`, if given, is a
-    C-contiguous uint8 [S, S, 3] array the result is written into.
+    C-contiguous uint8 [S, S, 3] array the result is written into. `header`: what
+    `check_header(data, max_pixels=max_pixels)` returned for these bytes, to not parse it twice.
     """
-    header = check_header(data, max_pixels=max_pixels)
+    if header is None:
+        header = check_header(data, max_pixels=max_pixels)
     bgr = _decode_bgr(data, header, size)
     return _resize_crop(bgr, size, out, bgr=True)
 

@@ -5,6 +5,8 @@ A deterministic check, not a timing one: every heavy step (sniffing, the header 
 decoding) is wrapped by a spy that records whether it was called on a thread that runs an event
 loop. A burst of large images through every path that takes images (multipart, base64, WebSocket
 ingest, search by an uploaded image) must make every step run, and none of them on the loop.
+(A lone small upload - at most 256 KiB and `HARCLIP_API__INLINE_DECODE_PIXELS` - is checked and
+decoded on the loop on purpose, well under a millisecond: tests/unit/api/test_predict_path.py.)
 """
 
 from __future__ import annotations
