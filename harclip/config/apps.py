@@ -87,6 +87,15 @@ class StreamSettings(_Section):
         "(0: in the app's own process, the encoder in threads)",
     )  # fmt: skip
     evidence_nice: int = Field(10, ge=0, le=19, description="nice of the evidence processes")
+    evidence_defer_lag_s: float = Field(
+        5.0, ge=0, le=3600,
+        description="evidence builds wait while the agents are this far behind, s (0: never)",
+    )  # fmt: skip
+    evidence_defer_max_s: float = Field(
+        120.0, ge=0, le=3600,
+        description="a build waits at most this long for the agents (and at most half the "
+        "frames' retention after its window's start), s",
+    )  # fmt: skip
     thumbnail_px: int = Field(160, ge=16, le=1024, description="thumbnail's longest side")
 
 

@@ -1,0 +1,87 @@
+"""Evidence yields to the agents while they are behind, within its bound (a fake clock)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from stream.evidence.pace import STALE_S, Behind, Deferral, Yielder
+
+NOW_S = 1_800_000_000.0
+RETENTION_S = 3600.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = NOW_S
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def rig(lag_s: float = 5.0, max_s: float = 120.0, retention_s: float = RETENTION_S) -> tuple[
+    Clock, Behind, Yielder, list[float], list[int]
+]:  # fmt: skip
+    clock = Clock()
+    behind = Behind(clock)
+    deferred: list[float] = []
+    deferring: list[int] = []
+
+    async def sleep(s: float) -> None:
+        clock.t += s
+        behind.saw(behind.lag_s() and 30.0, clock.t)  # the agents are still applying a backlog
+
+    y = Yielder(behind, Deferral(lag_s, max_s, retention_s), clock=clock, sleep=sleep,
+                on_deferred=deferred.append, on_deferring=deferring.append)  # fmt: skip
+    return clock, behind, y, deferred, deferring
+
+
+def test_no_wait_while_the_agents_keep_up() -> None:
+    clock, behind, y, deferred, _ = rig()
+    behind.saw(0.3, clock())
+    assert asyncio.run(y.wait(int(NOW_S * 1000) - 10_000)) == 0.0
+    assert deferred == [] and y.deferring == 0
+
+
+def test_a_stale_lag_is_no_lag() -> None:
+    clock, behind, y, _, _ = rig()
+    behind.saw(60.0, clock() - STALE_S - 0.1)  # the backlog is done: nothing applied since
+    assert behind.lag_s() == 0.0
+    assert asyncio.run(y.wait(int(NOW_S * 1000))) == 0.0
+
+
+def test_waits_while_behind_until_the_agents_catch_up() -> None:
+    clock, behind, y, deferred, deferring = rig()
+    behind.saw(30.0, clock())
+    caught_up_at = NOW_S + 7.0
+
+    async def sleep(s: float) -> None:
+        clock.t += s
+        behind.saw(30.0 if clock.t < caught_up_at else 0.5, clock.t)
+
+    y._sleep = sleep
+    waited = asyncio.run(y.wait(int(NOW_S * 1000) - 10_000))
+    assert 7.0 <= waited < 7.0 + 0.6
+    assert deferred == [waited] and deferring == [1, 0] and y.bounded == 0
+
+
+def test_the_wait_is_bounded_by_the_maximum() -> None:
+    clock, behind, y, _, _ = rig(max_s=20.0)
+    behind.saw(30.0, clock())
+    waited = asyncio.run(y.wait(int(NOW_S * 1000) - 10_000))  # the agents never catch up
+    assert waited == 20.0 and y.bounded == 1 and y.deferring == 0
+
+
+def test_the_wait_ends_before_the_frames_could_expire() -> None:
+    # retention 600 s: a build starts by window start + 300 s, whatever the maximum
+    clock, behind, y, _, _ = rig(max_s=3600.0, retention_s=600.0)
+    behind.saw(30.0, clock())
+    start_ms = int((NOW_S - 290.0) * 1000)  # the window began 290 s ago: 10 s left
+    assert asyncio.run(y.wait(start_ms)) == 10.0
+    old_ms = int((NOW_S - 400.0) * 1000)  # already past half the retention: no wait at all
+    assert asyncio.run(y.wait(old_ms)) == 0.0
+
+
+def test_zero_threshold_never_defers() -> None:
+    clock, behind, y, _, _ = rig(lag_s=0.0)
+    behind.saw(1000.0, clock())
+    assert asyncio.run(y.wait(int(NOW_S * 1000))) == 0.0
