@@ -1,7 +1,7 @@
 """Evidence build benchmark, offline (no services): the work the evidence step does per event.
 
     python -m bench.evidence [--fps 10] [--seconds 5 10 30 60] [--short-side 360]
-                             [--codecs h264 vp8] [--data DIR] [--ratio ...]
+                             [--codecs h264 vp8] [--data DIR] [--ratio ...] [--live ...]
 
 The first sample video as a camera would send it (JPEG, --short-side px, --fps), cut into
 events of --seconds; per codec (H.264 in MP4, the default, and VP8 in WebM) and event length:
@@ -12,8 +12,11 @@ is one JSON object.
 With --ratio (needs `harclip services up`): the events app's predictions/s with evidence off,
 on in a worker process (the default) and on in the app's own process, in the same run
 (`evidence_ratio` = pool / off, `evidence_ratio_in_process`), and the evidence processes' CPU
-per event (bench/_evidence_ratio.py). The keyframe thumbnail bytes per frame next to
-Elasticsearch's bytes per frame are bench.storage's (`thumb_kb_per_frame`).
+per event (bench/_evidence_ratio.py). With --live: the app at the cameras' real rate
+(--live-streams cameras for --live-seconds), evidence off vs on: its CPU per prediction and the
+segment.start latency p99, the figures that size a deployment (bench/_evidence_live.py).
+The keyframe thumbnail bytes per frame next to Elasticsearch's bytes per frame are
+bench.storage's (`thumb_kb_per_frame`).
 What limits it: the clip build is CPU-bound (JPEG decode + encode); in the app's process it
 also takes the agents' GIL, in a worker process only a core (niced), and the services it
 reads and writes (Kafka, the S3 server) work for it at normal priority.
@@ -22,8 +25,10 @@ reads and writes (Kafka, the S3 server) work for it at normal priority.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ratio-short-side", type=int, default=240, help="--ratio: frame size, px")
     p.add_argument("--repeat", type=int, default=1, help="--ratio: runs of the modes")
     p.add_argument("--drain-s", type=float, default=300.0, help="--ratio: evidence wait, s")
-    p.add_argument("--modes", nargs="+", choices=("off", "pool", "in-process"),
+    p.add_argument("--modes", nargs="+", choices=("off", "pool", "pool-eager", "in-process"),
                    default=["off", "pool", "in-process"], help="--ratio: what to run")  # fmt: skip
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="also the app at the cameras' real rate, evidence off / on",
+    )
+    p.add_argument("--live-streams", type=int, default=20, help="--live: cameras")
+    p.add_argument("--live-seconds", type=float, default=60.0, help="--live: sending, s")
+    p.add_argument("--live-drain-s", type=float, default=60.0, help="--live: evidence wait, s")
     args = p.parse_args(argv)
     data = harness.sample_data(args.data)
     video = sorted((data / "video").glob("*.mp4"))[0]
@@ -116,14 +129,17 @@ def main(argv: list[str] | None = None) -> int:
            "cpu_ms_per_frame": {c: max(r["cpu_ms_per_frame"] for r in rows if r["codec"] == c)
                                 for c in args.codecs},
            "thumbnail_bytes": rows[0]["thumbnail_bytes"]}  # fmt: skip
+    cams = [f.data for f in camera_frames(video, args.ratio_fps, 50, args.ratio_short_side)]
     if args.ratio:
-        import asyncio
-
         from bench._evidence_ratio import ratio
 
-        cams = camera_frames(video, args.ratio_fps, 50, args.ratio_short_side)
-        out |= asyncio.run(ratio(args, [f.data for f in cams]))
+        out |= asyncio.run(ratio(args, cams))
         _print_ratio(out)
+    if args.live:
+        from bench._evidence_live import live
+
+        out |= asyncio.run(live(args, cams, uuid.uuid4().hex[:7]))
+        _print_live(out)
     print(json.dumps(out))
     return 0
 
@@ -131,11 +147,23 @@ def main(argv: list[str] | None = None) -> int:
 def _print_ratio(out: dict[str, Any]) -> None:
     table = Table(title=f"events app with evidence off / on (load average {out['load_average']})")
     cols = ("mode", "predictions_s", "app_cpu_us_per_prediction", "clips", "written",
-            "missing", "drain_s", "worker_cpu_s", "worker_cpu_s_per_event",
+            "missing", "evidence_done_s", "deferred_s", "worker_cpu_s", "worker_cpu_s_per_event",
             "app_cpu_s_for_agents")  # fmt: skip
     for col in cols:
         table.add_column(col)
     for r in out["modes"]:
+        table.add_row(*(str(r.get(c, "")) for c in cols))
+    Console(stderr=True).print(table)
+
+
+def _print_live(out: dict[str, Any]) -> None:
+    table = Table(title="events app live, evidence off / on")
+    cols = ("mode", "cameras", "predictions", "predictions_s", "app_cpu_us_per_prediction",
+            "p50_event_ms", "p99_event_ms", "p99_confirm_ms", "evidence_events",
+            "evidence_done", "p50_evidence_s", "p99_evidence_s", "worker_cpu_s")  # fmt: skip
+    for col in cols:
+        table.add_column(col)
+    for r in out["live"]:
         table.add_row(*(str(r.get(c, "")) for c in cols))
     Console(stderr=True).print(table)
 
