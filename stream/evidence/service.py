@@ -63,7 +63,8 @@ class EvidenceService:
         self._producer = make_producer(k)
         self._consumer = make_consumer(
             k, self._topic, group_id=self.group, enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset="earliest",  # a batch may wait for the agents: the group keeps it
+            max_poll_interval_ms=int((300 + self._s.stream.evidence_defer_max_s) * 1000),
         )  # fmt: skip
         try:
             await self._builds.start()
