@@ -1,6 +1,6 @@
 """`--live` of bench.evidence: the events app at the cameras' real rate, evidence off vs on.
 
-The figure that sizes a deployment: per mode (`--modes`, in turn, `--repeat` rounds), one
+The figure that sizes a deployment: per mode (`--modes`, in turn, `--live-repeat` rounds), one
 `python -m stream` app of its own and `--live-streams` cameras sending, in real time for
 `--live-seconds`, a JPEG frame and its prediction each at `--ratio-fps` (capture time = now =
 record timestamp), the label switching every `--switch-s`. Reported per mode: the app process's
@@ -177,11 +177,11 @@ async def _evidence_after(app: AppProc, events: Events, limit_s: float) -> dict[
 
 
 async def live(args: Any, jpegs: list[bytes], token: str) -> dict[str, Any]:
-    """Every mode of `args.modes` live, in turn, `args.repeat` rounds; rows and on/off ratios."""
+    """Every mode of `args.modes` live, in turn, `args.live_repeat` rounds; rows, on/off."""
     s = load_settings()
     rows = [
         await one_live(s, m, args, jpegs, f"{token}l{r}{list(MODES).index(m)}")
-        for r in range(args.repeat)
+        for r in range(args.live_repeat)
         for m in args.modes
     ]
     out: dict[str, Any] = {"live": rows}

@@ -30,7 +30,7 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 from rich.console import Console
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--live-streams", type=int, default=20, help="--live: cameras")
     p.add_argument("--live-seconds", type=float, default=60.0, help="--live: sending, s")
+    p.add_argument("--live-repeat", type=int, default=1, help="--live: runs of the modes")
     p.add_argument("--live-drain-s", type=float, default=60.0, help="--live: evidence wait, s")
     args = p.parse_args(argv)
     data = harness.sample_data(args.data)
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         measure(frames[: int(sec * args.fps)], sec, codec, preset)
         for codec in args.codecs
-        for preset in (args.presets if codec == "h264" else ["superfast"])
+        for preset in cast("list[ClipPreset]", args.presets if codec == "h264" else ["superfast"])
         for sec in args.seconds
     ]
     table = Table(
