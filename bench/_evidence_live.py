@@ -9,7 +9,9 @@ latency p50/p99 (the event's record timestamp on harclip.events minus the send t
 prediction, hold included: `event_ms`; minus that of the prediction that confirmed it:
 `confirm_ms`, the app's own delay), the evidence processes' CPU, and the evidence delay (the
 republished copy's timestamp minus the event's: p50/p99, and how many of the events that need
-evidence got it within `--live-drain-s` after the sending stopped).
+evidence got it within `--live-drain-s` after the sending stopped). `--live-profile PATH`: the
+app under cProfile, its stats in PATH.<mode> (its CPU per prediction then includes the
+profiler's).
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ async def one_live(
     app_s = base.model_copy(update={"stream": base.stream.model_copy(update=MODES[mode])})
     await ensure_topics(s.kafka.model_copy(update={"topics": app_s.kafka.topics}), partitions=3)
     sids = [f"lv{suffix}-{i:03d}" for i in range(args.live_streams)]
-    app = AppProc(app_s, None, Path(f"/tmp/harclip-bench-evidence-{suffix}.log"))
+    prof = Path(f"{args.live_profile}.{mode}") if args.live_profile else None
+    app = AppProc(app_s, prof, Path(f"/tmp/harclip-bench-evidence-{suffix}.log"))
     sent: dict[tuple[str, int], int] = {}
     events = Events(s, app_s.kafka.topics.events, sent)
     out: dict[str, Any] = {"mode": mode, "cameras": args.live_streams}

@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--live-streams", type=int, default=20, help="--live: cameras")
     p.add_argument("--live-seconds", type=float, default=60.0, help="--live: sending, s")
     p.add_argument("--live-repeat", type=int, default=1, help="--live: runs of the modes")
+    p.add_argument("--live-profile", help="--live: the app under cProfile, stats to PATH.<mode>")
     p.add_argument("--live-drain-s", type=float, default=60.0, help="--live: evidence wait, s")
     args = p.parse_args(argv)
     data = harness.sample_data(args.data)
