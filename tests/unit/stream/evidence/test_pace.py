@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from stream.evidence.pace import STALE_S, Behind, Deferral, Yielder
 
@@ -85,3 +86,50 @@ def test_zero_threshold_never_defers() -> None:
     clock, behind, y, _, _ = rig(lag_s=0.0)
     behind.saw(1000.0, clock())
     assert asyncio.run(y.wait(int(NOW_S * 1000))) == 0.0
+
+
+def test_the_evidence_step_waits_for_the_agents_then_builds_and_counts_it() -> None:
+    from harclip.config import Settings, StreamSettings
+    from harclip.messages import Event, Evidence
+    from stream.evidence.build import Built, need
+    from stream.evidence.service import EvidenceService
+    from stream.metrics import StreamMetrics
+
+    m = StreamMetrics()
+    settings = Settings(stream=StreamSettings(evidence_defer_lag_s=5, evidence_defer_max_s=60))
+    svc = EvidenceService(settings, m)
+    t = time.time()
+    e = Event.model_validate({"event_id": "e1", "type": "segment.end", "stream_id": "cam",
+                              "label": "run", "start": int((t - 30) * 1000),
+                              "end": int((t - 20) * 1000)})  # fmt: skip
+    n = need(e, settings.stream)
+    assert n is not None
+    order: list[str] = []
+    m.behind.saw(40.0, time.time())  # the agents are reading a backlog
+    polls = iter(range(3))
+
+    async def sleep(s: float) -> None:  # the agents catch up after three polls
+        order.append("waited")
+        if next(polls, None) is None or not svc.yielder.deferring:
+            return
+        m.behind.saw(40.0 if len(order) < 3 else 0.2, time.time())
+
+    class Builds:
+        async def build(self, e: Event, n: object) -> Built:
+            order.append("built")
+            return Built(Evidence(snapshot="s.jpg", thumbnail="t.jpg", frames=1))
+
+    published: list[Event] = []
+
+    async def publish(done: Event) -> None:
+        published.append(done)
+
+    svc.yielder._sleep = sleep
+    svc._builds = Builds()  # type: ignore[assignment]
+    svc._publish = publish  # type: ignore[method-assign]
+    asyncio.run(svc._one(e, n))
+    assert order == ["waited", "waited", "waited", "built"]  # built once the agents caught up
+    assert published[0].evidence is not None and published[0].evidence.snapshot == "s.jpg"
+    assert m.evidence_deferring._value.get() == 0
+    assert m.evidence_deferred._value.get() >= 0
+    assert m.evidence_backlog._value.get() == -1  # `_follow` counts it in; `_one` out
