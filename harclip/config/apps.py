@@ -98,8 +98,9 @@ class StreamSettings(_Section):
     )  # fmt: skip
     evidence_defer_max_s: float = Field(
         120.0, ge=0, le=3600,
-        description="a build waits at most this long for the agents (and at most half the "
-        "frames' retention after its window's start), s",
+        description="the agents' head start per episode of lag: builds wait at most this long "
+        "from the first that waited (and at most half the frames' retention after the "
+        "window's start), s",
     )  # fmt: skip
     thumbnail_px: int = Field(160, ge=16, le=1024, description="thumbnail's longest side")
 

@@ -6,12 +6,17 @@ when the `track` agent is behind (the last prediction it applied arrived on Kafk
 the evidence step holds each build back until the agents are within the threshold again, so the
 CPU, Kafka, the object store and the sinks serve the agents first. The wait is bounded, so
 evidence is never starved and its frames are still on Kafka when it is built: an event's build
-starts at the latest `EVIDENCE_DEFER_MAX_S` after it became due, and never later than half the
-frames' retention (`HARCLIP_KAFKA__FRAMES_RETENTION_MS`) after its window's start on the wall
-clock. Nothing is skipped: a deferred event stays in the evidence backlog
-(`harclip_stream_evidence_backlog`), the waiting is counted
+starts at the latest `EVIDENCE_DEFER_MAX_S` after the first build of the episode waited, and
+never later than half the frames' retention (`HARCLIP_KAFKA__FRAMES_RETENTION_MS`) after its
+window's start on the wall clock. Nothing is skipped: a deferred event stays in the evidence
+backlog (`harclip_stream_evidence_backlog`), the waiting is counted
 (`harclip_stream_evidence_deferring`, `harclip_stream_evidence_deferred_seconds_total`), and a
 log line says when evidence starts and stops yielding.
+
+The bound is per episode: from the first build that waited, the agents get at most
+`EVIDENCE_DEFER_MAX_S` of head start; if they are still behind then, the lag is a sizing problem
+rather than a backlog, and evidence stops yielding (runs alongside, as without this) until the
+agents have caught up once. So a persistent lag never turns into evidence that waits for ever.
 
 `Behind` is the agents' lag as `track` last saw it: a lag older than `STALE_S` counts as none
 (no prediction applied lately: nothing to yield to).
@@ -86,17 +91,21 @@ class Yielder:
         self._sleep = sleep
         self.deferring = 0  # builds waiting now
         self.bounded = 0  # builds that went ahead at their deadline, the agents still behind
+        self._episode: float | None = None  # when the first build of this lag waited
 
     def behind(self) -> bool:
         return self._d.lag_s > 0 and self._behind.lag_s() > self._d.lag_s
 
     async def wait(self, window_start_ms: int) -> float:
         if not self.behind():
+            self._episode = None  # caught up: the next lag is a new episode
             return 0.0
         t0 = self._clock()
-        deadline = self._d.deadline_s(t0, window_start_ms)
+        if self._episode is None:
+            self._episode = t0
+        deadline = min(self._d.deadline_s(t0, window_start_ms), self._episode + self._d.max_s)
         if t0 >= deadline:
-            return 0.0
+            return 0.0  # this episode's head start is spent, or the frames are getting old
         self._enter()
         try:
             while self.behind():
@@ -104,6 +113,8 @@ class Yielder:
                     self.bounded += 1
                     break
                 await self._sleep(min(POLL_S, left))
+            else:
+                self._episode = None
         finally:
             waited = max(0.0, self._clock() - t0)
             self._leave(waited)

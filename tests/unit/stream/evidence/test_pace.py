@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from stream.evidence.pace import STALE_S, Behind, Deferral, Yielder
+from stream.evidence.pace import POLL_S, STALE_S, Behind, Deferral, Yielder
 
 NOW_S = 1_800_000_000.0
 RETENTION_S = 3600.0
@@ -30,6 +30,7 @@ def rig(lag_s: float = 5.0, max_s: float = 120.0, retention_s: float = RETENTION
     async def sleep(s: float) -> None:
         clock.t += s
         behind.saw(behind.lag_s() and 30.0, clock.t)  # the agents are still applying a backlog
+        await asyncio.sleep(0)  # other waits go on meanwhile
 
     y = Yielder(behind, Deferral(lag_s, max_s, retention_s), clock=clock, sleep=sleep,
                 on_deferred=deferred.append, on_deferring=deferring.append)  # fmt: skip
@@ -65,11 +66,34 @@ def test_waits_while_behind_until_the_agents_catch_up() -> None:
     assert deferred == [waited] and deferring == [1, 0] and y.bounded == 0
 
 
-def test_the_wait_is_bounded_by_the_maximum() -> None:
+def test_the_wait_is_bounded_by_the_maximum_per_episode() -> None:
     clock, behind, y, _, _ = rig(max_s=20.0)
     behind.saw(30.0, clock())
     waited = asyncio.run(y.wait(int(NOW_S * 1000) - 10_000))  # the agents never catch up
     assert waited == 20.0 and y.bounded == 1 and y.deferring == 0
+    # still behind: the head start is spent, later builds go ahead at once (no starvation)
+    assert asyncio.run(y.wait(int(clock() * 1000) - 10_000)) == 0.0
+    behind.saw(0.1, clock())  # caught up once: the next lag is a new episode
+    assert asyncio.run(y.wait(int(clock() * 1000))) == 0.0
+    behind.saw(30.0, clock())
+    assert asyncio.run(y.wait(int(clock() * 1000) - 10_000)) == 20.0
+
+
+def test_builds_of_one_episode_share_its_bound() -> None:
+    clock, behind, y, _, _ = rig(max_s=20.0)
+    behind.saw(30.0, clock())
+
+    async def two() -> list[float]:
+        first = asyncio.create_task(y.wait(int(NOW_S * 1000)))
+        await asyncio.sleep(0)
+        clock.t += 15.0  # a second event becomes due 15 s into the episode
+        behind.saw(30.0, clock())
+        second = await y.wait(int(clock() * 1000))
+        return [await first, second]
+
+    waited = asyncio.run(two())
+    assert 0 < waited[1] <= 5.0  # what is left of the episode's 20 s, not 20 s more
+    assert waited[0] <= 20.0 + POLL_S
 
 
 def test_the_wait_ends_before_the_frames_could_expire() -> None:
