@@ -19,7 +19,9 @@ The keyframe thumbnail bytes per frame next to Elasticsearch's bytes per frame a
 bench.storage's (`thumb_kb_per_frame`).
 What limits it: the clip build is CPU-bound (JPEG decode + encode); in the app's process it
 also takes the agents' GIL, in a worker process only a core (niced), and the services it
-reads and writes (Kafka, the S3 server) work for it at normal priority.
+reads and writes (Kafka, the S3 server) work for it at normal priority. While the agents read
+a backlog, builds wait for them (EVIDENCE_DEFER_LAG_S; mode `pool-eager` does not), so what
+is left in a backlog run is the evidence step's own work in the app and the machine's noise.
 """
 
 from __future__ import annotations
