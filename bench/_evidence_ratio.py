@@ -7,12 +7,16 @@ of capture at `fps` (a JPEG frame on the frames topic and its prediction, record
 capture time), the label switching every `switch_s` (so each stream has a segment.start and a
 segment.end per switch: a snapshot each, a clip of switch + pre-roll + post-roll per end).
 Modes (run in turn, `--repeat` times; ratios of the means): `off` (EVIDENCE=false), `pool` (the
-default: EVIDENCE_PROCESSES=1, niced), `in-process` (EVIDENCE_PROCESSES=0: decode and encode in
-the app's process, in threads). predictions/s is
-bench.stream's (first to last prediction applied, /metrics); after it the run waits until the
-evidence backlog is done (at most `--drain-s`), and reports the evidence processes' CPU per
-event. `evidence_cpu_ratio` is the app process's CPU per prediction off / on: what evidence
-costs the agents' process itself, less at the mercy of other jobs on a shared machine.
+default: EVIDENCE_PROCESSES=1, niced, builds yield while the agents are behind:
+stream/evidence/pace.py), `pool-eager` (the same without yielding: EVIDENCE_DEFER_LAG_S=0),
+`in-process` (EVIDENCE_PROCESSES=0: decode and encode in the app's process, in threads).
+predictions/s is bench.stream's over the whole backlog (first to last prediction applied,
+/metrics); after it the run waits until the evidence backlog is done (at most `--drain-s`), and
+reports when the last evidence was done (`evidence_done_s`, from the first prediction applied),
+the seconds builds waited for the agents (`deferred_s`, summed over builds) and the evidence
+processes' CPU per event. `evidence_cpu_ratio` is the app process's CPU per prediction off /
+on: what evidence costs the agents' process itself, less at the mercy of other jobs on a shared
+machine. `evidence_ratio_eager` is `pool-eager` / off: what yielding buys.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import httpx
 from rich.console import Console
 
 from bench import harness
-from bench.stream import AppProc, _prediction, scoped, throughput
+from bench.stream import AppProc, _prediction, scoped
 from harclip.config import Settings, load_settings
 from harclip.io.kafka import make_producer
 from harclip.io.objects import ObjectStore
@@ -40,6 +44,7 @@ console = Console(stderr=True)
 MODES: dict[str, dict[str, object]] = {
     "off": {"evidence": False},
     "pool": {"evidence": True, "evidence_processes": 1},
+    "pool-eager": {"evidence": True, "evidence_processes": 1, "evidence_defer_lag_s": 0.0},
     "in-process": {"evidence": True, "evidence_processes": 0},
 }
 LABELS = ("running", "fighting", "sitting", "dancing", "walking", "cycling")
@@ -96,6 +101,29 @@ async def produce(
     return n * len(sids)
 
 
+POLL_S = 0.1  # /metrics polls while the backlog is read: windows are 3-15 s
+
+
+async def throughput(app: AppProc, total: int) -> tuple[float, float, float]:
+    """(predictions/s, seconds, the app's CPU seconds per prediction) from the first to the
+    last prediction applied, polled every `POLL_S` (bench.stream's 0.5 s is up to 15 % of a
+    3 s window; the app renders /metrics in both modes alike)."""
+    async with httpx.AsyncClient(timeout=10) as c:
+        first: tuple[float, float, float] | None = None
+        while True:
+            n = await app.applied(c)
+            now = time.perf_counter()
+            if n > 0 and first is None:
+                first = (now, n, app.cpu_s())
+            if n >= total:
+                break
+            await asyncio.sleep(POLL_S)  # polling a condition
+    assert first is not None
+    elapsed = max(1e-6, now - first[0])
+    done = max(1.0, total - first[1])
+    return done / elapsed, elapsed, max(1e-6, app.cpu_s() - first[2]) / done
+
+
 async def drain(app: AppProc, limit_s: float) -> dict[str, float]:
     """Waits until the evidence backlog is empty and the evidence counts stay put (3 polls);
     the evidence figures then."""
@@ -119,6 +147,7 @@ async def drain(app: AppProc, limit_s: float) -> dict[str, float]:
         "missing": _metric(text, "harclip_stream_evidence_missing_total"),
         "clips": _metric(text, "harclip_stream_evidence_clip_seconds_count"),
         "clip_s_sum": _metric(text, "harclip_stream_evidence_clip_seconds_sum"),
+        "deferred_s": round(_metric(text, "harclip_stream_evidence_deferred_seconds_total"), 1),
     }
 
 
@@ -148,7 +177,8 @@ async def one_mode(
             ev = await drain(app, args.drain_s)
             workers = children_cpu_s(app.child.pid)  # 0 in-process
             events = max(1.0, ev["written"] + ev["missing"])
-            ev |= {"worker_cpu_s": round(workers, 2),
+            ev |= {"evidence_done_s": round(elapsed + ev["drain_s"], 1),
+                   "worker_cpu_s": round(workers, 2),
                    "app_cpu_s_while_draining": round(app.cpu_s() - cpu0, 2),
                    "worker_cpu_s_per_event": round(workers / events, 3),
                    "app_cpu_s_for_agents": round(cpu_per * total, 2)}  # fmt: skip
@@ -188,7 +218,7 @@ async def ratio(args: Any, jpegs: list[bytes]) -> dict[str, Any]:
         return sum(got) / len(got) if got else None
 
     off, off_cpu = mean("off", "predictions_s"), mean("off", "app_cpu_us_per_prediction")
-    for mode, name in (("pool", ""), ("in-process", "_in_process")):
+    for mode, name in (("pool", ""), ("pool-eager", "_eager"), ("in-process", "_in_process")):
         rate, cpu = mean(mode, "predictions_s"), mean(mode, "app_cpu_us_per_prediction")
         if off and rate:  # predictions/s, on / off (mean over the repeats)
             out[f"evidence_ratio{name}"] = round(rate / off, 3)

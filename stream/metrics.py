@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from stream.evidence.pace import Behind
 from stream.gctune import GcPauses
 
 _LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -46,6 +47,12 @@ class StreamMetrics:
             "a prediction's arrival on Kafka (record timestamp) -> applied to its stream",
             buckets=_LAG_BUCKETS_S, registry=r,
         )  # fmt: skip
+        self.behind = Behind()  # the last lag, for the evidence step (stream/evidence/pace.py)
+        Gauge(
+            "harclip_stream_behind_seconds",
+            "the last prediction applied: its arrival on Kafka -> applied (0 when none for 2 s)",
+            registry=r,
+        ).set_function(self.behind.lag_s)
         self.reread = Counter(
             "harclip_stream_records_reread",
             "records an agent did not get from Faust's consumer (a rebalance) and read from "
@@ -60,6 +67,10 @@ class StreamMetrics:
             "harclip_stream_streams", "streams whose partitions this worker owns", registry=r
         )
         self.ready = Gauge("harclip_ready", "1 when the app is ready", registry=r)
+        self._evidence(r)
+
+    def _evidence(self, r: CollectorRegistry) -> None:
+        """The evidence step's (stream/evidence/)."""
         self.evidence_written = Counter(
             "harclip_stream_evidence_written", "events republished with their evidence objects",
             ["type"], registry=r,
@@ -84,4 +95,13 @@ class StreamMetrics:
         self.evidence_clip_seconds = Histogram(
             "harclip_stream_evidence_clip_seconds", "time to build one clip (decode + encode)",
             buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0), registry=r,
+        )  # fmt: skip
+        self.evidence_deferring = Gauge(
+            "harclip_stream_evidence_deferring",
+            "evidence builds waiting because the agents are behind (EVIDENCE_DEFER_LAG_S)",
+            registry=r,
+        )  # fmt: skip
+        self.evidence_deferred = Counter(
+            "harclip_stream_evidence_deferred_seconds",
+            "seconds evidence builds waited for the agents to catch up", registry=r,
         )  # fmt: skip

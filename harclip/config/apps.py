@@ -77,6 +77,11 @@ class StreamSettings(_Section):
     clip_codec: Literal["h264", "vp8"] = Field(
         "h264", description="clips: H.264 in MP4 (cheap) or VP8 in WebM (browsers without H.264)"
     )
+    clip_preset: Literal["ultrafast", "superfast", "veryfast"] = Field(
+        "superfast",
+        description="libx264 preset of H.264 clips: ultrafast takes about 0.6x superfast's CPU "
+        "at the same bitrate, with a lower picture quality",
+    )  # fmt: skip
     evidence_wait_s: float = Field(
         1.0, ge=0, le=60, description="margin after end + post-roll before frames are read, s"
     )
@@ -87,6 +92,16 @@ class StreamSettings(_Section):
         "(0: in the app's own process, the encoder in threads)",
     )  # fmt: skip
     evidence_nice: int = Field(10, ge=0, le=19, description="nice of the evidence processes")
+    evidence_defer_lag_s: float = Field(
+        5.0, ge=0, le=3600,
+        description="evidence builds wait while the agents are this far behind, s (0: never)",
+    )  # fmt: skip
+    evidence_defer_max_s: float = Field(
+        120.0, ge=0, le=3600,
+        description="the agents' head start per episode of lag: builds wait at most this long "
+        "from the first that waited (and at most half the frames' retention after the "
+        "window's start), s",
+    )  # fmt: skip
     thumbnail_px: int = Field(160, ge=16, le=1024, description="thumbnail's longest side")
 
 

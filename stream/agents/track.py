@@ -91,7 +91,9 @@ class TrackAgent:
         self.cache[p.stream_id] = st
         out += events
         m.predictions.inc()
-        m.lag.observe(max(0.0, wall / 1000 - r.timestamp_s))
+        lag_s = max(0.0, wall / 1000 - r.timestamp_s)
+        m.lag.observe(lag_s)
+        m.behind.saw(lag_s, wall / 1000)
         return st
 
     def _on_tick(self, key: bytes | None, out: list[Event]) -> StreamState | None:

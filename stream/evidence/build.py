@@ -111,7 +111,8 @@ class Builder:
         clip_s = None
         if n.clip:
             t0 = time.perf_counter()
-            clip = await asyncio.to_thread(build_clip, found.frames, self._s.clip_codec)
+            clip = await asyncio.to_thread(build_clip, found.frames, self._s.clip_codec,
+                                         self._s.clip_preset)  # fmt: skip
             clip_s = time.perf_counter() - t0
             if clip is not None:
                 corrupt = clip.skipped

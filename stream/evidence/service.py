@@ -2,9 +2,10 @@
 `<app_id>-evidence`, manual commits), off Faust's agents, so a slow object store or encoder never
 holds back an agent.
 
-For each batch: every event that needs evidence (`build.need`) waits until its frames exist,
-gets its objects written (retried with backoff while the store or Kafka is down), then the same
-event with `evidence` set is republished (key = stream id) and acknowledged by Kafka; only then
+For each batch: every event that needs evidence (`build.need`) waits until its frames exist
+and, while the agents are behind, for them (bounded: `pace`), gets its objects written (retried
+with backoff while the store or Kafka is down), then the same event with `evidence` set is
+republished (key = stream id) and acknowledged by Kafka; only then
 is the batch's offset committed. A crash does the batch again: the keys are the event's, so the
 objects are the same and the republished copy has the same event_id (Elasticsearch overwrites
 it, Redis deduplicates it). Events that carry `evidence` are such copies and are skipped.
@@ -26,6 +27,7 @@ from harclip.io.kafka import make_consumer, make_producer
 from harclip.messages import Event, Evidence
 from harclip.retry import Backoff, retry_async
 from stream.evidence.build import Built, Need, need, wait_for_frames
+from stream.evidence.pace import Deferral, Yielder
 from stream.evidence.worker import builds
 from stream.metrics import StreamMetrics
 
@@ -48,6 +50,12 @@ class EvidenceService:
         self._producer: AIOKafkaProducer | None = None
         self._builds = builds(settings)  # worker processes (or this one): read, build, write
         self._slots = asyncio.Semaphore(settings.stream.evidence_concurrency)
+        s = settings.stream
+        self.yielder = Yielder(
+            metrics.behind,
+            Deferral(s.evidence_defer_lag_s, s.evidence_defer_max_s, k.frames_retention_ms / 1000),
+            on_deferring=metrics.evidence_deferring.set, on_deferred=metrics.evidence_deferred.inc,
+        )  # fmt: skip
 
     async def start(self) -> None:
         """Connect (what started is closed again when a part fails)."""
@@ -55,7 +63,8 @@ class EvidenceService:
         self._producer = make_producer(k)
         self._consumer = make_consumer(
             k, self._topic, group_id=self.group, enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset="earliest",  # a batch may wait for the agents: the group keeps it
+            max_poll_interval_ms=int((300 + self._s.stream.evidence_defer_max_s) * 1000),
         )  # fmt: skip
         try:
             await self._builds.start()
@@ -114,6 +123,7 @@ class EvidenceService:
     async def _one(self, e: Event, n: Need) -> None:
         try:
             await wait_for_frames(self._s.stream, n)
+            await self.yielder.wait(n.window.start)  # the agents first while they are behind
             async with self._slots:
                 try:
                     built = await retry_async(lambda: self._builds.build(e, n), RETRY,

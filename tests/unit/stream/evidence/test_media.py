@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harclip.messages import Frame
-from stream.evidence.media import ClipCodec, build_clip, decode, nearest, thumbnail
+from stream.evidence.media import ClipCodec, ClipPreset, build_clip, decode, nearest, thumbnail
 
 T0 = 1_764_000_000_000
 
@@ -44,14 +44,16 @@ def test_nearest_and_thumbnail(frames: list[Frame]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("codec", "container", "content_type"),
-    [("h264", "mp4", "video/mp4"), ("vp8", "webm", "video/webm")],
-)
+    ("codec", "preset", "container", "content_type"),
+    [("h264", "superfast", "mp4", "video/mp4"), ("h264", "ultrafast", "mp4", "video/mp4"),
+     ("vp8", "superfast", "webm", "video/webm")],
+)  # fmt: skip
 def test_the_clip_decodes_to_every_frame_at_its_capture_time(
-    frames: list[Frame], tmp_path: Path, codec: ClipCodec, container: str, content_type: str
-) -> None:
+    frames: list[Frame], tmp_path: Path, codec: ClipCodec, preset: ClipPreset, container: str,
+    content_type: str,
+) -> None:  # fmt: skip
     corrupt = Frame("bad", "cam", 99, T0 + 1150, b"\xff\xd8 broken")
-    clip = build_clip([*frames[:12], corrupt, *frames[12:]], codec)
+    clip = build_clip([*frames[:12], corrupt, *frames[12:]], codec, preset)
     assert clip is not None
     assert (clip.container, clip.content_type) == (container, content_type)
     assert (clip.frames, clip.skipped) == (24, 1)
