@@ -122,7 +122,13 @@ async def test_the_cli_adds_lists_and_removes_through_the_api(
         assert await asyncio.to_thread(main, add) == 2  # exists: --replace to change it
         assert "409" in capsys.readouterr().err
         bad = [*base, "add", "nan", "--prompt", "x", "--false-alarms-per-hour", "nan"]
-        assert await asyncio.to_thread(main, bad) == 2
+        with pytest.raises(SystemExit) as refused:  # a usage error, before any request
+            await asyncio.to_thread(main, bad)
+        assert refused.value.code == 2
+        err = capsys.readouterr().err
+        assert "--false-alarms-per-hour: expected a finite number > 0, got 'nan'" in err
+        bad = [*base, "add", "big", "--prompt", "x", "--false-alarms-per-hour", "1e9"]
+        assert await asyncio.to_thread(main, bad) == 2  # in range here, refused by the API
         assert "false_alarms_per_hour" in capsys.readouterr().err
         assert await asyncio.to_thread(main, [*base, "list"]) == 0
         assert "1 watches in force" in capsys.readouterr().out
