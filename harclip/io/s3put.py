@@ -17,11 +17,14 @@ import datetime
 import hashlib
 import hmac
 import importlib.util
+import os
 import re
+import ssl
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from harclip.config import ObjectStoreSettings
+from harclip.errors import ConfigError
 from harclip.io.errors import Fault, mapped
 from harclip.io.objects import _TRANSIENT_CODES
 
@@ -105,7 +108,11 @@ class SignedPut:
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=2 * self._s.request_timeout_s)
-        self._session = aiohttp.ClientSession(timeout=timeout, skip_auto_headers=("User-Agent",))
+        self._session = aiohttp.ClientSession(
+            timeout=timeout,
+            skip_auto_headers=("User-Agent",),
+            connector=aiohttp.TCPConnector(ssl=trust(self._s)),
+        )
 
     async def close(self) -> None:
         session, self._session = self._session, None
@@ -128,6 +135,19 @@ class SignedPut:
             if r.status >= 300:
                 raise _refusal(r.status, await r.read())
             await r.read()
+
+
+def trust(s: ObjectStoreSettings) -> ssl.SSLContext | bool:
+    """The TLS trust boto3 gives the rest of the object store, so both paths accept the same
+    servers: `AWS_CA_BUNDLE` (a private CA's bundle, as boto3 reads it) when set, else the
+    system's default verification; True for a plain-HTTP endpoint (nothing to verify)."""
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if not s.url.startswith("https:") or not bundle:
+        return True
+    try:
+        return ssl.create_default_context(cafile=bundle)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"AWS_CA_BUNDLE={bundle!r}: not a readable CA bundle ({e})") from None
 
 
 def _refusal(status: int, body: bytes) -> S3Refusal:

@@ -91,3 +91,26 @@ def test_put_before_start_and_oversized() -> None:
 
     with pytest.raises(ValueError, match="up to"):
         asyncio.run(big())
+
+
+def test_tls_trust_is_boto3s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_CA_BUNDLE (a private CA, as boto3 reads it) is trusted by the lean path too; without
+    it, or over plain HTTP, the default verification applies."""
+    import ssl
+
+    import certifi
+
+    from harclip.errors import ConfigError
+    from harclip.io.s3put import trust
+
+    https = ObjectStoreSettings(url="https://s3.example:9000")
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    assert trust(https) is True and trust(ObjectStoreSettings()) is True
+    monkeypatch.setenv("AWS_CA_BUNDLE", certifi.where())
+    context = trust(https)
+    assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
+    assert context.cert_store_stats()["x509_ca"] > 0
+    assert trust(ObjectStoreSettings()) is True  # http: nothing to verify
+    monkeypatch.setenv("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
+    with pytest.raises(ConfigError, match="AWS_CA_BUNDLE='/nonexistent/ca\\.pem': not a readable"):
+        trust(https)  # at start, not on every put
