@@ -175,7 +175,7 @@ async def throughput(
 
 
 async def _send(s: Settings, photos: list[bytes], n: int) -> None:
-    """n upload frames to the uploads topic (run in the bench's producer thread)."""
+    """n upload frames to the uploads topic."""
     p = make_producer(s.kafka, role="bulk")
     await p.start()
     for i in range(n):
@@ -192,14 +192,7 @@ async def breakdown(s: Settings, photos: list[bytes], n: int, profile: Path) -> 
     import cProfile
 
     await ensure_topics(s.kafka, partitions=PARTITIONS)
-    p = make_producer(s.kafka, role="bulk")
-    await p.start()
-    for i in range(n):
-        at = now_ms()
-        f = Frame(new_frame_id(at), f"job-{i % 4}", i, at, photos[i % len(photos)])
-        await send_frame(p, s.kafka.topics.uploads, f)
-    await p.flush()
-    await p.stop()
+    await _send(s, photos, n)
     prof = cProfile.Profile()
     async with worker(s) as w:
         start = time.perf_counter()

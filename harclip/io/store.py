@@ -130,13 +130,13 @@ async def write_predictions(
     prediction, if given, with a TTL of `s.frame_ttl_s` seconds. Idempotent for `latest`, `frame`
     and `streams`; a replayed batch adds its entries to `recent` again (the cap bounds it).
     """
+    if docs is not None and len(docs) != len(preds):
+        raise ValueError(f"{len(docs)} docs for {len(preds)} predictions")
     if not preds:
         return
     k = redis_keys(s)
     newest: dict[str, tuple[Prediction, bytes]] = {}
     pipe = r.pipeline(transaction=False)
-    if docs is not None and len(docs) != len(preds):
-        raise ValueError(f"{len(docs)} docs for {len(preds)} predictions")
     for i, p in enumerate(preds):
         doc = docs[i] if docs is not None else p.to_json()
         pipe.xadd(

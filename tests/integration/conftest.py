@@ -8,12 +8,13 @@ tests/support/).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from harclip.config import Settings, load_settings
+from harclip.io.objects import ObjectStore
 from harclip.services import manager
 from tests.support.scoped import Unique, cleanup, new_suffix, scoped
 
@@ -55,3 +56,20 @@ def unique(settings: Settings) -> Iterator[Unique]:
     suffix = new_suffix()
     yield Unique(suffix=suffix, settings=scoped(settings, suffix))
     cleanup(settings, suffix)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
+    """A started client of the object store (the shared bucket; keys under `prefix`)."""
+    s = ObjectStore(settings.objects)
+    await s.start()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def prefix(store: ObjectStore, unique: Unique) -> AsyncIterator[str]:
+    """A key prefix of this test's own; its objects are deleted afterwards."""
+    p = f"test-{unique.suffix}/"
+    yield p
+    await store.delete([o.key for o in await store.list(p)])

@@ -5,7 +5,7 @@ stopped server (a private one, on its own port and state folder) as `SinkUnavail
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,25 +17,8 @@ from harclip.io.objects import ObjectStore, RangeNotSatisfiable
 from harclip.services.base import State
 from harclip.services.objects import ObjectStoreService
 from harclip.services.process import free_port
-from tests.support.scoped import Unique
 
 JPEG = "image/jpeg"
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
-    s = ObjectStore(settings.objects)
-    await s.start()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def prefix(store: ObjectStore, unique: Unique) -> AsyncIterator[str]:
-    """A key prefix of this test's own; its objects are deleted afterwards."""
-    p = f"test-{unique.suffix}/"
-    yield p
-    await store.delete([o.key for o in await store.list(p)])
 
 
 async def test_put_get_head(store: ObjectStore, prefix: str) -> None:

@@ -4,8 +4,6 @@ refused for good (`SinkRefused` naming the S3 code)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from pydantic import SecretStr
 
@@ -13,22 +11,6 @@ from harclip.config import Settings
 from harclip.errors import SinkRefused
 from harclip.io.objects import ObjectStore
 from harclip.io.s3put import SignedPut
-from tests.support.scoped import Unique
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
-    s = ObjectStore(settings.objects)
-    await s.start()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def prefix(store: ObjectStore, unique: Unique) -> AsyncIterator[str]:
-    p = f"test-{unique.suffix}/"
-    yield p
-    await store.delete([o.key for o in await store.list(p)])
 
 
 async def test_signed_put_reads_back(store: ObjectStore, prefix: str, settings: Settings) -> None:
