@@ -1,9 +1,12 @@
 """The worker's consumer side: the Kafka consumer of `harclip.frames` (live) and
 `harclip.uploads` (bulk), decoding in a thread pool into the in-flight queue, backpressure by
-pausing partitions, and the commit of offsets the commit gate allows."""
+fetching only the partitions whose lane has room (pausing them all after a stall), and the commit
+of offsets the commit gate allows."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 100  # longest getmany wait, ms: how quickly the fetch loop notices a change
 _LAG_EVERY_S = 2.0
+_STALL_S = 1.0  # the lanes full this long without a fetch: pause every partition (see run)
 
 
 class Fetcher:
@@ -41,6 +45,8 @@ class Fetcher:
             settings.batching.decode_threads, thread_name_prefix="decode"
         )
         self._consumer: AIOKafkaConsumer | None = None
+        self.room = asyncio.Event()  # set by `freed`
+        self._polled = time.monotonic()  # when the consumer was last polled (getmany)
 
     @property
     def assignment(self) -> set[TopicPartition]:
@@ -67,11 +73,12 @@ class Fetcher:
         size = self._image_size
         next_lag = 0.0
         while not stopping():
-            room = self._backpressure(hold())
-            if room <= 0:  # every partition paused: polling keeps the group membership alive
-                await c.getmany(timeout_ms=POLL_MS)
+            open_tps, room = self._backpressure(hold())
+            if not open_tps:
+                await self._wait_for_room()
                 continue
-            fetched = await c.getmany(timeout_ms=POLL_MS, max_records=room)
+            fetched = await c.getmany(*open_tps, timeout_ms=POLL_MS, max_records=room)
+            self._polled = time.monotonic()
             for tp, records in fetched.items():
                 lane = LIVE if tp.topic == frames_topic else BULK
                 self._metrics.consumed.labels(tp.topic).inc(len(records))
@@ -86,9 +93,33 @@ class Fetcher:
                 next_lag = time.monotonic() + _LAG_EVERY_S
                 self._metrics.record_lag(c.assignment(), c.highwater, self._inflight.last_committed)
 
-    def _backpressure(self, hold: bool) -> int:
-        """Pause the partitions of full lanes (all of them while `hold`), resume the others;
-        returns how many records the next fetch may bring."""
+    def freed(self) -> None:
+        """The engine took a batch from the queue, or a batch was committed (called in the
+        event loop): there may be room again, or a hold may have ended."""
+        self.room.set()
+
+    async def _wait_for_room(self) -> None:
+        """Nothing may be fetched now. While that lasts under `_STALL_S` (the engine is busy
+        with the batches queued), wait for it to take one: the partitions stay unpaused, so
+        the records the consumer prefetched (one fetch per partition at most) are there the
+        moment it does. Past `_STALL_S` (a sink is down or slow, or `hold`), every partition is
+        paused (the prefetched records are dropped and read again later) and the consumer is
+        polled every `POLL_MS`, which keeps it in the group however long it lasts."""
+        assert self._consumer is not None
+        c = self._consumer
+        if time.monotonic() - self._polled < _STALL_S:
+            self.room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.room.wait(), POLL_MS / 1000)
+            return
+        c.pause(*c.assignment())
+        await c.getmany(timeout_ms=POLL_MS)
+        self._polled = time.monotonic()
+
+    def _backpressure(self, hold: bool) -> tuple[list[TopicPartition], int]:
+        """The partitions the next fetch may read (those of lanes with room; none while
+        `hold`; only live ones while live work waits: live first) and how many records it may
+        bring. A partition is only paused by a stall (`_wait_for_room`) and resumed here."""
         assert self._consumer is not None
         c, queue = self._consumer, self._inflight.queue
         assigned = c.assignment()
@@ -98,13 +129,10 @@ class Fetcher:
             rooms = {LIVE: 0, BULK: 0}
         elif rooms[LIVE] < queue.capacity:
             rooms[BULK] = 0  # live work waiting: uploads wait (live first)
-        pause = [tp for tp in assigned if rooms[LIVE if tp.topic == live_topic else BULK] <= 0]
-        resume = [tp for tp in assigned if tp not in pause]
-        if pause:
-            c.pause(*pause)
-        if resume:
-            c.resume(*resume)
-        return max(rooms.values())
+        open_tps = [tp for tp in assigned if rooms[LIVE if tp.topic == live_topic else BULK] > 0]
+        if open_tps and c.paused():
+            c.resume(*c.paused())
+        return open_tps, max(rooms.values())
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit `offsets`; a failed commit (rebalanced away) is logged: the new owner redoes

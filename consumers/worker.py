@@ -200,6 +200,7 @@ class Worker:
                 if batch.empty:
                     slots.release()
                     continue
+                loop.call_soon_threadsafe(self._fetch.freed)  # room in the queue: fetch more
                 result = self._scoring.score(batch)
                 loop.call_soon_threadsafe(self._results.put_nowait, result)
         except BaseException as e:  # a bug: the sink loop re-raises it in the event loop
@@ -221,6 +222,7 @@ class Worker:
             await self._fetch.commit(offsets)
             self._account(item, delivered)
             self._inflight.slots.release()
+            self._fetch.freed()  # a hold may have ended: fetch again without waiting a poll
 
     def _account(self, result: BatchResult, delivered: bool) -> None:
         m = self.metrics
