@@ -20,11 +20,11 @@ from harclip.errors import DecodeError, SinkRefused
 from harclip.io.keys import thumb_key
 from harclip.io.objects import ObjectStore
 from harclip.io.s3put import MAX_BYTES, SignedPut
-from harclip.thumbnail import thumbnail_jpeg
+from harclip.thumbnail import thumbnails_jpeg
 
 log = logging.getLogger(__name__)
 
-_CONCURRENCY = 8  # thumbnails made and written at once (OpenCV in threads, puts in the loop)
+_CONCURRENCY = 8  # thumbnails written at once (puts in the loop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,32 +60,38 @@ class Thumbnails:
             await self._put.start()
 
     async def write(self, sources: list[Source]) -> dict[str, str]:
-        """Write the thumbnails of `sources` not written yet, `_CONCURRENCY` at a time;
-        frame_id -> reason for those the store refused for good (`SinkUnavailable` propagates:
-        retry the flush)."""
+        """Write the thumbnails of `sources` not written yet (all made in one thread hand-off,
+        then stored `_CONCURRENCY` at a time); frame_id -> reason for those the store refused
+        for good (`SinkUnavailable` propagates: retry the flush)."""
         assert self._store is not None, "start() first"
         todo = [src for src in sources if src.frame_id not in self.written]
+        if not todo:
+            return {}
+        jpegs = await asyncio.to_thread(
+            thumbnails_jpeg, [src.data for src in todo], max_pixels=self._max_pixels
+        )
         limit = asyncio.Semaphore(_CONCURRENCY)
         refused: dict[str, str] = {}
 
-        async def one(src: Source) -> None:
+        async def one(src: Source, jpeg: bytes) -> None:
             async with limit:
-                reason = await self._write_one(src)
+                reason = await self._store_one(src, jpeg)
             if reason is not None:
                 refused[src.frame_id] = reason
 
-        await asyncio.gather(*(one(src) for src in todo))
+        puts = []
+        for src, jpeg in zip(todo, jpegs, strict=True):
+            if isinstance(jpeg, DecodeError):
+                log.warning("no thumbnail for frame %s: %s", src.frame_id, jpeg)
+                self.written[src.frame_id] = None
+            else:
+                puts.append(one(src, jpeg))
+        await asyncio.gather(*puts)
         return refused
 
-    async def _write_one(self, src: Source) -> str | None:
-        """Make and store one thumbnail; why the store refused it, else None."""
+    async def _store_one(self, src: Source, jpeg: bytes) -> str | None:
+        """Store one thumbnail; why the store refused it, else None."""
         assert self._store is not None
-        try:
-            jpeg = await asyncio.to_thread(thumbnail_jpeg, src.data, max_pixels=self._max_pixels)
-        except DecodeError as e:
-            log.warning("no thumbnail for frame %s: %s", src.frame_id, e)
-            self.written[src.frame_id] = None
-            return None
         put = self._put.put if self._put is not None and len(jpeg) <= MAX_BYTES else self._store.put
         try:
             await put(src.key, jpeg, "image/jpeg")

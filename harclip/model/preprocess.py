@@ -60,9 +60,15 @@ def decode_rgb(data: bytes, *, max_pixels: int, min_side: int | None = None) -> 
     With `min_side`, a JPEG much larger than that is decoded at 1/2, 1/4 or 1/8 scale, keeping
     its shortest side at least `min_side` pixels.
     """
+    return cv2.cvtColor(decode_bgr(data, max_pixels=max_pixels, min_side=min_side),
+                        cv2.COLOR_BGR2RGB)  # fmt: skip
+
+
+def decode_bgr(data: bytes, *, max_pixels: int, min_side: int | None = None) -> np.ndarray:
+    """`decode_rgb` in OpenCV's channel order (uint8 [H, W, 3] BGR): for what goes straight
+    back to OpenCV (thumbnails), with no colour conversion either way."""
     header = check_header(data, max_pixels=max_pixels)
-    bgr = _decode_bgr(data, header, min_side if min_side is not None else 1 << 30)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return _decode_bgr(data, header, min_side if min_side is not None else 1 << 30)
 
 
 def resize_crop(
