@@ -9,17 +9,24 @@ thread of the worker spends per frame does not (much). Each thread's run time co
   decode    the decode pool (`decode*` threads)
   other     any other thread (asyncio's default executor, the bench's own producer thread is
             left out by name)
+`ServicesMeter` adds the rest of the machine: the CPU of the local services (`harclip services`'
+Kafka, Elasticsearch, Redis and S3 server, by their pids) and of the bench's own producer
+threads over the same window, so a figure can say where every CPU second of the run went.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from harclip.config import Settings
+from harclip.services import manager
 
 _TASKS = Path("/proc/self/task")
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
@@ -47,6 +54,7 @@ class CpuMeter:
     `mark()` (before the engine was loaded) count as `other`, later ones as `engine`."""
 
     skip: tuple[str, ...] = ("bench-",)  # thread names left out (the bench's own threads)
+    producer: float = 0.0  # CPU seconds of the bench's producer thread (it sets them)
     _known_native: set[int] = field(default_factory=set)
     _before: dict[int, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -84,6 +92,48 @@ class CpuMeter:
         return "other"
 
 
+def process_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) of process `pid` so far; None if it is gone."""
+    try:
+        rest = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(rest[11]) + int(rest[12])) * _TICK_S
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class ServicesMeter:
+    """CPU seconds of each local service (`harclip services`, by the pid its status reports)
+    between `start()` and `stop()`; a service this machine does not run is left out."""
+
+    settings: Settings
+    _pids: dict[str, int] = field(default_factory=dict)
+    _before: dict[str, float] = field(default_factory=dict)
+    _idle: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)
+    idle: float = 0.0  # CPU seconds no process used (all cores) between start() and stop()
+
+    def start(self) -> None:
+        statuses = manager.status(manager.build(self.settings, []))
+        self._pids = {s.name: s.pid for s in statuses if s.pid is not None}
+        self._before = {n: t for n, pid in self._pids.items()
+                        if (t := process_seconds(pid)) is not None}  # fmt: skip
+        self._idle = idle_seconds()
+
+    def stop(self) -> dict[str, float]:
+        self.idle = idle_seconds() - self._idle
+        after = {n: process_seconds(pid) for n, pid in self._pids.items()}
+        self.seconds = {n: t - self._before[n] for n, t in after.items()
+                        if n in self._before and t is not None}  # fmt: skip
+        return self.seconds
+
+
+def idle_seconds() -> float:
+    """Idle + iowait CPU seconds of the whole machine so far (all cores, /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) * _TICK_S
+
+
 def _comm(tid: int) -> str:
     try:
         return "native " + (_TASKS / str(tid) / "comm").read_text().strip()
@@ -111,3 +161,30 @@ def cpu_table(cpu: dict[str, float]) -> None:
     for k, v in cpu.items():
         t.add_row(k, f"{v:,.1f}")
     Console().print(t)
+
+
+def machine_us(cpu: CpuMeter, services: ServicesMeter, frames: int) -> dict[str, float]:
+    """µs of CPU per frame over one metered window, by process: the worker (all its groups),
+    the bench's producer threads, each local service, `machine` (their sum), and the cores'
+    idle time (what no process used: the pipeline did not keep every core busy)."""
+    per = max(frames, 1)
+    out = {"worker": round(sum(cpu.seconds.values()) * 1e6 / per, 1),
+           "producer (bench)": round(cpu.producer * 1e6 / per, 1)}  # fmt: skip
+    out |= {name: round(t * 1e6 / per, 1) for name, t in services.seconds.items()}
+    out["machine"] = round(sum(out.values()), 1)
+    out["idle (all cores)"] = round(services.idle * 1e6 / per, 1)
+    return out
+
+
+def settle(min_idle: float = 0.85, timeout_s: float = 30.0, window_s: float = 1.0) -> float:
+    """Wait until the machine is quiet: a `window_s` window in which at least `min_idle` of
+    all cores' time was idle (what earlier phases left running, e.g. Elasticsearch merging the
+    segments of an index, has finished), at most `timeout_s`; returns the seconds waited."""
+    cores = os.cpu_count() or 1
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        before = idle_seconds()
+        time.sleep(window_s)
+        if (idle_seconds() - before) / (window_s * cores) >= min_idle:
+            break
+    return time.monotonic() - start

@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import harness
+from bench._pipeline_run import ensure_bundle
 from bench._plots import latency_histogram
 from bench._soak_rig import (
     PARTITIONS,
@@ -52,7 +53,6 @@ from bench._soak_rig import (
     wait_predicted,
     worker_metrics,
 )
-from bench.pipeline import ensure_bundle
 from harclip.client import AsyncClient, NotFound
 from harclip.config import Settings, load_settings
 from harclip.io.es import make_es

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import harness
-from bench.pipeline import cleanup, ensure_bundle, scoped, worker
+from bench._pipeline_run import cleanup, ensure_bundle, scoped, worker
 from consumers.keyframes import KeyframePolicy
 from harclip.config import Settings, load_settings
 from harclip.io.es import make_es

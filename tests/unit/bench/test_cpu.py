@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
-from bench._cpu import CpuMeter, per_frame_us, thread_seconds
+from bench._cpu import (
+    CpuMeter,
+    ServicesMeter,
+    idle_seconds,
+    machine_us,
+    per_frame_us,
+    process_seconds,
+    thread_seconds,
+)
+from harclip.config import Settings
 
 
 def _burn(seconds: float) -> None:
@@ -45,3 +55,21 @@ def test_per_frame_adds_outside_and_total() -> None:
     out = per_frame_us({"loop": 0.002, "engine": 0.02, "decode": 0.001, "other": 0.001}, 2)
     assert out == {"loop": 1000.0, "engine": 10000.0, "decode": 500.0, "other": 500.0,
                    "outside engine": 2000.0, "total": 12000.0}  # fmt: skip
+
+
+def test_a_process_cpu_time_and_a_gone_one() -> None:
+    _burn(0.02)
+    assert (process_seconds(os.getpid()) or 0.0) >= 0.02
+    assert process_seconds(2**22 + 1) is None  # above pid_max: never a process
+    assert idle_seconds() >= 0.0
+
+
+def test_the_machine_account_adds_every_process() -> None:
+    cpu = CpuMeter(seconds={"loop": 0.002, "engine": 0.02, "decode": 0.0, "other": 0.0},
+                   producer=0.001)  # fmt: skip
+    services = ServicesMeter(Settings(), seconds={"kafka": 0.004, "elasticsearch": 0.006},
+                             idle=0.01)  # fmt: skip
+    out = machine_us(cpu, services, 2)
+    assert out == {"worker": 11000.0, "producer (bench)": 500.0, "kafka": 2000.0,
+                   "elasticsearch": 3000.0, "machine": 16500.0,
+                   "idle (all cores)": 5000.0}  # fmt: skip
