@@ -100,8 +100,8 @@ class SignedPut:
 
     @staticmethod
     def usable(s: ObjectStoreSettings) -> bool:
-        """Path-style addressing and aiohttp installed (it comes with the `stream` extra and
-        the services' clients; without it the worker writes through boto3)."""
+        """Path-style addressing and aiohttp installed (a dependency of harclip; an
+        environment without it writes through boto3)."""
         return s.addressing == "path" and importlib.util.find_spec("aiohttp") is not None
 
     async def start(self) -> None:
