@@ -119,7 +119,8 @@ class Fetcher:
     def _backpressure(self, hold: bool) -> tuple[list[TopicPartition], int]:
         """The partitions the next fetch may read (those of lanes with room; none while
         `hold`; only live ones while live work waits: live first) and how many records it may
-        bring. A partition is only paused by a stall (`_wait_for_room`) and resumed here."""
+        bring (the smaller room of the open lanes). A partition is only paused by a stall
+        (`_wait_for_room`) and resumed here."""
         assert self._consumer is not None
         c, queue = self._consumer, self._inflight.queue
         assigned = c.assignment()
@@ -129,10 +130,13 @@ class Fetcher:
             rooms = {LIVE: 0, BULK: 0}
         elif rooms[LIVE] < queue.capacity:
             rooms[BULK] = 0  # live work waiting: uploads wait (live first)
-        open_tps = [tp for tp in assigned if rooms[LIVE if tp.topic == live_topic else BULK] > 0]
+        lane = {tp: LIVE if tp.topic == live_topic else BULK for tp in assigned}
+        open_tps = [tp for tp in assigned if rooms[lane[tp]] > 0]
         if open_tps and c.paused():
             c.resume(*c.paused())
-        return open_tps, max(rooms.values())
+        # one fetch may bring records of either open lane: no more than the smaller room, so
+        # neither lane ever holds more than its capacity
+        return open_tps, min((rooms[lane[tp]] for tp in open_tps), default=0)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit `offsets`; a failed commit (rebalanced away) is logged: the new owner redoes

@@ -112,9 +112,9 @@ def collect_batch(
 class TwoLaneQueue(Generic[T]):
     """A thread-safe queue with a live lane served before a bulk lane.
 
-    `put` never blocks or refuses: the producer side checks `room(lane)` and stops adding to a
-    lane that is full (the worker pauses fetching its partitions), so a lane holds at most
-    `capacity` plus what one fetch added past it.
+    `put` never blocks or refuses: the producer side checks `room(lane)` and adds no more than
+    that (the worker fetches at most the room of each lane it reads), so a lane holds at most
+    `capacity`.
     """
 
     LIVE = 0
