@@ -27,11 +27,10 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
 from bench import harness
-from bench._evidence_ratio import LABELS, MODES, _delete_objects, children_cpu_s
-from bench.stream import AppProc, _prediction, scoped
+from bench._evidence_ratio import LABELS, MODES, _delete_objects, app_settings, children_cpu_s
+from bench.stream import AppProc, _prediction
 from harclip.config import Settings, load_settings
 from harclip.io.kafka import make_producer
-from harclip.io.topics import ensure_topics
 from harclip.messages import Event, Frame, now_ms
 
 console = Console(stderr=True)
@@ -128,9 +127,7 @@ async def one_live(
 ) -> dict[str, Any]:
     console.print(f"live {mode}: {args.live_streams} cameras at {args.ratio_fps:g} fps for "
                   f"{args.live_seconds:g} s ({suffix})")  # fmt: skip
-    base = scoped(s, suffix, "memory", 1000)
-    app_s = base.model_copy(update={"stream": base.stream.model_copy(update=MODES[mode])})
-    await ensure_topics(s.kafka.model_copy(update={"topics": app_s.kafka.topics}), partitions=3)
+    app_s = await app_settings(s, suffix, mode)
     sids = [f"lv{suffix}-{i:03d}" for i in range(args.live_streams)]
     prof = Path(f"{args.live_profile}.{mode}") if args.live_profile else None
     app = AppProc(app_s, prof, Path(f"/tmp/harclip-bench-evidence-{suffix}.log"))

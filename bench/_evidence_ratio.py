@@ -71,6 +71,14 @@ def children_cpu_s(pid: int) -> float:
     return total
 
 
+async def app_settings(s: Settings, suffix: str, mode: str) -> Settings:
+    """The events app's settings for `mode` on names of their own (`suffix`), topics made."""
+    base = scoped(s, suffix, "memory", 1000)
+    app_s = base.model_copy(update={"stream": base.stream.model_copy(update=MODES[mode])})
+    await ensure_topics(s.kafka.model_copy(update={"topics": app_s.kafka.topics}), partitions=3)
+    return app_s
+
+
 async def produce(
     s: Settings, app: Settings, sids: list[str], fps: float, seconds: float, switch_s: float,
     jpegs: list[bytes],
@@ -157,9 +165,7 @@ async def one_mode(
     suffix = f"{token}{list(MODES).index(mode)}"
     console.print(f"{mode}: {args.streams} streams, {args.capture_seconds:g} s at "
                   f"{args.ratio_fps:g} fps ({suffix})")  # fmt: skip
-    base = scoped(s, suffix, "memory", 1000)
-    app_s = base.model_copy(update={"stream": base.stream.model_copy(update=MODES[mode])})
-    await ensure_topics(s.kafka.model_copy(update={"topics": app_s.kafka.topics}), partitions=3)
+    app_s = await app_settings(s, suffix, mode)
     sids = [f"ev{suffix}-{i:03d}" for i in range(args.streams)]
     total = await produce(s, app_s, sids, args.ratio_fps, args.capture_seconds, args.switch_s,
                           jpegs)  # fmt: skip

@@ -143,7 +143,7 @@ async def throughput(
         spent: list[float] = []  # the producer thread's CPU seconds
 
         def send() -> None:
-            asyncio.run(_send(s, photos, n))
+            asyncio.run(send_uploads(s, photos, n))
             spent.append(time.thread_time())
 
         sender = threading.Thread(target=send, name="bench-producer")
@@ -182,13 +182,13 @@ async def todays_index(s: Settings, bundle: Bundle) -> None:
         await es.close()
 
 
-async def _send(s: Settings, photos: list[bytes], n: int) -> None:
-    """n upload frames to the uploads topic."""
+async def send_uploads(s: Settings, photos: list[bytes], n: int, streams: str = "job") -> None:
+    """n upload frames to the uploads topic, over four streams `<streams>-0..3`."""
     p = make_producer(s.kafka, role="bulk")
     await p.start()
     for i in range(n):
         at = now_ms()
-        f = Frame(new_frame_id(at), f"job-{i % 4}", i, at, photos[i % len(photos)])
+        f = Frame(new_frame_id(at), f"{streams}-{i % 4}", i, at, photos[i % len(photos)])
         await send_frame(p, s.kafka.topics.uploads, f)
     await p.flush()
     await p.stop()
@@ -200,7 +200,7 @@ async def breakdown(s: Settings, photos: list[bytes], n: int, profile: Path) -> 
     import cProfile
 
     await ensure_topics(s.kafka, partitions=PARTITIONS)
-    await _send(s, photos, n)
+    await send_uploads(s, photos, n)
     prof = cProfile.Profile()
     async with worker(s) as w:
         start = time.perf_counter()

@@ -15,9 +15,8 @@ import httpx
 from rich.console import Console
 
 from bench import harness
+from bench._pipeline_run import send_uploads
 from harclip.config import Settings
-from harclip.io.kafka import make_producer, send_frame
-from harclip.messages import Frame, new_frame_id, now_ms
 from harclip.services.child import Child
 
 console = Console(stderr=True)
@@ -92,16 +91,9 @@ async def wait_predicted(http: httpx.AsyncClient, port: int, n: float, timeout_s
 
 async def capacity(s: Settings, photos: list[bytes], n: int, port: int) -> float:
     """Frames/s of the worker: n uploads, from the first send until all are acknowledged."""
-    p = make_producer(s.kafka, role="bulk")
-    await p.start()
     async with httpx.AsyncClient(timeout=10) as http:
         start = time.monotonic()
-        for i in range(n):
-            at = now_ms()
-            f = Frame(new_frame_id(at), f"cap-{i % 4}", i, at, photos[i % len(photos)])
-            await send_frame(p, s.kafka.topics.uploads, f)
-        await p.flush()
-        await p.stop()
+        await send_uploads(s, photos, n, streams="cap")
         end = await wait_predicted(http, port, n, 600)
     return n / (end - start)
 

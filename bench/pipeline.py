@@ -59,53 +59,23 @@ from bench._pipeline_run import (
 )
 from bench._plots import latency_histogram
 from bench._stages import decode_us, per_frame_us
-from harclip.config import load_settings
+from harclip.config import Settings, load_settings
 from harclip.model.bundle import Bundle
 from producers.upload import image_jpeg
 
 ROOT = harness.ROOT
 
 
-async def cpu_only(args: argparse.Namespace) -> dict[str, Any]:
-    """`--cpu-only`: the raw auto engine, then `--rounds` auto pipeline runs, each with the
-    worker's CPU µs per frame by thread group (the figure load moves least)."""
-    base = load_settings()
-    bundle_path = ensure_bundle(args.bundle, args.data)
-    bundle = Bundle.load(bundle_path)
-    photos = [image_jpeg(p, 224, base.model.max_pixels) for p in harness.sample_photos(args.data)]
-    b = args.max_batch
-    engine_ips, _, label, engine_cpu = raw_engine(bundle, base, photos, b, "auto")
-    rounds: list[dict[str, Any]] = []
-    for _ in range(args.rounds):
-        meter, svc = CpuMeter(), ServicesMeter(base)
-        fps, lost, engine = await throughput(scoped(base, bundle_path, max_batch=b), photos,
-                                             args.frames, True, meter, svc)  # fmt: skip
-        rounds.append({"frames_s": round(fps, 1), "lost": lost,
-                       "cpu_us_per_frame": cpu_us(meter.seconds, args.frames),
-                       "machine_us_per_frame": machine_us(meter, svc, args.frames)})  # fmt: skip
-        console.print(f"pipeline ({engine}): {fps:.1f} frames/s, CPU µs/frame {rounds[-1]}")
-        console.print(sorted(meter.threads, key=lambda t: -t[2])[:12])
-    await cleanup(base)
-    med = {k: round(float(np.median([r["cpu_us_per_frame"][k] for r in rounds])), 1)
-           for k in rounds[0]["cpu_us_per_frame"]}  # fmt: skip
-    return {"engine": label, "engine_img_s": round(engine_ips, 1), "batch": b,
-            "frames": args.frames, "rounds": rounds,
-            "cpu_us_per_frame": med | {"raw engine": round(engine_cpu, 1)},
-            "cpu_ceiling": [round(engine_cpu / r["machine_us_per_frame"]["machine"], 3)
-                            for r in rounds],
-            "outside_engine_cpu_us": med["outside engine"]}  # fmt: skip
-
-
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    base = load_settings()
-    bundle_path = ensure_bundle(args.bundle, args.data)
-    bundle = Bundle.load(bundle_path)
-    paths = harness.sample_photos(args.data)
-    photos = [image_jpeg(p, 224, base.model.max_pixels) for p in paths]
+async def engine_and_pipeline(
+    base: Settings, bundle: Bundle, bundle_path: Path, photos: list[bytes],
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """`--rounds` rounds of the raw auto engine, then the auto pipeline, back to back on a
+    settled machine (what an earlier round left running, e.g. index merges, finished first)."""
     b = args.max_batch
     rounds: list[dict[str, Any]] = []
-    for r in range(args.rounds):  # the raw engine, then the pipeline, while the machine is alike
-        waited = settle()  # the previous round's index merges, the last JIT: not in this round
+    for r in range(args.rounds):
+        waited = settle()
         engine_ips, batch_ms, label, engine_cpu = raw_engine(bundle, base, photos, b, "auto")
         meter, svc = CpuMeter(), ServicesMeter(base)
         s = scoped(base, bundle_path, max_batch=b)
@@ -122,6 +92,35 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         console.print(f"round {r + 1} (after {waited:.0f} s settling): engine {label} "
                       f"{engine_ips:.1f} img/s at batch {b}, "
                       f"pipeline ({engine}) {pipe_fps:.1f} frames/s, lost {lost}")  # fmt: skip
+    return rounds
+
+
+async def cpu_only(args: argparse.Namespace) -> dict[str, Any]:
+    """`--cpu-only`: `--rounds` rounds of the raw auto engine and the auto pipeline, each with
+    the worker's CPU µs per frame by thread group (the figure load moves least) and the
+    machine's; the median of each group."""
+    base = load_settings()
+    bundle_path = ensure_bundle(args.bundle, args.data)
+    bundle = Bundle.load(bundle_path)
+    photos = [image_jpeg(p, 224, base.model.max_pixels) for p in harness.sample_photos(args.data)]
+    rounds = await engine_and_pipeline(base, bundle, bundle_path, photos, args)
+    med = {k: round(float(np.median([r["cpu_us_per_frame"][k] for r in rounds])), 1)
+           for k in rounds[0]["cpu_us_per_frame"]}  # fmt: skip
+    return {"engine": rounds[0]["engine"], "batch": args.max_batch, "frames": args.frames,
+            "rounds": rounds, "cpu_us_per_frame": med,
+            "cpu_ceiling": [round(r["cpu_us_per_frame"]["raw engine"]
+                                  / r["machine_us_per_frame"]["machine"], 3) for r in rounds],
+            "outside_engine_cpu_us": med["outside engine"]}  # fmt: skip
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    base = load_settings()
+    bundle_path = ensure_bundle(args.bundle, args.data)
+    bundle = Bundle.load(bundle_path)
+    paths = harness.sample_photos(args.data)
+    photos = [image_jpeg(p, 224, base.model.max_pixels) for p in paths]
+    b = args.max_batch
+    rounds = await engine_and_pipeline(base, bundle, bundle_path, photos, args)
     mid = sorted(rounds, key=lambda x: x["efficiency"])[len(rounds) // 2]  # the median round
     engine_ips, batch_ms, pipe_fps = (
         mid["engine_img_s"], mid["batch_infer_ms"], mid["pipeline_frames_s"])  # fmt: skip
